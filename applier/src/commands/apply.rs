@@ -1,0 +1,216 @@
+//! `ferry apply`: verify, plan, fetch, stage, switch, record, prune.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use jiff::Timestamp;
+use manifests::VerifiedManifest;
+use semver::Version;
+
+use crate::config::Config;
+use crate::error::{NodeError, Result};
+use crate::lock::StateLock;
+use crate::plan::{human_bytes, UpdatePlan};
+use crate::state::{self, NodeState, Operation, OperationKind, Outcome};
+use crate::store::ContentStore;
+use crate::trust::{self, TrustedState};
+use crate::{kept_manifests, release_dir, retention, space, switch, transport};
+
+pub struct ApplyArgs {
+    pub version: Option<Version>,
+    pub dry_run: bool,
+    pub allow_downgrade: bool,
+}
+
+pub fn run(config: &Config, args: &ApplyArgs) -> Result<()> {
+    let _lock = StateLock::acquire(&config.install.state_dir)?;
+    let started = Timestamp::now();
+    let root = &config.install.root;
+    let from = switch::current_version(root)
+        .map_err(|e| NodeError::io("cannot read the current release", e))?;
+    let mut target = args.version.clone();
+    let result = apply_locked(config, args, from.clone(), &mut target);
+    let (outcome, message, bytes) = match &result {
+        Ok(Applied::Switched { bytes_downloaded }) => (
+            Outcome::Success,
+            format!("updated to {}", target.as_ref().expect("target known")),
+            *bytes_downloaded,
+        ),
+        // Nothing happened: nothing to record.
+        Ok(Applied::AlreadyCurrent | Applied::DryRun) => return result.map(|_| ()),
+        Err(e) => (Outcome::Failed, e.to_string(), 0),
+    };
+    let mut node = NodeState::load(&config.install.state_dir).unwrap_or_default();
+    if outcome == Outcome::Success {
+        if from != target {
+            node.previous_version = from.clone();
+        }
+        node.channel = Some(config.repository.channel.clone());
+    }
+    let operation = Operation {
+        operation: OperationKind::Apply,
+        from_version: from,
+        to_version: target,
+        outcome,
+        started_at: started,
+        finished_at: Timestamp::now(),
+        message,
+        bytes_downloaded: bytes,
+    };
+    let recorded = state::record(&config.install.state_dir, &mut node, operation);
+    result?;
+    recorded?;
+    if outcome == Outcome::Success {
+        prune(config, &node)?;
+    }
+    Ok(())
+}
+
+enum Applied {
+    Switched { bytes_downloaded: u64 },
+    AlreadyCurrent,
+    DryRun,
+}
+
+fn apply_locked(
+    config: &Config,
+    args: &ApplyArgs,
+    from: Option<Version>,
+    target_out: &mut Option<Version>,
+) -> Result<Applied> {
+    let root = &config.install.root;
+    let state_dir = &config.install.state_dir;
+    let channel = &config.repository.channel;
+    let keys = config.trusted_keys()?;
+    let transport = transport::open(&config.repository)?;
+    let mut trusted = TrustedState::load(state_dir)?;
+
+    let index = trust::fetch_index(transport.as_ref(), &keys, &trusted, Timestamp::now())?;
+    let channel_index =
+        index.index().channels.get(channel).ok_or_else(|| {
+            let known: Vec<&str> = index.index().channels.keys().map(String::as_str).collect();
+            NodeError::Other(format!(
+            "channel {channel:?} is not in the repository (channels: {}); check repository.channel",
+            if known.is_empty() { "none".into() } else { known.join(", ") }
+        ))
+        })?;
+    let target = args
+        .version
+        .clone()
+        .unwrap_or_else(|| channel_index.latest.clone());
+    *target_out = Some(target.clone());
+    if let Some(current) = &from {
+        if target < *current && !args.allow_downgrade {
+            return Err(NodeError::Other(format!(
+                "{target} is older than the installed {current}: use `ferry rollback --to {target}` if it is still on disk, or `ferry apply --version {target} --allow-downgrade`"
+            )));
+        }
+    }
+    let manifest =
+        trust::fetch_manifest(transport.as_ref(), &keys, index.index(), channel, &target)?;
+    trust::check_supported(manifest.manifest())?;
+    if let (Some(min), Some(current)) = (&manifest.manifest().min_upgrade_from, &from) {
+        if current < min {
+            return Err(NodeError::Other(format!(
+                "{target} can only be installed over {min} or later; this node runs {current}: apply {min} first (`ferry apply --version {min}`)"
+            )));
+        }
+    }
+    if !args.dry_run && index.index().serial > trusted.index_serial {
+        trusted.index_serial = index.index().serial;
+        trusted.save(state_dir)?;
+    }
+
+    let release = release_dir::release_path(root, &target);
+    if from.as_ref() == Some(&target) {
+        let problems = release_dir::verify(manifest.manifest(), &release)
+            .map_err(|e| NodeError::io(format!("cannot check {}", release.display()), e))?;
+        if problems.is_empty() {
+            println!("already at {target}: nothing to do");
+            return Ok(Applied::AlreadyCurrent);
+        }
+        return Err(NodeError::Other(format!(
+            "the running release {target} differs from its signed manifest:\n  {}\nrestore it from its package or remove the changes; ferry will not overwrite the running tree",
+            problems.join("\n  ")
+        )));
+    }
+
+    let store = if args.dry_run {
+        ContentStore::at(state_dir)
+    } else {
+        ContentStore::open(state_dir)?
+    };
+    let held = held_contents(&store, manifest.manifest())?;
+    let plan = UpdatePlan::compute(manifest.manifest(), from.clone(), &held);
+    if args.dry_run {
+        println!("{plan}");
+        println!("dry run: nothing changed");
+        return Ok(Applied::DryRun);
+    }
+    space::check(state_dir, root, &plan)?;
+    release_dir::clean_leftovers(root)
+        .map_err(|e| NodeError::io("cannot clean leftovers of an earlier run", e))?;
+
+    let mut bytes_downloaded = 0;
+    for fetch in &plan.fetches {
+        bytes_downloaded += store.fetch(
+            transport.as_ref(),
+            &fetch.content,
+            fetch.mode,
+            fetch.files[0].as_str(),
+        )?;
+    }
+    stage_or_reuse(&manifest, &store, root, &release)?;
+    kept_manifests::save(state_dir, &manifest)?;
+    switch::switch_to(root, &target)
+        .map_err(|e| NodeError::io(format!("cannot switch {} to {target}", root.display()), e))?;
+    println!(
+        "updated {} -> {target} ({} downloaded, {} reused)",
+        from.map_or("nothing".to_string(), |v| v.to_string()),
+        human_bytes(bytes_downloaded),
+        human_bytes(plan.reused_bytes)
+    );
+    Ok(Applied::Switched { bytes_downloaded })
+}
+
+/// Contents of `manifest` that the store already holds, verified.
+fn held_contents(
+    store: &ContentStore,
+    manifest: &manifests::Manifest,
+) -> Result<BTreeSet<manifests::Sha256Digest>> {
+    let mut held = BTreeSet::new();
+    for content in manifest.files.iter().filter_map(|f| f.content()) {
+        if !held.contains(&content.sha256) && store.holds(&content.sha256, content.size)? {
+            held.insert(content.sha256);
+        }
+    }
+    Ok(held)
+}
+
+/// A release directory left from earlier (say, before a rollback) is reused
+/// only if it still matches its manifest; otherwise it is rebuilt.
+fn stage_or_reuse(
+    manifest: &VerifiedManifest,
+    store: &ContentStore,
+    root: &Path,
+    release: &Path,
+) -> Result<()> {
+    if release.exists() {
+        let problems = release_dir::verify(manifest.manifest(), release)
+            .map_err(|e| NodeError::io(format!("cannot check {}", release.display()), e))?;
+        if problems.is_empty() {
+            return Ok(());
+        }
+        tracing::warn!(release = %release.display(), problems = problems.len(), "release on disk differs from its manifest; rebuilding it");
+        release_dir::remove_tree(release)
+            .map_err(|e| NodeError::io(format!("cannot remove {}", release.display()), e))?;
+    }
+    release_dir::stage(manifest.manifest(), store, root)?;
+    Ok(())
+}
+
+fn prune(config: &Config, node: &NodeState) -> Result<()> {
+    let current = switch::current_version(&config.install.root)
+        .map_err(|e| NodeError::io("cannot read the current release", e))?;
+    retention::prune(config, current.as_ref(), node.previous_version.as_ref())
+}

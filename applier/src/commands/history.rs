@@ -1,0 +1,23 @@
+//! `ferry history [--json]`: every operation this node ran, oldest first.
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::state;
+
+pub fn run(config: &Config, json: bool) -> Result<()> {
+    let ops = state::history(&config.install.state_dir)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&ops).expect("history serialises")
+        );
+        return Ok(());
+    }
+    if ops.is_empty() {
+        println!("no operations recorded yet");
+    }
+    for op in &ops {
+        println!("{}", super::status::describe(op));
+    }
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! `ferry status [--json]`: what runs, what ran before, how the last
+//! operation went. Read-only and lock-free, so it answers during an apply.
+
+use semver::Version;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::error::{NodeError, Result};
+use crate::state::{NodeState, Operation, Outcome};
+use crate::{release_dir, switch};
+
+#[derive(Serialize)]
+pub struct StatusReport {
+    pub current_version: Option<Version>,
+    pub previous_version: Option<Version>,
+    pub channel: String,
+    pub last_operation: Option<Operation>,
+    pub releases: Vec<Version>,
+    pub install_root: String,
+    pub state_dir: String,
+}
+
+pub fn report(config: &Config) -> Result<StatusReport> {
+    let root = &config.install.root;
+    let node = NodeState::load(&config.install.state_dir)?;
+    Ok(StatusReport {
+        current_version: switch::current_version(root)
+            .map_err(|e| NodeError::io("cannot read the current release", e))?,
+        previous_version: node.previous_version,
+        channel: config.repository.channel.clone(),
+        last_operation: node.last_operation,
+        releases: release_dir::releases_on_disk(root)
+            .map_err(|e| NodeError::io("cannot list releases", e))?,
+        install_root: root.display().to_string(),
+        state_dir: config.install.state_dir.display().to_string(),
+    })
+}
+
+pub fn run(config: &Config, json: bool) -> Result<()> {
+    let r = report(config)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&r).expect("status serialises")
+        );
+        return Ok(());
+    }
+    let show = |v: &Option<Version>| v.as_ref().map_or("-".to_string(), |v| v.to_string());
+    println!(
+        "current:   {}",
+        r.current_version
+            .as_ref()
+            .map_or("nothing installed".into(), |v| v.to_string())
+    );
+    println!("previous:  {}", show(&r.previous_version));
+    println!("channel:   {}", r.channel);
+    let on_disk: Vec<String> = r.releases.iter().map(|v| v.to_string()).collect();
+    println!(
+        "on disk:   {}",
+        if on_disk.is_empty() {
+            "-".into()
+        } else {
+            on_disk.join(", ")
+        }
+    );
+    match &r.last_operation {
+        None => println!("last:      -"),
+        Some(op) => println!("last:      {}", describe(op)),
+    }
+    Ok(())
+}
+
+pub fn describe(op: &Operation) -> String {
+    let outcome = match op.outcome {
+        Outcome::Success => "ok",
+        Outcome::Failed => "FAILED",
+    };
+    let show = |v: &Option<Version>| v.as_ref().map_or("-".to_string(), |v| v.to_string());
+    let kind = serde_json::to_value(op.operation)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    format!(
+        "{} {kind} {} -> {} {outcome}: {}",
+        op.finished_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        show(&op.from_version),
+        show(&op.to_version),
+        op.message.lines().next().unwrap_or("")
+    )
+}

@@ -1,0 +1,24 @@
+//! ferry's node applier.
+//!
+//! It moves one installation from release to release without ever leaving it
+//! between two: everything from the network is verified before use
+//! (`trust`, `store`), an update is planned before it touches the disk
+//! (`plan`), built beside the running release (`release_dir`), and made live
+//! by one atomic rename (`switch`). The binary in `main.rs` only parses
+//! arguments and dispatches to `commands`.
+
+pub mod commands;
+pub mod config;
+pub mod durable;
+pub mod error;
+pub mod kept_manifests;
+pub mod lock;
+pub mod plan;
+pub mod release_dir;
+pub mod retention;
+pub mod space;
+pub mod state;
+pub mod store;
+pub mod switch;
+pub mod transport;
+pub mod trust;

@@ -1,0 +1,94 @@
+//! `ferry`: parses arguments, loads the configuration, dispatches.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ferry::commands::{self, apply::ApplyArgs};
+use ferry::config::{Config, DEFAULT_CONFIG_PATH};
+use ferry::error::NodeError;
+use semver::Version;
+
+/// ferry updates this node from a signed release repository, atomically.
+#[derive(Parser)]
+#[command(name = "ferry", version, about, long_about = None)]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, env = "FERRY_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Update to the channel's latest release (or to --version).
+    Apply {
+        /// Install this version instead of the channel's latest.
+        #[arg(long)]
+        version: Option<Version>,
+        /// Print the plan (what to fetch, bytes, space) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Allow --version to name a release older than the installed one.
+        #[arg(long)]
+        allow_downgrade: bool,
+    },
+    /// Switch back to the previous release (or to --to), re-verified from disk.
+    Rollback {
+        #[arg(long)]
+        to: Option<Version>,
+    },
+    /// Show the current and previous release and the last operation.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List past operations and their outcome.
+    History {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // A level, not a filter expression: env-filter's regex engine would add
+    // a third to the static binary for a feature nodes do not need.
+    let level = std::env::var("FERRY_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::WARN);
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferry: error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), NodeError> {
+    let config = Config::load(&cli.config)?;
+    match cli.command {
+        Command::Apply {
+            version,
+            dry_run,
+            allow_downgrade,
+        } => commands::apply::run(
+            &config,
+            &ApplyArgs {
+                version,
+                dry_run,
+                allow_downgrade,
+            },
+        ),
+        Command::Rollback { to } => commands::rollback::run(&config, to),
+        Command::Status { json } => commands::status::run(&config, json),
+        Command::History { json } => commands::history::run(&config, json),
+    }
+}

@@ -1,0 +1,382 @@
+//! Release trees under `install.root/releases/<version>/`.
+//!
+//! A release is built in a hidden staging directory, made durable (every file
+//! and directory fsynced), and only then renamed to its version's name, so a
+//! directory named after a version is always complete. It is checked against
+//! its signed manifest before ferry switches to it, because anything on disk
+//! may have changed since ferry wrote it.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use manifests::manifest::EntryKind;
+use manifests::mode::Mode;
+use manifests::{Manifest, Sha256Digest};
+use semver::Version;
+
+use crate::durable;
+use crate::error::{NodeError, Result};
+use crate::store::ContentStore;
+
+pub fn releases_dir(root: &Path) -> PathBuf {
+    root.join("releases")
+}
+
+pub fn release_path(root: &Path, version: &Version) -> PathBuf {
+    releases_dir(root).join(version.to_string())
+}
+
+/// Versions with a complete release directory, sorted ascending.
+pub fn releases_on_disk(root: &Path) -> io::Result<Vec<Version>> {
+    let mut versions = Vec::new();
+    match fs::read_dir(releases_dir(root)) {
+        Ok(entries) => {
+            for entry in entries {
+                let name = entry?.file_name();
+                if let Some(v) = name.to_str().and_then(|n| n.parse::<Version>().ok()) {
+                    versions.push(v);
+                }
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    versions.sort();
+    Ok(versions)
+}
+
+/// Removes leftovers of interrupted runs: hidden staging and removal dirs.
+pub fn clean_leftovers(root: &Path) -> io::Result<()> {
+    let dir = releases_dir(root);
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            remove_tree(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Builds `releases/<version>` from the store. The store must hold every
+/// content of the manifest.
+pub fn stage(manifest: &Manifest, store: &ContentStore, root: &Path) -> Result<PathBuf> {
+    let releases = releases_dir(root);
+    durable::create_dir_all(&releases, 0o755)
+        .map_err(|e| NodeError::io(format!("cannot create {}", releases.display()), e))?;
+    let staging = releases.join(format!(
+        ".staging-{}-{}",
+        manifest.version,
+        std::process::id()
+    ));
+    remove_tree(&staging)
+        .map_err(|e| NodeError::io(format!("cannot clear {}", staging.display()), e))?;
+    let result = build_tree(manifest, store, &staging);
+    if let Err(e) = result {
+        let _ = remove_tree(&staging);
+        return Err(e);
+    }
+    let dest = release_path(root, &manifest.version);
+    fs::rename(&staging, &dest).map_err(|e| {
+        let _ = remove_tree(&staging);
+        NodeError::io(
+            format!("cannot move the staged release to {}", dest.display()),
+            e,
+        )
+    })?;
+    durable::sync_dir(&releases)
+        .map_err(|e| NodeError::io(format!("cannot fsync {}", releases.display()), e))?;
+    Ok(dest)
+}
+
+fn build_tree(manifest: &Manifest, store: &ContentStore, staging: &Path) -> Result<()> {
+    let io_err =
+        |path: &Path, what: &str, e| NodeError::io(format!("cannot {what} {}", path.display()), e);
+    fs::DirBuilder::new()
+        .mode(0o755)
+        .create(staging)
+        .map_err(|e| io_err(staging, "create", e))?;
+    let mut directories = vec![(staging.to_path_buf(), Mode::new(0o755).expect("valid mode"))];
+    for entry in &manifest.files {
+        let dest = entry.path.under(staging);
+        match &entry.kind {
+            // Writable while children are added; the real mode is set last.
+            EntryKind::Directory { mode } => {
+                fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&dest)
+                    .map_err(|e| io_err(&dest, "create", e))?;
+                directories.push((dest, *mode));
+            }
+            EntryKind::File(c) | EntryKind::Executable(c) => {
+                store
+                    .materialize(&c.sha256, c.mode, &dest)
+                    .map_err(|e| io_err(&dest, "write", e))?;
+            }
+            EntryKind::Symlink { target } => {
+                std::os::unix::fs::symlink(target, &dest)
+                    .map_err(|e| io_err(&dest, "create symlink", e))?;
+            }
+        }
+    }
+    // Deepest first: a directory is synced after everything inside it.
+    directories.sort_by_key(|(path, _)| std::cmp::Reverse(path.components().count()));
+    for (dir, mode) in &directories {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode.bits()))
+            .map_err(|e| io_err(dir, "set mode on", e))?;
+        durable::sync_dir(dir).map_err(|e| io_err(dir, "fsync", e))?;
+    }
+    Ok(())
+}
+
+/// Compares a release tree with its manifest: content, modes, symlink
+/// targets, missing and extra entries. Returns one line per problem.
+pub fn verify(manifest: &Manifest, dir: &Path) -> io::Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let mut expected = BTreeSet::new();
+    for entry in &manifest.files {
+        let path = entry.path.under(dir);
+        expected.insert(path.clone());
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                problems.push(format!("{}: missing", entry.path));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let mode = Mode::from_st_mode(meta.mode());
+        match &entry.kind {
+            EntryKind::Directory { mode: want } => {
+                if !meta.is_dir() {
+                    problems.push(format!("{}: expected a directory", entry.path));
+                } else if mode != *want {
+                    problems.push(format!("{}: mode {mode}, expected {want}", entry.path));
+                }
+            }
+            EntryKind::Symlink { target } => {
+                if !meta.file_type().is_symlink() {
+                    problems.push(format!("{}: expected a symlink", entry.path));
+                } else if fs::read_link(&path)? != Path::new(target) {
+                    problems.push(format!(
+                        "{}: symlink target changed, expected {target}",
+                        entry.path
+                    ));
+                }
+            }
+            EntryKind::File(c) | EntryKind::Executable(c) => {
+                if !meta.is_file() {
+                    problems.push(format!("{}: expected a regular file", entry.path));
+                    continue;
+                }
+                if mode != c.mode {
+                    problems.push(format!("{}: mode {mode}, expected {}", entry.path, c.mode));
+                }
+                let (digest, size) = Sha256Digest::of_reader(fs::File::open(&path)?)?;
+                if size != c.size || digest != c.sha256 {
+                    problems.push(format!(
+                        "{}: content differs ({size} bytes, SHA-256 {digest}; expected {} bytes, SHA-256 {})",
+                        entry.path, c.size, c.sha256
+                    ));
+                }
+            }
+        }
+    }
+    let mut extra = Vec::new();
+    collect_extra(dir, dir, &expected, &mut extra)?;
+    problems.extend(
+        extra
+            .into_iter()
+            .map(|p| format!("{p}: not part of release {}", manifest.version)),
+    );
+    Ok(problems)
+}
+
+fn collect_extra(
+    base: &Path,
+    dir: &Path,
+    expected: &BTreeSet<PathBuf>,
+    out: &mut Vec<String>,
+) -> io::Result<()> {
+    let mut entries: Vec<_> = fs::read_dir(dir)?.collect::<io::Result<_>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        if !expected.contains(&path) {
+            out.push(
+                path.strip_prefix(base)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string(),
+            );
+        } else if entry.file_type()?.is_dir() {
+            collect_extra(base, &path, expected, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes a tree, restoring write permission on directories first (a
+/// release may contain read-only directories).
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if meta.is_dir() {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o700))?;
+        for entry in fs::read_dir(path)? {
+            remove_tree(&entry?.path())?;
+        }
+        fs::remove_dir(path)
+    } else {
+        fs::remove_file(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    use manifests::manifest::{Compression, FileContent, ObjectRef};
+    use manifests::{FileEntry, SafeRelativePath};
+
+    fn entry(path: &str, kind: EntryKind) -> FileEntry {
+        FileEntry {
+            path: SafeRelativePath::new(path).unwrap(),
+            kind,
+        }
+    }
+
+    fn content(data: &[u8], mode: u32) -> FileContent {
+        let sha256 = Sha256Digest::of(data);
+        FileContent {
+            mode: Mode::new(mode).unwrap(),
+            size: data.len() as u64,
+            sha256,
+            object: ObjectRef {
+                path: manifests::layout::object(&sha256),
+                compression: Compression::Zstd,
+                size: 1,
+                sha256,
+            },
+            deltas: vec![],
+        }
+    }
+
+    /// A store holding `contents`, written directly (the store's own fetch
+    /// path is covered end to end).
+    fn store_with(state: &Path, contents: &[(&[u8], u32)]) -> ContentStore {
+        let store = ContentStore::open(state).unwrap();
+        for (data, mode) in contents {
+            let path = store.path_of(&Sha256Digest::of(data));
+            let mut f = fs::File::create(&path).unwrap();
+            f.write_all(data).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(*mode)).unwrap();
+        }
+        store
+    }
+
+    fn sample() -> Manifest {
+        let mut m: Manifest = serde_json::from_value(serde_json::json!({
+            "format": 1, "version": "1.2.3", "channel": "stable",
+            "created": "2026-01-01T00:00:00Z", "files": []
+        }))
+        .unwrap();
+        m.files = vec![
+            entry(
+                "bin",
+                EntryKind::Directory {
+                    mode: Mode::new(0o755).unwrap(),
+                },
+            ),
+            entry(
+                "bin/app",
+                EntryKind::Executable(content(b"#!/bin/sh\necho hi\n", 0o755)),
+            ),
+            entry(
+                "bin/link",
+                EntryKind::Symlink {
+                    target: "app".into(),
+                },
+            ),
+            entry(
+                "etc",
+                EntryKind::Directory {
+                    mode: Mode::new(0o550).unwrap(),
+                },
+            ),
+            entry("etc/a.conf", EntryKind::File(content(b"same", 0o640))),
+            entry("etc/b.conf", EntryKind::File(content(b"same", 0o644))),
+        ];
+        m.validate().unwrap();
+        m
+    }
+
+    #[test]
+    fn a_staged_release_matches_its_manifest_and_shares_store_inodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, state) = (dir.path().join("root"), dir.path().join("state"));
+        let store = store_with(
+            &state,
+            &[(b"#!/bin/sh\necho hi\n", 0o755), (b"same", 0o640)],
+        );
+        let m = sample();
+        let release = stage(&m, &store, &root).unwrap();
+        assert_eq!(release, release_path(&root, &m.version));
+        assert_eq!(verify(&m, &release).unwrap(), Vec::<String>::new());
+        let app = fs::metadata(release.join("bin/app")).unwrap();
+        assert_eq!(
+            app.ino(),
+            fs::metadata(store.path_of(&Sha256Digest::of(b"#!/bin/sh\necho hi\n")))
+                .unwrap()
+                .ino()
+        );
+        // Same content, different mode: a copy, so neither mode is disturbed.
+        let a = fs::metadata(release.join("etc/a.conf")).unwrap();
+        let b = fs::metadata(release.join("etc/b.conf")).unwrap();
+        assert_ne!(a.ino(), b.ino());
+        assert_eq!(releases_on_disk(&root).unwrap(), vec![m.version.clone()]);
+        // Read-only directories do not stop removal.
+        remove_tree(&release).unwrap();
+        assert!(!release.exists());
+    }
+
+    #[test]
+    fn verification_names_every_difference() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, state) = (dir.path().join("root"), dir.path().join("state"));
+        let store = store_with(
+            &state,
+            &[(b"#!/bin/sh\necho hi\n", 0o755), (b"same", 0o640)],
+        );
+        let m = sample();
+        let release = stage(&m, &store, &root).unwrap();
+        fs::set_permissions(release.join("etc"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::remove_file(release.join("etc/a.conf")).unwrap();
+        fs::write(release.join("etc/extra"), b"x").unwrap();
+        fs::set_permissions(release.join("bin/app"), fs::Permissions::from_mode(0o700)).unwrap();
+        fs::remove_file(release.join("bin/link")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", release.join("bin/link")).unwrap();
+        let problems = verify(&m, &release).unwrap().join("\n");
+        for needle in [
+            "etc: mode 0755",
+            "etc/a.conf: missing",
+            "etc/extra: not part",
+            "bin/app: mode 0700",
+            "bin/link: symlink target",
+        ] {
+            assert!(
+                problems.contains(needle),
+                "missing {needle:?} in:\n{problems}"
+            );
+        }
+    }
+}

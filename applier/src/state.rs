@@ -1,0 +1,99 @@
+//! What the node remembers: `state.json` (the previous release, the channel,
+//! the last operation) and `history.jsonl` (every operation, appended).
+//!
+//! `current` is never read from here — the symlink is the truth — so a state
+//! file lost or stale cannot make ferry lie about what runs.
+
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use semver::Version;
+use serde::{Deserialize, Serialize};
+
+use crate::durable;
+use crate::error::{NodeError, Result};
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct NodeState {
+    pub previous_version: Option<Version>,
+    pub channel: Option<String>,
+    pub last_operation: Option<Operation>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OperationKind {
+    Apply,
+    Rollback,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Success,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Operation {
+    pub operation: OperationKind,
+    pub from_version: Option<Version>,
+    pub to_version: Option<Version>,
+    pub outcome: Outcome,
+    pub started_at: Timestamp,
+    pub finished_at: Timestamp,
+    pub message: String,
+    #[serde(default)]
+    pub bytes_downloaded: u64,
+}
+
+fn state_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("state.json")
+}
+
+fn history_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("history.jsonl")
+}
+
+impl NodeState {
+    pub fn load(state_dir: &Path) -> Result<NodeState> {
+        durable::load_json(
+            &state_path(state_dir),
+            "move it aside and run `ferry status` to start a fresh record",
+        )
+    }
+
+    pub fn save(&self, state_dir: &Path) -> Result<()> {
+        durable::save_json(&state_path(state_dir), self)
+    }
+}
+
+/// Records a finished operation in both the state and the history.
+pub fn record(state_dir: &Path, state: &mut NodeState, operation: Operation) -> Result<()> {
+    let line = serde_json::to_string(&operation).expect("operation serialises");
+    state.last_operation = Some(operation);
+    state.save(state_dir)?;
+    let path = history_path(state_dir);
+    durable::append_line(&path, &line)
+        .map_err(|e| NodeError::io(format!("cannot append to {}", path.display()), e))
+}
+
+pub fn history(state_dir: &Path) -> Result<Vec<Operation>> {
+    let path = history_path(state_dir);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(NodeError::io(format!("cannot read {}", path.display()), e)),
+    };
+    // A torn last line (power cut mid-append) is skipped, not fatal.
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
+}
+
+/// Copies of the signed manifests of installed releases, kept so a rollback
+/// can re-verify a release tree without the network.
+pub fn kept_manifest_path(state_dir: &Path, version: &Version) -> PathBuf {
+    state_dir.join("manifests").join(format!("{version}.json"))
+}

@@ -1,0 +1,152 @@
+//! Fetching the index and manifests and deciding whether to believe them.
+//!
+//! The order is fixed: fetch capped bytes, verify the signature over exactly
+//! those bytes, then parse (inside `manifests::Verified*`), then apply node
+//! policy: expiry, and the serial a node has already seen, so a mirror cannot
+//! replay an older signed index to hold a node back.
+
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use manifests::{layout, Index, TrustedKeys, VerifiedIndex, VerifiedManifest};
+use semver::Version;
+use serde::{Deserialize, Serialize};
+
+use crate::durable;
+use crate::error::{NodeError, Result};
+use crate::transport::{fetch_bytes, FetchError, Transport};
+
+/// What this node has trusted before; persisted in `state_dir/trusted.json`.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct TrustedState {
+    /// Highest index serial this node accepted.
+    pub index_serial: u64,
+}
+
+impl TrustedState {
+    fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join("trusted.json")
+    }
+
+    pub fn load(state_dir: &Path) -> Result<TrustedState> {
+        durable::load_json(
+            &Self::path(state_dir),
+            "it records the newest index this node trusted: restore it from backup, or delete it to trust the repository's current index again",
+        )
+    }
+
+    pub fn save(&self, state_dir: &Path) -> Result<()> {
+        durable::save_json(&Self::path(state_dir), self)
+    }
+}
+
+/// Fetches a detached signature; a missing one is a verification failure
+/// (the file is unsigned), not a network error.
+fn fetch_signature(transport: &dyn Transport, path: &str) -> Result<Vec<u8>> {
+    let sig_path = layout::signature_of(path);
+    match fetch_bytes(transport, &sig_path, manifests::MAX_SIGNATURE_BYTES) {
+        Ok(bytes) => Ok(bytes),
+        Err(FetchError::NotFound { url }) => Err(NodeError::verification(format!(
+            "{path} is not signed: its signature {url} is missing"
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn fetch_index(
+    transport: &dyn Transport,
+    keys: &TrustedKeys,
+    trusted: &TrustedState,
+    now: Timestamp,
+) -> Result<VerifiedIndex> {
+    let bytes =
+        fetch_bytes(transport, layout::INDEX, manifests::MAX_INDEX_BYTES).map_err(|e| match e {
+            FetchError::NotFound { url } => NodeError::Other(format!(
+                "no repository index at {url}: check repository.url"
+            )),
+            other => other.into(),
+        })?;
+    let signature = fetch_signature(transport, layout::INDEX)?;
+    let verified = VerifiedIndex::verify(&bytes, &signature, keys)?;
+    let index = verified.index();
+    if index.expires <= now {
+        return Err(NodeError::verification(format!(
+            "index.json expired at {} (serial {}); the publisher must re-sign it — a stale index may be hiding newer releases",
+            index.expires, index.serial
+        )));
+    }
+    if index.serial < trusted.index_serial {
+        return Err(NodeError::verification(format!(
+            "index.json has serial {}, older than serial {} this node already trusted: the repository or a mirror is replaying an old index",
+            index.serial, trusted.index_serial
+        )));
+    }
+    Ok(verified)
+}
+
+/// Fetches and verifies the manifest of `version` on `channel`, pinned by `index`.
+pub fn fetch_manifest(
+    transport: &dyn Transport,
+    keys: &TrustedKeys,
+    index: &Index,
+    channel: &str,
+    version: &Version,
+) -> Result<VerifiedManifest> {
+    let pin = index.release(channel, version).ok_or_else(|| {
+        let published: Vec<String> = index
+            .channels
+            .get(channel)
+            .map(|c| c.releases.keys().cloned().collect())
+            .unwrap_or_default();
+        NodeError::Other(format!(
+            "version {version} is not published on channel {channel:?} (published: {})",
+            if published.is_empty() {
+                "none".to_string()
+            } else {
+                published.join(", ")
+            }
+        ))
+    })?;
+    let path = layout::manifest(version);
+    let bytes = fetch_bytes(transport, &path, pin.size).map_err(|e| match e {
+        FetchError::NotFound { url } => NodeError::verification(format!(
+            "the index lists {version} but its manifest {url} is missing"
+        )),
+        other => other.into(),
+    })?;
+    let signature = fetch_signature(transport, &path)?;
+    let verified = VerifiedManifest::verify_pinned(bytes, signature, keys, pin, version)?;
+    if verified.manifest().channel != channel {
+        return Err(NodeError::verification(format!(
+            "manifest of {version} belongs to channel {:?}, but the index lists it under {channel:?}",
+            verified.manifest().channel
+        )));
+    }
+    Ok(verified)
+}
+
+/// Refuses releases that declare things this applier cannot honour yet:
+/// installing them without their migrations or requirements would be worse
+/// than not installing them.
+pub fn check_supported(manifest: &manifests::Manifest) -> Result<()> {
+    let mut unsupported = Vec::new();
+    if !manifest.migrations.is_empty() {
+        unsupported.push("migrations");
+    }
+    if !manifest.hooks.is_empty() {
+        unsupported.push("hooks");
+    }
+    if !manifest.requirements.is_empty() {
+        unsupported.push("requirements");
+    }
+    if unsupported.is_empty() {
+        Ok(())
+    } else {
+        Err(NodeError::Other(format!(
+            "release {} declares {}, which this ferry {} cannot run: upgrade ferry first",
+            manifest.version,
+            unsupported.join(" and "),
+            env!("CARGO_PKG_VERSION")
+        )))
+    }
+}

@@ -1,0 +1,237 @@
+//! `manifests/<version>.json`: one release, file by file.
+//!
+//! The manifest pins every file's content by SHA-256 and names the object
+//! that carries it. Sections later work will fill (deltas, migrations, hooks,
+//! requirements, rollout waves) are typed here already and empty in format 1
+//! publications, so that adding them does not change what existing fields
+//! mean. A node that meets a non-empty section it cannot honour refuses the
+//! release rather than install it half-understood.
+
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+use semver::Version;
+use serde::{Deserialize, Serialize};
+
+use crate::mode::Mode;
+use crate::safe_path::{check_symlink_target, SafeRelativePath};
+use crate::{index::validate_channel_name, layout, FormatError, Sha256Digest, FORMAT_VERSION};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub version: Version,
+    pub channel: String,
+    pub created: Timestamp,
+    #[serde(default)]
+    pub notes: String,
+    /// A security or data-loss fix: later policy may let it bypass windows.
+    #[serde(default)]
+    pub critical: bool,
+    /// Nodes on an older version must first update to at least this one.
+    #[serde(default)]
+    pub min_upgrade_from: Option<Version>,
+    /// Every entry of the release tree, sorted by path, parents before children.
+    pub files: Vec<FileEntry>,
+    /// Reserved: schema migrations shipped with the release (empty in format 1).
+    #[serde(default)]
+    pub migrations: Vec<Migration>,
+    /// Reserved: lifecycle hooks declared by the release (empty in format 1).
+    #[serde(default)]
+    pub hooks: Hooks,
+    /// Reserved: requirements checked before installing (empty in format 1).
+    #[serde(default)]
+    pub requirements: Vec<Requirement>,
+    /// Reserved: staged rollout waves for pull-mode fleets (empty in format 1).
+    #[serde(default)]
+    pub waves: Vec<Wave>,
+}
+
+/// One entry of the release tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub path: SafeRelativePath,
+    #[serde(flatten)]
+    pub kind: EntryKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum EntryKind {
+    Directory {
+        mode: Mode,
+    },
+    File(FileContent),
+    /// A regular file with at least one execute bit.
+    Executable(FileContent),
+    /// A symlink whose target stays inside the release tree.
+    Symlink {
+        target: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileContent {
+    pub mode: Mode,
+    pub size: u64,
+    pub sha256: Sha256Digest,
+    pub object: ObjectRef,
+    /// Reserved: binary deltas that rebuild this content from older content.
+    #[serde(default)]
+    pub deltas: Vec<DeltaRef>,
+}
+
+/// The stored, compressed form of a file's content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRef {
+    /// Always `objects/<sha256 of the uncompressed content>`.
+    pub path: String,
+    pub compression: Compression,
+    /// Size of the stored (compressed) bytes: the cap on what a node reads.
+    pub size: u64,
+    /// SHA-256 of the stored bytes, checked before decompression so that the
+    /// decompressor only ever sees bytes the publisher signed for.
+    pub sha256: Sha256Digest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    Zstd,
+}
+
+/// Reserved for deltas: a patch from `base_sha256` content to this file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaRef {
+    pub base_sha256: Sha256Digest,
+    pub algorithm: String,
+    pub path: String,
+    pub size: u64,
+    pub sha256: Sha256Digest,
+}
+
+/// Reserved for migrations: scripts that move data between versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Migration {
+    pub id: String,
+    pub up: SafeRelativePath,
+    pub down: Option<SafeRelativePath>,
+    pub checksum: Sha256Digest,
+}
+
+/// Reserved for lifecycle hooks declared by a release.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hooks {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_apply: Option<SafeRelativePath>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_apply: Option<SafeRelativePath>,
+}
+
+impl Hooks {
+    pub fn is_empty(&self) -> bool {
+        self.pre_apply.is_none() && self.post_apply.is_none()
+    }
+}
+
+/// Reserved for pre-flight requirements (kernel, libc, commands).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requirement {
+    pub kind: String,
+    pub constraint: String,
+}
+
+/// Reserved for pull-mode rollout waves: `percent` of the fleet may install
+/// once `after_seconds` have passed since the release was created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wave {
+    pub percent: u8,
+    pub after_seconds: u64,
+}
+
+impl FileEntry {
+    /// The content of a regular file or executable.
+    pub fn content(&self) -> Option<&FileContent> {
+        match &self.kind {
+            EntryKind::File(c) | EntryKind::Executable(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+impl Manifest {
+    /// Every check that does not need the network: format, channel, paths,
+    /// symlink targets, modes against kinds, object names, uniqueness and
+    /// order. A manifest failing any of them is rejected whole, before a node
+    /// writes anything.
+    pub fn validate(&self) -> Result<(), FormatError> {
+        let what = format!("manifest of {}", self.version);
+        let inconsistent = |reason: String| FormatError::Inconsistent {
+            what: what.clone(),
+            reason,
+        };
+        if self.format != FORMAT_VERSION {
+            return Err(FormatError::UnsupportedFormat {
+                what: "release manifest",
+                found: self.format,
+                expected: FORMAT_VERSION,
+            });
+        }
+        validate_channel_name(&self.channel)?;
+        let mut seen: BTreeSet<&SafeRelativePath> = BTreeSet::new();
+        let mut directories: BTreeSet<&SafeRelativePath> = BTreeSet::new();
+        let mut previous: Option<&SafeRelativePath> = None;
+        for entry in &self.files {
+            let path = &entry.path;
+            if previous.is_some_and(|p| p >= path) {
+                return Err(inconsistent(format!(
+                    "entries are not sorted by path at {path}"
+                )));
+            }
+            previous = Some(path);
+            if !seen.insert(path) {
+                return Err(inconsistent(format!("{path} appears twice")));
+            }
+            if let Some(parent) = path.parent() {
+                if !directories.contains(&parent) {
+                    return Err(inconsistent(format!(
+                        "{path} is listed before (or without) its directory {parent}"
+                    )));
+                }
+            }
+            match &entry.kind {
+                EntryKind::Directory { .. } => {
+                    directories.insert(path);
+                }
+                EntryKind::Symlink { target } => check_symlink_target(path, target)?,
+                EntryKind::File(c) | EntryKind::Executable(c) => {
+                    let executable = matches!(entry.kind, EntryKind::Executable(_));
+                    if c.mode.is_executable() != executable {
+                        return Err(inconsistent(format!(
+                            "{path} has mode {} but kind {}",
+                            c.mode,
+                            if executable { "executable" } else { "file" }
+                        )));
+                    }
+                    if c.object.path != layout::object(&c.sha256) {
+                        return Err(inconsistent(format!(
+                            "{path} names object {:?}, expected {:?}",
+                            c.object.path,
+                            layout::object(&c.sha256)
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sum of the uncompressed sizes of all regular files.
+    pub fn content_bytes(&self) -> u64 {
+        self.files
+            .iter()
+            .filter_map(|f| f.content())
+            .map(|c| c.size)
+            .sum()
+    }
+}

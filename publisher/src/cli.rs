@@ -1,0 +1,223 @@
+//! The command line. Subcommand and flag spellings are a contract checked by
+//! outside tools (CI scripts, the end-to-end suite), so they change only
+//! together with the contract. Values that can be checked without touching
+//! the disk (versions, channel names, ranges) are checked here, so a typo is
+//! a usage error (exit 2) before any file is read.
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use semver::Version;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferry-publish",
+    version,
+    about = "Publish releases into a static, signed ferry repository"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a minisign key pair for signing releases.
+    Keygen(KeygenArgs),
+    /// Publish the files of INPUT_DIR as a new release.
+    Release(ReleaseArgs),
+    /// Check every signature, manifest and object of a repository.
+    Verify(VerifyArgs),
+    /// Show the channels and versions of a repository.
+    List(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the secret key (mode 0600).
+    #[arg(long, value_name = "PATH")]
+    pub secret_key: PathBuf,
+
+    /// Where to write the public key, for nodes' `public_keys`.
+    #[arg(long, value_name = "PATH")]
+    pub public_key: PathBuf,
+
+    /// Encrypt the secret key with the password in this file (first line).
+    /// Without it the secret key is written unencrypted.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+
+    /// Replace existing key files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    /// The repository directory (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub repo: PathBuf,
+
+    /// The minisign secret key that signs the repository.
+    #[arg(long, value_name = "SECRET_KEY")]
+    pub key: PathBuf,
+
+    /// The release's semantic version, e.g. 1.4.0.
+    #[arg(long, value_name = "V", value_parser = parse_version)]
+    pub version: Version,
+
+    /// The channel to publish on, e.g. stable.
+    #[arg(long, value_name = "C", value_parser = parse_channel)]
+    pub channel: String,
+
+    /// Release notes shown to operators.
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub notes: String,
+
+    /// Mark the release as a security or data-loss fix.
+    #[arg(long)]
+    pub critical: bool,
+
+    /// Nodes on an older version must first update to at least this one.
+    #[arg(long, value_name = "V", value_parser = parse_version)]
+    pub min_upgrade_from: Option<Version>,
+
+    /// Days until the signed index expires and nodes refuse it.
+    #[arg(long, value_name = "DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub expires_in: u32,
+
+    /// zstd compression level for new objects (1-22).
+    #[arg(long, value_name = "N", default_value_t = 19,
+          value_parser = clap::value_parser!(i32).range(1..=22))]
+    pub zstd_level: i32,
+
+    /// Worker threads for hashing and compression (default: one per CPU).
+    /// At high levels each compression of a large file holds up to ~100 MiB.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<NonZeroUsize>,
+
+    /// Read the secret key's password from this file (first line); the
+    /// FERRY_KEY_PASSWORD environment variable is the alternative.
+    #[arg(long, value_name = "F")]
+    pub password_file: Option<PathBuf>,
+
+    /// The directory whose contents become the release.
+    #[arg(value_name = "INPUT_DIR")]
+    pub input_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The repository directory.
+    #[arg(long, value_name = "DIR")]
+    pub repo: PathBuf,
+
+    /// The minisign public key the repository must be signed with.
+    #[arg(long, value_name = "PATH")]
+    pub public_key: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// The repository directory.
+    #[arg(long, value_name = "DIR")]
+    pub repo: PathBuf,
+
+    /// Print a machine-readable JSON document instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_version(text: &str) -> Result<Version, String> {
+    text.parse::<Version>()
+        .map_err(|e| format!("{e} (expected a semantic version such as 1.4.0 or 2.0.0-rc.1)"))
+}
+
+fn parse_channel(text: &str) -> Result<String, String> {
+    manifests::index::validate_channel_name(text)
+        .map(|()| text.to_string())
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn release_flags_parse_with_contract_spellings() {
+        let cli = Cli::try_parse_from([
+            "ferry-publish",
+            "release",
+            "--repo",
+            "r",
+            "--key",
+            "k",
+            "--version",
+            "1.2.3",
+            "--channel",
+            "stable",
+            "--notes",
+            "n",
+            "--critical",
+            "--min-upgrade-from",
+            "1.0.0",
+            "--expires-in",
+            "7",
+            "--zstd-level",
+            "3",
+            "--jobs",
+            "2",
+            "--password-file",
+            "p",
+            "in",
+        ])
+        .unwrap();
+        let Command::Release(args) = cli.command else {
+            panic!("not release")
+        };
+        assert_eq!(args.version, Version::new(1, 2, 3));
+        assert_eq!(args.min_upgrade_from, Some(Version::new(1, 0, 0)));
+        assert_eq!((args.expires_in, args.zstd_level), (7, 3));
+        assert!(args.critical);
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        let base = ["ferry-publish", "release", "--repo", "r", "--key", "k"];
+        for extra in [
+            &["--version", "1.2", "--channel", "stable", "in"][..],
+            &["--version", "1.2.0", "--channel", "Stable", "in"],
+            &[
+                "--version",
+                "1.2.0",
+                "--channel",
+                "s",
+                "--zstd-level",
+                "23",
+                "in",
+            ],
+            &[
+                "--version",
+                "1.2.0",
+                "--channel",
+                "s",
+                "--expires-in",
+                "0",
+                "in",
+            ],
+        ] {
+            let args = base.iter().chain(extra.iter());
+            let err = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{extra:?}");
+        }
+    }
+}

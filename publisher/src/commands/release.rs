@@ -1,0 +1,232 @@
+//! `ferry-publish release`: publish the files of INPUT_DIR as one version.
+//!
+//! Planning comes first (walk, hash, look up existing objects, check the
+//! version against the verified index), so every refusal — a bad tree, a
+//! foreign repository, a version already taken — happens before anything is
+//! written. Then the writes, in the order that keeps every state a reader
+//! can see usable:
+//!
+//! 1. new objects, synced: nothing names them yet;
+//! 2. the manifest and its signature: no index pins them yet;
+//! 3. `index.json.minisig`, then `index.json`.
+//!
+//! Step 3 has a short window (two renames) in which a reader can pair the
+//! new signature with the old index and fail verification; nodes treat that
+//! like any failed fetch and retry on their next run, and the window cannot
+//! expose unsigned content. Writing the index first would have the same
+//! window the other way round.
+
+use std::fs;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use jiff::Timestamp;
+use manifests::canonical::to_canonical_json;
+use manifests::index::ManifestRef;
+use manifests::{layout, Sha256Digest, VerifiedIndex, MAX_INDEX_BYTES};
+use semver::Version;
+
+use crate::byte_size::ByteSize;
+use crate::cli::ReleaseArgs;
+use crate::input;
+use crate::keys::SigningKey;
+use crate::plan::ReleasePlan;
+use crate::publication::{self, ReleaseMetadata};
+use crate::repository::Repository;
+
+/// What a successful `release` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReleaseOutcome {
+    Published(ReleaseSummary),
+    /// The version was already published with the same content: nothing
+    /// was written.
+    AlreadyPublished {
+        version: Version,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseSummary {
+    pub version: Version,
+    pub channel: String,
+    pub files: usize,
+    pub content_bytes: u64,
+    pub new_objects: usize,
+    /// Compressed bytes of the new objects.
+    pub new_object_bytes: u64,
+    pub reused_objects: usize,
+    pub serial: u64,
+    pub expires: Timestamp,
+}
+
+pub fn run(args: &ReleaseArgs) -> anyhow::Result<ExitCode> {
+    let mut pool = rayon::ThreadPoolBuilder::new();
+    if let Some(jobs) = args.jobs {
+        pool = pool.num_threads(jobs.get());
+    }
+    let pool = pool.build().context("cannot start worker threads")?;
+    match pool.install(|| publish(args))? {
+        ReleaseOutcome::AlreadyPublished { version } => {
+            println!(
+                "version {version} is already published with identical content; nothing to do"
+            );
+        }
+        ReleaseOutcome::Published(s) => {
+            println!("published {} on channel {}", s.version, s.channel);
+            println!(
+                "  files: {} ({} bytes, {})",
+                s.files,
+                s.content_bytes,
+                ByteSize(s.content_bytes)
+            );
+            println!(
+                "  new objects: {} ({} bytes compressed, {})",
+                s.new_objects,
+                s.new_object_bytes,
+                ByteSize(s.new_object_bytes)
+            );
+            println!("  reused objects: {}", s.reused_objects);
+            println!("  index: serial {}, expires {}", s.serial, s.expires);
+            if s.expires <= Timestamp::now() {
+                eprintln!(
+                    "warning: the index expired at {} ({} is in the past): nodes will refuse it \
+                     until a publication with a current time re-signs it",
+                    s.expires,
+                    publication::SOURCE_DATE_EPOCH
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Publishes one release as `args` describe, on the current rayon pool.
+pub fn publish(args: &ReleaseArgs) -> anyhow::Result<ReleaseOutcome> {
+    let created = publication::publication_time()?;
+    let metadata = ReleaseMetadata {
+        version: args.version.clone(),
+        channel: args.channel.clone(),
+        created,
+        notes: args.notes.clone(),
+        critical: args.critical,
+        min_upgrade_from: args.min_upgrade_from.clone(),
+    };
+    metadata.check()?;
+    let expires = publication::expiry(created, args.expires_in)?;
+    let key = SigningKey::load(&args.key, args.password_file.as_deref())?;
+    let tree = input::walk(&args.input_dir)?;
+
+    let repo = Repository::create(&args.repo)?;
+    refuse_overlap(&args.input_dir, repo.root())?;
+    let _lock = repo.lock()?;
+    let previous = repo.read_index(&key)?;
+    let previous = previous.as_ref().map(VerifiedIndex::index);
+    let version = &metadata.version;
+    let channel = &metadata.channel;
+    if let Some(other) = previous.and_then(|i| i.channel_of(version)) {
+        if other != channel {
+            bail!(
+                "version {version} is already published on channel {other:?}; a version \
+                 belongs to one channel: publish a new version on {channel:?}"
+            );
+        }
+    }
+
+    tracing::info!(entries = tree.entries.len(), "hashing the input");
+    let plan = ReleasePlan::build(&tree, repo.root())?;
+    let manifest_path = layout::manifest(version);
+    if let Some(pin) = previous.and_then(|i| i.release(channel, version)) {
+        let published = repo.read_manifest(pin, version, &key)?;
+        let candidate = publication::build_manifest(&plan, &metadata, |digest| {
+            plan.contents[digest]
+                .stored
+                .clone()
+                .unwrap_or_else(|| publication::placeholder_object(digest))
+        });
+        if publication::same_release(published.manifest(), &candidate) {
+            return Ok(ReleaseOutcome::AlreadyPublished {
+                version: version.clone(),
+            });
+        }
+        let mut differences = publication::release_differences(published.manifest(), &candidate);
+        if differences.is_empty() {
+            differences.push("reserved manifest sections differ".into());
+        }
+        bail!(
+            "version {version} is already published on channel {channel:?} with different \
+             content ({}); published versions never change: publish a new version",
+            differences.join(", ")
+        );
+    }
+    if repo.exists(&manifest_path) {
+        // No signed index pins it, so no node can have used it.
+        eprintln!(
+            "note: replacing {}, left by an interrupted publication (index.json does not list it)",
+            repo.path(&manifest_path).display()
+        );
+    }
+
+    tracing::info!(missing = plan.missing().count(), "storing objects");
+    let stored = plan.store_missing(repo.root(), args.zstd_level)?;
+    let manifest =
+        publication::build_manifest(&plan, &metadata, |digest| stored.objects[digest].clone());
+    manifest
+        .validate()
+        .context("internal error: the new manifest does not validate")?;
+    let manifest_bytes = to_canonical_json(&manifest).context("cannot serialise the manifest")?;
+    let manifest_signature = key.sign(&manifest_bytes, &manifest_path, created.as_second())?;
+    let pin = ManifestRef {
+        path: manifest_path.clone(),
+        sha256: Sha256Digest::of(&manifest_bytes),
+        size: manifest_bytes.len() as u64,
+        created,
+    };
+
+    let index = publication::next_index(previous, channel, version, pin, created, expires)?;
+    index
+        .validate()
+        .context("internal error: the new index does not validate")?;
+    let index_bytes = to_canonical_json(&index).context("cannot serialise the index")?;
+    if index_bytes.len() as u64 > MAX_INDEX_BYTES {
+        bail!(
+            "the new index.json would be {} bytes, more than the {MAX_INDEX_BYTES} nodes accept: \
+             nothing was published (new objects were stored and will be reused)",
+            index_bytes.len()
+        );
+    }
+    let index_signature = key.sign(&index_bytes, layout::INDEX, created.as_second())?;
+
+    repo.write_atomic(&manifest_path, &manifest_bytes)?;
+    repo.write_atomic(&layout::signature_of(&manifest_path), &manifest_signature)?;
+    repo.write_atomic(&layout::signature_of(layout::INDEX), &index_signature)?;
+    repo.write_atomic(layout::INDEX, &index_bytes)?;
+
+    Ok(ReleaseOutcome::Published(ReleaseSummary {
+        version: version.clone(),
+        channel: channel.clone(),
+        files: plan.file_count(),
+        content_bytes: plan.content_bytes(),
+        new_objects: stored.new_objects,
+        new_object_bytes: stored.new_bytes,
+        reused_objects: stored.reused_objects,
+        serial: index.serial,
+        expires,
+    }))
+}
+
+/// A repository inside the input would publish itself, and an input inside
+/// the repository would be served as repository content.
+fn refuse_overlap(input_dir: &Path, repo: &Path) -> anyhow::Result<()> {
+    let canonical =
+        |p: &Path| fs::canonicalize(p).with_context(|| format!("cannot resolve {}", p.display()));
+    let (input_dir, repo) = (canonical(input_dir)?, canonical(repo)?);
+    if repo.starts_with(&input_dir) || input_dir.starts_with(&repo) {
+        bail!(
+            "the input directory {} and the repository {} overlap: keep them apart",
+            input_dir.display(),
+            repo.display()
+        );
+    }
+    Ok(())
+}

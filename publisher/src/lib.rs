@@ -1,0 +1,26 @@
+//! `ferry-publish`: turns a directory of release files into ferry's static,
+//! signed repository (see the `manifests` crate for the format itself).
+//!
+//! The binary is a thin shell over this library so that the commands can be
+//! driven from tests and from other tools without spawning a process. Each
+//! module has one job:
+//!
+//! - [`keys`]: minisign key files, key generation and signing;
+//! - [`input`]: walking the release directory into a list of safe entries;
+//! - [`objects`]: hashing, compressing, storing and checking content objects;
+//! - [`plan`]: deciding, before anything is written, what a release needs;
+//! - [`publication`]: building the manifest and the next index from a plan;
+//! - [`repository`]: the repository directory, its lock, verified reads and
+//!   atomic writes;
+//! - [`commands`]: one module per subcommand, tying the above together;
+//! - [`cli`]: the command line, whose spellings are a contract.
+
+pub mod byte_size;
+pub mod cli;
+pub mod commands;
+pub mod input;
+pub mod keys;
+pub mod objects;
+pub mod plan;
+pub mod publication;
+pub mod repository;

