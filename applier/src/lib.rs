@@ -11,6 +11,7 @@ pub mod commands;
 pub mod config;
 pub mod durable;
 pub mod error;
+pub mod faults;
 pub mod kept_manifests;
 pub mod lock;
 pub mod plan;

@@ -19,6 +19,7 @@ struct Built {
 }
 
 static BUILT: OnceLock<Built> = OnceLock::new();
+static FAULT_INJECTION: OnceLock<PathBuf> = OnceLock::new();
 
 /// The node applier, built from this workspace.
 pub fn ferry() -> &'static Path {
@@ -28,6 +29,30 @@ pub fn ferry() -> &'static Path {
 /// The publisher, built from this workspace.
 pub fn ferry_publish() -> &'static Path {
     &built().ferry_publish
+}
+
+/// `ferry` built with the `fault-injection` feature (crash points, see
+/// applier/src/faults.rs), in a target directory of its own so that it never
+/// replaces the normal binary other tests run.
+pub fn ferry_with_fault_injection() -> &'static Path {
+    FAULT_INJECTION.get_or_init(|| {
+        let profile_dir = profile_dir();
+        let profile = profile_name(&profile_dir);
+        let target_dir = profile_dir
+            .parent()
+            .expect("the profile directory has a parent")
+            .join("fault-injection");
+        let mut command = cargo_build(&target_dir, &profile);
+        command.args(["-p", "ferry", "--features", "fault-injection"]);
+        run_build(command);
+        let binary = target_dir.join(&profile).join("ferry");
+        assert!(
+            binary.is_file(),
+            "cargo built, but {} does not exist",
+            binary.display()
+        );
+        binary
+    })
 }
 
 /// The workspace root: the parent of this package's directory.
@@ -68,24 +93,23 @@ fn profile_dir() -> PathBuf {
     dir
 }
 
-fn build() -> Built {
-    let profile_dir = profile_dir();
-    let profile = profile_dir
+fn profile_name(profile_dir: &Path) -> String {
+    profile_dir
         .file_name()
         .and_then(|n| n.to_str())
         .expect("the profile directory has a UTF-8 name")
-        .to_string();
-    let target_dir = profile_dir
-        .parent()
-        .expect("the profile directory has a parent");
+        .to_string()
+}
+
+/// `cargo build --quiet --target-dir DIR` for `profile`; add packages.
+fn cargo_build(target_dir: &Path, profile: &str) -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(&cargo);
+    let mut command = Command::new(cargo);
     command
         .current_dir(workspace_root())
-        .args(["build", "--quiet", "-p", "ferry", "-p", "ferry-publish"])
-        .arg("--target-dir")
+        .args(["build", "--quiet", "--target-dir"])
         .arg(target_dir);
-    match profile.as_str() {
+    match profile {
         "debug" => {}
         "release" => {
             command.arg("--release");
@@ -94,18 +118,30 @@ fn build() -> Built {
             command.args(["--profile", other]);
         }
     }
+    command
+}
+
+fn run_build(mut command: Command) {
     let status = command.status().unwrap_or_else(|e| {
-        panic!(
-            "cannot run {:?} to build ferry and ferry-publish: {e}",
-            cargo
-        )
+        panic!("cannot run `{command:?}` to build the binaries under test: {e}")
     });
     assert!(
         status.success(),
         "building the binaries under test failed ({status}): `{command:?}` in {}; \
-         the end-to-end tests need `ferry` and `ferry-publish` to compile",
+         the end-to-end tests need them to compile",
         workspace_root().display()
     );
+}
+
+fn build() -> Built {
+    let profile_dir = profile_dir();
+    let profile = profile_name(&profile_dir);
+    let target_dir = profile_dir
+        .parent()
+        .expect("the profile directory has a parent");
+    let mut command = cargo_build(target_dir, &profile);
+    command.args(["-p", "ferry", "-p", "ferry-publish"]);
+    run_build(command);
     let built = Built {
         ferry: profile_dir.join("ferry"),
         ferry_publish: profile_dir.join("ferry-publish"),
