@@ -40,7 +40,9 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
             .open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
+        crate::faults::point("durable:before-rename");
         fs::rename(&tmp, path)?;
+        crate::faults::point("durable:after-rename");
         sync_dir(dir)
     })();
     if result.is_err() {
@@ -57,6 +59,7 @@ pub fn append_line(path: &Path, line: &str) -> io::Result<()> {
         .create(true)
         .mode(0o644)
         .open(path)?;
+    crate::faults::point("history:before-append");
     let mut buf = line.as_bytes().to_vec();
     buf.push(b'\n');
     f.write_all(&buf)?;

@@ -82,6 +82,7 @@ pub fn stage(manifest: &Manifest, store: &ContentStore, root: &Path) -> Result<P
         return Err(e);
     }
     let dest = release_path(root, &manifest.version);
+    crate::faults::point("stage:before-rename");
     fs::rename(&staging, &dest).map_err(|e| {
         let _ = remove_tree(&staging);
         NodeError::io(
@@ -114,6 +115,7 @@ fn build_tree(manifest: &Manifest, store: &ContentStore, staging: &Path) -> Resu
                 directories.push((dest, *mode));
             }
             EntryKind::File(c) | EntryKind::Executable(c) => {
+                crate::faults::point("stage:between-files");
                 store
                     .materialize(&c.sha256, c.mode, &dest)
                     .map_err(|e| io_err(&dest, "write", e))?;
@@ -134,9 +136,19 @@ fn build_tree(manifest: &Manifest, store: &ContentStore, staging: &Path) -> Resu
     Ok(())
 }
 
-/// Compares a release tree with its manifest: content, modes, symlink
-/// targets, missing and extra entries. Returns one line per problem.
-pub fn verify(manifest: &Manifest, dir: &Path) -> io::Result<Vec<String>> {
+/// How far [`verify`] looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Types, modes, sizes, symlink targets, missing and extra entries: for a
+    /// tree ferry has just built from verified content.
+    Metadata,
+    /// Everything, including each file's SHA-256: for a tree that has sat on
+    /// disk, where anything may have changed it.
+    Content,
+}
+
+/// Compares a release tree with its manifest. Returns one line per problem.
+pub fn verify(manifest: &Manifest, dir: &Path, depth: Depth) -> io::Result<Vec<String>> {
     let mut problems = Vec::new();
     let mut expected = BTreeSet::new();
     for entry in &manifest.files {
@@ -176,6 +188,17 @@ pub fn verify(manifest: &Manifest, dir: &Path) -> io::Result<Vec<String>> {
                 }
                 if mode != c.mode {
                     problems.push(format!("{}: mode {mode}, expected {}", entry.path, c.mode));
+                }
+                if depth == Depth::Metadata {
+                    if meta.len() != c.size {
+                        problems.push(format!(
+                            "{}: {} bytes, expected {}",
+                            entry.path,
+                            meta.len(),
+                            c.size
+                        ));
+                    }
+                    continue;
                 }
                 let (digest, size) = Sha256Digest::of_reader(fs::File::open(&path)?)?;
                 if size != c.size || digest != c.sha256 {
@@ -331,7 +354,10 @@ mod tests {
         let m = sample();
         let release = stage(&m, &store, &root).unwrap();
         assert_eq!(release, release_path(&root, &m.version));
-        assert_eq!(verify(&m, &release).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            verify(&m, &release, Depth::Content).unwrap(),
+            Vec::<String>::new()
+        );
         let app = fs::metadata(release.join("bin/app")).unwrap();
         assert_eq!(
             app.ino(),
@@ -365,7 +391,7 @@ mod tests {
         fs::set_permissions(release.join("bin/app"), fs::Permissions::from_mode(0o700)).unwrap();
         fs::remove_file(release.join("bin/link")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", release.join("bin/link")).unwrap();
-        let problems = verify(&m, &release).unwrap().join("\n");
+        let problems = verify(&m, &release, Depth::Content).unwrap().join("\n");
         for needle in [
             "etc: mode 0755",
             "etc/a.conf: missing",

@@ -32,10 +32,17 @@ pub enum OperationKind {
 pub enum Outcome {
     Success,
     Failed,
+    /// The new release was live but failed its checks; the old one is back.
+    RolledBack,
+    /// A crash cut the operation short; recovery undid it.
+    Interrupted,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Operation {
+    /// The journal id of the operation; absent for records of no journal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     pub operation: OperationKind,
     pub from_version: Option<Version>,
     pub to_version: Option<Version>,
@@ -68,8 +75,13 @@ impl NodeState {
     }
 }
 
-/// Records a finished operation in both the state and the history.
+/// Records a finished operation in both the state and the history. An
+/// operation whose id the history already holds is not recorded again:
+/// recovery may conclude an operation whose first conclusion a crash cut.
 pub fn record(state_dir: &Path, state: &mut NodeState, operation: Operation) -> Result<()> {
+    if operation.id.is_some() && history(state_dir)?.iter().any(|op| op.id == operation.id) {
+        return Ok(());
+    }
     let line = serde_json::to_string(&operation).expect("operation serialises");
     state.last_operation = Some(operation);
     state.save(state_dir)?;

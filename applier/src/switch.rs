@@ -49,11 +49,23 @@ pub fn switch_to(root: &Path, version: &Version) -> io::Result<()> {
         Err(e) => return Err(e),
     }
     std::os::unix::fs::symlink(Path::new("releases").join(version.to_string()), &tmp)?;
+    crate::faults::point("switch:before-rename");
     if let Err(e) = fs::rename(&tmp, current_link(root)) {
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
+    crate::faults::point("switch:after-rename");
     durable::sync_dir(root)
+}
+
+/// Removes `current`: the node goes back to having nothing installed (only
+/// when a first install fails after its switch).
+pub fn unset(root: &Path) -> io::Result<()> {
+    match fs::remove_file(current_link(root)) {
+        Ok(()) => durable::sync_dir(root),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

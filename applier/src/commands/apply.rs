@@ -1,4 +1,5 @@
-//! `ferry apply`: verify, plan, fetch, stage, switch, record, prune.
+//! `ferry apply`: verify, plan, then — journaled — fetch, stage, switch,
+//! check, record, prune.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -9,12 +10,15 @@ use semver::Version;
 
 use crate::config::Config;
 use crate::error::{NodeError, Result};
+use crate::journal::{Journal, Step};
 use crate::lock::StateLock;
 use crate::plan::{human_bytes, UpdatePlan};
+use crate::release_dir::Depth;
 use crate::state::{self, NodeState, Operation, OperationKind, Outcome};
 use crate::store::ContentStore;
+use crate::transport::Transport;
 use crate::trust::{self, TrustedState};
-use crate::{kept_manifests, release_dir, retention, space, switch, transport};
+use crate::{kept_manifests, recovery, release_dir, retention, space, switch, transport};
 
 pub struct ApplyArgs {
     pub version: Option<Version>,
@@ -23,61 +27,56 @@ pub struct ApplyArgs {
 }
 
 pub fn run(config: &Config, args: &ApplyArgs) -> Result<()> {
-    let _lock = StateLock::acquire(&config.install.state_dir)?;
+    let lock = StateLock::acquire(&config.install.state_dir)?;
+    super::announce_recovery(recovery::recover(config, &lock)?);
     let started = Timestamp::now();
-    let root = &config.install.root;
-    let from = switch::current_version(root)
+    let from = switch::current_version(&config.install.root)
         .map_err(|e| NodeError::io("cannot read the current release", e))?;
     let mut target = args.version.clone();
-    let result = apply_locked(config, args, from.clone(), &mut target);
-    let (outcome, message, bytes) = match &result {
-        Ok(Applied::Switched { bytes_downloaded }) => (
-            Outcome::Success,
-            format!("updated to {}", target.as_ref().expect("target known")),
-            *bytes_downloaded,
-        ),
-        // Nothing happened: nothing to record.
-        Ok(Applied::AlreadyCurrent | Applied::DryRun) => return result.map(|_| ()),
-        Err(e) => (Outcome::Failed, e.to_string(), 0),
-    };
-    let mut node = NodeState::load(&config.install.state_dir).unwrap_or_default();
-    if outcome == Outcome::Success {
-        if from != target {
-            node.previous_version = from.clone();
+    match prepare(config, args, from.clone(), &mut target) {
+        Ok(Prepared::Update(update)) => execute(config, from, *update),
+        Ok(Prepared::AlreadyCurrent | Prepared::DryRun) => Ok(()),
+        Err(e) => {
+            // Refused before the journal began: nothing changed, but the
+            // operator should see the refusal in `status` and `history`.
+            let mut node = NodeState::load(&config.install.state_dir).unwrap_or_default();
+            let operation = Operation {
+                id: None,
+                operation: OperationKind::Apply,
+                from_version: from,
+                to_version: target,
+                outcome: Outcome::Failed,
+                started_at: started,
+                finished_at: Timestamp::now(),
+                message: e.to_string(),
+                bytes_downloaded: 0,
+            };
+            let _ = state::record(&config.install.state_dir, &mut node, operation);
+            Err(e)
         }
-        node.channel = Some(config.repository.channel.clone());
     }
-    let operation = Operation {
-        operation: OperationKind::Apply,
-        from_version: from,
-        to_version: target,
-        outcome,
-        started_at: started,
-        finished_at: Timestamp::now(),
-        message,
-        bytes_downloaded: bytes,
-    };
-    let recorded = state::record(&config.install.state_dir, &mut node, operation);
-    result?;
-    recorded?;
-    if outcome == Outcome::Success {
-        prune(config, &node)?;
-    }
-    Ok(())
 }
 
-enum Applied {
-    Switched { bytes_downloaded: u64 },
+enum Prepared {
+    Update(Box<Update>),
     AlreadyCurrent,
     DryRun,
 }
 
-fn apply_locked(
+/// Everything verified and decided, nothing written yet.
+struct Update {
+    transport: Box<dyn Transport>,
+    manifest: VerifiedManifest,
+    plan: UpdatePlan,
+    store: ContentStore,
+}
+
+fn prepare(
     config: &Config,
     args: &ApplyArgs,
     from: Option<Version>,
     target_out: &mut Option<Version>,
-) -> Result<Applied> {
+) -> Result<Prepared> {
     let root = &config.install.root;
     let state_dir = &config.install.state_dir;
     let channel = &config.repository.channel;
@@ -123,11 +122,11 @@ fn apply_locked(
 
     let release = release_dir::release_path(root, &target);
     if from.as_ref() == Some(&target) {
-        let problems = release_dir::verify(manifest.manifest(), &release)
+        let problems = release_dir::verify(manifest.manifest(), &release, Depth::Content)
             .map_err(|e| NodeError::io(format!("cannot check {}", release.display()), e))?;
         if problems.is_empty() {
             println!("already at {target}: nothing to do");
-            return Ok(Applied::AlreadyCurrent);
+            return Ok(Prepared::AlreadyCurrent);
         }
         return Err(NodeError::Other(format!(
             "the running release {target} differs from its signed manifest:\n  {}\nrestore it from its package or remove the changes; ferry will not overwrite the running tree",
@@ -145,32 +144,95 @@ fn apply_locked(
     if args.dry_run {
         println!("{plan}");
         println!("dry run: nothing changed");
-        return Ok(Applied::DryRun);
+        return Ok(Prepared::DryRun);
     }
     space::check(state_dir, root, &plan)?;
-    release_dir::clean_leftovers(root)
-        .map_err(|e| NodeError::io("cannot clean leftovers of an earlier run", e))?;
+    Ok(Prepared::Update(Box::new(Update {
+        transport,
+        manifest,
+        plan,
+        store,
+    })))
+}
 
-    let mut bytes_downloaded = 0;
-    for fetch in &plan.fetches {
-        bytes_downloaded += store.fetch(
-            transport.as_ref(),
-            &fetch.content,
-            fetch.mode,
-            fetch.files[0].as_str(),
-        )?;
+fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()> {
+    let root = &config.install.root;
+    let state_dir = &config.install.state_dir;
+    let Update {
+        transport,
+        manifest,
+        plan,
+        store,
+    } = update;
+    let target = plan.to.clone();
+    let release = release_dir::release_path(root, &target);
+    let mut journal = Journal::begin(
+        state_dir,
+        OperationKind::Apply,
+        from.clone(),
+        target.clone(),
+    )?;
+
+    let staged = (|| {
+        journal.advance(state_dir, Step::Fetching)?;
+        release_dir::clean_leftovers(root)
+            .map_err(|e| NodeError::io("cannot clean leftovers of an earlier run", e))?;
+        for fetch in &plan.fetches {
+            journal.bytes_downloaded += store.fetch(
+                transport.as_ref(),
+                &fetch.content,
+                fetch.mode,
+                fetch.files[0].as_str(),
+            )?;
+        }
+        stage_or_reuse(&manifest, &store, root, &release)?;
+        kept_manifests::save(state_dir, &manifest)
+    })();
+    if let Err(e) = staged.and_then(|()| journal.advance(state_dir, Step::Staged)) {
+        // `current` was not touched: record the failure, keep the old release.
+        recovery::conclude(config, &mut journal, Outcome::Failed, e.to_string())?;
+        return Err(e);
     }
-    stage_or_reuse(&manifest, &store, root, &release)?;
-    kept_manifests::save(state_dir, &manifest)?;
-    switch::switch_to(root, &target)
-        .map_err(|e| NodeError::io(format!("cannot switch {} to {target}", root.display()), e))?;
+
+    if let Err(e) = switch::switch_to(root, &target) {
+        let e = NodeError::io(format!("cannot switch {} to {target}", root.display()), e);
+        recovery::conclude(config, &mut journal, Outcome::Failed, e.to_string())?;
+        return Err(e);
+    }
+    journal.advance(state_dir, Step::Switched)?;
+    let problems = release_dir::verify(manifest.manifest(), &release, Depth::Metadata)
+        .map_err(|e| NodeError::io(format!("cannot check {}", release.display()), e))?;
+    if !problems.is_empty() {
+        journal.advance(state_dir, Step::RollingBack)?;
+        let message = recovery::switch_back(
+            config,
+            &mut journal,
+            Outcome::RolledBack,
+            &format!(
+                "the live tree does not match its manifest: {}",
+                problems.join("; ")
+            ),
+        )?;
+        return Err(NodeError::Other(message));
+    }
+    journal.advance(state_dir, Step::Verified)?;
+    let downloaded = journal.bytes_downloaded;
+    recovery::conclude(
+        config,
+        &mut journal,
+        Outcome::Success,
+        format!("updated to {target}"),
+    )?;
     println!(
         "updated {} -> {target} ({} downloaded, {} reused)",
         from.map_or("nothing".to_string(), |v| v.to_string()),
-        human_bytes(bytes_downloaded),
+        human_bytes(downloaded),
         human_bytes(plan.reused_bytes)
     );
-    Ok(Applied::Switched { bytes_downloaded })
+    let node = NodeState::load(state_dir)?;
+    let current = switch::current_version(root)
+        .map_err(|e| NodeError::io("cannot read the current release", e))?;
+    retention::prune(config, current.as_ref(), node.previous_version.as_ref())
 }
 
 /// Contents of `manifest` that the store already holds, verified.
@@ -196,7 +258,7 @@ fn stage_or_reuse(
     release: &Path,
 ) -> Result<()> {
     if release.exists() {
-        let problems = release_dir::verify(manifest.manifest(), release)
+        let problems = release_dir::verify(manifest.manifest(), release, Depth::Content)
             .map_err(|e| NodeError::io(format!("cannot check {}", release.display()), e))?;
         if problems.is_empty() {
             return Ok(());
@@ -207,10 +269,4 @@ fn stage_or_reuse(
     }
     release_dir::stage(manifest.manifest(), store, root)?;
     Ok(())
-}
-
-fn prune(config: &Config, node: &NodeState) -> Result<()> {
-    let current = switch::current_version(&config.install.root)
-        .map_err(|e| NodeError::io("cannot read the current release", e))?;
-    retention::prune(config, current.as_ref(), node.previous_version.as_ref())
 }

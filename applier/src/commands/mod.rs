@@ -4,3 +4,32 @@ pub mod apply;
 pub mod history;
 pub mod rollback;
 pub mod status;
+
+use crate::config::Config;
+use crate::error::{NodeError, Result};
+use crate::lock::StateLock;
+use crate::recovery;
+
+/// Tells the operator what recovery did, on stderr (stdout may be JSON).
+pub fn announce_recovery(message: Option<String>) {
+    if let Some(message) = message {
+        eprintln!("ferry: recovered: {message}");
+    }
+}
+
+/// For read-only commands: recover an interrupted operation if no other
+/// ferry holds the lock; if one does, its journal describes work in
+/// progress, not a crash, and is left alone.
+pub fn recover_if_idle(config: &Config) -> Result<()> {
+    if !config.install.state_dir.exists() {
+        return Ok(());
+    }
+    match StateLock::acquire(&config.install.state_dir) {
+        Ok(lock) => {
+            announce_recovery(recovery::recover(config, &lock)?);
+            Ok(())
+        }
+        Err(NodeError::LockHeld { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}

@@ -18,6 +18,9 @@ pub struct StatusReport {
     pub releases: Vec<Version>,
     pub install_root: String,
     pub state_dir: String,
+    /// The journal of an operation running right now (another ferry holds
+    /// the lock), if any.
+    pub operation_in_progress: Option<crate::journal::Journal>,
 }
 
 pub fn report(config: &Config) -> Result<StatusReport> {
@@ -33,10 +36,12 @@ pub fn report(config: &Config) -> Result<StatusReport> {
             .map_err(|e| NodeError::io("cannot list releases", e))?,
         install_root: root.display().to_string(),
         state_dir: config.install.state_dir.display().to_string(),
+        operation_in_progress: crate::journal::Journal::load(&config.install.state_dir)?,
     })
 }
 
 pub fn run(config: &Config, json: bool) -> Result<()> {
+    super::recover_if_idle(config)?;
     let r = report(config)?;
     if json {
         println!(
@@ -63,6 +68,15 @@ pub fn run(config: &Config, json: bool) -> Result<()> {
             on_disk.join(", ")
         }
     );
+    if let Some(j) = &r.operation_in_progress {
+        println!(
+            "running:   {} {} -> {} (step {:?})",
+            crate::recovery::kind_name(j.operation),
+            show(&j.from_version),
+            j.to_version,
+            j.step
+        );
+    }
     match &r.last_operation {
         None => println!("last:      -"),
         Some(op) => println!("last:      {}", describe(op)),
@@ -74,6 +88,8 @@ pub fn describe(op: &Operation) -> String {
     let outcome = match op.outcome {
         Outcome::Success => "ok",
         Outcome::Failed => "FAILED",
+        Outcome::RolledBack => "ROLLED BACK",
+        Outcome::Interrupted => "INTERRUPTED",
     };
     let show = |v: &Option<Version>| v.as_ref().map_or("-".to_string(), |v| v.to_string());
     let kind = serde_json::to_value(op.operation)

@@ -1,0 +1,326 @@
+//! Finishing or undoing an operation that a crash interrupted.
+//!
+//! Every command runs [`recover`] first, under the state lock: a journal
+//! that exists while nobody holds the lock belongs to a process that died.
+//! What to do is decided by [`decide`], a pure function of the journal and
+//! of where `current` points, so every combination is tested exhaustively:
+//!
+//! - the switch happened (`current` is the target): finish the operation
+//!   (re-verify the live tree; if it does not match its signed manifest,
+//!   switch back);
+//! - it did not (`current` is still the origin): undo it — the node keeps
+//!   running what it ran, the staged tree and partial downloads stay on disk
+//!   for the next attempt to reuse;
+//! - the journal says the outcome is recorded: only close the journal;
+//! - a switch back was in progress: complete it.
+
+use semver::Version;
+
+use crate::config::Config;
+use crate::error::{NodeError, Result};
+use crate::journal::{Journal, Step};
+use crate::lock::StateLock;
+use crate::release_dir::{self, Depth};
+use crate::state::{self, NodeState, Operation, OperationKind, Outcome};
+use crate::{faults, kept_manifests, switch};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// The outcome is recorded: remove the journal.
+    Close,
+    /// `current` names the target: verify it and record success.
+    Commit,
+    /// `current` does not name the target: record the interruption, the
+    /// node stays where it is.
+    Abandon,
+    /// Point `current` back at the origin, then record the rollback.
+    SwitchBack,
+}
+
+pub fn decide(journal: &Journal, current: Option<&Version>) -> Action {
+    match journal.step {
+        Step::Committed => Action::Close,
+        Step::RollingBack => Action::SwitchBack,
+        _ if current == Some(&journal.to_version) => Action::Commit,
+        _ => Action::Abandon,
+    }
+}
+
+/// Recovers an interrupted operation, if there is one. The caller holds the
+/// lock (that is what proves the journal's writer is gone). Returns a line
+/// saying what was done.
+pub fn recover(config: &Config, _lock: &StateLock) -> Result<Option<String>> {
+    let state_dir = &config.install.state_dir;
+    remove_temporaries(config)
+        .map_err(|e| NodeError::io("cannot remove temporary files of an earlier run", e))?;
+    let Some(mut journal) = Journal::load(state_dir)? else {
+        return Ok(None);
+    };
+    let root = &config.install.root;
+    let current = switch::current_version(root)
+        .map_err(|e| NodeError::io("cannot read the current release", e))?;
+    let what = format!(
+        "interrupted {} {} -> {} (at step {})",
+        kind_name(journal.operation),
+        show(&journal.from_version),
+        journal.to_version,
+        step_name(journal.step)
+    );
+    let action = decide(&journal, current.as_ref());
+    tracing::warn!(?action, journal = %journal.id, "recovering an interrupted operation");
+    let message = match action {
+        Action::Close => {
+            Journal::close(state_dir)?;
+            format!("{what}: its outcome was already recorded")
+        }
+        Action::Commit => {
+            let keys = config.trusted_keys()?;
+            let manifest = kept_manifests::load(state_dir, &journal.to_version, &keys)?;
+            let live = release_dir::release_path(root, &journal.to_version);
+            let problems = release_dir::verify(manifest.manifest(), &live, Depth::Content)
+                .map_err(|e| NodeError::io(format!("cannot check {}", live.display()), e))?;
+            if problems.is_empty() {
+                let message = format!("{what}: finished, now at {}", journal.to_version);
+                conclude(config, &mut journal, Outcome::Success, message.clone())?;
+                message
+            } else {
+                journal.advance(state_dir, Step::RollingBack)?;
+                switch_back(
+                    config,
+                    &mut journal,
+                    Outcome::RolledBack,
+                    &problems.join("; "),
+                )?
+            }
+        }
+        Action::SwitchBack => switch_back(
+            config,
+            &mut journal,
+            Outcome::RolledBack,
+            "interrupted while switching back",
+        )?,
+        Action::Abandon => {
+            release_dir::clean_leftovers(root)
+                .map_err(|e| NodeError::io("cannot clean leftovers of the interrupted run", e))?;
+            let stays = match (&current, &journal.from_version) {
+                (c, f) if c == f => format!("undone, the node stays on {}", show(c)),
+                (c, _) => format!(
+                    "undone; `current` points at {}, which this operation did not set",
+                    show(c)
+                ),
+            };
+            let message = format!("{what}: {stays}");
+            conclude(config, &mut journal, Outcome::Interrupted, message.clone())?;
+            message
+        }
+    };
+    Ok(Some(message))
+}
+
+/// Removes what a process killed between creating a temporary and renaming
+/// it leaves behind: `.*.tmp-*` files beside state files and `current`, and
+/// `.tmp-*` files in the store. Partial downloads (`downloads/*.part`) stay:
+/// the next apply resumes them. Only safe under the lock.
+fn remove_temporaries(config: &Config) -> std::io::Result<()> {
+    let state_dir = &config.install.state_dir;
+    let dirs = [
+        config.install.root.clone(),
+        state_dir.clone(),
+        state_dir.join("manifests"),
+        state_dir.join("store"),
+    ];
+    for dir in &dirs {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let mut removed = false;
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if (name.starts_with('.') && name.contains(".tmp-")) || name.starts_with(".tmp-") {
+                std::fs::remove_file(entry.path())?;
+                removed = true;
+            }
+        }
+        if removed {
+            crate::durable::sync_dir(dir)?;
+        }
+    }
+    release_dir::clean_leftovers(&config.install.root)
+}
+
+/// Points `current` back at the journal's origin (or removes it when
+/// nothing was installed before) and records `outcome`.
+pub fn switch_back(
+    config: &Config,
+    journal: &mut Journal,
+    outcome: Outcome,
+    cause: &str,
+) -> Result<String> {
+    let root = &config.install.root;
+    let result = match &journal.from_version {
+        Some(from) => switch::switch_to(root, from),
+        None => switch::unset(root),
+    };
+    result.map_err(|e| NodeError::io("cannot switch back", e))?;
+    let message = format!(
+        "{} {} -> {} rolled back to {}: {cause}",
+        kind_name(journal.operation),
+        show(&journal.from_version),
+        journal.to_version,
+        show(&journal.from_version)
+    );
+    conclude(config, journal, outcome, message.clone())?;
+    Ok(message)
+}
+
+/// Records the outcome of `journal`'s operation (once per operation, even if
+/// a crash makes this run twice), then closes the journal.
+pub fn conclude(
+    config: &Config,
+    journal: &mut Journal,
+    outcome: Outcome,
+    message: String,
+) -> Result<()> {
+    let state_dir = &config.install.state_dir;
+    let mut node = NodeState::load(state_dir)?;
+    if outcome == Outcome::Success {
+        if journal.from_version.as_ref() != Some(&journal.to_version) {
+            node.previous_version = journal.from_version.clone();
+        }
+        if journal.operation == OperationKind::Apply {
+            node.channel = Some(config.repository.channel.clone());
+        }
+    }
+    let operation = Operation {
+        id: Some(journal.id.clone()),
+        operation: journal.operation,
+        from_version: journal.from_version.clone(),
+        to_version: Some(journal.to_version.clone()),
+        outcome,
+        started_at: journal.started_at,
+        finished_at: jiff::Timestamp::now(),
+        message,
+        bytes_downloaded: journal.bytes_downloaded,
+    };
+    state::record(state_dir, &mut node, operation)?;
+    faults::point("conclude:recorded");
+    journal.advance(state_dir, Step::Committed)?;
+    Journal::close(state_dir)
+}
+
+fn show(v: &Option<Version>) -> String {
+    v.as_ref().map_or("nothing".to_string(), |v| v.to_string())
+}
+
+pub fn kind_name(kind: OperationKind) -> &'static str {
+    match kind {
+        OperationKind::Apply => "apply",
+        OperationKind::Rollback => "rollback",
+    }
+}
+
+fn step_name(step: Step) -> String {
+    serde_json::to_value(step)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Version {
+        s.parse().unwrap()
+    }
+
+    /// Where `current` points after the action runs, in a model of the node.
+    fn after(action: Action, journal: &Journal, current: Option<Version>) -> Option<Version> {
+        match action {
+            Action::Close | Action::Abandon => current,
+            // Commit keeps the target when it verifies; otherwise it switches back.
+            Action::Commit => current,
+            Action::SwitchBack => journal.from_version.clone(),
+        }
+    }
+
+    /// Every operation × step × origin × where `current` points.
+    #[test]
+    fn every_interruption_ends_on_the_old_or_the_new_release() {
+        let origins = [None, Some(v("1.0.0"))];
+        let target = v("2.0.0");
+        let foreign = v("9.9.9");
+        for operation in [OperationKind::Apply, OperationKind::Rollback] {
+            for from in &origins {
+                for step in Step::ALL {
+                    let currents = [
+                        None,
+                        from.clone(),
+                        Some(target.clone()),
+                        Some(foreign.clone()),
+                    ];
+                    for current in currents {
+                        let journal = Journal {
+                            id: "t".into(),
+                            operation,
+                            from_version: from.clone(),
+                            to_version: target.clone(),
+                            step,
+                            started_at: jiff::Timestamp::UNIX_EPOCH,
+                            bytes_downloaded: 0,
+                        };
+                        let action = decide(&journal, current.as_ref());
+                        let end = after(action, &journal, current.clone());
+                        let case = format!("{operation:?} from {from:?} at {step:?} with current {current:?}: {action:?}");
+                        // Never record success unless the target is live.
+                        if action == Action::Commit {
+                            assert_eq!(current.as_ref(), Some(&target), "{case}");
+                        }
+                        // Never claim the node stayed put while it runs the target.
+                        if action == Action::Abandon {
+                            assert_ne!(current.as_ref(), Some(&target), "{case}");
+                        }
+                        // A node that was on the old or the new release stays on one of them.
+                        if current == *from || current.as_ref() == Some(&target) {
+                            assert!(
+                                end == *from || end.as_ref() == Some(&target),
+                                "{case} ends at {end:?}"
+                            );
+                        }
+                        // Recovery never moves a node that ferry did not move.
+                        if current.as_ref() == Some(&foreign) && step != Step::RollingBack {
+                            assert_eq!(end, current, "{case}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_table_reads_as_documented() {
+        let mut j = Journal {
+            id: "t".into(),
+            operation: OperationKind::Apply,
+            from_version: Some(v("1.0.0")),
+            to_version: v("2.0.0"),
+            step: Step::Fetching,
+            started_at: jiff::Timestamp::UNIX_EPOCH,
+            bytes_downloaded: 0,
+        };
+        assert_eq!(decide(&j, Some(&v("1.0.0"))), Action::Abandon);
+        j.step = Step::Staged;
+        assert_eq!(decide(&j, Some(&v("1.0.0"))), Action::Abandon);
+        assert_eq!(decide(&j, Some(&v("2.0.0"))), Action::Commit);
+        j.step = Step::Verified;
+        assert_eq!(decide(&j, Some(&v("2.0.0"))), Action::Commit);
+        j.step = Step::Committed;
+        assert_eq!(decide(&j, Some(&v("2.0.0"))), Action::Close);
+        j.step = Step::RollingBack;
+        assert_eq!(decide(&j, Some(&v("2.0.0"))), Action::SwitchBack);
+    }
+}
