@@ -43,6 +43,31 @@ pub struct InstallConfig {
     /// Releases kept on disk: the current, the previous, then the newest others.
     #[serde(default = "default_keep")]
     pub keep_releases: usize,
+    /// `symlink` (default): releases side by side under `root/releases`,
+    /// switched by one rename of `root/current`. `in-place`: files live at
+    /// fixed paths below `root` and are replaced one atomic rename each,
+    /// with a restore point made first.
+    #[serde(default)]
+    pub mode: InstallMode,
+    /// In-place mode only: the absolute paths ferry may write. A path ending
+    /// in `/` allows the directory and everything below it.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// In-place mode: restore points kept (the newest ones).
+    #[serde(default = "default_keep_restore_points")]
+    pub keep_restore_points: usize,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstallMode {
+    #[default]
+    Symlink,
+    InPlace,
+}
+
+fn default_keep_restore_points() -> usize {
+    3
 }
 
 fn default_timeout() -> u64 {
@@ -109,10 +134,55 @@ impl Config {
                 return bad(format!("{key} {} must be an absolute path", path.display()));
             }
         }
-        if self.install.root.starts_with(&self.install.state_dir)
-            || self.install.state_dir.starts_with(&self.install.root)
-        {
-            return bad("install.root and install.state_dir must not contain each other".into());
+        match self.install.mode {
+            InstallMode::Symlink => {
+                if !self.install.targets.is_empty() {
+                    return bad("install.targets is only for mode = \"in-place\"".into());
+                }
+                if self.install.root.starts_with(&self.install.state_dir)
+                    || self.install.state_dir.starts_with(&self.install.root)
+                {
+                    return bad(
+                        "install.root and install.state_dir must not contain each other".into(),
+                    );
+                }
+            }
+            InstallMode::InPlace => {
+                if self.install.targets.is_empty() {
+                    return bad(
+                        "mode = \"in-place\" needs install.targets: the paths ferry may write"
+                            .into(),
+                    );
+                }
+                for target in &self.install.targets {
+                    let path = Path::new(target.trim_end_matches('/'));
+                    if !path.is_absolute()
+                        || !path.starts_with(&self.install.root)
+                        || path == self.install.root
+                    {
+                        return bad(format!(
+                            "install.targets entry {target:?} must be an absolute path below install.root {}",
+                            self.install.root.display()
+                        ));
+                    }
+                    if self.install.state_dir.starts_with(path)
+                        || path.starts_with(&self.install.state_dir)
+                    {
+                        return bad(format!(
+                            "install.targets entry {target:?} overlaps install.state_dir"
+                        ));
+                    }
+                    let relative = path
+                        .strip_prefix(&self.install.root)
+                        .expect("checked above");
+                    if let Err(e) = manifests::SafeRelativePath::new(&relative.to_string_lossy()) {
+                        return bad(format!("install.targets entry {target:?}: {e}"));
+                    }
+                }
+                if self.install.keep_restore_points < 1 {
+                    return bad("install.keep_restore_points must be at least 1".into());
+                }
+            }
         }
         if self.install.keep_releases < 2 {
             return bad(

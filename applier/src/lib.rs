@@ -9,15 +9,19 @@
 
 pub mod commands;
 pub mod config;
+pub mod converge;
 pub mod durable;
 pub mod error;
 pub mod faults;
+pub mod in_place;
+pub mod installed;
 pub mod journal;
 pub mod kept_manifests;
 pub mod lock;
 pub mod plan;
 pub mod recovery;
 pub mod release_dir;
+pub mod restore_point;
 pub mod retention;
 pub mod space;
 pub mod state;

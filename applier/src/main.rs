@@ -49,6 +49,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Inspect or prune the restore points in-place operations make.
+    #[command(subcommand)]
+    RestorePoints(RestorePointsCommand),
+}
+
+#[derive(Subcommand)]
+enum RestorePointsCommand {
+    /// Every restore point, oldest first.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The paths a restore point holds; checks every saved file's SHA-256.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Keep only the newest N restore points.
+    Clean {
+        #[arg(long)]
+        keep: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -90,5 +113,14 @@ fn run(cli: Cli) -> Result<(), NodeError> {
         Command::Rollback { to } => commands::rollback::run(&config, to),
         Command::Status { json } => commands::status::run(&config, json),
         Command::History { json } => commands::history::run(&config, json),
+        Command::RestorePoints(RestorePointsCommand::List { json }) => {
+            commands::restore_points::list(&config, json)
+        }
+        Command::RestorePoints(RestorePointsCommand::Show { id, json }) => {
+            commands::restore_points::show(&config, &id, json)
+        }
+        Command::RestorePoints(RestorePointsCommand::Clean { keep }) => {
+            commands::restore_points::clean(&config, keep)
+        }
     }
 }

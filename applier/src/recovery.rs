@@ -16,13 +16,15 @@
 
 use semver::Version;
 
-use crate::config::Config;
+use crate::config::{Config, InstallMode};
 use crate::error::{NodeError, Result};
+use crate::in_place::{self, InPlacePlan};
 use crate::journal::{Journal, Step};
 use crate::lock::StateLock;
 use crate::release_dir::{self, Depth};
 use crate::state::{self, NodeState, Operation, OperationKind, Outcome};
-use crate::{faults, kept_manifests, switch};
+use crate::store::ContentStore;
+use crate::{converge, faults, kept_manifests, switch};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -37,10 +39,15 @@ pub enum Action {
     SwitchBack,
 }
 
-pub fn decide(journal: &Journal, current: Option<&Version>) -> Action {
-    match journal.step {
-        Step::Committed => Action::Close,
-        Step::RollingBack => Action::SwitchBack,
+/// `current` is where the `current` symlink points (symlink mode); in-place
+/// mode decides from the journal alone, because from `staged` on its files
+/// may be any mix of old and new until converged.
+pub fn decide(journal: &Journal, mode: InstallMode, current: Option<&Version>) -> Action {
+    match (journal.step, mode) {
+        (Step::Committed, _) => Action::Close,
+        (Step::RollingBack, _) => Action::SwitchBack,
+        (Step::Planned | Step::Fetching, InstallMode::InPlace) => Action::Abandon,
+        (_, InstallMode::InPlace) => Action::Commit,
         _ if current == Some(&journal.to_version) => Action::Commit,
         _ => Action::Abandon,
     }
@@ -57,8 +64,12 @@ pub fn recover(config: &Config, _lock: &StateLock) -> Result<Option<String>> {
         return Ok(None);
     };
     let root = &config.install.root;
-    let current = switch::current_version(root)
-        .map_err(|e| NodeError::io("cannot read the current release", e))?;
+    let mode = config.install.mode;
+    let current = crate::installed::version(config)?;
+    if let Some(plan) = InPlacePlan::load(state_dir)? {
+        converge::remove_temporaries(root, &plan.entries)
+            .map_err(|e| NodeError::io("cannot remove temporaries beside targets", e))?;
+    }
     let what = format!(
         "interrupted {} {} -> {} (at step {})",
         kind_name(journal.operation),
@@ -66,12 +77,19 @@ pub fn recover(config: &Config, _lock: &StateLock) -> Result<Option<String>> {
         journal.to_version,
         step_name(journal.step)
     );
-    let action = decide(&journal, current.as_ref());
+    let action = decide(&journal, mode, current.as_ref());
     tracing::warn!(?action, journal = %journal.id, "recovering an interrupted operation");
     let message = match action {
         Action::Close => {
             Journal::close(state_dir)?;
             format!("{what}: its outcome was already recorded")
+        }
+        Action::Commit if mode == InstallMode::InPlace => {
+            roll_forward_in_place(config, &mut journal, &what)?
+        }
+        Action::SwitchBack if mode == InstallMode::InPlace => {
+            let store = ContentStore::open(state_dir)?;
+            in_place::restore(config, &mut journal, &store, "interrupted while restoring")?
         }
         Action::Commit => {
             let keys = config.trusted_keys()?;
@@ -100,8 +118,12 @@ pub fn recover(config: &Config, _lock: &StateLock) -> Result<Option<String>> {
             "interrupted while switching back",
         )?,
         Action::Abandon => {
-            release_dir::clean_leftovers(root)
-                .map_err(|e| NodeError::io("cannot clean leftovers of the interrupted run", e))?;
+            if mode == InstallMode::Symlink {
+                release_dir::clean_leftovers(root).map_err(|e| {
+                    NodeError::io("cannot clean leftovers of the interrupted run", e)
+                })?;
+            }
+            InPlacePlan::remove(state_dir)?;
             let stays = match (&current, &journal.from_version) {
                 (c, f) if c == f => format!("undone, the node stays on {}", show(c)),
                 (c, _) => format!(
@@ -117,18 +139,53 @@ pub fn recover(config: &Config, _lock: &StateLock) -> Result<Option<String>> {
     Ok(Some(message))
 }
 
+/// Finishes an interrupted in-place operation by converging its planned
+/// writes again; if that fails, converges back to its restore point.
+fn roll_forward_in_place(config: &Config, journal: &mut Journal, what: &str) -> Result<String> {
+    let state_dir = &config.install.state_dir;
+    let store = ContentStore::open(state_dir)?;
+    let Some(plan) = InPlacePlan::load(state_dir)? else {
+        return Err(NodeError::Other(format!(
+            "{what}: the in-place plan is missing; check the files against `ferry verify`"
+        )));
+    };
+    let done = converge::converge(&config.install.root, &plan.entries, &store)
+        .and_then(|()| converge::check(&config.install.root, &plan.entries, true));
+    match done {
+        Ok(problems) if problems.is_empty() => {
+            let message = format!("{what}: finished, now at {}", journal.to_version);
+            conclude(config, journal, Outcome::Success, message.clone())?;
+            in_place::finish(config)?;
+            Ok(message)
+        }
+        Ok(problems) => {
+            journal.advance(state_dir, Step::RollingBack)?;
+            in_place::restore(config, journal, &store, &problems.join("; "))
+        }
+        Err(e) => {
+            journal.advance(state_dir, Step::RollingBack)?;
+            in_place::restore(config, journal, &store, &e.to_string())
+        }
+    }
+}
+
 /// Removes what a process killed between creating a temporary and renaming
 /// it leaves behind: `.*.tmp-*` files beside state files and `current`, and
 /// `.tmp-*` files in the store. Partial downloads (`downloads/*.part`) stay:
 /// the next apply resumes them. Only safe under the lock.
 fn remove_temporaries(config: &Config) -> std::io::Result<()> {
     let state_dir = &config.install.state_dir;
-    let dirs = [
-        config.install.root.clone(),
+    let mut dirs = vec![
         state_dir.clone(),
         state_dir.join("manifests"),
         state_dir.join("store"),
     ];
+    // In-place roots are shared with the system (often `/`): only ferry's
+    // own symlink-mode root is swept wholesale.
+    let symlink_mode = config.install.mode == InstallMode::Symlink;
+    if symlink_mode {
+        dirs.push(config.install.root.clone());
+    }
     for dir in &dirs {
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
@@ -149,7 +206,20 @@ fn remove_temporaries(config: &Config) -> std::io::Result<()> {
             crate::durable::sync_dir(dir)?;
         }
     }
-    release_dir::clean_leftovers(&config.install.root)
+    if symlink_mode {
+        release_dir::clean_leftovers(&config.install.root)?;
+    }
+    // A restore point whose record was never written is a capture the crash
+    // cut short: nothing relies on it.
+    if let Ok(points) = std::fs::read_dir(crate::restore_point::dir(state_dir)) {
+        for point in points {
+            let point = point?.path();
+            if !point.join("restore-point.json").is_file() {
+                release_dir::remove_tree(&point)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Points `current` back at the journal's origin (or removes it when
@@ -193,6 +263,9 @@ pub fn conclude(
         }
         if journal.operation == OperationKind::Apply {
             node.channel = Some(config.repository.channel.clone());
+        }
+        if config.install.mode == InstallMode::InPlace {
+            node.installed_version = Some(journal.to_version.clone());
         }
     }
     let operation = Operation {
@@ -273,7 +346,7 @@ mod tests {
                             started_at: jiff::Timestamp::UNIX_EPOCH,
                             bytes_downloaded: 0,
                         };
-                        let action = decide(&journal, current.as_ref());
+                        let action = decide(&journal, InstallMode::Symlink, current.as_ref());
                         let end = after(action, &journal, current.clone());
                         let case = format!("{operation:?} from {from:?} at {step:?} with current {current:?}: {action:?}");
                         // Never record success unless the target is live.
@@ -312,15 +385,33 @@ mod tests {
             started_at: jiff::Timestamp::UNIX_EPOCH,
             bytes_downloaded: 0,
         };
-        assert_eq!(decide(&j, Some(&v("1.0.0"))), Action::Abandon);
+        assert_eq!(
+            decide(&j, InstallMode::Symlink, Some(&v("1.0.0"))),
+            Action::Abandon
+        );
         j.step = Step::Staged;
-        assert_eq!(decide(&j, Some(&v("1.0.0"))), Action::Abandon);
-        assert_eq!(decide(&j, Some(&v("2.0.0"))), Action::Commit);
+        assert_eq!(
+            decide(&j, InstallMode::Symlink, Some(&v("1.0.0"))),
+            Action::Abandon
+        );
+        assert_eq!(
+            decide(&j, InstallMode::Symlink, Some(&v("2.0.0"))),
+            Action::Commit
+        );
         j.step = Step::Verified;
-        assert_eq!(decide(&j, Some(&v("2.0.0"))), Action::Commit);
+        assert_eq!(
+            decide(&j, InstallMode::Symlink, Some(&v("2.0.0"))),
+            Action::Commit
+        );
         j.step = Step::Committed;
-        assert_eq!(decide(&j, Some(&v("2.0.0"))), Action::Close);
+        assert_eq!(
+            decide(&j, InstallMode::Symlink, Some(&v("2.0.0"))),
+            Action::Close
+        );
         j.step = Step::RollingBack;
-        assert_eq!(decide(&j, Some(&v("2.0.0"))), Action::SwitchBack);
+        assert_eq!(
+            decide(&j, InstallMode::Symlink, Some(&v("2.0.0"))),
+            Action::SwitchBack
+        );
     }
 }

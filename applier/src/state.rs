@@ -15,6 +15,9 @@ use crate::error::{NodeError, Result};
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct NodeState {
+    /// In-place mode only: the installed version (symlink mode reads `current`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed_version: Option<Version>,
     pub previous_version: Option<Version>,
     pub channel: Option<String>,
     pub last_operation: Option<Operation>,

@@ -18,10 +18,48 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ferry_tests::binaries;
-use ferry_tests::fixtures::{Node, Workspace};
+use ferry_tests::fixtures::{assert_tree_matches, Node, Workspace};
 
 const OLD: &str = "1.0.0";
 const NEW: &str = "1.1.0";
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    /// `releases/<v>` trees and the `current` symlink.
+    Symlink,
+    /// Files at fixed paths below the root, replaced one rename each.
+    InPlace,
+}
+
+/// A node of `mode`; in-place nodes own `bin/ etc/ lib/ share/` below their root.
+fn node(ws: &Workspace, name: &str, mode: Mode) -> Node {
+    let node = ws.node(name);
+    if mode == Mode::InPlace {
+        fs::create_dir_all(&node.root).unwrap();
+        let targets: Vec<String> = ["bin/", "etc/", "lib/", "share/"]
+            .iter()
+            .map(|t| format!("\"{}/{t}\"", node.root.display()))
+            .collect();
+        let text = fs::read_to_string(&node.config).unwrap();
+        let text = text.replacen(
+            "[install]\n",
+            &format!(
+                "[install]\nmode = \"in-place\"\ntargets = [{}]\n",
+                targets.join(", ")
+            ),
+            1,
+        );
+        fs::write(&node.config, text).unwrap();
+    }
+    node
+}
+
+/// The version the node reports (in-place nodes have no `current` link).
+fn installed(node: &Node) -> Option<String> {
+    node.status_json()["current_version"]
+        .as_str()
+        .map(String::from)
+}
 
 #[derive(Clone, Copy, Debug)]
 enum Operation {
@@ -61,10 +99,10 @@ fn fault_command(node: &Node, args: &[&str]) -> Command {
 }
 
 /// Every crash point `operation` passes, in order.
-fn crash_points(ws: &Workspace, operation: Operation) -> Vec<String> {
-    let node = ws.node(&format!("discover-{operation:?}"));
+fn crash_points(ws: &Workspace, mode: Mode, operation: Operation) -> Vec<String> {
+    let node = node(ws, &format!("discover-{mode:?}-{operation:?}"), mode);
     operation.prepare(&node);
-    let log = ws.dir.join(format!("points-{operation:?}.log"));
+    let log = ws.dir.join(format!("points-{mode:?}-{operation:?}.log"));
     let (_, _, args) = operation.plan();
     let out = fault_command(&node, args)
         .env("FERRY_CRASH_LOG", &log)
@@ -116,22 +154,25 @@ fn temporaries(dir: &Path) -> Vec<PathBuf> {
 }
 
 #[track_caller]
-fn assert_consistent(ws: &Workspace, node: &Node, context: &str) -> String {
+fn assert_consistent(ws: &Workspace, node: &Node, mode: Mode, context: &str) -> String {
     let status = node.status_json();
-    let version = node
-        .current_version()
-        .unwrap_or_else(|| panic!("{context}: nothing installed after recovery"));
+    let version = status["current_version"]
+        .as_str()
+        .map(String::from)
+        .unwrap_or_else(|| panic!("{context}: nothing installed after recovery: {status:#}"));
     assert!(
         version == OLD || version == NEW,
         "{context}: current is {version}"
     );
     let generation = if version == OLD { 1 } else { 2 };
-    node.assert_current(&version, &ws.input(generation));
-    assert_eq!(
-        status["current_version"],
-        version.as_str(),
-        "{context}: status lies: {status:#}"
-    );
+    match mode {
+        Mode::Symlink => {
+            // status must agree with the symlink, the truth in this mode.
+            node.assert_current(&version, &ws.input(generation));
+        }
+        // Every file below the root is the old release's, or every one the new's.
+        Mode::InPlace => assert_tree_matches(&node.root, &ws.input(generation)),
+    }
     assert!(
         !node.state_dir.join("journal.json").exists(),
         "{context}: the journal is still open after recovery"
@@ -150,15 +191,15 @@ fn assert_consistent(ws: &Workspace, node: &Node, context: &str) -> String {
     version
 }
 
-fn walk(operation: Operation) {
+fn walk(mode: Mode, operation: Operation) {
     let ws = Workspace::new();
     ws.publish_v1_v2();
-    let points = crash_points(&ws, operation);
+    let points = crash_points(&ws, mode, operation);
     let (before, after, args) = operation.plan();
     let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
     for (i, point) in points.iter().enumerate() {
-        let context = format!("{operation:?} killed at {point}");
-        let node = ws.node(&format!("{operation:?}-{i}"));
+        let context = format!("{mode:?} {operation:?} killed at {point}");
+        let node = node(&ws, &format!("{mode:?}-{operation:?}-{i}"), mode);
         operation.prepare(&node);
         let out = fault_command(&node, args)
             .env("FERRY_CRASH_AT", point)
@@ -171,7 +212,7 @@ fn walk(operation: Operation) {
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
-        let landed = assert_consistent(&ws, &node, &context);
+        let landed = assert_consistent(&ws, &node, mode, &context);
         *outcomes.entry(landed.clone()).or_default() += 1;
 
         // The interrupted operation, run again, completes.
@@ -180,12 +221,8 @@ fn walk(operation: Operation) {
             Operation::Rollback => node.ferry(&["rollback", "--to", after]),
         };
         again.assert_success();
-        assert_eq!(
-            node.current_version().as_deref(),
-            Some(after),
-            "{context}: rerun"
-        );
-        assert_consistent(&ws, &node, &format!("{context}, then rerun"));
+        assert_eq!(installed(&node).as_deref(), Some(after), "{context}: rerun");
+        assert_consistent(&ws, &node, mode, &format!("{context}, then rerun"));
         assert!(
             fs::read_dir(node.state_dir.join("downloads")).map_or(true, |mut d| d.next().is_none()),
             "{context}: downloads left after a completed rerun"
@@ -194,7 +231,7 @@ fn walk(operation: Operation) {
         fs::remove_dir_all(&node.dir).unwrap();
     }
     println!(
-        "{operation:?} {before} -> {after}: walked {} crash points; recovery ended on {outcomes:?}",
+        "{mode:?} {operation:?} {before} -> {after}: walked {} crash points; recovery ended on {outcomes:?}",
         points.len()
     );
     assert!(
@@ -205,10 +242,20 @@ fn walk(operation: Operation) {
 
 #[test]
 fn update_killed_at_every_crash_point_recovers() {
-    walk(Operation::Update);
+    walk(Mode::Symlink, Operation::Update);
 }
 
 #[test]
 fn rollback_killed_at_every_crash_point_recovers() {
-    walk(Operation::Rollback);
+    walk(Mode::Symlink, Operation::Rollback);
+}
+
+#[test]
+fn in_place_update_killed_at_every_crash_point_recovers() {
+    walk(Mode::InPlace, Operation::Update);
+}
+
+#[test]
+fn in_place_rollback_killed_at_every_crash_point_recovers() {
+    walk(Mode::InPlace, Operation::Rollback);
 }

@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use manifests::VerifiedManifest;
 use semver::Version;
 
-use crate::config::Config;
+use crate::config::{Config, InstallMode};
 use crate::error::{NodeError, Result};
 use crate::journal::{Journal, Step};
 use crate::lock::StateLock;
@@ -18,7 +18,10 @@ use crate::state::{self, NodeState, Operation, OperationKind, Outcome};
 use crate::store::ContentStore;
 use crate::transport::Transport;
 use crate::trust::{self, TrustedState};
-use crate::{kept_manifests, recovery, release_dir, retention, space, switch, transport};
+use crate::{
+    converge, in_place, installed, kept_manifests, recovery, release_dir, retention, space, switch,
+    transport,
+};
 
 pub struct ApplyArgs {
     pub version: Option<Version>,
@@ -30,8 +33,7 @@ pub fn run(config: &Config, args: &ApplyArgs) -> Result<()> {
     let lock = StateLock::acquire(&config.install.state_dir)?;
     super::announce_recovery(recovery::recover(config, &lock)?);
     let started = Timestamp::now();
-    let from = switch::current_version(&config.install.root)
-        .map_err(|e| NodeError::io("cannot read the current release", e))?;
+    let from = installed::version(config)?;
     let mut target = args.version.clone();
     match prepare(config, args, from.clone(), &mut target) {
         Ok(Prepared::Update(update)) => execute(config, from, *update),
@@ -69,6 +71,8 @@ struct Update {
     manifest: VerifiedManifest,
     plan: UpdatePlan,
     store: ContentStore,
+    /// In-place mode: the writes to make.
+    changeset: Option<Vec<converge::DesiredEntry>>,
 }
 
 fn prepare(
@@ -120,10 +124,28 @@ fn prepare(
         trusted.save(state_dir)?;
     }
 
-    let release = release_dir::release_path(root, &target);
+    // In-place: the exact writes, refused now if any falls outside targets.
+    let changeset = match config.install.mode {
+        InstallMode::Symlink => None,
+        InstallMode::InPlace => {
+            let keys = config.trusted_keys()?;
+            let old = match &from {
+                Some(v) => Some(kept_manifests::load(state_dir, v, &keys)?),
+                None => None,
+            };
+            let old = old.as_ref().map(|m| m.manifest());
+            Some(in_place::changeset(config, manifest.manifest(), old)?)
+        }
+    };
     if from.as_ref() == Some(&target) {
-        let problems = release_dir::verify(manifest.manifest(), &release, Depth::Content)
-            .map_err(|e| NodeError::io(format!("cannot check {}", release.display()), e))?;
+        let problems = match &changeset {
+            None => {
+                let release = release_dir::release_path(root, &target);
+                release_dir::verify(manifest.manifest(), &release, Depth::Content)
+            }
+            Some(entries) => converge::check(root, entries, true),
+        }
+        .map_err(|e| NodeError::io(format!("cannot check the installed {target}"), e))?;
         if problems.is_empty() {
             println!("already at {target}: nothing to do");
             return Ok(Prepared::AlreadyCurrent);
@@ -152,6 +174,7 @@ fn prepare(
         manifest,
         plan,
         store,
+        changeset,
     })))
 }
 
@@ -163,6 +186,7 @@ fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()>
         manifest,
         plan,
         store,
+        changeset,
     } = update;
     let target = plan.to.clone();
     let release = release_dir::release_path(root, &target);
@@ -173,10 +197,12 @@ fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()>
         target.clone(),
     )?;
 
-    let staged = (|| {
+    let staged = (|| -> Result<()> {
         journal.advance(state_dir, Step::Fetching)?;
-        release_dir::clean_leftovers(root)
-            .map_err(|e| NodeError::io("cannot clean leftovers of an earlier run", e))?;
+        if changeset.is_none() {
+            release_dir::clean_leftovers(root)
+                .map_err(|e| NodeError::io("cannot clean leftovers of an earlier run", e))?;
+        }
         for fetch in &plan.fetches {
             journal.bytes_downloaded += store.fetch(
                 transport.as_ref(),
@@ -185,15 +211,37 @@ fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()>
                 fetch.files[0].as_str(),
             )?;
         }
-        stage_or_reuse(&manifest, &store, root, &release)?;
-        kept_manifests::save(state_dir, &manifest)
+        if changeset.is_none() {
+            stage_or_reuse(&manifest, &store, root, &release)?;
+        }
+        kept_manifests::save(state_dir, &manifest)?;
+        if changeset.is_none() {
+            journal.advance(state_dir, Step::Staged)?;
+        }
+        Ok(())
     })();
-    if let Err(e) = staged.and_then(|()| journal.advance(state_dir, Step::Staged)) {
+    if let Err(e) = staged {
         // `current` was not touched: record the failure, keep the old release.
         recovery::conclude(config, &mut journal, Outcome::Failed, e.to_string())?;
         return Err(e);
     }
 
+    if let Some(entries) = changeset {
+        in_place::switch(config, &mut journal, &store, entries)?;
+        let downloaded = journal.bytes_downloaded;
+        recovery::conclude(
+            config,
+            &mut journal,
+            Outcome::Success,
+            format!("updated to {target}"),
+        )?;
+        println!(
+            "updated {} -> {target} in place ({} downloaded)",
+            from.map_or("nothing".to_string(), |v| v.to_string()),
+            human_bytes(downloaded)
+        );
+        return in_place::finish(config);
+    }
     if let Err(e) = switch::switch_to(root, &target) {
         let e = NodeError::io(format!("cannot switch {} to {target}", root.display()), e);
         recovery::conclude(config, &mut journal, Outcome::Failed, e.to_string())?;

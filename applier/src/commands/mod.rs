@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod history;
+pub mod restore_points;
 pub mod rollback;
 pub mod status;
 

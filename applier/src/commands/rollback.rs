@@ -5,13 +5,15 @@
 use jiff::Timestamp;
 use semver::Version;
 
-use crate::config::Config;
+use crate::config::{Config, InstallMode};
 use crate::error::{NodeError, Result};
 use crate::journal::{Journal, Step};
 use crate::lock::StateLock;
 use crate::release_dir::Depth;
+use crate::restore_point::RestorePoint;
 use crate::state::{self, NodeState, Operation, OperationKind, Outcome};
-use crate::{kept_manifests, recovery, release_dir, switch};
+use crate::store::ContentStore;
+use crate::{in_place, installed, kept_manifests, recovery, release_dir, switch};
 
 pub fn run(config: &Config, to: Option<Version>) -> Result<()> {
     let lock = StateLock::acquire(&config.install.state_dir)?;
@@ -19,8 +21,7 @@ pub fn run(config: &Config, to: Option<Version>) -> Result<()> {
     let started = Timestamp::now();
     let root = &config.install.root;
     let state_dir = &config.install.state_dir;
-    let current = switch::current_version(root)
-        .map_err(|e| NodeError::io("cannot read the current release", e))?;
+    let current = installed::version(config)?;
     let node = NodeState::load(state_dir)?;
     let Some(target) = to.or_else(|| node.previous_version.clone()) else {
         return Err(NodeError::Other(
@@ -31,22 +32,29 @@ pub fn run(config: &Config, to: Option<Version>) -> Result<()> {
         println!("already at {target}: nothing to do");
         return Ok(());
     }
-    if let Err(e) = check_target(config, &target) {
-        let mut node = node;
-        let operation = Operation {
-            id: None,
-            operation: OperationKind::Rollback,
-            from_version: current,
-            to_version: Some(target),
-            outcome: Outcome::Failed,
-            started_at: started,
-            finished_at: Timestamp::now(),
-            message: e.to_string(),
-            bytes_downloaded: 0,
-        };
-        let _ = state::record(state_dir, &mut node, operation);
-        return Err(e);
-    }
+    let checked = match config.install.mode {
+        InstallMode::Symlink => check_target(config, &target).map(|()| None),
+        InstallMode::InPlace => restore_point_of(config, &target).map(Some),
+    };
+    let point = match checked {
+        Ok(point) => point,
+        Err(e) => {
+            let mut node = node;
+            let operation = Operation {
+                id: None,
+                operation: OperationKind::Rollback,
+                from_version: current,
+                to_version: Some(target),
+                outcome: Outcome::Failed,
+                started_at: started,
+                finished_at: Timestamp::now(),
+                message: e.to_string(),
+                bytes_downloaded: 0,
+            };
+            let _ = state::record(state_dir, &mut node, operation);
+            return Err(e);
+        }
+    };
 
     let mut journal = Journal::begin(
         state_dir,
@@ -54,6 +62,22 @@ pub fn run(config: &Config, to: Option<Version>) -> Result<()> {
         current.clone(),
         target.clone(),
     )?;
+    if let Some(point) = point {
+        let store = ContentStore::open(state_dir)?;
+        in_place::switch(config, &mut journal, &store, point.entries)?;
+        recovery::conclude(
+            config,
+            &mut journal,
+            Outcome::Success,
+            format!("rolled back to {target} from restore point {}", point.id),
+        )?;
+        println!(
+            "rolled back {} -> {target} in place (restore point {})",
+            current.map_or("nothing".to_string(), |v| v.to_string()),
+            point.id
+        );
+        return in_place::finish(config);
+    }
     journal.advance(state_dir, Step::Staged)?;
     if let Err(e) = switch::switch_to(root, &target) {
         let e = NodeError::io(format!("cannot switch to {target}"), e);
@@ -73,6 +97,31 @@ pub fn run(config: &Config, to: Option<Version>) -> Result<()> {
         current.map_or("nothing".to_string(), |v| v.to_string())
     );
     Ok(())
+}
+
+/// In-place: the newest restore point holding `target`, every saved file
+/// checked against its recorded SHA-256 first.
+fn restore_point_of(config: &Config, target: &Version) -> Result<RestorePoint> {
+    let state_dir = &config.install.state_dir;
+    let points = RestorePoint::list(state_dir)?;
+    let Some(point) = points
+        .into_iter()
+        .rev()
+        .find(|p| p.version.as_ref() == Some(target))
+    else {
+        return Err(NodeError::Other(format!(
+            "no restore point holds {target} (see `ferry restore-points list`); install it with `ferry apply --version {target} --allow-downgrade`"
+        )));
+    };
+    let problems = point.verify(state_dir)?;
+    if !problems.is_empty() {
+        return Err(NodeError::verification(format!(
+            "restore point {} of {target} is damaged, refusing to restore from it (nothing was changed):\n  {}",
+            point.id,
+            problems.join("\n  ")
+        )));
+    }
+    Ok(point)
 }
 
 /// The target must be on disk and still match its signed manifest.

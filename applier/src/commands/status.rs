@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::{NodeError, Result};
+use crate::release_dir;
 use crate::state::{NodeState, Operation, Outcome};
-use crate::{release_dir, switch};
 
 #[derive(Serialize)]
 pub struct StatusReport {
@@ -27,8 +27,7 @@ pub fn report(config: &Config) -> Result<StatusReport> {
     let root = &config.install.root;
     let node = NodeState::load(&config.install.state_dir)?;
     Ok(StatusReport {
-        current_version: switch::current_version(root)
-            .map_err(|e| NodeError::io("cannot read the current release", e))?,
+        current_version: crate::installed::version(config)?,
         previous_version: node.previous_version,
         channel: config.repository.channel.clone(),
         last_operation: node.last_operation,

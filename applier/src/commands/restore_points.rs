@@ -1,0 +1,87 @@
+//! `ferry restore-points list|show ID|clean --keep N`.
+
+use crate::config::Config;
+use crate::converge::Desired;
+use crate::error::{NodeError, Result};
+use crate::lock::StateLock;
+use crate::plan::human_bytes;
+use crate::restore_point::{self, RestorePoint};
+use crate::store::ContentStore;
+
+pub fn list(config: &Config, json: bool) -> Result<()> {
+    super::recover_if_idle(config)?;
+    let points = RestorePoint::list(&config.install.state_dir)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&points).expect("restore points serialise")
+        );
+        return Ok(());
+    }
+    if points.is_empty() {
+        println!("no restore points (they are made by in-place updates and rollbacks)");
+    }
+    for p in &points {
+        println!(
+            "{}  {}  version {}  {} paths, {}",
+            p.id,
+            p.created.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            p.version.as_ref().map_or("-".into(), |v| v.to_string()),
+            p.entries.len(),
+            human_bytes(p.bytes())
+        );
+    }
+    Ok(())
+}
+
+pub fn show(config: &Config, id: &str, json: bool) -> Result<()> {
+    let point = RestorePoint::load(&config.install.state_dir, id)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&point).expect("restore points serialise")
+        );
+        return Ok(());
+    }
+    println!(
+        "restore point {} of version {}",
+        point.id,
+        point.version.as_ref().map_or("-".into(), |v| v.to_string())
+    );
+    for entry in &point.entries {
+        let what = match &entry.desired {
+            Desired::Directory { mode } => format!("directory {mode}"),
+            Desired::DirectoryExists => "directory (system)".into(),
+            Desired::File { sha256, size, mode } => {
+                format!("file {mode} {size} bytes sha256:{sha256}")
+            }
+            Desired::Symlink { target } => format!("symlink -> {target}"),
+            Desired::Absent => "absent".into(),
+        };
+        println!("  {}  {what}", entry.path);
+    }
+    let problems = point.verify(&config.install.state_dir)?;
+    if problems.is_empty() {
+        println!("every saved file matches its SHA-256");
+        Ok(())
+    } else {
+        Err(NodeError::verification(format!(
+            "restore point {id} is damaged:\n  {}",
+            problems.join("\n  ")
+        )))
+    }
+}
+
+pub fn clean(config: &Config, keep: usize) -> Result<()> {
+    let lock = StateLock::acquire(&config.install.state_dir)?;
+    super::announce_recovery(crate::recovery::recover(config, &lock)?);
+    let removed = restore_point::prune(&config.install.state_dir, keep)?;
+    let freed = ContentStore::open(&config.install.state_dir)?
+        .collect_garbage()
+        .map_err(|e| NodeError::io("cannot clean the content store", e))?;
+    println!(
+        "removed {removed} restore points, freed {}",
+        human_bytes(freed)
+    );
+    Ok(())
+}
