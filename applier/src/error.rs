@@ -13,6 +13,8 @@ use thiserror::Error;
 
 pub const EXIT_ERROR: u8 = 1;
 pub const EXIT_VERIFICATION: u8 = 3;
+/// `ferry verify`: the installed files differ from their signed manifest.
+pub const EXIT_DRIFT: u8 = 4;
 pub const EXIT_LOCKED: u8 = 75;
 
 #[derive(Debug, Error)]
@@ -36,6 +38,10 @@ pub enum NodeError {
         source: io::Error,
     },
 
+    /// The installed files differ from their signed manifest.
+    #[error("{0}")]
+    Drift(String),
+
     #[error("{0}")]
     Other(String),
 }
@@ -56,6 +62,7 @@ impl NodeError {
         match self {
             NodeError::LockHeld { .. } => EXIT_LOCKED,
             NodeError::Verification(_) | NodeError::Format(_) => EXIT_VERIFICATION,
+            NodeError::Drift(_) => EXIT_DRIFT,
             NodeError::Io { .. } | NodeError::Other(_) => EXIT_ERROR,
         }
     }

@@ -10,6 +10,7 @@
 pub mod commands;
 pub mod config;
 pub mod converge;
+pub mod drift;
 pub mod durable;
 pub mod error;
 pub mod faults;

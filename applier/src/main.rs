@@ -49,6 +49,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Compare the installed files with their signed manifest (exit 4 if they differ).
+    Verify,
+    /// Restore the installed files to their signed manifest, fetching what is missing.
+    Repair,
     /// Inspect or prune the restore points in-place operations make.
     #[command(subcommand)]
     RestorePoints(RestorePointsCommand),
@@ -113,6 +117,8 @@ fn run(cli: Cli) -> Result<(), NodeError> {
         Command::Rollback { to } => commands::rollback::run(&config, to),
         Command::Status { json } => commands::status::run(&config, json),
         Command::History { json } => commands::history::run(&config, json),
+        Command::Verify => commands::verify::run(&config),
+        Command::Repair => commands::repair::run(&config),
         Command::RestorePoints(RestorePointsCommand::List { json }) => {
             commands::restore_points::list(&config, json)
         }

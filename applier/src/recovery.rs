@@ -293,6 +293,7 @@ pub fn kind_name(kind: OperationKind) -> &'static str {
     match kind {
         OperationKind::Apply => "apply",
         OperationKind::Rollback => "rollback",
+        OperationKind::Repair => "repair",
     }
 }
 

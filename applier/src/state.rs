@@ -28,6 +28,7 @@ pub struct NodeState {
 pub enum OperationKind {
     Apply,
     Rollback,
+    Repair,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

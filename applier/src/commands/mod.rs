@@ -2,9 +2,11 @@
 
 pub mod apply;
 pub mod history;
+pub mod repair;
 pub mod restore_points;
 pub mod rollback;
 pub mod status;
+pub mod verify;
 
 use crate::config::Config;
 use crate::error::{NodeError, Result};
