@@ -45,3 +45,57 @@ fn concurrent_applies_one_wins_one_gets_75() {
     node.assert_current("1.0.0", &ws.input(1));
     assert_eq!(node.status_json()["current_version"], "1.0.0");
 }
+
+/// An update racing a rollback and a second update on a node that has two
+/// releases: exactly one of the three runs, the other two get exit 75, and
+/// the node ends on the winner's result with its journal closed.
+#[test]
+fn apply_racing_rollback_and_apply_exactly_one_runs() {
+    let ws = Workspace::new();
+    ws.publish("1.0.0", "stable", &ws.input(1));
+    ws.publish("1.1.0", "stable", &ws.input(2));
+    let server = TestServer::serve(&ws.repo);
+    let node = ws.node_with("race", NodeConfig::new(server.url(), &ws.public_key));
+    node.ferry_ok(&["apply", "--version", "1.0.0"]);
+    node.ferry_ok(&["apply"]);
+    node.ferry_ok(&["rollback"]);
+    // Now on 1.0.0 with 1.1.0 on disk: `apply` and `rollback --to 1.1.0`
+    // would both move the node to 1.1.0; `apply` fetches slowly.
+    ws.publish("1.2.0", "stable", &ws.input(3));
+    server.set_fault("", Fault::Delay(Duration::from_millis(400)));
+
+    let runs = thread::scope(|s| {
+        let first = s.spawn(|| node.ferry(&["apply"]));
+        thread::sleep(Duration::from_millis(100));
+        let rollback = s.spawn(|| node.ferry(&["rollback", "--to", "1.1.0"]));
+        let second = s.spawn(|| node.ferry(&["apply"]));
+        [
+            first.join().unwrap(),
+            rollback.join().unwrap(),
+            second.join().unwrap(),
+        ]
+    });
+    let codes: Vec<_> = runs.iter().map(|o| o.code).collect();
+    let winners: Vec<usize> = (0..3).filter(|&i| runs[i].code == Some(0)).collect();
+    let locked = runs.iter().filter(|o| o.code == Some(LOCKED)).count();
+    assert!(
+        winners.len() == 1 && locked == 2,
+        "expected one success and two exit {LOCKED}, got {codes:?}\n{}\n{}\n{}",
+        runs[0],
+        runs[1],
+        runs[2]
+    );
+    for (i, run) in runs.iter().enumerate() {
+        if i != winners[0] {
+            run.assert_stderr_contains("another ferry operation is running");
+        }
+    }
+    server.clear_faults();
+    let expected = match winners[0] {
+        1 => ("1.1.0", 2),
+        _ => ("1.2.0", 3),
+    };
+    node.assert_current(expected.0, &ws.input(expected.1));
+    assert!(!node.state_dir.join("journal.json").exists());
+    assert_eq!(node.status_json()["current_version"], expected.0);
+}
