@@ -363,6 +363,28 @@ impl Workspace {
         node
     }
 
+    /// A node in in-place mode that owns `bin/ etc/ lib/ share/` below its
+    /// root (created empty), trusting the workspace key, over `file://`.
+    /// `extra` is added to its `[install]` table verbatim.
+    pub fn in_place_node(&self, name: &str, extra: &str) -> Node {
+        let node = self.node(name);
+        fs::create_dir_all(&node.root).unwrap();
+        let targets: Vec<String> = ["bin/", "etc/", "lib/", "share/"]
+            .iter()
+            .map(|t| toml_str(&format!("{}/{t}", node.root.display())))
+            .collect();
+        let text = fs::read_to_string(&node.config).unwrap().replacen(
+            "[install]\n",
+            &format!(
+                "[install]\nmode = \"in-place\"\ntargets = [{}]\n{extra}",
+                targets.join(", ")
+            ),
+            1,
+        );
+        fs::write(&node.config, text).unwrap();
+        node
+    }
+
     /// The names of the files in the repository's `objects/` directory.
     pub fn repo_objects(&self) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(self.repo.join("objects"))

@@ -33,25 +33,10 @@ enum Mode {
 
 /// A node of `mode`; in-place nodes own `bin/ etc/ lib/ share/` below their root.
 fn node(ws: &Workspace, name: &str, mode: Mode) -> Node {
-    let node = ws.node(name);
-    if mode == Mode::InPlace {
-        fs::create_dir_all(&node.root).unwrap();
-        let targets: Vec<String> = ["bin/", "etc/", "lib/", "share/"]
-            .iter()
-            .map(|t| format!("\"{}/{t}\"", node.root.display()))
-            .collect();
-        let text = fs::read_to_string(&node.config).unwrap();
-        let text = text.replacen(
-            "[install]\n",
-            &format!(
-                "[install]\nmode = \"in-place\"\ntargets = [{}]\n",
-                targets.join(", ")
-            ),
-            1,
-        );
-        fs::write(&node.config, text).unwrap();
+    match mode {
+        Mode::Symlink => ws.node(name),
+        Mode::InPlace => ws.in_place_node(name, ""),
     }
-    node
 }
 
 /// The version the node reports (in-place nodes have no `current` link).

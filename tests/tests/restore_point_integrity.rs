@@ -3,28 +3,7 @@
 //! list first; one damaged byte and the restore is refused with nothing
 //! changed. `ferry restore-points` lists, shows and prunes them.
 
-use std::fs;
-
 use ferry_tests::fixtures::{assert_tree_matches, flip_byte, tree_snapshot, Node, Workspace};
-
-fn in_place_node(ws: &Workspace, name: &str) -> Node {
-    let node = ws.node(name);
-    fs::create_dir_all(&node.root).unwrap();
-    let targets: Vec<String> = ["bin/", "etc/", "lib/", "share/"]
-        .iter()
-        .map(|t| format!("\"{}/{t}\"", node.root.display()))
-        .collect();
-    let text = fs::read_to_string(&node.config).unwrap().replacen(
-        "[install]\n",
-        &format!(
-            "[install]\nmode = \"in-place\"\nkeep_restore_points = 2\ntargets = [{}]\n",
-            targets.join(", ")
-        ),
-        1,
-    );
-    fs::write(&node.config, text).unwrap();
-    node
-}
 
 fn points(node: &Node) -> Vec<serde_json::Value> {
     let out = node.ferry_ok(&["restore-points", "list", "--json"]);
@@ -35,7 +14,7 @@ fn points(node: &Node) -> Vec<serde_json::Value> {
 fn a_damaged_restore_point_is_refused_and_nothing_changes() {
     let ws = Workspace::new();
     ws.publish_v1_v2();
-    let node = in_place_node(&ws, "damaged");
+    let node = ws.in_place_node("damaged", "keep_restore_points = 2\n");
     node.ferry_ok(&["apply", "--version", "1.0.0"]);
     node.ferry_ok(&["apply"]);
     assert_tree_matches(&node.root, &ws.input(2));
@@ -77,7 +56,7 @@ fn a_damaged_restore_point_is_refused_and_nothing_changes() {
 fn restore_points_are_listed_shown_kept_and_cleaned() {
     let ws = Workspace::new();
     ws.publish_v1_v2();
-    let node = in_place_node(&ws, "listing");
+    let node = ws.in_place_node("listing", "keep_restore_points = 2\n");
     node.ferry_ok(&["apply", "--version", "1.0.0"]);
     node.ferry_ok(&["apply"]);
     node.ferry_ok(&["rollback"]);

@@ -10,25 +10,6 @@ use std::path::Path;
 
 use ferry_tests::fixtures::{assert_tree_matches, Node, Workspace};
 
-fn in_place_node(ws: &Workspace, name: &str) -> Node {
-    let node = ws.node(name);
-    fs::create_dir_all(&node.root).unwrap();
-    let targets: Vec<String> = ["bin/", "etc/", "lib/", "share/"]
-        .iter()
-        .map(|t| format!("\"{}/{t}\"", node.root.display()))
-        .collect();
-    let text = fs::read_to_string(&node.config).unwrap().replacen(
-        "[install]\n",
-        &format!(
-            "[install]\nmode = \"in-place\"\ntargets = [{}]\n",
-            targets.join(", ")
-        ),
-        1,
-    );
-    fs::write(&node.config, text).unwrap();
-    node
-}
-
 /// Damages the tree at `dir` in four ways.
 fn drift(dir: &Path) {
     // Written through in place: for a hard-linked release this also
@@ -86,7 +67,7 @@ fn symlink_mode_drift_is_reported_and_repaired() {
 fn in_place_drift_is_reported_and_repaired() {
     let ws = Workspace::new();
     ws.publish_v1_v2();
-    let node = in_place_node(&ws, "in-place");
+    let node = ws.in_place_node("in-place", "");
     node.ferry_ok(&["apply", "--version", "1.0.0"]);
     check(&node, &node.root, &ws);
 }
