@@ -32,6 +32,11 @@ pub struct RepositoryConfig {
     /// Connect and per-read timeout for http(s).
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u64,
+    /// Retries of a download after a transient failure (a dropped
+    /// connection, a timeout, HTTP 5xx or 429, a truncated or corrupt body),
+    /// with exponential backoff; each retry resumes what is on disk.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -68,6 +73,13 @@ pub enum InstallMode {
 
 fn default_keep_restore_points() -> usize {
     3
+}
+
+/// `[repository] retries` when not set.
+pub const DEFAULT_RETRIES: u32 = 5;
+
+fn default_retries() -> u32 {
+    DEFAULT_RETRIES
 }
 
 fn default_timeout() -> u64 {
@@ -225,6 +237,15 @@ state_dir = "/var/lib/ferry"
         let c = Config::parse(GOOD, Path::new("t.toml")).unwrap();
         assert_eq!(c.install.keep_releases, 2);
         assert_eq!(c.repository.timeout_seconds, 30);
+        assert_eq!(c.repository.retries, 5);
+        let none = GOOD.replace("channel = \"stable\"", "channel = \"stable\"\nretries = 0");
+        assert_eq!(
+            Config::parse(&none, Path::new("t.toml"))
+                .unwrap()
+                .repository
+                .retries,
+            0
+        );
         assert_eq!(c.repository.channel, "stable");
     }
 

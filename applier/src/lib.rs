@@ -24,6 +24,7 @@ pub mod recovery;
 pub mod release_dir;
 pub mod restore_point;
 pub mod retention;
+pub mod retry;
 pub mod space;
 pub mod state;
 pub mod store;

@@ -8,20 +8,37 @@
 //! content digest, capped at the signed size so a decompression bomb stops at
 //! the first byte too many. Contents are re-hashed before reuse because a
 //! hard-linked release file can be written through by the application.
+//!
+//! Downloads are resumable: an object is fetched into
+//! `downloads/<content sha256>.part`, which outlives a failed or killed run,
+//! and the next attempt (a retry in this process, or the next `ferry` run)
+//! continues from the part's length. Transient failures are retried with
+//! backoff ([`crate::retry`]), each retry resuming what is on disk.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use manifests::digest::HashingWriter;
-use manifests::manifest::FileContent;
+use manifests::manifest::{FileContent, ObjectRef};
 use manifests::mode::Mode;
 use manifests::Sha256Digest;
 
 use crate::durable;
 use crate::error::{NodeError, Result};
-use crate::transport::Transport;
+use crate::retry::{self, Verdict};
+use crate::transport::{FetchError, Transport};
+
+/// Why one download attempt failed.
+enum Failure {
+    /// Worth another attempt: what is on disk is kept and continued.
+    Transient(NodeError),
+    /// The complete download has the wrong digest; the part was deleted.
+    Corrupt(NodeError),
+    /// More attempts cannot help.
+    Permanent(NodeError),
+}
 
 pub struct ContentStore {
     objects: PathBuf,
@@ -82,9 +99,22 @@ impl ContentStore {
         Ok(digest == *sha256)
     }
 
+    /// Where the download of `content` goes while it is incomplete.
+    pub fn part_path(&self, content: &FileContent) -> PathBuf {
+        self.downloads.join(format!("{}.part", content.sha256))
+    }
+
     /// Downloads, verifies and decompresses one object into the store, with
     /// `mode` as the stored file's mode (so releases can hard-link it).
     /// Returns the number of bytes fetched over the transport.
+    ///
+    /// Transient failures (connection, timeout, HTTP 5xx/429, a body shorter
+    /// than signed) are retried as the transport's policy says, each retry
+    /// resuming from the part on disk; when the budget runs out the part is
+    /// kept for the next run. A complete download with the wrong digest is
+    /// deleted and fetched once more from scratch (a proxy may have mangled
+    /// it); twice wrong is a verification failure. A body larger than signed
+    /// or a missing object fails at once.
     pub fn fetch(
         &self,
         transport: &dyn Transport,
@@ -93,41 +123,146 @@ impl ContentStore {
         what: &str,
     ) -> Result<u64> {
         let object = &content.object;
-        let part = self.downloads.join(format!("{}.part", content.sha256));
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .mode(0o600)
-            .open(&part)
-            .map_err(|e| NodeError::io(format!("cannot create {}", part.display()), e))?;
-        let fetched = transport.fetch(&object.path, 0, object.size, &mut file);
-        let fetched = match fetched {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = fs::remove_file(&part);
-                return Err(NodeError::from(e));
+        let part = self.part_path(content);
+        let mut fetched = 0;
+        let mut refetched_corrupt = false;
+        let label = format!("downloading {} for {what}", transport.url(&object.path));
+        let downloaded = retry::run(transport.retry_policy(), &label, |_| {
+            match self.download(transport, object, what, &part, &mut fetched) {
+                Ok(()) => Ok(()),
+                Err(Failure::Transient(e)) => Err(Verdict::Retry(e)),
+                Err(Failure::Corrupt(e)) if !refetched_corrupt => {
+                    refetched_corrupt = true;
+                    Err(Verdict::Retry(e))
+                }
+                Err(Failure::Corrupt(e) | Failure::Permanent(e)) => Err(Verdict::Fail(e)),
             }
-        };
-        drop(file);
+        });
+        if let Err(gave_up) = downloaded {
+            return Err(match gave_up.error {
+                e @ NodeError::Verification(_) => e,
+                e if gave_up.exhausted => {
+                    let kept = fs::metadata(&part).map_or(0, |m| m.len());
+                    NodeError::Other(format!(
+                        "cannot download {} for {what}: gave up after {} attempts: {e}; {kept} of its {} bytes are kept in {} and the next run resumes from there",
+                        object.path,
+                        gave_up.attempts,
+                        object.size,
+                        part.display()
+                    ))
+                }
+                e => e,
+            });
+        }
         let result = self.admit(&part, content, mode, what);
-        let _ = fs::remove_file(&part);
+        match &result {
+            // A verified download is worth keeping if only the store's disk
+            // failed: the next run admits it without fetching it again.
+            Err(NodeError::Io { .. }) => {}
+            _ => {
+                let _ = fs::remove_file(&part);
+            }
+        }
         result.map(|()| fetched)
     }
 
-    /// Verifies a downloaded object and moves its content into the store.
+    /// One attempt: continues `part` from its length up to the signed size,
+    /// then checks the whole file against the signed digest. Adds the bytes
+    /// written to `fetched`.
+    ///
+    /// The part is not fsynced as it grows, deliberately: after a power cut
+    /// it may hold a torn or zero-filled tail, and the digest check over the
+    /// whole file catches that (the part is then deleted and fetched again),
+    /// so fsyncing would cost time and buy no correctness.
+    fn download(
+        &self,
+        transport: &dyn Transport,
+        object: &ObjectRef,
+        what: &str,
+        part: &Path,
+        fetched: &mut u64,
+    ) -> Result<(), Failure> {
+        let local = |context: &str, e| {
+            Failure::Permanent(NodeError::io(format!("{context} {}", part.display()), e))
+        };
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .open(part)
+            .map_err(|e| local("cannot open", e))?;
+        let mut have = file
+            .metadata()
+            .map_err(|e| local("cannot inspect", e))?
+            .len();
+        if have > object.size {
+            tracing::warn!(
+                part = %part.display(),
+                bytes = have,
+                signed = object.size,
+                "partial download is longer than the signed object; starting again"
+            );
+            file.set_len(0).map_err(|e| local("cannot truncate", e))?;
+            have = 0;
+        }
+        if have < object.size {
+            if have > 0 {
+                tracing::info!("resuming {} at byte {have} of {}", object.path, object.size);
+            }
+            file.seek(SeekFrom::Start(have))
+                .map_err(|e| local("cannot seek in", e))?;
+            let result = transport.fetch(&object.path, have, object.size, &mut file);
+            let now = file
+                .metadata()
+                .map_err(|e| local("cannot inspect", e))?
+                .len();
+            *fetched += now.saturating_sub(have);
+            match result {
+                Ok(_) => {}
+                Err(e @ FetchError::RangeMismatch { .. }) => {
+                    file.set_len(0).map_err(|e| local("cannot truncate", e))?;
+                    return Err(Failure::Transient(e.into()));
+                }
+                Err(e @ FetchError::TooLarge { .. }) => {
+                    // The server's object is not the signed one: what we
+                    // have of it is worthless.
+                    drop(file);
+                    let _ = fs::remove_file(part);
+                    return Err(Failure::Permanent(e.into()));
+                }
+                Err(e) if e.is_transient() => return Err(Failure::Transient(e.into())),
+                Err(e) => return Err(Failure::Permanent(e.into())),
+            }
+            if now < object.size {
+                return Err(Failure::Transient(NodeError::Other(format!(
+                    "{} ended after {now} of its {} bytes",
+                    transport.url(&object.path),
+                    object.size
+                ))));
+            }
+        }
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| local("cannot seek in", e))?;
+        let (digest, size) =
+            Sha256Digest::of_reader(&mut file).map_err(|e| local("cannot read", e))?;
+        if size != object.size || digest != object.sha256 {
+            drop(file);
+            let _ = fs::remove_file(part);
+            return Err(Failure::Corrupt(NodeError::verification(format!(
+                "object {} for {what} is corrupt: got {size} bytes with SHA-256 {digest}, the signed manifest says {} bytes with SHA-256 {}",
+                object.path, object.size, object.sha256
+            ))));
+        }
+        Ok(())
+    }
+
+    /// Decompresses a verified download into the store, checking the
+    /// content against its signed size and digest.
     fn admit(&self, part: &Path, content: &FileContent, mode: Mode, what: &str) -> Result<()> {
         let object = &content.object;
         let read_err = |e| NodeError::io(format!("cannot read {}", part.display()), e);
-        let (digest, size) =
-            Sha256Digest::of_reader(File::open(part).map_err(read_err)?).map_err(read_err)?;
-        if size != object.size || digest != object.sha256 {
-            return Err(NodeError::verification(format!(
-                "object {} for {what} is corrupt: got {size} bytes with SHA-256 {digest}, the signed manifest says {} bytes with SHA-256 {}",
-                object.path, object.size, object.sha256
-            )));
-        }
         let tmp = self
             .objects
             .join(format!(".tmp-{}-{}", content.sha256, std::process::id()));
@@ -143,12 +278,25 @@ impl ContentStore {
                 .map_err(|e| NodeError::io(format!("cannot create {}", tmp.display()), e))?;
             let mut writer = HashingWriter::new(out);
             // One byte past the signed size is enough to know it is too long.
-            io::copy(&mut decoder.take(content.size + 1), &mut writer).map_err(|e| {
-                NodeError::verification(format!(
-                    "object {} for {what} does not decompress: {e}",
-                    object.path
-                ))
-            })?;
+            let mut decoder = decoder.take(content.size + 1);
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match decoder.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        return Err(NodeError::verification(format!(
+                            "object {} for {what} does not decompress: {e}",
+                            object.path
+                        )))
+                    }
+                };
+                // A write error is the node's disk, not the object's fault.
+                writer
+                    .write_all(&buf[..n])
+                    .map_err(|e| NodeError::io(format!("cannot write {}", tmp.display()), e))?;
+            }
             let (out, digest, len) = writer.into_parts();
             if len != content.size || digest != content.sha256 {
                 return Err(NodeError::verification(format!(
@@ -211,5 +359,306 @@ impl ContentStore {
             durable::sync_dir(dir)?;
         }
         Ok(freed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+    use std::time::Duration;
+
+    use manifests::manifest::Compression;
+
+    use crate::retry::RetryPolicy;
+
+    /// What the scripted transport does wrong on one request.
+    #[derive(Debug, Clone, Copy)]
+    enum Fault {
+        /// Send this many bytes, then fail like a dropped connection.
+        CutAfter(usize),
+        /// Fail before sending anything, with this HTTP status.
+        Status(u16),
+        /// Invert the byte at this offset of the object.
+        Flip(usize),
+        /// Refuse to continue at the offset asked for.
+        RangeMismatch,
+    }
+
+    /// Serves one object from memory, failing as scripted: one fault per
+    /// request, in order, then clean answers.
+    struct Scripted {
+        data: Vec<u8>,
+        retry: RetryPolicy,
+        faults: RefCell<VecDeque<Fault>>,
+        /// The offset of every request.
+        offsets: RefCell<Vec<u64>>,
+    }
+
+    impl Transport for Scripted {
+        fn url(&self, path: &str) -> String {
+            format!("test://{path}")
+        }
+
+        fn retry_policy(&self) -> &RetryPolicy {
+            &self.retry
+        }
+
+        fn fetch(
+            &self,
+            path: &str,
+            offset: u64,
+            limit: u64,
+            out: &mut dyn Write,
+        ) -> Result<u64, FetchError> {
+            self.offsets.borrow_mut().push(offset);
+            let url = self.url(path);
+            let mut body = self.data[offset as usize..].to_vec();
+            let mut cut = None;
+            match self.faults.borrow_mut().pop_front() {
+                None => {}
+                Some(Fault::CutAfter(n)) => cut = Some(n),
+                Some(Fault::Status(status)) => return Err(FetchError::Http { url, status }),
+                Some(Fault::Flip(at)) => {
+                    if let Some(b) = (at as u64)
+                        .checked_sub(offset)
+                        .and_then(|i| body.get_mut(i as usize))
+                    {
+                        *b ^= 0xff;
+                    }
+                }
+                Some(Fault::RangeMismatch) => {
+                    return Err(FetchError::RangeMismatch {
+                        url,
+                        message: "scripted".into(),
+                    })
+                }
+            }
+            if offset + body.len() as u64 > limit {
+                return Err(FetchError::TooLarge { url, limit });
+            }
+            if let Some(n) = cut {
+                body.truncate(n);
+            }
+            out.write_all(&body).unwrap();
+            match cut {
+                Some(_) => Err(FetchError::Network {
+                    url,
+                    message: "connection reset (scripted)".into(),
+                }),
+                None => Ok(body.len() as u64),
+            }
+        }
+    }
+
+    struct Setup {
+        _dir: tempfile::TempDir,
+        store: ContentStore,
+        content: FileContent,
+        plain: Vec<u8>,
+        compressed: Vec<u8>,
+    }
+
+    fn setup() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        // Incompressible enough that the object has a few KiB to cut.
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        let plain: Vec<u8> = (0..20_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let compressed = zstd::encode_all(&plain[..], 3).unwrap();
+        let sha256 = Sha256Digest::of(&plain);
+        let content = FileContent {
+            mode: Mode::new(0o644).unwrap(),
+            size: plain.len() as u64,
+            sha256,
+            object: ObjectRef {
+                path: manifests::layout::object(&sha256),
+                compression: Compression::Zstd,
+                size: compressed.len() as u64,
+                sha256: Sha256Digest::of(&compressed),
+            },
+            deltas: vec![],
+        };
+        Setup {
+            _dir: dir,
+            store,
+            content,
+            plain,
+            compressed,
+        }
+    }
+
+    fn transport(s: &Setup, retries: u32, faults: &[Fault]) -> Scripted {
+        Scripted {
+            data: s.compressed.clone(),
+            retry: RetryPolicy {
+                retries,
+                base_delay: Duration::ZERO,
+                max_delay: Duration::ZERO,
+            },
+            faults: RefCell::new(faults.iter().copied().collect()),
+            offsets: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn fetch(s: &Setup, t: &Scripted) -> Result<u64> {
+        s.store.fetch(t, &s.content, s.content.mode, "test/file")
+    }
+
+    fn assert_stored(s: &Setup) {
+        assert!(s.store.holds(&s.content.sha256, s.content.size).unwrap());
+        assert_eq!(
+            fs::read(s.store.path_of(&s.content.sha256)).unwrap(),
+            s.plain
+        );
+        assert!(
+            !s.store.part_path(&s.content).exists(),
+            "the part is removed once admitted"
+        );
+    }
+
+    #[test]
+    fn a_dropped_connection_is_resumed_where_it_stopped() {
+        let s = setup();
+        let t = transport(&s, 5, &[Fault::CutAfter(1000), Fault::CutAfter(500)]);
+        let fetched = fetch(&s, &t).unwrap();
+        assert_eq!(*t.offsets.borrow(), [0, 1000, 1500]);
+        assert_eq!(fetched, s.compressed.len() as u64, "no byte fetched twice");
+        assert_stored(&s);
+    }
+
+    #[test]
+    fn a_part_left_by_an_earlier_run_is_continued() {
+        let s = setup();
+        fs::write(s.store.part_path(&s.content), &s.compressed[..3000]).unwrap();
+        let t = transport(&s, 0, &[]);
+        let fetched = fetch(&s, &t).unwrap();
+        assert_eq!(*t.offsets.borrow(), [3000]);
+        assert_eq!(fetched, s.compressed.len() as u64 - 3000);
+        assert_stored(&s);
+
+        // A complete part is admitted without any request.
+        let s = setup();
+        fs::write(s.store.part_path(&s.content), &s.compressed).unwrap();
+        let t = transport(&s, 0, &[]);
+        assert_eq!(fetch(&s, &t).unwrap(), 0);
+        assert!(t.offsets.borrow().is_empty());
+        assert_stored(&s);
+    }
+
+    #[test]
+    fn a_part_longer_than_signed_is_discarded() {
+        let s = setup();
+        let mut long = s.compressed.clone();
+        long.extend_from_slice(b"extra");
+        fs::write(s.store.part_path(&s.content), &long).unwrap();
+        let t = transport(&s, 0, &[]);
+        fetch(&s, &t).unwrap();
+        assert_eq!(*t.offsets.borrow(), [0]);
+        assert_stored(&s);
+    }
+
+    #[test]
+    fn a_resume_the_server_refuses_starts_again_from_zero() {
+        let s = setup();
+        fs::write(s.store.part_path(&s.content), &s.compressed[..3000]).unwrap();
+        let t = transport(&s, 1, &[Fault::RangeMismatch]);
+        fetch(&s, &t).unwrap();
+        assert_eq!(*t.offsets.borrow(), [3000, 0]);
+        assert_stored(&s);
+    }
+
+    #[test]
+    fn a_corrupt_download_is_fetched_once_more_from_scratch() {
+        let s = setup();
+        let t = transport(&s, 5, &[Fault::Flip(100)]);
+        fetch(&s, &t).unwrap();
+        assert_eq!(*t.offsets.borrow(), [0, 0]);
+        assert_stored(&s);
+
+        // A corrupt part from an earlier run is caught the same way.
+        let s = setup();
+        let mut bad = s.compressed[..3000].to_vec();
+        bad[10] ^= 1;
+        fs::write(s.store.part_path(&s.content), &bad).unwrap();
+        let t = transport(&s, 5, &[]);
+        fetch(&s, &t).unwrap();
+        assert_eq!(*t.offsets.borrow(), [3000, 0]);
+        assert_stored(&s);
+    }
+
+    #[test]
+    fn corrupt_twice_is_a_verification_failure_and_leaves_nothing() {
+        let s = setup();
+        let t = transport(
+            &s,
+            5,
+            &[Fault::Flip(100), Fault::Flip(200), Fault::Flip(300)],
+        );
+        let err = fetch(&s, &t).unwrap_err();
+        assert!(matches!(err, NodeError::Verification(_)), "{err}");
+        assert!(err.to_string().contains("test/file"), "{err}");
+        assert_eq!(*t.offsets.borrow(), [0, 0], "retried once, not more");
+        assert!(!s.store.part_path(&s.content).exists());
+        assert!(!s.store.holds(&s.content.sha256, s.content.size).unwrap());
+    }
+
+    #[test]
+    fn an_exhausted_budget_keeps_the_part_for_the_next_run() {
+        let s = setup();
+        let t = transport(&s, 2, &[Fault::CutAfter(100); 4]);
+        let err = fetch(&s, &t).unwrap_err();
+        assert_eq!(err.exit_code(), crate::error::EXIT_ERROR, "{err}");
+        assert!(err.to_string().contains("after 3 attempts"), "{err}");
+        assert_eq!(*t.offsets.borrow(), [0, 100, 200]);
+        let part = fs::read(s.store.part_path(&s.content)).unwrap();
+        assert_eq!(part, s.compressed[..300]);
+
+        // The next run continues from there.
+        let t = transport(&s, 0, &[]);
+        assert_eq!(fetch(&s, &t).unwrap(), s.compressed.len() as u64 - 300);
+        assert_eq!(*t.offsets.borrow(), [300]);
+        assert_stored(&s);
+    }
+
+    #[test]
+    fn server_errors_are_retried_but_permanent_ones_are_not() {
+        let s = setup();
+        let t = transport(&s, 5, &[Fault::Status(500), Fault::Status(429)]);
+        fetch(&s, &t).unwrap();
+        assert_eq!(t.offsets.borrow().len(), 3);
+        assert_stored(&s);
+
+        let s = setup();
+        let t = transport(&s, 5, &[Fault::Status(403)]);
+        fetch(&s, &t).unwrap_err();
+        assert_eq!(t.offsets.borrow().len(), 1);
+    }
+
+    #[test]
+    fn an_object_larger_than_signed_is_refused_at_once() {
+        let s = setup();
+        let mut t = transport(&s, 5, &[]);
+        t.data.extend_from_slice(b"trailing garbage");
+        let err = fetch(&s, &t).unwrap_err();
+        assert!(matches!(err, NodeError::Verification(_)), "{err}");
+        assert_eq!(t.offsets.borrow().len(), 1);
+        assert!(!s.store.part_path(&s.content).exists());
+    }
+
+    #[test]
+    fn garbage_collection_removes_parts() {
+        let s = setup();
+        fs::write(s.store.part_path(&s.content), b"partial").unwrap();
+        s.store.collect_garbage().unwrap();
+        assert!(!s.store.part_path(&s.content).exists());
     }
 }

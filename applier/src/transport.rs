@@ -5,6 +5,10 @@
 //! a fixed bound for the index. That cap is what stops an endless or
 //! oversized response from filling a node's disk before verification can
 //! reject it. Offsets let a partial download continue where it stopped.
+//!
+//! Each error says whether it is worth retrying ([`FetchError::is_transient`]);
+//! the retrying itself, with backoff, is the caller's ([`crate::retry`]),
+//! with the policy the transport was opened with.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -16,6 +20,7 @@ use thiserror::Error;
 
 use crate::config::RepositoryConfig;
 use crate::error::NodeError;
+use crate::retry::{self, RetryPolicy, Verdict};
 
 #[derive(Debug, Error)]
 pub enum FetchError {
@@ -25,14 +30,42 @@ pub enum FetchError {
     TooLarge { url: String, limit: u64 },
     #[error("{url}: server answered HTTP {status}")]
     Http { url: String, status: u16 },
+    /// A connection, timeout or read failure: worth retrying.
     #[error("{url}: {message}")]
     Network { url: String, message: String },
+    /// A failure more attempts cannot fix: TLS and certificate errors, an
+    /// invalid URL.
+    #[error("{url}: {message}")]
+    Refused { url: String, message: String },
+    /// The server did not continue a partial download where it stopped (a
+    /// wrong `Content-Range`, 416, a file shorter than the part): the caller
+    /// must discard the partial file and start again from byte 0.
+    #[error("{url}: cannot resume: {message}")]
+    RangeMismatch { url: String, message: String },
     #[error("{context}: {source}")]
     Local {
         context: String,
         #[source]
         source: io::Error,
     },
+}
+
+impl FetchError {
+    /// True for failures that say nothing about the data and may well not
+    /// happen again: connection errors, timeouts, HTTP 408, 425, 429 and 5xx,
+    /// and a resume the server refused (retried from scratch).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            FetchError::Network { .. } | FetchError::RangeMismatch { .. } => true,
+            FetchError::Http { status, .. } => {
+                matches!(status, 408 | 425 | 429) || (500..600).contains(status)
+            }
+            FetchError::NotFound { .. }
+            | FetchError::TooLarge { .. }
+            | FetchError::Refused { .. }
+            | FetchError::Local { .. } => false,
+        }
+    }
 }
 
 impl From<FetchError> for NodeError {
@@ -48,9 +81,16 @@ pub trait Transport {
     /// The full location of `path`, for messages.
     fn url(&self, path: &str) -> String;
 
+    /// How to retry this transport's transient failures (from the
+    /// repository configuration).
+    fn retry_policy(&self) -> &RetryPolicy;
+
     /// Streams `path` from byte `offset` into `out`. Fails with `TooLarge` as
     /// soon as the file would exceed `limit` bytes counted from its start.
-    /// Returns the number of bytes written to `out`.
+    /// Returns the number of bytes written to `out`. Bytes written before a
+    /// failure are valid data of the file at their position, except after
+    /// `RangeMismatch`, when nothing was written and the caller must start
+    /// again from 0.
     fn fetch(
         &self,
         path: &str,
@@ -60,20 +100,30 @@ pub trait Transport {
     ) -> Result<u64, FetchError>;
 }
 
-/// Fetches a whole small file (index, manifest, signature) into memory.
+/// Fetches a whole small file (index, manifest, signature) into memory,
+/// retrying transient failures from scratch as the transport's policy says.
 pub fn fetch_bytes(t: &dyn Transport, path: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
-    let mut buf = Vec::new();
-    t.fetch(path, 0, limit, &mut buf)?;
-    Ok(buf)
+    let what = format!("fetching {}", t.url(path));
+    retry::run(t.retry_policy(), &what, |_| {
+        let mut buf = Vec::new();
+        match t.fetch(path, 0, limit, &mut buf) {
+            Ok(_) => Ok(buf),
+            Err(e) if e.is_transient() => Err(Verdict::Retry(e)),
+            Err(e) => Err(Verdict::Fail(e)),
+        }
+    })
+    .map_err(|gave_up| gave_up.error)
 }
 
 pub fn open(config: &RepositoryConfig) -> Result<Box<dyn Transport>, NodeError> {
+    let retry = RetryPolicy::from_config(config);
     if let Some(path) = config.url.strip_prefix("file://") {
         return Ok(Box::new(FileTransport {
             base: PathBuf::from(path),
+            retry,
         }));
     }
-    Ok(Box::new(HttpTransport::new(config)?))
+    Ok(Box::new(HttpTransport::new(config, retry)?))
 }
 
 /// Copies at most `limit - already` bytes, failing if the source has more.
@@ -123,11 +173,22 @@ fn check_relative(path: &str) -> Result<(), FetchError> {
 
 pub struct FileTransport {
     base: PathBuf,
+    retry: RetryPolicy,
+}
+
+impl FileTransport {
+    pub fn new(base: PathBuf, retry: RetryPolicy) -> FileTransport {
+        FileTransport { base, retry }
+    }
 }
 
 impl Transport for FileTransport {
     fn url(&self, path: &str) -> String {
         format!("file://{}", self.base.join(path).display())
+    }
+
+    fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
     }
 
     fn fetch(
@@ -146,6 +207,23 @@ impl Transport for FileTransport {
                 message: e.to_string(),
             },
         })?;
+        if offset > 0 {
+            let len = file
+                .metadata()
+                .map_err(|e| FetchError::Network {
+                    url: url(),
+                    message: e.to_string(),
+                })?
+                .len();
+            if len < offset {
+                return Err(FetchError::RangeMismatch {
+                    url: url(),
+                    message: format!(
+                        "the file has {len} bytes, fewer than the {offset} already fetched"
+                    ),
+                });
+            }
+        }
         file.seek(SeekFrom::Start(offset))
             .map_err(|e| FetchError::Network {
                 url: url(),
@@ -158,6 +236,7 @@ impl Transport for FileTransport {
 pub struct HttpTransport {
     base: String,
     agent: ureq::Agent,
+    retry: RetryPolicy,
 }
 
 /// Where Debian, Fedora/RHEL, openSUSE and Alpine keep the system CA bundle.
@@ -169,7 +248,7 @@ const SYSTEM_CA_BUNDLES: &[&str] = &[
 ];
 
 impl HttpTransport {
-    pub fn new(config: &RepositoryConfig) -> Result<Self, NodeError> {
+    pub fn new(config: &RepositoryConfig, retry: RetryPolicy) -> Result<Self, NodeError> {
         let timeout = Some(Duration::from_secs(config.timeout_seconds));
         let mut builder = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -187,6 +266,7 @@ impl HttpTransport {
         Ok(HttpTransport {
             base,
             agent: builder.build().new_agent(),
+            retry,
         })
     }
 }
@@ -231,6 +311,10 @@ impl Transport for HttpTransport {
         format!("{}{}", self.base, path)
     }
 
+    fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
     fn fetch(
         &self,
         path: &str,
@@ -241,24 +325,67 @@ impl Transport for HttpTransport {
         check_relative(path)?;
         let url = self.url(path);
         let url_fn = || url.clone();
+        let network = |message: String| FetchError::Network {
+            url: url.clone(),
+            message,
+        };
         let mut request = self.agent.get(&url);
         if offset > 0 {
             request = request.header("Range", format!("bytes={offset}-"));
         }
-        let response = request.call().map_err(|e| FetchError::Network {
-            url: url.clone(),
-            message: e.to_string(),
-        })?;
+        let response = request.call().map_err(|e| call_error(&url, e))?;
         let status = response.status().as_u16();
         match status {
             200 | 206 => {}
             404 | 410 => return Err(FetchError::NotFound { url }),
+            // Our range starts at or past the end of the server's file: it
+            // is not the file the part came from.
+            416 => {
+                return Err(FetchError::RangeMismatch {
+                    url,
+                    message: format!("the server has no bytes from offset {offset} (HTTP 416)"),
+                })
+            }
             _ => return Err(FetchError::Http { url, status }),
         }
+        // Where the body starts in the file.
+        let start = if status == 206 {
+            let header = response
+                .headers()
+                .get("content-range")
+                .and_then(|v| v.to_str().ok());
+            let range = header.and_then(parse_content_range);
+            match range {
+                Some(r) if r.start == offset => {
+                    if r.end >= limit || r.total.is_some_and(|total| total > limit) {
+                        return Err(FetchError::TooLarge { url, limit });
+                    }
+                    offset
+                }
+                _ => {
+                    return Err(FetchError::RangeMismatch {
+                        url,
+                        message: format!(
+                            "asked for bytes from {offset}, the server sent Content-Range {:?}",
+                            header.unwrap_or("(none)")
+                        ),
+                    })
+                }
+            }
+        } else {
+            0
+        };
         if let Some(len) = response.body().content_length() {
-            let start = if status == 206 { offset } else { 0 };
             if start + len > limit {
                 return Err(FetchError::TooLarge { url, limit });
+            }
+            if start + len < offset {
+                return Err(FetchError::RangeMismatch {
+                    url,
+                    message: format!(
+                        "the file has {len} bytes, fewer than the {offset} already fetched"
+                    ),
+                });
             }
         }
         let mut reader = response
@@ -266,22 +393,251 @@ impl Transport for HttpTransport {
             .into_with_config()
             .limit(limit.saturating_add(1))
             .reader();
-        if offset > 0 && status == 200 {
-            // The server ignored the Range header: skip what we already have.
-            let skipped =
-                io::copy(&mut (&mut reader).take(offset), &mut io::sink()).map_err(|e| {
-                    FetchError::Network {
-                        url: url.clone(),
-                        message: e.to_string(),
-                    }
-                })?;
-            if skipped < offset {
-                return Err(FetchError::Network {
+        if start < offset {
+            // The server ignored the Range header and sends the whole file
+            // (HTTP allows that): skip what the part already holds.
+            let skip = offset - start;
+            let skipped = io::copy(&mut (&mut reader).take(skip), &mut io::sink())
+                .map_err(|e| network(e.to_string()))?;
+            if skipped < skip {
+                return Err(FetchError::RangeMismatch {
                     url,
-                    message: "file is shorter than the part already fetched".into(),
+                    message: format!(
+                        "the file ended after {} bytes, before the {offset} already fetched",
+                        start + skipped
+                    ),
                 });
             }
         }
         copy_capped(reader, out, offset, limit, &url_fn)
+    }
+}
+
+/// Sorts a failed request: what a retry may fix (connection, timeout, I/O)
+/// from what it cannot (TLS and certificates, a bad URL).
+fn call_error(url: &str, e: ureq::Error) -> FetchError {
+    let message = e.to_string();
+    let url = url.to_string();
+    match e {
+        ureq::Error::Io(_)
+        | ureq::Error::Timeout(_)
+        | ureq::Error::HostNotFound
+        | ureq::Error::ConnectionFailed
+        | ureq::Error::Protocol(_)
+        | ureq::Error::BodyStalled => FetchError::Network { url, message },
+        _ => FetchError::Refused { url, message },
+    }
+}
+
+/// A `Content-Range: bytes START-END/TOTAL` header (`TOTAL` may be `*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ContentRange {
+    start: u64,
+    end: u64,
+    total: Option<u64>,
+}
+
+fn parse_content_range(header: &str) -> Option<ContentRange> {
+    let spec = header.trim().strip_prefix("bytes")?.trim_start();
+    let (range, total) = spec.split_once('/')?;
+    let (start, end) = range.trim().split_once('-')?;
+    let (start, end): (u64, u64) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse().ok()?),
+    };
+    if end < start || total.is_some_and(|t| end >= t) {
+        return None;
+    }
+    Some(ContentRange { start, end, total })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range_is_parsed_strictly() {
+        assert_eq!(
+            parse_content_range("bytes 100-199/200"),
+            Some(ContentRange {
+                start: 100,
+                end: 199,
+                total: Some(200)
+            })
+        );
+        assert_eq!(
+            parse_content_range("bytes 5-9/*").map(|r| (r.start, r.total)),
+            Some((5, None))
+        );
+        for bad in [
+            "",
+            "bytes */200",
+            "bytes 10-5/200",
+            "bytes 0-200/200",
+            "items 0-1/2",
+            "bytes 0-1",
+            "bytes a-1/2",
+        ] {
+            assert_eq!(parse_content_range(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn transient_and_permanent_failures_are_told_apart() {
+        let url = || "u".to_string();
+        let transient = [
+            FetchError::Network {
+                url: url(),
+                message: "reset".into(),
+            },
+            FetchError::RangeMismatch {
+                url: url(),
+                message: "416".into(),
+            },
+            FetchError::Http {
+                url: url(),
+                status: 500,
+            },
+            FetchError::Http {
+                url: url(),
+                status: 503,
+            },
+            FetchError::Http {
+                url: url(),
+                status: 429,
+            },
+        ];
+        let permanent = [
+            FetchError::NotFound { url: url() },
+            FetchError::TooLarge {
+                url: url(),
+                limit: 1,
+            },
+            FetchError::Http {
+                url: url(),
+                status: 403,
+            },
+            FetchError::Refused {
+                url: url(),
+                message: "bad certificate".into(),
+            },
+            FetchError::Local {
+                context: "disk".into(),
+                source: io::Error::other("full"),
+            },
+        ];
+        assert!(transient.iter().all(FetchError::is_transient));
+        assert!(!permanent.iter().any(FetchError::is_transient));
+    }
+
+    /// An HTTP transport against a one-shot server on 127.0.0.1 that
+    /// answers any request with `response`; returns what `fetch` from
+    /// `offset` gave and the request the server saw.
+    fn http_fetch(response: &'static [u8], offset: u64) -> (Result<Vec<u8>, FetchError>, String) {
+        use std::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = stream.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+            }
+            stream.write_all(response).unwrap();
+            String::from_utf8_lossy(&request).into_owned()
+        });
+        let config = RepositoryConfig {
+            url: format!("http://{addr}/"),
+            channel: "stable".into(),
+            public_keys: vec![],
+            ca_file: None,
+            timeout_seconds: 10,
+            retries: 0,
+        };
+        let t = HttpTransport::new(&config, RetryPolicy::never()).unwrap();
+        let mut out = Vec::new();
+        let result = t.fetch("objects/f", offset, 10, &mut out).map(|_| out);
+        (result, server.join().unwrap())
+    }
+
+    #[test]
+    fn a_resume_continues_only_where_the_server_says_it_does() {
+        // A correct 206: the body is appended as is.
+        let (got, request) = http_fetch(
+            b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 4-9/10\r\nContent-Length: 6\r\nConnection: close\r\n\r\n456789",
+            4,
+        );
+        assert_eq!(got.unwrap(), b"456789");
+        assert!(
+            request.to_lowercase().contains("range: bytes=4-"),
+            "{request}"
+        );
+
+        // A 206 for another range, or without Content-Range: start again.
+        for response in [
+            &b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 2-9/10\r\nContent-Length: 8\r\nConnection: close\r\n\r\n23456789"[..],
+            b"HTTP/1.1 206 Partial Content\r\nContent-Length: 6\r\nConnection: close\r\n\r\n456789",
+            b"HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */3\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        ] {
+            let (got, _) = http_fetch(response, 4);
+            assert!(
+                matches!(got, Err(FetchError::RangeMismatch { .. })),
+                "{got:?} for {}",
+                String::from_utf8_lossy(response)
+            );
+        }
+
+        // A range larger than signed is refused before any byte is kept.
+        let (got, _) = http_fetch(
+            b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 4-11/12\r\nContent-Length: 8\r\nConnection: close\r\n\r\n456789ab",
+            4,
+        );
+        assert!(matches!(got, Err(FetchError::TooLarge { .. })), "{got:?}");
+    }
+
+    #[test]
+    fn a_server_ignoring_range_is_skipped_to_the_offset() {
+        let (got, _) = http_fetch(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: close\r\n\r\n0123456789",
+            4,
+        );
+        assert_eq!(got.unwrap(), b"456789");
+        // Whole file shorter than the part: it is not the same file.
+        let (got, _) = http_fetch(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\n012",
+            4,
+        );
+        assert!(
+            matches!(got, Err(FetchError::RangeMismatch { .. })),
+            "{got:?}"
+        );
+        // Cut short while skipping: a network failure, worth a retry.
+        let (got, _) = http_fetch(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: close\r\n\r\n01",
+            4,
+        );
+        assert!(got.as_ref().is_err_and(FetchError::is_transient), "{got:?}");
+        assert!(matches!(got, Err(FetchError::Network { .. })), "{got:?}");
+    }
+
+    #[test]
+    fn file_transport_resumes_at_an_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("objects")).unwrap();
+        std::fs::write(dir.path().join("objects/f"), b"0123456789").unwrap();
+        let t = FileTransport::new(dir.path().to_path_buf(), RetryPolicy::never());
+        let mut out = Vec::new();
+        assert_eq!(t.fetch("objects/f", 4, 10, &mut out).unwrap(), 6);
+        assert_eq!(out, b"456789");
+        let err = t.fetch("objects/f", 11, 20, &mut Vec::new()).unwrap_err();
+        assert!(matches!(err, FetchError::RangeMismatch { .. }), "{err}");
+        let err = t.fetch("objects/f", 0, 9, &mut Vec::new()).unwrap_err();
+        assert!(matches!(err, FetchError::TooLarge { .. }), "{err}");
     }
 }

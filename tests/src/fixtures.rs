@@ -404,6 +404,8 @@ pub struct NodeConfig {
     pub public_keys: Vec<PathBuf>,
     pub keep_releases: Option<u32>,
     pub timeout_seconds: Option<u32>,
+    /// `repository.retries`: retries of a transient download failure.
+    pub retries: Option<u32>,
     /// `repository.ca_file`: the CA pinned for https.
     pub ca_file: Option<PathBuf>,
 }
@@ -416,6 +418,7 @@ impl NodeConfig {
             public_keys: vec![public_key.to_path_buf()],
             keep_releases: None,
             timeout_seconds: None,
+            retries: None,
             ca_file: None,
         }
     }
@@ -437,6 +440,9 @@ impl NodeConfig {
         }
         if let Some(t) = self.timeout_seconds {
             out.push_str(&format!("timeout_seconds = {t}\n"));
+        }
+        if let Some(r) = self.retries {
+            out.push_str(&format!("retries = {r}\n"));
         }
         out.push_str(&format!(
             "\n[install]\nroot = {}\nstate_dir = {}\n",

@@ -54,11 +54,18 @@ pub struct Request {
     pub body_bytes: u64,
 }
 
+struct FaultRule {
+    prefix: String,
+    fault: Fault,
+    /// How many more requests it applies to; `None`: all of them.
+    remaining: Option<u64>,
+}
+
 struct State {
     root: PathBuf,
     shutdown: AtomicBool,
-    /// (path prefix, fault); every matching fault applies.
-    faults: Mutex<Vec<(String, Fault)>>,
+    /// Every matching fault applies.
+    faults: Mutex<Vec<FaultRule>>,
     log: Mutex<Vec<Request>>,
 }
 
@@ -113,8 +120,26 @@ impl TestServer {
     ///
     /// [`clear_faults`]: TestServer::clear_faults
     pub fn set_fault(&self, path_prefix: &str, fault: Fault) {
+        self.add_fault(path_prefix, fault, None);
+    }
+
+    /// Like [`set_fault`], but the fault applies only to the first `times`
+    /// requests it matches (whether or not another fault pre-empted it, as
+    /// a status fault pre-empts a body fault); later ones are answered
+    /// normally as far as this fault is concerned.
+    ///
+    /// [`set_fault`]: TestServer::set_fault
+    pub fn set_fault_times(&self, path_prefix: &str, fault: Fault, times: u64) {
+        self.add_fault(path_prefix, fault, Some(times));
+    }
+
+    fn add_fault(&self, path_prefix: &str, fault: Fault, remaining: Option<u64>) {
         let prefix = path_prefix.trim_start_matches('/').to_string();
-        self.state.faults.lock().unwrap().push((prefix, fault));
+        self.state.faults.lock().unwrap().push(FaultRule {
+            prefix,
+            fault,
+            remaining,
+        });
     }
 
     pub fn clear_faults(&self) {
@@ -241,9 +266,16 @@ fn handle(mut stream: TcpStream, state: &State) -> io::Result<()> {
         .faults
         .lock()
         .unwrap()
-        .iter()
-        .filter(|(prefix, _)| path.starts_with(prefix.as_str()))
-        .map(|(_, f)| f.clone())
+        .iter_mut()
+        .filter(|rule| path.starts_with(rule.prefix.as_str()))
+        .filter_map(|rule| match &mut rule.remaining {
+            Some(0) => None,
+            Some(n) => {
+                *n -= 1;
+                Some(rule.fault.clone())
+            }
+            None => Some(rule.fault.clone()),
+        })
         .collect();
     let slot = {
         let mut log = state.log.lock().unwrap();
@@ -513,6 +545,27 @@ mod tests {
         let t = Instant::now();
         get(&server, "objects/f", "");
         assert!(t.elapsed() >= Duration::from_millis(200));
+    }
+
+    #[test]
+    fn counted_faults_fire_only_the_first_times() {
+        let (_dir, server) = server_with_file();
+        server.set_fault_times("objects/", Fault::Status(500), 2);
+        server.set_fault_times("index.json", Fault::Status(503), 5);
+        for _ in 0..2 {
+            let (h, _) = get(&server, "objects/f", "");
+            assert!(h.starts_with("HTTP/1.1 500"), "{h}");
+        }
+        let (h, body) = get(&server, "objects/f", "");
+        assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+        assert_eq!(body, b"0123456789");
+        server.set_fault_times("objects/f", Fault::TruncateBody(3), 1);
+        let (_, body) = get(&server, "objects/f", "");
+        assert_eq!(body, b"012");
+        let (_, body) = get(&server, "objects/f", "");
+        assert_eq!(body, b"0123456789");
+        let statuses: Vec<u16> = server.requests().iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [500, 500, 200, 200, 200]);
     }
 
     #[test]
