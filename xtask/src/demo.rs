@@ -281,12 +281,12 @@ fn sample_app(tree: &Path, version: &str) -> Result<()> {
 
 /// A TOML basic string. JSON string escaping is a subset of TOML's, so
 /// serde_json's quoting is exactly right for any path.
-fn toml_string(s: &str) -> String {
+pub(crate) fn toml_string(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
 
 /// Percent-encodes a path for a file:// URL (spaces and the like in tmp dirs).
-fn url_path(path: &Path) -> String {
+pub(crate) fn url_path(path: &Path) -> String {
     let mut out = String::new();
     for b in path.as_os_str().as_encoded_bytes() {
         match b {

@@ -3,6 +3,7 @@
 //! a pile of shell scripts. This file only parses the command line and
 //! dispatches; each task lives in its own module.
 
+mod bench;
 mod cmd;
 mod demo;
 mod deps;
@@ -49,6 +50,11 @@ enum Task {
     },
     /// Build dist binaries and publish them as a ferry release.
     Publish(publish::Args),
+    /// Performance benchmarks of the release binaries (see docs/BENCHMARKS.md).
+    Bench {
+        #[command(subcommand)]
+        what: bench::Bench,
+    },
     /// Run ferry's main job end to end on a sample application.
     Demo {
         /// Work in DIR (created if missing, must be empty) and keep it.
@@ -70,6 +76,7 @@ fn main() -> ExitCode {
         Task::Dist { target } => dist::run(target).map(drop),
         Task::Publish(args) => publish::run(&args),
         Task::Demo { keep } => demo::run(keep.as_deref()),
+        Task::Bench { what } => bench::run(&what),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
