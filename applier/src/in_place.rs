@@ -168,8 +168,7 @@ pub fn switch(
     let point = match point {
         Ok(p) => p,
         Err(e) => {
-            recovery::conclude(config, journal, Outcome::Failed, e.to_string())?;
-            return Err(e);
+            return Err(recovery::fail(config, journal, e));
         }
     };
     faults::point("in-place:restore-point-made");
@@ -239,8 +238,21 @@ pub fn finish(config: &Config) -> Result<()> {
     let state_dir = &config.install.state_dir;
     InPlacePlan::remove(state_dir)?;
     crate::restore_point::prune(state_dir, config.install.keep_restore_points)?;
+    // Keep the manifests of the installed version and of versions a restore
+    // point can bring back; the store keeps their contents for re-applies.
+    let mut wanted: Vec<semver::Version> = crate::installed::version(config)?.into_iter().collect();
+    wanted.extend(
+        RestorePoint::list(state_dir)?
+            .into_iter()
+            .filter_map(|p| p.version),
+    );
+    for version in crate::kept_manifests::versions(state_dir) {
+        if !wanted.contains(&version) {
+            crate::kept_manifests::remove(state_dir, &version);
+        }
+    }
     ContentStore::open(state_dir)?
-        .collect_garbage()
+        .collect_garbage(&crate::kept_manifests::referenced_contents(state_dir))
         .map_err(|e| NodeError::io("cannot clean the content store", e))?;
     Ok(())
 }

@@ -53,3 +53,47 @@ pub fn remove(state_dir: &Path, version: &Version) {
     let _ = std::fs::remove_file(layout::signature_of(&path.to_string_lossy()));
     let _ = std::fs::remove_file(&path);
 }
+
+/// Every content the kept manifests reference: what the store keeps for
+/// releases this node can still switch back to. Parsed without signature
+/// checks — it only decides what not to delete.
+pub fn referenced_contents(
+    state_dir: &Path,
+) -> std::collections::BTreeSet<manifests::Sha256Digest> {
+    let mut contents = std::collections::BTreeSet::new();
+    let Ok(entries) = std::fs::read_dir(state_dir.join("manifests")) else {
+        return contents;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let parsed = std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<manifests::Manifest>(&b).ok());
+            if let Some(manifest) = parsed {
+                contents.extend(
+                    manifest
+                        .files
+                        .iter()
+                        .filter_map(|f| f.content())
+                        .map(|c| c.sha256),
+                );
+            }
+        }
+    }
+    contents
+}
+
+/// Versions whose manifests are kept.
+pub fn versions(state_dir: &Path) -> Vec<Version> {
+    let Ok(entries) = std::fs::read_dir(state_dir.join("manifests")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".json")?.parse().ok()
+        })
+        .collect()
+}

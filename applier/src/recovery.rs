@@ -247,6 +247,17 @@ pub fn switch_back(
     Ok(message)
 }
 
+/// Records that `journal`'s operation failed before it changed anything and
+/// hands back `error`. If even the record cannot be written (a full disk),
+/// says so on stderr and still returns the original error: the journal
+/// stays open and the next ferry run records the operation as interrupted.
+pub fn fail(config: &Config, journal: &mut Journal, error: NodeError) -> NodeError {
+    if let Err(record) = conclude(config, journal, Outcome::Failed, error.to_string()) {
+        eprintln!("ferry: could not record this failure ({record}); the next ferry run will");
+    }
+    error
+}
+
 /// Records the outcome of `journal`'s operation (once per operation, even if
 /// a crash makes this run twice), then closes the journal.
 pub fn conclude(

@@ -39,7 +39,9 @@ pub fn prune(config: &Config, current: Option<&Version>, previous: Option<&Versi
         println!("removed old release {version}");
     }
     ContentStore::open(&config.install.state_dir)?
-        .collect_garbage()
+        .collect_garbage(&kept_manifests::referenced_contents(
+            &config.install.state_dir,
+        ))
         .map_err(|e| NodeError::io("cannot clean the content store", e))?;
     Ok(())
 }

@@ -15,6 +15,7 @@
 //! continues from the part's length. Transient failures are retried with
 //! backoff ([`crate::retry`]), each retry resuming what is on disk.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -232,6 +233,14 @@ impl ContentStore {
                     let _ = fs::remove_file(part);
                     return Err(Failure::Permanent(e.into()));
                 }
+                Err(e @ FetchError::Local { .. }) => {
+                    // Our own disk refused the write (typically ENOSPC): the
+                    // part cannot grow, and deleting it gives the space back
+                    // so the failure itself can be recorded.
+                    drop(file);
+                    let _ = fs::remove_file(part);
+                    return Err(Failure::Permanent(e.into()));
+                }
                 Err(e) if e.is_transient() => return Err(Failure::Transient(e.into())),
                 Err(e) => return Err(Failure::Permanent(e.into())),
             }
@@ -343,15 +352,23 @@ impl ContentStore {
 
     /// Removes store contents no release links to any more (link count 1),
     /// and leftovers of interrupted downloads. Returns bytes freed.
-    pub fn collect_garbage(&self) -> io::Result<u64> {
+    ///
+    /// Contents in `keep` (those of releases the node may still switch to)
+    /// stay even at link count 1: when releases are copies (another
+    /// filesystem, in-place mode) nothing links to them, yet dropping them
+    /// would make the next update download unchanged files again.
+    pub fn collect_garbage(&self, keep: &BTreeSet<Sha256Digest>) -> io::Result<u64> {
         let mut freed = 0;
         for dir in [&self.objects, &self.downloads] {
             for entry in fs::read_dir(dir)? {
                 let entry = entry?;
                 let meta = entry.metadata()?;
-                let leftover = entry.file_name().to_string_lossy().starts_with(".tmp-")
-                    || dir == &self.downloads;
-                if meta.is_file() && (meta.nlink() == 1 || leftover) {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let leftover = name.starts_with(".tmp-") || dir == &self.downloads;
+                let kept = name
+                    .parse::<Sha256Digest>()
+                    .is_ok_and(|d| keep.contains(&d));
+                if meta.is_file() && (leftover || (meta.nlink() == 1 && !kept)) {
                     fs::remove_file(entry.path())?;
                     freed += meta.len();
                 }
@@ -658,7 +675,7 @@ mod tests {
     fn garbage_collection_removes_parts() {
         let s = setup();
         fs::write(s.store.part_path(&s.content), b"partial").unwrap();
-        s.store.collect_garbage().unwrap();
+        s.store.collect_garbage(&BTreeSet::new()).unwrap();
         assert!(!s.store.part_path(&s.content).exists());
     }
 }

@@ -14,10 +14,12 @@
 //! - [`http_server`]: a small static file server with fault injection;
 //! - [`fixtures`]: release input trees, a throw-away workspace (keys, repo,
 //!   nodes) and tree comparisons;
-//! - [`tamper`]: re-signing of crafted indexes and manifests with a chosen key.
+//! - [`tamper`]: re-signing of crafted indexes and manifests with a chosen key;
+//! - [`small_fs`]: size-limited tmpfs mounts for the disk-full tests.
 
 pub mod binaries;
 pub mod fixtures;
 pub mod http_server;
 pub mod run;
+pub mod small_fs;
 pub mod tamper;

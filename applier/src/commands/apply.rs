@@ -168,7 +168,18 @@ fn prepare(
         println!("dry run: nothing changed");
         return Ok(Prepared::DryRun);
     }
-    space::check(state_dir, root, &plan)?;
+    match config.install.mode {
+        InstallMode::Symlink => space::check(state_dir, root, &plan)?,
+        InstallMode::InPlace => {
+            let targets: Vec<std::path::PathBuf> = config
+                .install
+                .targets
+                .iter()
+                .map(std::path::PathBuf::from)
+                .collect();
+            space::check_in_place(state_dir, &targets, &plan)?
+        }
+    }
     Ok(Prepared::Update(Box::new(Update {
         transport,
         manifest,
@@ -222,8 +233,7 @@ fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()>
     })();
     if let Err(e) = staged {
         // `current` was not touched: record the failure, keep the old release.
-        recovery::conclude(config, &mut journal, Outcome::Failed, e.to_string())?;
-        return Err(e);
+        return Err(recovery::fail(config, &mut journal, e));
     }
 
     if let Some(entries) = changeset {
@@ -244,8 +254,7 @@ fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()>
     }
     if let Err(e) = switch::switch_to(root, &target) {
         let e = NodeError::io(format!("cannot switch {} to {target}", root.display()), e);
-        recovery::conclude(config, &mut journal, Outcome::Failed, e.to_string())?;
-        return Err(e);
+        return Err(recovery::fail(config, &mut journal, e));
     }
     journal.advance(state_dir, Step::Switched)?;
     let problems = release_dir::verify(manifest.manifest(), &release, Depth::Metadata)

@@ -29,7 +29,14 @@ pub fn recover_if_idle(config: &Config) -> Result<()> {
     }
     match StateLock::acquire(&config.install.state_dir) {
         Ok(lock) => {
-            announce_recovery(recovery::recover(config, &lock)?);
+            // A read-only command still answers when recovery cannot finish
+            // (say, the disk is full): it reports the unfinished journal.
+            match recovery::recover(config, &lock) {
+                Ok(message) => announce_recovery(message),
+                Err(e) => eprintln!(
+                    "ferry: warning: an interrupted operation could not be recovered yet: {e}"
+                ),
+            }
             Ok(())
         }
         Err(NodeError::LockHeld { .. }) => Ok(()),

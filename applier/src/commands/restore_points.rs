@@ -77,7 +77,9 @@ pub fn clean(config: &Config, keep: usize) -> Result<()> {
     super::announce_recovery(crate::recovery::recover(config, &lock)?);
     let removed = restore_point::prune(&config.install.state_dir, keep)?;
     let freed = ContentStore::open(&config.install.state_dir)?
-        .collect_garbage()
+        .collect_garbage(&crate::kept_manifests::referenced_contents(
+            &config.install.state_dir,
+        ))
         .map_err(|e| NodeError::io("cannot clean the content store", e))?;
     println!(
         "removed {removed} restore points, freed {}",

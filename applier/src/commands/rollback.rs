@@ -81,8 +81,7 @@ pub fn run(config: &Config, to: Option<Version>) -> Result<()> {
     journal.advance(state_dir, Step::Staged)?;
     if let Err(e) = switch::switch_to(root, &target) {
         let e = NodeError::io(format!("cannot switch to {target}"), e);
-        recovery::conclude(config, &mut journal, Outcome::Failed, e.to_string())?;
-        return Err(e);
+        return Err(recovery::fail(config, &mut journal, e));
     }
     journal.advance(state_dir, Step::Switched)?;
     journal.advance(state_dir, Step::Verified)?;

@@ -69,7 +69,7 @@ pub fn run(config: &Config, json: bool) -> Result<()> {
     );
     if let Some(j) = &r.operation_in_progress {
         println!(
-            "running:   {} {} -> {} (step {:?})",
+            "unfinished: {} {} -> {} (journal step {:?})",
             crate::recovery::kind_name(j.operation),
             show(&j.from_version),
             j.to_version,
