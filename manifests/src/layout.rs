@@ -9,7 +9,7 @@ use crate::Sha256Digest;
 pub const INDEX: &str = "index.json";
 pub const MANIFESTS_DIR: &str = "manifests";
 pub const OBJECTS_DIR: &str = "objects";
-/// Reserved for binary deltas (issue: deltas), keyed by base and target digests.
+/// Binary deltas, keyed by base and target digests.
 pub const DELTAS_DIR: &str = "deltas";
 
 /// The detached minisign signature that sits beside `path`.
@@ -19,6 +19,11 @@ pub fn signature_of(path: &str) -> String {
 
 pub fn manifest(version: &Version) -> String {
     format!("{MANIFESTS_DIR}/{version}.json")
+}
+
+/// The patch turning `base` content into `target` content.
+pub fn delta(base: &Sha256Digest, target: &Sha256Digest) -> String {
+    format!("{DELTAS_DIR}/{base}-{target}")
 }
 
 pub fn object(content: &Sha256Digest) -> String {

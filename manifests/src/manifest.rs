@@ -45,6 +45,9 @@ pub struct Manifest {
     /// Reserved: staged rollout waves for pull-mode fleets (empty in format 1).
     #[serde(default)]
     pub waves: Vec<Wave>,
+    /// Bytes a node on each earlier version downloads, thanks to deltas.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delta_report: Vec<DeltaReport>,
 }
 
 /// One entry of the release tree.
@@ -100,14 +103,46 @@ pub enum Compression {
     Zstd,
 }
 
-/// Reserved for deltas: a patch from `base_sha256` content to this file.
+/// A patch that rebuilds this file's content from older content a node may
+/// hold (`base_sha256`). Stored once per (base, target) pair at
+/// `deltas/<base sha256>-<target sha256>` ([`crate::layout::delta`]), so one
+/// patch serves every release that shipped that base. The result is always
+/// checked against the file's own SHA-256; a patch that fails is replaced by
+/// the full object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeltaRef {
     pub base_sha256: Sha256Digest,
-    pub algorithm: String,
+    /// Size of the base content, so a node can bound its memory before it
+    /// starts patching.
+    #[serde(default)]
+    pub base_size: u64,
+    pub algorithm: DeltaAlgorithm,
+    /// Always `deltas/<base_sha256>-<target sha256>`.
     pub path: String,
+    /// Size of the stored patch: the cap on what a node reads.
     pub size: u64,
+    /// SHA-256 of the stored patch, checked before it is applied.
     pub sha256: Sha256Digest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeltaAlgorithm {
+    /// A bsdiff-style patch from the `bidiff` crate, compressed with zstd.
+    BidiffZstd,
+    /// A zstd frame compressed with the base as a raw-content prefix
+    /// (zstd's `--patch-from`): `zstd -d --patch-from=BASE` decodes it.
+    ZstdPatchFrom,
+}
+
+/// What a node already on `from_version` downloads for this release:
+/// deltas where it holds the base, full objects for the rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaReport {
+    pub from_version: Version,
+    pub download_bytes: u64,
+    /// Compressed bytes of every object: what a node without any base downloads.
+    pub full_bytes: u64,
 }
 
 /// Reserved for migrations: scripts that move data between versions.
@@ -212,6 +247,15 @@ impl Manifest {
                             c.mode,
                             if executable { "executable" } else { "file" }
                         )));
+                    }
+                    for delta in &c.deltas {
+                        if delta.path != layout::delta(&delta.base_sha256, &c.sha256) {
+                            return Err(inconsistent(format!(
+                                "{path} names delta {:?}, expected {:?}",
+                                delta.path,
+                                layout::delta(&delta.base_sha256, &c.sha256)
+                            )));
+                        }
                     }
                     if c.object.path != layout::object(&c.sha256) {
                         return Err(inconsistent(format!(

@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use semver::Version;
 
+use crate::deltas::DeltaFrom;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "ferry-publish",
@@ -21,6 +23,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per run: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a minisign key pair for signing releases.
@@ -103,6 +107,31 @@ pub struct ReleaseArgs {
     #[arg(long, value_name = "F")]
     pub password_file: Option<PathBuf>,
 
+    /// Versions to compute binary deltas from: `auto` (the 3 highest earlier
+    /// versions of the channel), `none`, or a comma-separated list such as
+    /// 1.2.0,1.3.0 (any channel).
+    #[arg(long, value_name = "auto|none|V1,V2,...", default_value = "auto",
+          value_parser = parse_delta_from)]
+    pub delta_from: DeltaFrom,
+
+    /// zstd level of delta patches (1-22).
+    #[arg(long, value_name = "N", default_value_t = 19,
+          value_parser = clap::value_parser!(i32).range(1..=22))]
+    pub delta_level: i32,
+
+    /// Largest zstd window of a delta, as log2 bytes (10-31). Windows are
+    /// otherwise sized to span base and target; above 27 the zstd CLI needs
+    /// --long=31 (or --memory) to decode.
+    #[arg(long, value_name = "LOG", default_value_t = 31,
+          value_parser = clap::value_parser!(u32).range(10..=31))]
+    pub delta_window_log: u32,
+
+    /// Memory for delta computation in MiB, shared by all workers; a pair
+    /// needing more runs alone (default: half of the available memory).
+    #[arg(long, value_name = "MIB",
+          value_parser = clap::value_parser!(u64).range(1..=(1 << 40)))]
+    pub delta_memory: Option<u64>,
+
     /// The directory whose contents become the release.
     #[arg(value_name = "INPUT_DIR")]
     pub input_dir: PathBuf,
@@ -133,6 +162,19 @@ pub struct ListArgs {
 fn parse_version(text: &str) -> Result<Version, String> {
     text.parse::<Version>()
         .map_err(|e| format!("{e} (expected a semantic version such as 1.4.0 or 2.0.0-rc.1)"))
+}
+
+fn parse_delta_from(text: &str) -> Result<DeltaFrom, String> {
+    match text {
+        "auto" => Ok(DeltaFrom::Auto),
+        "none" => Ok(DeltaFrom::None),
+        list => list
+            .split(',')
+            .map(|v| parse_version(v.trim()))
+            .collect::<Result<Vec<_>, _>>()
+            .map(DeltaFrom::Versions)
+            .map_err(|e| format!("{e}; or use auto or none")),
+    }
 }
 
 fn parse_channel(text: &str) -> Result<String, String> {
@@ -188,6 +230,64 @@ mod tests {
         assert_eq!(args.min_upgrade_from, Some(Version::new(1, 0, 0)));
         assert_eq!((args.expires_in, args.zstd_level), (7, 3));
         assert!(args.critical);
+        assert_eq!(args.delta_from, DeltaFrom::Auto);
+        assert_eq!((args.delta_level, args.delta_window_log), (19, 31));
+        assert_eq!(args.delta_memory, None);
+    }
+
+    #[test]
+    fn delta_flags_parse() {
+        let parse = |extra: &[&str]| {
+            let base = [
+                "ferry-publish",
+                "release",
+                "--repo",
+                "r",
+                "--key",
+                "k",
+                "--version",
+                "2.0.0",
+                "--channel",
+                "stable",
+            ];
+            let cli = Cli::try_parse_from(base.iter().chain(extra).chain(["in"].iter()))?;
+            let Command::Release(args) = cli.command else {
+                panic!("not release")
+            };
+            Ok::<_, clap::Error>(args)
+        };
+        let args = parse(&[
+            "--delta-from",
+            "1.0.0, 1.1.0",
+            "--delta-level",
+            "22",
+            "--delta-window-log",
+            "27",
+            "--delta-memory",
+            "512",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.delta_from,
+            DeltaFrom::Versions(vec![Version::new(1, 0, 0), Version::new(1, 1, 0)])
+        );
+        assert_eq!(
+            (args.delta_level, args.delta_window_log, args.delta_memory),
+            (22, 27, Some(512))
+        );
+        assert_eq!(
+            parse(&["--delta-from", "none"]).unwrap().delta_from,
+            DeltaFrom::None
+        );
+        for bad in [
+            &["--delta-from", "1.0"][..],
+            &["--delta-from", ""],
+            &["--delta-level", "0"],
+            &["--delta-window-log", "32"],
+            &["--delta-memory", "0"],
+        ] {
+            assert_eq!(parse(bad).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
     }
 
     #[test]

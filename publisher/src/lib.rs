@@ -9,6 +9,8 @@
 //! - [`input`]: walking the release directory into a list of safe entries;
 //! - [`objects`]: hashing, compressing, storing and checking content objects;
 //! - [`plan`]: deciding, before anything is written, what a release needs;
+//! - [`deltas`]: binary patches from earlier releases' contents, planned,
+//!   computed in parallel, stored and reported;
 //! - [`publication`]: building the manifest and the next index from a plan;
 //! - [`repository`]: the repository directory, its lock, verified reads and
 //!   atomic writes;
@@ -18,6 +20,7 @@
 pub mod byte_size;
 pub mod cli;
 pub mod commands;
+pub mod deltas;
 pub mod input;
 pub mod keys;
 pub mod objects;

@@ -279,10 +279,40 @@ pub fn check_stored(
 /// Decompresses the object at `path` with an output cap of `size + 1` bytes
 /// and checks the result is `size` bytes with SHA-256 `content`.
 fn check_content(path: &Path, content: &Sha256Digest, size: u64) -> Result<(), ObjectProblem> {
-    let file = File::open(path).map_err(|e| ObjectProblem::Unreadable(e.to_string()))?;
+    decompress_checked(path, content, size, io::sink())
+}
+
+/// Appends the content of the object at `path` to `out`, checked like
+/// [`check_stored`] checks it (output cap, size, SHA-256). Deltas use it to
+/// load their base: content the repository holds, not trusted unchecked.
+pub fn read_content(
+    path: &Path,
+    content: &Sha256Digest,
+    size: u64,
+    out: &mut Vec<u8>,
+) -> Result<(), ObjectProblem> {
+    let start = out.len();
+    let result = decompress_checked(path, content, size, &mut *out);
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
+
+fn decompress_checked(
+    path: &Path,
+    content: &Sha256Digest,
+    size: u64,
+    sink: impl Write,
+) -> Result<(), ObjectProblem> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ObjectProblem::Missing),
+        Err(e) => return Err(ObjectProblem::Unreadable(e.to_string())),
+    };
     let decoder = zstd::stream::read::Decoder::new(file)
         .map_err(|e| ObjectProblem::Undecodable(e.to_string()))?;
-    let mut hasher = HashingWriter::new(io::sink());
+    let mut hasher = HashingWriter::new(sink);
     io::copy(&mut decoder.take(size.saturating_add(1)), &mut hasher)
         .map_err(|e| ObjectProblem::Undecodable(e.to_string()))?;
     let (actual, actual_size) = hasher.finish();

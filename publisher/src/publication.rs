@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use jiff::{SignedDuration, Timestamp};
 use manifests::index::{ChannelIndex, Index, ManifestRef};
 use manifests::manifest::{
-    Compression, EntryKind, FileContent, FileEntry, Hooks, Manifest, ObjectRef,
+    Compression, DeltaRef, EntryKind, FileContent, FileEntry, Hooks, Manifest, ObjectRef,
 };
 use manifests::{layout, Sha256Digest, FORMAT_VERSION};
 use semver::Version;
@@ -144,6 +144,7 @@ pub fn build_manifest(
         hooks: Hooks::default(),
         requirements: Vec::new(),
         waves: Vec::new(),
+        delta_report: Vec::new(),
     }
 }
 
@@ -211,15 +212,30 @@ pub fn release_differences(published: &Manifest, new: &Manifest) -> Vec<String> 
     out
 }
 
+/// The parts of a manifest that make it this release. Deltas and the delta
+/// report are left out: they depend on the repository's history and the
+/// delta settings, not on the release (re-publishing with other bases is
+/// still the same release).
 fn comparable(manifest: &Manifest) -> Manifest {
     let mut m = manifest.clone();
     m.created = Timestamp::UNIX_EPOCH;
+    m.delta_report.clear();
     for entry in &mut m.files {
         if let EntryKind::File(c) | EntryKind::Executable(c) = &mut entry.kind {
             c.object = placeholder_object(&c.sha256);
+            c.deltas.clear();
         }
     }
     m
+}
+
+/// Records each content's deltas (sorted by base) on every file holding it.
+pub fn attach_deltas(manifest: &mut Manifest, deltas: &BTreeMap<Sha256Digest, Vec<DeltaRef>>) {
+    for entry in &mut manifest.files {
+        if let EntryKind::File(c) | EntryKind::Executable(c) = &mut entry.kind {
+            c.deltas = deltas.get(&c.sha256).cloned().unwrap_or_default();
+        }
+    }
 }
 
 /// The index after publishing `version` on `channel`: serial one above the
@@ -351,6 +367,7 @@ mod tests {
             hooks: Hooks::default(),
             requirements: Vec::new(),
             waves: Vec::new(),
+            delta_report: Vec::new(),
         };
         let mut later = base.clone();
         later.created = Timestamp::from_second(99).unwrap();
@@ -360,6 +377,27 @@ mod tests {
             ..placeholder_object(&digest)
         }));
         assert!(same_release(&base, &later));
+
+        // Deltas and their report depend on history, not on the release.
+        let mut with_deltas = later.clone();
+        let delta = DeltaRef {
+            base_sha256: Sha256Digest::of(b"old"),
+            base_size: 3,
+            algorithm: manifests::manifest::DeltaAlgorithm::BidiffZstd,
+            path: layout::delta(&Sha256Digest::of(b"old"), &digest),
+            size: 1,
+            sha256: Sha256Digest::of(b"patch"),
+        };
+        attach_deltas(&mut with_deltas, &BTreeMap::from([(digest, vec![delta])]));
+        assert_eq!(with_deltas.files[0].content().unwrap().deltas.len(), 1);
+        with_deltas
+            .delta_report
+            .push(manifests::manifest::DeltaReport {
+                from_version: "0.9.0".parse().unwrap(),
+                download_bytes: 1,
+                full_bytes: 2,
+            });
+        assert!(same_release(&base, &with_deltas));
 
         let mut noted = base.clone();
         noted.notes = "changed".into();

@@ -1,12 +1,13 @@
 //! `ferry-publish release`: publish the files of INPUT_DIR as one version.
 //!
 //! Planning comes first (walk, hash, look up existing objects, check the
-//! version against the verified index), so every refusal — a bad tree, a
-//! foreign repository, a version already taken — happens before anything is
-//! written. Then the writes, in the order that keeps every state a reader
-//! can see usable:
+//! version against the verified index, read the delta bases' manifests and
+//! plan the delta pairs), so every refusal — a bad tree, a foreign
+//! repository, a version already taken, an unknown `--delta-from` version —
+//! happens before anything is written. Then the writes, in the order that
+//! keeps every state a reader can see usable:
 //!
-//! 1. new objects, synced: nothing names them yet;
+//! 1. new objects, then new deltas, synced: nothing names them yet;
 //! 2. the manifest and its signature: no index pins them yet;
 //! 3. `index.json.minisig`, then `index.json`.
 //!
@@ -16,22 +17,27 @@
 //! expose unsigned content. Writing the index first would have the same
 //! window the other way round.
 
+use std::collections::BTreeMap;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use jiff::Timestamp;
 use manifests::canonical::to_canonical_json;
-use manifests::index::ManifestRef;
+use manifests::index::{Index, ManifestRef};
+use manifests::manifest::DeltaReport;
 use manifests::{layout, Sha256Digest, VerifiedIndex, MAX_INDEX_BYTES};
 use semver::Version;
 
 use crate::byte_size::ByteSize;
 use crate::cli::ReleaseArgs;
+use crate::deltas::budget::{self, MemoryBudget};
+use crate::deltas::DeltaSettings;
+use crate::deltas::{self, BaseRelease, ComputedDeltas, DeltaFrom, DeltaInputs, DeltaPair};
 use crate::input;
 use crate::keys::SigningKey;
-use crate::plan::ReleasePlan;
+use crate::plan::{ReleasePlan, StoredObjects};
 use crate::publication::{self, ReleaseMetadata};
 use crate::repository::Repository;
 
@@ -56,6 +62,14 @@ pub struct ReleaseSummary {
     /// Compressed bytes of the new objects.
     pub new_object_bytes: u64,
     pub reused_objects: usize,
+    /// Patches written by this publication.
+    pub new_deltas: usize,
+    pub new_delta_bytes: u64,
+    /// Patches earlier publications had stored, recorded again.
+    pub reused_deltas: usize,
+    /// Pairs whose best patch was not clearly smaller than the object.
+    pub dropped_deltas: usize,
+    pub delta_report: Vec<DeltaReport>,
     pub serial: u64,
     pub expires: Timestamp,
 }
@@ -87,6 +101,22 @@ pub fn run(args: &ReleaseArgs) -> anyhow::Result<ExitCode> {
                 ByteSize(s.new_object_bytes)
             );
             println!("  reused objects: {}", s.reused_objects);
+            println!(
+                "  deltas: {} new ({} bytes, {}), {} reused, {} dropped (not {}% smaller than \
+                 the full object)",
+                s.new_deltas,
+                s.new_delta_bytes,
+                ByteSize(s.new_delta_bytes),
+                s.reused_deltas,
+                s.dropped_deltas,
+                100 - 10 * deltas::compute::KEEP_AT_MOST_TENTHS
+            );
+            if !s.delta_report.is_empty() {
+                println!("  download for a node already on:");
+                for report in &s.delta_report {
+                    println!("    {}", deltas::describe(report));
+                }
+            }
             println!("  index: serial {}, expires {}", s.serial, s.expires);
             if s.expires <= Timestamp::now() {
                 eprintln!(
@@ -167,10 +197,17 @@ pub fn publish(args: &ReleaseArgs) -> anyhow::Result<ReleaseOutcome> {
         );
     }
 
+    let bases = read_bases(&repo, &key, previous, channel, version, &args.delta_from)?;
+    let pairs = deltas::plan_pairs(&plan, &bases);
+
     tracing::info!(missing = plan.missing().count(), "storing objects");
     let stored = plan.store_missing(repo.root(), args.zstd_level)?;
-    let manifest =
+    tracing::info!(pairs = pairs.len(), "computing deltas");
+    let computed = compute_deltas(args, &repo, &plan, &stored, &pairs)?;
+    let mut manifest =
         publication::build_manifest(&plan, &metadata, |digest| stored.objects[digest].clone());
+    publication::attach_deltas(&mut manifest, &computed.by_target);
+    manifest.delta_report = deltas::delta_report(&manifest, &bases);
     manifest
         .validate()
         .context("internal error: the new manifest does not validate")?;
@@ -210,9 +247,77 @@ pub fn publish(args: &ReleaseArgs) -> anyhow::Result<ReleaseOutcome> {
         new_objects: stored.new_objects,
         new_object_bytes: stored.new_bytes,
         reused_objects: stored.reused_objects,
+        new_deltas: computed.written,
+        new_delta_bytes: computed.written_bytes,
+        reused_deltas: computed.reused,
+        dropped_deltas: computed.dropped,
+        delta_report: manifest.delta_report.clone(),
         serial: index.serial,
         expires,
     }))
+}
+
+/// The verified manifests of the base versions `--delta-from` selects.
+fn read_bases(
+    repo: &Repository,
+    key: &SigningKey,
+    index: Option<&Index>,
+    channel: &str,
+    version: &Version,
+    from: &DeltaFrom,
+) -> anyhow::Result<Vec<BaseRelease>> {
+    let versions = deltas::base_versions(index, channel, version, from)?;
+    let Some(index) = index else {
+        return Ok(Vec::new());
+    };
+    versions
+        .iter()
+        .map(|base| {
+            let pin = index
+                .channel_of(base)
+                .and_then(|c| index.release(c, base))
+                .expect("base versions are published");
+            let manifest = repo.read_manifest(pin, base, key)?;
+            Ok(BaseRelease::from_manifest(manifest.manifest()))
+        })
+        .collect()
+}
+
+/// Computes (or reuses) the deltas of `pairs` on the current rayon pool.
+fn compute_deltas(
+    args: &ReleaseArgs,
+    repo: &Repository,
+    plan: &ReleasePlan,
+    stored: &StoredObjects,
+    pairs: &[DeltaPair],
+) -> anyhow::Result<ComputedDeltas> {
+    let sources: BTreeMap<Sha256Digest, PathBuf> = plan
+        .contents
+        .iter()
+        .map(|(digest, content)| (*digest, content.source.clone()))
+        .collect();
+    let object_sizes: BTreeMap<Sha256Digest, u64> = stored
+        .objects
+        .iter()
+        .map(|(digest, object)| (*digest, object.size))
+        .collect();
+    let budget = MemoryBudget::new(
+        args.delta_memory
+            .map_or_else(budget::default_budget, |mib| mib << 20),
+    );
+    let settings = DeltaSettings {
+        level: args.delta_level,
+        max_window_log: args.delta_window_log,
+        algorithms: DeltaSettings::BOTH,
+    };
+    Ok(deltas::compute(&DeltaInputs {
+        repo_root: repo.root(),
+        pairs,
+        sources: &sources,
+        object_sizes: &object_sizes,
+        settings: &settings,
+        budget: &budget,
+    })?)
 }
 
 /// A repository inside the input would publish itself, and an input inside

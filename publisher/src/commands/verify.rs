@@ -5,15 +5,17 @@
 //! wants the whole list, so every problem is collected, one line each, and
 //! the command fails only at the end. The checks follow the node's order —
 //! index signature, manifest pins and signatures, then each object's stored
-//! size and digest before its decompressed content — so that `verify`
-//! passing means a node would accept every release in the repository.
+//! size and digest before its decompressed content, then each delta's size
+//! and digest before it is applied to its base — so that `verify` passing
+//! means a node would accept every release in the repository, and every
+//! delta in it rebuilds its target.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
 use jiff::Timestamp;
-use manifests::manifest::ObjectRef;
+use manifests::manifest::{DeltaAlgorithm, DeltaRef, ObjectRef};
 use manifests::FormatError;
 use manifests::{
     layout, Sha256Digest, TrustedKeys, VerifiedIndex, VerifiedManifest, MAX_INDEX_BYTES,
@@ -24,6 +26,8 @@ use semver::Version;
 
 use crate::byte_size::ByteSize;
 use crate::cli::VerifyArgs;
+use crate::deltas::budget::{self, MemoryBudget};
+use crate::deltas::check;
 use crate::objects;
 use crate::repository::{Repository, RepositoryError};
 
@@ -40,6 +44,9 @@ pub struct VerifyReport {
     pub objects: usize,
     /// Compressed bytes of the objects checked.
     pub object_bytes: u64,
+    pub deltas: usize,
+    /// Bytes of the delta patches checked.
+    pub delta_bytes: u64,
 }
 
 pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
@@ -48,14 +55,17 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let report = verify_repository(&args.repo, &keys, Timestamp::now());
     if report.problems.is_empty() {
         println!(
-            "{}: ok — index serial {}, expires {}; {} channel(s), {} release(s), {} object(s) ({}) checked",
+            "{}: ok — index serial {}, expires {}; {} channel(s), {} release(s), {} object(s) ({}), \
+             {} delta(s) ({}) checked",
             args.repo.display(),
             report.serial.unwrap_or_default(),
             report.expires.map(|t| t.to_string()).unwrap_or_default(),
             report.channels,
             report.releases,
             report.objects,
-            ByteSize(report.object_bytes)
+            ByteSize(report.object_bytes),
+            report.deltas,
+            ByteSize(report.delta_bytes)
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -75,6 +85,14 @@ struct ObjectUse {
     object: ObjectRef,
     content: Sha256Digest,
     size: u64,
+    used_by: Vec<String>,
+}
+
+/// One stored delta as manifests reference it, and who references it.
+struct DeltaUse {
+    delta: DeltaRef,
+    target: Sha256Digest,
+    target_size: u64,
     used_by: Vec<String>,
 }
 
@@ -111,6 +129,18 @@ pub fn verify_repository(root: &Path, keys: &TrustedKeys, now: Timestamp) -> Ver
     // Keyed by (content, stored digest, stored size): two manifests may name
     // the same object with different references, and each is checked.
     let mut uses: BTreeMap<(Sha256Digest, Sha256Digest, u64), ObjectUse> = BTreeMap::new();
+    // Keyed by every field that could differ between two references to the
+    // same patch file, for the same reason.
+    type DeltaKey = (
+        String,
+        Sha256Digest,
+        u64,
+        DeltaAlgorithm,
+        u64,
+        Sha256Digest,
+        u64,
+    );
+    let mut delta_uses: BTreeMap<DeltaKey, DeltaUse> = BTreeMap::new();
     for (channel, releases) in &index.channels {
         for (version_text, pin) in &releases.releases {
             report.releases += 1;
@@ -145,6 +175,27 @@ pub fn verify_repository(root: &Path, keys: &TrustedKeys, now: Timestamp) -> Ver
                     })
                     .used_by
                     .push(format!("{version}:{}", entry.path));
+                for delta in &content.deltas {
+                    let key = (
+                        delta.path.clone(),
+                        delta.sha256,
+                        delta.size,
+                        delta.algorithm,
+                        delta.base_size,
+                        content.sha256,
+                        content.size,
+                    );
+                    delta_uses
+                        .entry(key)
+                        .or_insert_with(|| DeltaUse {
+                            delta: delta.clone(),
+                            target: content.sha256,
+                            target_size: content.size,
+                            used_by: Vec::new(),
+                        })
+                        .used_by
+                        .push(format!("{version}:{}", entry.path));
+                }
             }
         }
     }
@@ -170,7 +221,36 @@ pub fn verify_repository(root: &Path, keys: &TrustedKeys, now: Timestamp) -> Ver
     report
         .problems
         .extend(object_problems.into_iter().flatten());
+
+    let delta_uses: Vec<DeltaUse> = delta_uses.into_values().collect();
+    report.deltas = delta_uses.len();
+    report.delta_bytes = delta_uses.iter().map(|u| u.delta.size).sum();
     report
+        .problems
+        .extend(check_deltas(repo.root(), &delta_uses));
+    report
+}
+
+/// Applies every delta to its base, in parallel within the default memory
+/// budget (each check holds a base, a target and a patch).
+fn check_deltas(root: &Path, uses: &[DeltaUse]) -> Vec<String> {
+    let budget = MemoryBudget::new(budget::default_budget());
+    let problems: Vec<Option<String>> = uses
+        .par_iter()
+        .map(|u| {
+            let _memory = budget.reserve(budget::check_peak(
+                u.delta.base_size,
+                u.target_size,
+                u.delta.size,
+            ));
+            check::check_stored(root, &u.delta, &u.target, u.target_size)
+                .err()
+                .map(|problem| {
+                    format!("{} {problem} (used by {})", u.delta.path, users(&u.used_by))
+                })
+        })
+        .collect();
+    problems.into_iter().flatten().collect()
 }
 
 fn verified_index(repo: &Repository, keys: &TrustedKeys) -> Result<VerifiedIndex, String> {

@@ -179,3 +179,86 @@ pub fn manifest(repo: &Path, version: &str) -> manifests::Manifest {
     let bytes = fs::read(repo.join(format!("manifests/{version}.json"))).unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
+
+/// A real executable of every Debian system (tar is an essential package),
+/// to diff as real machine code rather than synthetic bytes.
+pub fn real_binary() -> Vec<u8> {
+    fs::read("/usr/bin/tar").expect("/usr/bin/tar exists on every Debian system")
+}
+
+/// A plausible next build of `original`: a relocated stretch (a constant
+/// added to every 64th little-endian word of the middle third, as when code
+/// moves and addresses change), inserted text and inserted code (which shift
+/// everything after them) and a deleted range. `seed` varies every edit.
+pub fn next_build(original: &[u8], seed: u32) -> Vec<u8> {
+    let mut out = original.to_vec();
+    let n = out.len();
+    for i in (n / 3..2 * n / 3).step_by(64) {
+        if i + 4 <= n {
+            let word = u32::from_le_bytes(out[i..i + 4].try_into().unwrap());
+            out[i..i + 4].copy_from_slice(&word.wrapping_add(0x1000 * seed).to_le_bytes());
+        }
+    }
+    let deleted = n * 3 / 4 + seed as usize * 100;
+    out.drain(deleted..deleted + 300);
+    let code = original[1000 + seed as usize * 500..3000 + seed as usize * 500].to_vec();
+    out.splice(n / 2..n / 2, code);
+    let text = format!("ferry build {seed} of the test binary\0").repeat(8);
+    out.splice(n / 5..n / 5, text.into_bytes());
+    out
+}
+
+/// Pseudo-random, incompressible bytes.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+/// The files of a repository directory (such as `deltas`), by name; empty
+/// when the directory does not exist.
+pub fn files_in(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return BTreeMap::new();
+    };
+    entries
+        .map(|e| e.unwrap())
+        .map(|e| {
+            (
+                e.file_name().into_string().unwrap(),
+                fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The `zstd` CLI: `None` (skip) on a developer machine without it, a
+/// failure when CI=true, because CI must prove interoperability.
+pub fn zstd_cli() -> Option<PathBuf> {
+    let found = std::iter::once(PathBuf::from("/usr/bin/zstd"))
+        .chain(
+            std::env::var_os("PATH")
+                .map(|p| {
+                    std::env::split_paths(&p)
+                        .map(|d| d.join("zstd"))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default(),
+        )
+        .find(|p| p.is_file());
+    if found.is_none() {
+        let in_ci = std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+        assert!(
+            !in_ci,
+            "the zstd CLI is not installed but CI=true: install zstd (e.g. apt-get install zstd)"
+        );
+        eprintln!("skipping: the zstd CLI is not installed");
+    }
+    found
+}

@@ -1,0 +1,336 @@
+//! The two patch encodings, both ways: making a patch from (base, target)
+//! and applying one to a base.
+//!
+//! - `bidiff-zstd`: a bsdiff-style patch from the `bidiff` crate (its `enc`
+//!   format, read back by `bipatch`) in one zstd frame. bsdiff's "add"
+//!   stream (target minus base, byte by byte, over matched regions) turns
+//!   code whose addresses shifted into runs of small numbers that compress
+//!   well, which plain LZ matching against the base cannot do.
+//! - `zstd-patch-from`: one zstd frame of the target compressed with the base
+//!   as a raw-content prefix and long-distance matching, the window wide
+//!   enough to reach back over the whole base: what `zstd --patch-from=BASE
+//!   --long` writes, and decodable by `zstd -d --patch-from=BASE --long=31`.
+//!
+//! Both are computed and the smaller kept ([`make_delta`]): neither wins on
+//! every pair. Both frames carry the content size and a checksum.
+//!
+//! Determinism: zstd runs single-threaded with fixed parameters, and base
+//! and target sit in one buffer, base first, so the prefix is always
+//! directly adjacent to the data compressed against it. zstd takes a
+//! different (equally valid) path when a prefix happens to be adjacent in
+//! memory, so two separate allocations could give different bytes from run
+//! to run; one buffer makes the layout, and so the output, fixed. bidiff runs
+//! with one suffix-array partition and no chunked scan, which is both
+//! deterministic and free of any nested rayon work (see `compute`).
+
+use std::io::{self, Cursor, Read};
+
+use manifests::manifest::DeltaAlgorithm;
+use zstd::zstd_safe::{self, CCtx, CParameter};
+
+/// zstd's smallest and (64-bit) largest window logs.
+pub const MIN_WINDOW_LOG: u32 = 10;
+pub const MAX_WINDOW_LOG: u32 = 31;
+
+/// Largest base bidiff can index: its suffix array holds `i32` positions.
+const BIDIFF_MAX_BASE: usize = i32::MAX as usize - 1;
+
+/// How patches are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeltaSettings {
+    /// zstd level of both encodings (1-22).
+    pub level: i32,
+    /// Upper bound on the zstd window (log2 bytes). The window is otherwise
+    /// sized to reach from the end of the target back to the start of the
+    /// base; decoders need `--long=N`/`--memory` above 27 (128 MiB).
+    pub max_window_log: u32,
+    /// Which encodings to try; the smaller result wins.
+    pub algorithms: &'static [DeltaAlgorithm],
+}
+
+impl DeltaSettings {
+    pub const BOTH: &'static [DeltaAlgorithm] =
+        &[DeltaAlgorithm::ZstdPatchFrom, DeltaAlgorithm::BidiffZstd];
+}
+
+/// A base and a target content in one buffer, base first (see the module
+/// documentation for why one buffer).
+#[derive(Debug)]
+pub struct PairBuffer {
+    bytes: Vec<u8>,
+    base_len: usize,
+}
+
+impl PairBuffer {
+    pub fn new(bytes: Vec<u8>, base_len: usize) -> Self {
+        assert!(base_len <= bytes.len(), "the base is inside the buffer");
+        PairBuffer { bytes, base_len }
+    }
+
+    pub fn base(&self) -> &[u8] {
+        &self.bytes[..self.base_len]
+    }
+
+    pub fn target(&self) -> &[u8] {
+        &self.bytes[self.base_len..]
+    }
+}
+
+/// One encoded patch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Patch {
+    pub algorithm: DeltaAlgorithm,
+    pub bytes: Vec<u8>,
+}
+
+/// Every encoding in `settings.algorithms` that applies to the pair, the
+/// smallest kept; on equal sizes the one listed first in
+/// [`DeltaSettings::BOTH`] (zstd-patch-from: one pass to apply, and the
+/// stock zstd CLI can do it). `None` when no encoding applies.
+pub fn make_delta(pair: &PairBuffer, settings: &DeltaSettings) -> io::Result<Option<Patch>> {
+    let mut best: Option<Patch> = None;
+    for algorithm in DeltaSettings::BOTH {
+        if !settings.algorithms.contains(algorithm) {
+            continue;
+        }
+        let bytes = match algorithm {
+            DeltaAlgorithm::ZstdPatchFrom => Some(zstd_patch_from(pair, settings)?),
+            DeltaAlgorithm::BidiffZstd => bidiff_zstd(pair, settings)?,
+        };
+        if let Some(bytes) = bytes {
+            if best.as_ref().is_none_or(|b| bytes.len() < b.bytes.len()) {
+                best = Some(Patch {
+                    algorithm: *algorithm,
+                    bytes,
+                });
+            }
+        }
+    }
+    Ok(best)
+}
+
+/// The algorithm's name as the manifest spells it.
+pub fn name(algorithm: DeltaAlgorithm) -> &'static str {
+    match algorithm {
+        DeltaAlgorithm::BidiffZstd => "bidiff-zstd",
+        DeltaAlgorithm::ZstdPatchFrom => "zstd-patch-from",
+    }
+}
+
+/// The smallest window log (clamped to zstd's range and `max`) whose window
+/// covers `bytes`.
+pub fn window_log_for(bytes: u64, max: u32) -> u32 {
+    let needed = 64 - bytes.saturating_sub(1).leading_zeros();
+    needed.clamp(MIN_WINDOW_LOG, max.max(MIN_WINDOW_LOG))
+}
+
+/// `zstd --patch-from=BASE --long`: the target compressed against the base.
+pub fn zstd_patch_from(pair: &PairBuffer, settings: &DeltaSettings) -> io::Result<Vec<u8>> {
+    let span = pair.bytes.len() as u64;
+    let mut cctx = compressor(
+        settings.level,
+        window_log_for(span, settings.max_window_log),
+    )?;
+    cctx.ref_prefix(pair.base()).map_err(zstd_error)?;
+    compress(&mut cctx, pair.target())
+}
+
+/// A bidiff patch of base to target, in one zstd frame. `None` when the
+/// pair is outside what bidiff handles (an empty base, or one too large for
+/// its 32-bit suffix array).
+pub fn bidiff_zstd(pair: &PairBuffer, settings: &DeltaSettings) -> io::Result<Option<Vec<u8>>> {
+    let (base, target) = (pair.base(), pair.target());
+    if base.is_empty() || base.len() > BIDIFF_MAX_BASE {
+        return Ok(None);
+    }
+    let mut raw = Vec::with_capacity(target.len() / 2 + 64);
+    let params = bidiff::DiffParams::new(1, None).map_err(io::Error::other)?;
+    bidiff::simple_diff_with_params(base, target, &mut raw, &params)?;
+    let window_log = window_log_for(raw.len() as u64, settings.max_window_log);
+    let mut cctx = compressor(settings.level, window_log)?;
+    compress(&mut cctx, &raw).map(Some)
+}
+
+fn compressor(level: i32, window_log: u32) -> io::Result<CCtx<'static>> {
+    let mut cctx = CCtx::try_create().ok_or_else(|| io::Error::other("zstd: out of memory"))?;
+    for parameter in [
+        CParameter::CompressionLevel(level),
+        CParameter::WindowLog(window_log),
+        CParameter::EnableLongDistanceMatching(true),
+        CParameter::ContentSizeFlag(true),
+        CParameter::ChecksumFlag(true),
+    ] {
+        cctx.set_parameter(parameter).map_err(zstd_error)?;
+    }
+    Ok(cctx)
+}
+
+fn compress(cctx: &mut CCtx<'_>, input: &[u8]) -> io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(zstd_safe::compress_bound(input.len()));
+    cctx.compress2(&mut out, input).map_err(zstd_error)?;
+    Ok(out)
+}
+
+fn zstd_error(code: zstd_safe::ErrorCode) -> io::Error {
+    io::Error::other(format!("zstd: {}", zstd_safe::get_error_name(code)))
+}
+
+/// Applies `patch` to `base`, reading at most `max_output` bytes of result
+/// (the caller passes the target size plus one, to detect overlong output
+/// without unbounded memory). The caller checks the result's digest.
+pub fn apply(
+    algorithm: DeltaAlgorithm,
+    base: &[u8],
+    patch: &[u8],
+    max_output: u64,
+) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    match algorithm {
+        DeltaAlgorithm::ZstdPatchFrom => {
+            let mut decoder = zstd::stream::read::Decoder::with_ref_prefix(patch, base)?;
+            decoder.window_log_max(MAX_WINDOW_LOG)?;
+            decoder.take(max_output).read_to_end(&mut out)?;
+        }
+        DeltaAlgorithm::BidiffZstd => {
+            let decoder = zstd::stream::read::Decoder::with_buffer(patch)?;
+            let reader = bipatch::Reader::new(decoder, Cursor::new(base))
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            reader.take(max_output).read_to_end(&mut out)?;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(algorithms: &'static [DeltaAlgorithm]) -> DeltaSettings {
+        DeltaSettings {
+            level: 3,
+            max_window_log: MAX_WINDOW_LOG,
+            algorithms,
+        }
+    }
+
+    fn pair(base: &[u8], target: &[u8]) -> PairBuffer {
+        PairBuffer::new([base, target].concat(), base.len())
+    }
+
+    /// Pseudo-random bytes: nothing for zstd to find inside one file.
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut state = seed | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn names_are_the_manifest_spellings() {
+        for algorithm in DeltaSettings::BOTH {
+            assert_eq!(
+                serde_json::to_value(algorithm).unwrap(),
+                serde_json::Value::from(name(*algorithm))
+            );
+        }
+    }
+
+    #[test]
+    fn window_covers_the_bytes_within_zstd_limits() {
+        assert_eq!(window_log_for(0, 31), 10);
+        assert_eq!(window_log_for(1024, 31), 10);
+        assert_eq!(window_log_for(1025, 31), 11);
+        assert_eq!(window_log_for(3 << 20, 31), 22);
+        assert_eq!(window_log_for(1 << 40, 31), 31);
+        assert_eq!(window_log_for(1 << 40, 27), 27);
+    }
+
+    #[test]
+    fn both_encodings_round_trip_and_beat_plain_compression() {
+        let base = noise(300_000, 7);
+        let mut target = base.clone();
+        target.splice(1000..1000, noise(500, 9));
+        target.drain(200_000..200_300);
+        for i in (50_000..60_000).step_by(97) {
+            target[i] = target[i].wrapping_add(3);
+        }
+        let pair = pair(&base, &target);
+        let plain = zstd::bulk::compress(&target, 3).unwrap().len();
+        for algorithm in DeltaSettings::BOTH {
+            let patch = make_delta(&pair, &settings(std::slice::from_ref(algorithm)))
+                .unwrap()
+                .unwrap();
+            assert_eq!(patch.algorithm, *algorithm);
+            assert!(
+                patch.bytes.len() * 20 < plain,
+                "{algorithm:?}: {} vs {plain}",
+                patch.bytes.len()
+            );
+            let applied = apply(*algorithm, &base, &patch.bytes, target.len() as u64 + 1);
+            assert_eq!(applied.unwrap(), target, "{algorithm:?}");
+        }
+    }
+
+    #[test]
+    fn the_smaller_encoding_wins_and_output_is_reproducible() {
+        let base = noise(100_000, 1);
+        let mut target = base.clone();
+        target.splice(5_000..5_000, b"inserted".repeat(40));
+        let pair = pair(&base, &target);
+        let both = make_delta(&pair, &settings(DeltaSettings::BOTH))
+            .unwrap()
+            .unwrap();
+        let sizes: Vec<usize> = DeltaSettings::BOTH
+            .iter()
+            .map(|a| {
+                make_delta(&pair, &settings(std::slice::from_ref(a)))
+                    .unwrap()
+                    .unwrap()
+                    .bytes
+                    .len()
+            })
+            .collect();
+        assert_eq!(both.bytes.len(), *sizes.iter().min().unwrap());
+        let again = make_delta(&pair, &settings(DeltaSettings::BOTH))
+            .unwrap()
+            .unwrap();
+        assert_eq!(both, again);
+    }
+
+    #[test]
+    fn bidiff_skips_an_empty_base_and_bad_patches_fail_or_differ() {
+        let target = noise(1000, 3);
+        let empty_base = pair(b"", &target);
+        assert_eq!(
+            bidiff_zstd(&empty_base, &settings(DeltaSettings::BOTH)).unwrap(),
+            None
+        );
+        let base = noise(1000, 4);
+        let pair = pair(&base, &target);
+        for algorithm in DeltaSettings::BOTH {
+            let patch = make_delta(&pair, &settings(std::slice::from_ref(algorithm)))
+                .unwrap()
+                .unwrap();
+            let truncated = &patch.bytes[..patch.bytes.len() / 2];
+            assert!(apply(*algorithm, &base, truncated, 1001).is_err());
+            let mut flipped = patch.bytes.clone();
+            let middle = flipped.len() / 2;
+            flipped[middle] ^= 0x40;
+            // The frame checksum catches what the decoder does not.
+            assert!(
+                apply(*algorithm, &base, &flipped, 1001).is_err(),
+                "{algorithm:?}"
+            );
+            // The cap holds however long the output would be.
+            assert_eq!(
+                apply(*algorithm, &base, &patch.bytes, 10).unwrap().len(),
+                10
+            );
+        }
+    }
+}
