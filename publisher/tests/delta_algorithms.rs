@@ -6,9 +6,9 @@ mod common;
 use std::fs;
 
 use common::*;
-use ferry_publish::deltas::algorithms::{
-    self, apply, make_delta, window_log_for, DeltaSettings, PairBuffer, MAX_WINDOW_LOG,
-};
+use delta::decode::apply;
+use delta::encode::{make_delta, window_log_for, DeltaSettings, PairBuffer};
+use delta::MAX_WINDOW_LOG;
 use manifests::manifest::DeltaAlgorithm;
 
 fn settings(level: i32, algorithms: &'static [DeltaAlgorithm]) -> DeltaSettings {
@@ -54,7 +54,7 @@ fn both_algorithms_round_trip_a_real_binary_and_its_next_build() {
             "{algorithm:?}: {} bytes against {full} for the whole file",
             patch.bytes.len()
         );
-        sizes.push((algorithms::name(*algorithm), patch.bytes.len()));
+        sizes.push((delta::name(*algorithm), patch.bytes.len()));
     }
     eprintln!(
         "tar ({} bytes) -> next build: zstd -19 of the target {full} bytes, patches {sizes:?}",

@@ -9,7 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use ferry_publish::deltas::algorithms::apply;
+use delta::decode::apply;
 use manifests::manifest::{DeltaRef, FileContent};
 use manifests::{Manifest, Sha256Digest};
 

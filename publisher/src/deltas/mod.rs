@@ -5,12 +5,11 @@
 //! A publication plans every (base content, target content) pair first
 //! ([`plan`]), computes them in parallel within a memory budget
 //! ([`compute`], [`budget`]) with two algorithms, keeping the smaller
-//! ([`algorithms`]), stores them content-addressed ([`store`]) and reports
+//! (the `delta` crate), stores them content-addressed ([`store`]) and reports
 //! what a node on each base version downloads ([`report`]); `verify`
 //! checks stored deltas by applying them ([`check`]). The format is
 //! described in docs/FORMAT.md, "Deltas".
 
-pub mod algorithms;
 pub mod budget;
 pub mod check;
 pub mod compute;
@@ -26,8 +25,8 @@ use thiserror::Error;
 
 use crate::objects::ObjectProblem;
 
-pub use algorithms::DeltaSettings;
 pub use compute::{compute, worth_keeping, ComputedDeltas, DeltaInputs};
+pub use delta::encode::DeltaSettings;
 pub use plan::{base_versions, plan_pairs, BaseError, BaseRelease, DeltaFrom, DeltaPair};
 pub use report::{delta_report, describe};
 

@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use manifests::manifest::{DeltaAlgorithm, DeltaRef};
 use manifests::{layout, Sha256Digest};
 
-use super::algorithms::{self, DeltaSettings, PairBuffer};
 use super::plan::DeltaPair;
 use super::DeltaError;
+use delta::encode::{DeltaSettings, PairBuffer};
 
 /// Patches are served by plain web servers running as another user.
 const DELTA_MODE: u32 = 0o644;
@@ -139,7 +139,7 @@ pub fn rebuilds_target(
     base: &[u8],
     patch: &[u8],
 ) -> Result<(), ApplyProblem> {
-    let rebuilt = algorithms::apply(algorithm, base, patch, pair.target_size.saturating_add(1))
+    let rebuilt = delta::decode::apply(algorithm, base, patch, pair.target_size.saturating_add(1))
         .map_err(|e| ApplyProblem::Undecodable(e.to_string()))?;
     let actual_size = rebuilt.len() as u64;
     if actual_size > pair.target_size {

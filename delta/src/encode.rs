@@ -1,5 +1,4 @@
-//! The two patch encodings, both ways: making a patch from (base, target)
-//! and applying one to a base.
+//! Making patches: both encodings of a (base, target) pair, the smaller kept.
 //!
 //! - `bidiff-zstd`: a bsdiff-style patch from the `bidiff` crate (its `enc`
 //!   format, read back by `bipatch`) in one zstd frame. bsdiff's "add"
@@ -23,14 +22,14 @@
 //! with one suffix-array partition and no chunked scan, which is both
 //! deterministic and free of any nested rayon work (see `compute`).
 
-use std::io::{self, Cursor, Read};
+use std::io;
 
 use manifests::manifest::DeltaAlgorithm;
 use zstd::zstd_safe::{self, CCtx, CParameter};
 
-/// zstd's smallest and (64-bit) largest window logs.
-pub const MIN_WINDOW_LOG: u32 = 10;
-pub const MAX_WINDOW_LOG: u32 = 31;
+#[cfg(test)]
+use crate::MAX_WINDOW_LOG;
+use crate::{zstd_error, MIN_WINDOW_LOG};
 
 /// Largest base bidiff can index: its suffix array holds `i32` positions.
 const BIDIFF_MAX_BASE: usize = i32::MAX as usize - 1;
@@ -109,14 +108,6 @@ pub fn make_delta(pair: &PairBuffer, settings: &DeltaSettings) -> io::Result<Opt
     Ok(best)
 }
 
-/// The algorithm's name as the manifest spells it.
-pub fn name(algorithm: DeltaAlgorithm) -> &'static str {
-    match algorithm {
-        DeltaAlgorithm::BidiffZstd => "bidiff-zstd",
-        DeltaAlgorithm::ZstdPatchFrom => "zstd-patch-from",
-    }
-}
-
 /// The smallest window log (clamped to zstd's range and `max`) whose window
 /// covers `bytes`.
 pub fn window_log_for(bytes: u64, max: u32) -> u32 {
@@ -171,39 +162,11 @@ fn compress(cctx: &mut CCtx<'_>, input: &[u8]) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
-fn zstd_error(code: zstd_safe::ErrorCode) -> io::Error {
-    io::Error::other(format!("zstd: {}", zstd_safe::get_error_name(code)))
-}
-
-/// Applies `patch` to `base`, reading at most `max_output` bytes of result
-/// (the caller passes the target size plus one, to detect overlong output
-/// without unbounded memory). The caller checks the result's digest.
-pub fn apply(
-    algorithm: DeltaAlgorithm,
-    base: &[u8],
-    patch: &[u8],
-    max_output: u64,
-) -> io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    match algorithm {
-        DeltaAlgorithm::ZstdPatchFrom => {
-            let mut decoder = zstd::stream::read::Decoder::with_ref_prefix(patch, base)?;
-            decoder.window_log_max(MAX_WINDOW_LOG)?;
-            decoder.take(max_output).read_to_end(&mut out)?;
-        }
-        DeltaAlgorithm::BidiffZstd => {
-            let decoder = zstd::stream::read::Decoder::with_buffer(patch)?;
-            let reader = bipatch::Reader::new(decoder, Cursor::new(base))
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-            reader.take(max_output).read_to_end(&mut out)?;
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::apply;
+    use crate::name;
 
     fn settings(algorithms: &'static [DeltaAlgorithm]) -> DeltaSettings {
         DeltaSettings {
