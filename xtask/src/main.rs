@@ -8,6 +8,7 @@ mod cmd;
 mod demo;
 mod deps;
 mod dist;
+mod fuzz;
 mod lint_workflows;
 mod publish;
 mod test;
@@ -55,6 +56,15 @@ enum Task {
         #[command(subcommand)]
         what: bench::Bench,
     },
+    /// Run every fuzz target (cargo-fuzz, fuzz/) for a bounded time.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Run only this target.
+        #[arg(long)]
+        target: Option<String>,
+    },
     /// Run ferry's main job end to end on a sample application.
     Demo {
         /// Work in DIR (created if missing, must be empty) and keep it.
@@ -77,6 +87,7 @@ fn main() -> ExitCode {
         Task::Publish(args) => publish::run(&args),
         Task::Demo { keep } => demo::run(keep.as_deref()),
         Task::Bench { what } => bench::run(&what),
+        Task::Fuzz { seconds, target } => fuzz::run(seconds, target.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 
 use crate::cmd::{self, cargo};
-use crate::{deps, lint_workflows};
+use crate::{deps, fuzz, lint_workflows};
 
 /// One check; each runs whether or not the previous one passed.
 type Step = fn() -> Result<()>;
@@ -24,11 +24,12 @@ pub fn run() -> Result<()> {
         std::env::var("CI").unwrap_or_else(|_| "(unset)".into())
     );
 
-    let steps: [(&str, Step); 4] = [
+    let steps: [(&str, Step); 5] = [
         ("rustfmt", rustfmt),
         ("clippy", clippy),
         ("workflow lint", lint_workflows::run),
         ("cargo test", cargo_test),
+        ("fuzz (short)", short_fuzz),
     ];
     let mut results: Vec<(&str, Duration, Result<()>)> = Vec::new();
     for (name, step) in &steps {
@@ -81,3 +82,12 @@ fn clippy() -> Result<()> {
 fn cargo_test() -> Result<()> {
     cmd::run(cargo().args(["test", "--workspace"]))
 }
+
+/// Every fuzz target for a few seconds: long enough to catch a parser that
+/// panics on the first mutations of the seeds, short enough for every run.
+/// Longer runs: `cargo xtask fuzz --seconds 600`.
+fn short_fuzz() -> Result<()> {
+    fuzz::run(SHORT_FUZZ_SECONDS, None)
+}
+
+const SHORT_FUZZ_SECONDS: u64 = 15;
