@@ -16,6 +16,30 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/ferry/ferry.toml";
 pub struct Config {
     pub repository: RepositoryConfig,
     pub install: InstallConfig,
+    #[serde(default)]
+    pub trust: TrustConfig,
+}
+
+/// `[trust]`: where the node's root of trust starts.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    /// A signed `root.json` to start from (its signature beside it, as
+    /// `<path>.minisig`), instead of `repository.public_keys`. The node
+    /// then follows the repository's newer roots on its own. A minisign
+    /// structure: not with `require = ["x509"]`.
+    #[serde(default)]
+    pub root: Option<PathBuf>,
+    /// Signatures every index and manifest must carry (`minisign`, `x509`);
+    /// `["minisign"]` when not set (see `crate::x509`).
+    #[serde(default)]
+    pub require: Option<Vec<crate::x509::SignatureKind>>,
+    /// PEM files of the CA certificates `.p7s` signatures must chain to.
+    #[serde(default)]
+    pub x509_roots: Vec<PathBuf>,
+    /// The allowed X.509 signer, e.g. `CN=release.example.com`.
+    #[serde(default)]
+    pub x509_signer: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -24,7 +48,10 @@ pub struct RepositoryConfig {
     /// `file:///path`, `http://host/path` or `https://host/path`.
     pub url: String,
     pub channel: String,
-    /// minisign public key files; a signature by any one of them is trusted.
+    /// minisign public key files; a signature by any one of them is trusted
+    /// (the implicit root version 0). Not with `[trust] root`, and not when
+    /// `[trust] require` leaves minisign out.
+    #[serde(default)]
     pub public_keys: Vec<PathBuf>,
     /// PEM file of CA certificates to trust for https instead of the system store.
     #[serde(default)]
@@ -37,6 +64,21 @@ pub struct RepositoryConfig {
     /// with exponential backoff; each retry resumes what is on disk.
     #[serde(default = "default_retries")]
     pub retries: u32,
+    /// Other repositories serving the same signed files (`file://`,
+    /// `http://`, `https://`), tried after `url` when a source is
+    /// unreachable, stale, missing a file or serves data that fails
+    /// verification (see `crate::mirrors`).
+    #[serde(default)]
+    pub mirrors: Vec<String>,
+    /// http(s): a download that receives no byte for this long fails (a
+    /// transient failure, retried and resumed). Defaults to `timeout_seconds`.
+    #[serde(default)]
+    pub stall_timeout_seconds: Option<u64>,
+    /// http(s): once a download has run for the stall timeout, its average
+    /// rate must stay at or above this many bytes per second, so a server
+    /// trickling bytes cannot hold a node forever. 0 turns the floor off.
+    #[serde(default = "default_min_bytes_per_second")]
+    pub min_bytes_per_second: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -86,6 +128,13 @@ fn default_timeout() -> u64 {
     30
 }
 
+/// `[repository] min_bytes_per_second` when not set.
+pub const DEFAULT_MIN_BYTES_PER_SECOND: u64 = 1024;
+
+fn default_min_bytes_per_second() -> u64 {
+    DEFAULT_MIN_BYTES_PER_SECOND
+}
+
 fn default_keep() -> usize {
     2
 }
@@ -131,12 +180,44 @@ impl Config {
                 "repository.url {url:?} must start with file://, http:// or https://"
             ));
         }
+        crate::mirrors::check_config(&self.repository).or_else(bad)?;
         manifests::index::validate_channel_name(&self.repository.channel)
             .or_else(|e| bad(format!("repository.channel: {e}")))?;
-        if self.repository.public_keys.is_empty() {
-            return bad(
-                "repository.public_keys is empty: ferry installs nothing it cannot verify".into(),
-            );
+        // The signature policy first: whether minisign keys are needed at
+        // all depends on it.
+        crate::x509::check_trust_config(&self.trust).or_else(bad)?;
+        let minisign = self
+            .trust
+            .required_signatures()
+            .contains(&crate::x509::SignatureKind::Minisign);
+        match (&self.trust.root, self.repository.public_keys.is_empty()) {
+            // X.509 alone: minisign keys would be silently ignored, and an
+            // operator who set them surely believes they protect the node.
+            (Some(_), _) if !minisign => {
+                return bad(
+                    "trust.root is set, but trust.require does not include \"minisign\", so the minisign root of trust would be ignored (X.509 trust is anchored in trust.x509_roots alone): remove trust.root, or add \"minisign\" to trust.require".into(),
+                )
+            }
+            (None, false) if !minisign => {
+                return bad(
+                    "repository.public_keys is set, but trust.require does not include \"minisign\", so those keys would be ignored (X.509 trust is anchored in trust.x509_roots alone): remove repository.public_keys, or add \"minisign\" to trust.require".into(),
+                )
+            }
+            (None, true) if !minisign => {}
+            (None, true) => {
+                return bad(
+                    "repository.public_keys is empty and trust.root is not set: ferry installs nothing it cannot verify; list the minisign public keys, set trust.root, or require X.509 signatures alone (trust.require = [\"x509\"] with trust.x509_roots)".into(),
+                )
+            }
+            (Some(_), false) => {
+                return bad(
+                    "set either trust.root (a signed root of trust) or repository.public_keys, not both".into(),
+                )
+            }
+            (Some(root), true) if !root.is_absolute() => {
+                return bad(format!("trust.root {} must be an absolute path", root.display()))
+            }
+            _ => {}
         }
         for (key, path) in [
             ("install.root", &self.install.root),
@@ -208,7 +289,15 @@ impl Config {
         Ok(())
     }
 
-    pub fn trusted_keys(&self) -> Result<manifests::TrustedKeys> {
+    /// What this node trusts without the network: its configured trust
+    /// anchor or the newer root it saved (see `trust::NodeTrust`). Walk it
+    /// forward with `NodeTrust::update` before fetching the index.
+    pub fn trusted_keys(&self) -> Result<crate::trust::NodeTrust> {
+        crate::trust::NodeTrust::load(self)
+    }
+
+    /// `repository.public_keys`, read.
+    pub fn public_keys(&self) -> Result<manifests::TrustedKeys> {
         let mut keys = manifests::TrustedKeys::new();
         for path in &self.repository.public_keys {
             keys.add_file(path)?;
@@ -247,6 +336,72 @@ state_dir = "/var/lib/ferry"
             0
         );
         assert_eq!(c.repository.channel, "stable");
+    }
+
+    #[test]
+    fn trust_root_replaces_public_keys() {
+        let rooted = GOOD.replace("public_keys = [\"/etc/ferry/ferry.pub\"]", "")
+            + "\n[trust]\nroot = \"/etc/ferry/root.json\"\n";
+        let c = Config::parse(&rooted, Path::new("t.toml")).unwrap();
+        assert_eq!(
+            c.trust.root.as_deref(),
+            Some(Path::new("/etc/ferry/root.json"))
+        );
+        let both = format!("{GOOD}\n[trust]\nroot = \"/etc/ferry/root.json\"\n");
+        let err = Config::parse(&both, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not both"), "{err}");
+        let typo = rooted.replace("root = \"/etc", "roots = \"/etc");
+        assert!(Config::parse(&typo, Path::new("t.toml")).is_err());
+        let neither = GOOD.replace("public_keys = [\"/etc/ferry/ferry.pub\"]", "");
+        let err = Config::parse(&neither, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("trust.root"), "{err}");
+    }
+
+    #[test]
+    fn x509_alone_needs_no_minisign_keys_and_refuses_ignored_ones() {
+        let no_keys = GOOD.replace("public_keys = [\"/etc/ferry/ferry.pub\"]", "");
+        let x509_trust = "\n[trust]\nrequire = [\"x509\"]\nx509_roots = [\"/etc/ferry/ca.pem\"]\n";
+        let parse =
+            |text: &str| Config::parse(text, Path::new("t.toml")).map_err(|e| e.to_string());
+        let x509_only = format!("{no_keys}{x509_trust}");
+        if !crate::x509::SUPPORTED {
+            // A build without OpenSSL refuses the policy before anything else.
+            let err = parse(&x509_only).unwrap_err();
+            assert!(err.contains("lacks X.509 support"), "{err}");
+            return;
+        }
+        let c = parse(&x509_only).unwrap();
+        assert!(c.repository.public_keys.is_empty() && c.trust.root.is_none());
+
+        // Minisign keys beside X.509 alone would be ignored: refused.
+        let err = parse(&format!("{GOOD}{x509_trust}")).unwrap_err();
+        assert!(
+            err.contains("repository.public_keys is set") && err.contains("would be ignored"),
+            "{err}"
+        );
+        let rooted = x509_only.replace("[trust]\n", "[trust]\nroot = \"/etc/ferry/root.json\"\n");
+        let err = parse(&rooted).unwrap_err();
+        assert!(
+            err.contains("trust.root is set") && err.contains("would be ignored"),
+            "{err}"
+        );
+
+        // With minisign required (alone or with X.509) the keys stay required.
+        let both = x509_only.replace("[\"x509\"]", "[\"minisign\", \"x509\"]");
+        let err = parse(&both).unwrap_err();
+        assert!(err.contains("repository.public_keys is empty"), "{err}");
+        assert!(parse(&format!("{GOOD}{}", both.split_at(no_keys.len()).1)).is_ok());
+        let err = parse(&x509_only.replace("[\"x509\"]", "[\"minisign\"]")).unwrap_err();
+        assert!(err.contains("does not include \"x509\""), "{err}");
+
+        // X.509 alone without anchors trusts nothing: refused.
+        let err =
+            parse(&x509_only.replace("x509_roots = [\"/etc/ferry/ca.pem\"]\n", "")).unwrap_err();
+        assert!(err.contains("x509_roots is empty"), "{err}");
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub const EXIT_VERIFICATION: u8 = 3;
 /// `ferry verify`: the installed files differ from their signed manifest.
 pub const EXIT_DRIFT: u8 = 4;
 pub const EXIT_LOCKED: u8 = 75;
+/// `ferry check`: a newer release is available (0 means up to date).
+pub const EXIT_UPDATE_AVAILABLE: u8 = 100;
 
 #[derive(Debug, Error)]
 pub enum NodeError {

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::durable;
 use crate::error::{NodeError, Result};
 use crate::faults;
-use crate::state::OperationKind;
+use crate::state::{OperationKind, Transfer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -66,6 +66,8 @@ pub struct Journal {
     pub started_at: Timestamp,
     #[serde(default)]
     pub bytes_downloaded: u64,
+    #[serde(flatten)]
+    pub transfer: Transfer,
 }
 
 pub fn path(state_dir: &Path) -> PathBuf {
@@ -88,6 +90,7 @@ impl Journal {
             step: Step::Planned,
             started_at,
             bytes_downloaded: 0,
+            transfer: Transfer::default(),
         };
         journal.write(state_dir)?;
         Ok(journal)

@@ -7,6 +7,8 @@
 //! by one atomic rename (`switch`). The binary in `main.rs` only parses
 //! arguments and dispatches to `commands`.
 
+pub mod bases;
+pub mod bundle;
 pub mod commands;
 pub mod config;
 pub mod converge;
@@ -19,6 +21,9 @@ pub mod installed;
 pub mod journal;
 pub mod kept_manifests;
 pub mod lock;
+pub mod mirrors;
+pub mod pace;
+pub mod patching;
 pub mod plan;
 pub mod recovery;
 pub mod release_dir;
@@ -31,3 +36,4 @@ pub mod store;
 pub mod switch;
 pub mod transport;
 pub mod trust;
+pub mod x509;

@@ -33,6 +33,15 @@ enum Command {
         /// Allow --version to name a release older than the installed one.
         #[arg(long)]
         allow_downgrade: bool,
+        /// Apply from an offline bundle (`ferry-publish bundle`) instead of
+        /// repository.url; it is verified exactly like a repository.
+        #[arg(long, value_name = "FILE.tar")]
+        bundle: Option<PathBuf>,
+    },
+    /// Tell whether an update is available and what it would download (exit 100 if so, 0 if up to date).
+    Check {
+        #[arg(long)]
+        json: bool,
     },
     /// Switch back to the previous release (or to --to), re-verified from disk.
     Rollback {
@@ -91,7 +100,7 @@ fn main() -> ExitCode {
         .with_max_level(level)
         .init();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("ferry: error: {e}");
             ExitCode::from(e.exit_code())
@@ -99,19 +108,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<(), NodeError> {
+/// Runs the command; returns the exit status of a success (`check` has two).
+fn run(cli: Cli) -> Result<u8, NodeError> {
     let config = Config::load(&cli.config)?;
     match cli.command {
+        Command::Check { json } => return commands::check::run(&config, json),
         Command::Apply {
             version,
             dry_run,
             allow_downgrade,
+            bundle,
         } => commands::apply::run(
             &config,
             &ApplyArgs {
                 version,
                 dry_run,
                 allow_downgrade,
+                bundle,
             },
         ),
         Command::Rollback { to } => commands::rollback::run(&config, to),
@@ -129,4 +142,5 @@ fn run(cli: Cli) -> Result<(), NodeError> {
             commands::restore_points::clean(&config, keep)
         }
     }
+    .map(|()| 0)
 }

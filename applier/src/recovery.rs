@@ -289,6 +289,7 @@ pub fn conclude(
         finished_at: jiff::Timestamp::now(),
         message,
         bytes_downloaded: journal.bytes_downloaded,
+        transfer: journal.transfer,
     };
     state::record(state_dir, &mut node, operation)?;
     faults::point("conclude:recorded");
@@ -357,6 +358,7 @@ mod tests {
                             step,
                             started_at: jiff::Timestamp::UNIX_EPOCH,
                             bytes_downloaded: 0,
+                            transfer: Default::default(),
                         };
                         let action = decide(&journal, InstallMode::Symlink, current.as_ref());
                         let end = after(action, &journal, current.clone());
@@ -396,6 +398,7 @@ mod tests {
             step: Step::Fetching,
             started_at: jiff::Timestamp::UNIX_EPOCH,
             bytes_downloaded: 0,
+            transfer: Default::default(),
         };
         assert_eq!(
             decide(&j, InstallMode::Symlink, Some(&v("1.0.0"))),

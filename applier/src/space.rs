@@ -303,7 +303,7 @@ mod tests {
         .unwrap();
         m.files = entries.iter().map(|(e, _)| e.clone()).collect();
         let held = entries.iter().filter_map(|(_, h)| *h).collect();
-        let plan = UpdatePlan::compute(&m, None, &held);
+        let plan = UpdatePlan::compute(&m, None, &held, &crate::plan::HeldBases::new());
         assert_eq!(plan.state_bytes_needed(), 7 * MIB);
         assert_eq!(plan.release_bytes, 5 * MIB);
         plan

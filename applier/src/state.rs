@@ -54,8 +54,27 @@ pub struct Operation {
     pub started_at: Timestamp,
     pub finished_at: Timestamp,
     pub message: String,
+    /// Every byte fetched over the network, a failed delta's included.
     #[serde(default)]
     pub bytes_downloaded: u64,
+    #[serde(flatten)]
+    pub transfer: Transfer,
+}
+
+/// How an operation's contents arrived: what deltas saved, what failed.
+/// Absent in records written before deltas, which read as all zero.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Transfer {
+    /// Contents rebuilt from a delta patch.
+    pub deltas_used: u32,
+    /// Deltas that failed (missing, corrupt, not applying, wrong result)
+    /// and were replaced by their full object.
+    pub delta_fallbacks: u32,
+    /// Contents downloaded as full objects, fallbacks included.
+    pub full_objects: u32,
+    /// What the downloads would have been with full objects only.
+    pub bytes_full_equivalent: u64,
 }
 
 fn state_path(state_dir: &Path) -> PathBuf {

@@ -22,7 +22,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use manifests::digest::HashingWriter;
-use manifests::manifest::{FileContent, ObjectRef};
+use manifests::manifest::{DeltaRef, FileContent, ObjectRef};
 use manifests::mode::Mode;
 use manifests::Sha256Digest;
 
@@ -39,6 +39,36 @@ enum Failure {
     Corrupt(NodeError),
     /// More attempts cannot help.
     Permanent(NodeError),
+}
+
+/// A file of the repository as signed metadata pins it: where it is, how
+/// many bytes it has and their SHA-256. Objects and delta patches are
+/// downloaded alike.
+#[derive(Debug, Clone, Copy)]
+pub struct PinnedFile<'a> {
+    pub path: &'a str,
+    pub size: u64,
+    pub sha256: Sha256Digest,
+}
+
+impl<'a> From<&'a ObjectRef> for PinnedFile<'a> {
+    fn from(object: &'a ObjectRef) -> Self {
+        PinnedFile {
+            path: &object.path,
+            size: object.size,
+            sha256: object.sha256,
+        }
+    }
+}
+
+impl<'a> From<&'a DeltaRef> for PinnedFile<'a> {
+    fn from(delta: &'a DeltaRef) -> Self {
+        PinnedFile {
+            path: &delta.path,
+            size: delta.size,
+            sha256: delta.sha256,
+        }
+    }
 }
 
 pub struct ContentStore {
@@ -108,14 +138,6 @@ impl ContentStore {
     /// Downloads, verifies and decompresses one object into the store, with
     /// `mode` as the stored file's mode (so releases can hard-link it).
     /// Returns the number of bytes fetched over the transport.
-    ///
-    /// Transient failures (connection, timeout, HTTP 5xx/429, a body shorter
-    /// than signed) are retried as the transport's policy says, each retry
-    /// resuming from the part on disk; when the budget runs out the part is
-    /// kept for the next run. A complete download with the wrong digest is
-    /// deleted and fetched once more from scratch (a proxy may have mangled
-    /// it); twice wrong is a verification failure. A body larger than signed
-    /// or a missing object fails at once.
     pub fn fetch(
         &self,
         transport: &dyn Transport,
@@ -126,35 +148,13 @@ impl ContentStore {
         let object = &content.object;
         let part = self.part_path(content);
         let mut fetched = 0;
-        let mut refetched_corrupt = false;
-        let label = format!("downloading {} for {what}", transport.url(&object.path));
-        let downloaded = retry::run(transport.retry_policy(), &label, |_| {
-            match self.download(transport, object, what, &part, &mut fetched) {
-                Ok(()) => Ok(()),
-                Err(Failure::Transient(e)) => Err(Verdict::Retry(e)),
-                Err(Failure::Corrupt(e)) if !refetched_corrupt => {
-                    refetched_corrupt = true;
-                    Err(Verdict::Retry(e))
-                }
-                Err(Failure::Corrupt(e) | Failure::Permanent(e)) => Err(Verdict::Fail(e)),
-            }
-        });
-        if let Err(gave_up) = downloaded {
-            return Err(match gave_up.error {
-                e @ NodeError::Verification(_) => e,
-                e if gave_up.exhausted => {
-                    let kept = fs::metadata(&part).map_or(0, |m| m.len());
-                    NodeError::Other(format!(
-                        "cannot download {} for {what}: gave up after {} attempts: {e}; {kept} of its {} bytes are kept in {} and the next run resumes from there",
-                        object.path,
-                        gave_up.attempts,
-                        object.size,
-                        part.display()
-                    ))
-                }
-                e => e,
-            });
-        }
+        self.download(
+            transport,
+            PinnedFile::from(object),
+            &part,
+            &format!("object {} for {what}", object.path),
+            &mut fetched,
+        )?;
         let result = self.admit(&part, content, mode, what);
         match &result {
             // A verified download is worth keeping if only the store's disk
@@ -167,6 +167,56 @@ impl ContentStore {
         result.map(|()| fetched)
     }
 
+    /// Downloads `file` into `part` and checks it against its signed size
+    /// and SHA-256: when this returns `Ok`, `part` holds exactly the signed
+    /// bytes. `what` names the file in messages ("object … for bin/app").
+    /// Adds the bytes fetched over the transport to `fetched`, also when it
+    /// fails, so the caller can account for every byte.
+    ///
+    /// Transient failures (connection, timeout, HTTP 5xx/429, a body shorter
+    /// than signed) are retried as the transport's policy says, each retry
+    /// resuming from the part on disk; when the budget runs out the part is
+    /// kept for the next run. A complete download with the wrong digest is
+    /// deleted and fetched once more from scratch (a proxy may have mangled
+    /// it); twice wrong is a verification failure. A body larger than signed
+    /// or a missing file fails at once. A write our own disk refuses is a
+    /// [`NodeError::Io`].
+    pub fn download(
+        &self,
+        transport: &dyn Transport,
+        file: PinnedFile<'_>,
+        part: &Path,
+        what: &str,
+        fetched: &mut u64,
+    ) -> Result<()> {
+        let mut refetched_corrupt = false;
+        let label = format!("downloading {} for {what}", transport.url(file.path));
+        let downloaded = retry::run(transport.retry_policy(), &label, |_| {
+            match self.download_once(transport, file, what, part, fetched) {
+                Ok(()) => Ok(()),
+                Err(Failure::Transient(e)) => Err(Verdict::Retry(e)),
+                Err(Failure::Corrupt(e)) if !refetched_corrupt => {
+                    refetched_corrupt = true;
+                    Err(Verdict::Retry(e))
+                }
+                Err(Failure::Corrupt(e) | Failure::Permanent(e)) => Err(Verdict::Fail(e)),
+            }
+        });
+        downloaded.map_err(|gave_up| match gave_up.error {
+            e @ (NodeError::Verification(_) | NodeError::Io { .. }) => e,
+            e if gave_up.exhausted => {
+                let kept = fs::metadata(part).map_or(0, |m| m.len());
+                NodeError::Other(format!(
+                    "cannot download {what}: gave up after {} attempts: {e}; {kept} of its {} bytes are kept in {} and the next run resumes from there",
+                    gave_up.attempts,
+                    file.size,
+                    part.display()
+                ))
+            }
+            e => e,
+        })
+    }
+
     /// One attempt: continues `part` from its length up to the signed size,
     /// then checks the whole file against the signed digest. Adds the bytes
     /// written to `fetched`.
@@ -175,10 +225,10 @@ impl ContentStore {
     /// it may hold a torn or zero-filled tail, and the digest check over the
     /// whole file catches that (the part is then deleted and fetched again),
     /// so fsyncing would cost time and buy no correctness.
-    fn download(
+    fn download_once(
         &self,
         transport: &dyn Transport,
-        object: &ObjectRef,
+        file: PinnedFile<'_>,
         what: &str,
         part: &Path,
         fetched: &mut u64,
@@ -186,7 +236,7 @@ impl ContentStore {
         let local = |context: &str, e| {
             Failure::Permanent(NodeError::io(format!("{context} {}", part.display()), e))
         };
-        let mut file = OpenOptions::new()
+        let mut out = OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
@@ -194,28 +244,28 @@ impl ContentStore {
             .mode(0o600)
             .open(part)
             .map_err(|e| local("cannot open", e))?;
-        let mut have = file
+        let mut have = out
             .metadata()
             .map_err(|e| local("cannot inspect", e))?
             .len();
-        if have > object.size {
+        if have > file.size {
             tracing::warn!(
                 part = %part.display(),
                 bytes = have,
-                signed = object.size,
-                "partial download is longer than the signed object; starting again"
+                signed = file.size,
+                "partial download is longer than the signed file; starting again"
             );
-            file.set_len(0).map_err(|e| local("cannot truncate", e))?;
+            out.set_len(0).map_err(|e| local("cannot truncate", e))?;
             have = 0;
         }
-        if have < object.size {
+        if have < file.size {
             if have > 0 {
-                tracing::info!("resuming {} at byte {have} of {}", object.path, object.size);
+                tracing::info!("resuming {} at byte {have} of {}", file.path, file.size);
             }
-            file.seek(SeekFrom::Start(have))
+            out.seek(SeekFrom::Start(have))
                 .map_err(|e| local("cannot seek in", e))?;
-            let result = transport.fetch(&object.path, have, object.size, &mut file);
-            let now = file
+            let result = transport.fetch(file.path, have, file.size, &mut out);
+            let now = out
                 .metadata()
                 .map_err(|e| local("cannot inspect", e))?
                 .len();
@@ -223,45 +273,45 @@ impl ContentStore {
             match result {
                 Ok(_) => {}
                 Err(e @ FetchError::RangeMismatch { .. }) => {
-                    file.set_len(0).map_err(|e| local("cannot truncate", e))?;
+                    out.set_len(0).map_err(|e| local("cannot truncate", e))?;
                     return Err(Failure::Transient(e.into()));
                 }
                 Err(e @ FetchError::TooLarge { .. }) => {
-                    // The server's object is not the signed one: what we
-                    // have of it is worthless.
-                    drop(file);
+                    // The server's file is not the signed one: what we have
+                    // of it is worthless.
+                    drop(out);
                     let _ = fs::remove_file(part);
                     return Err(Failure::Permanent(e.into()));
                 }
-                Err(e @ FetchError::Local { .. }) => {
+                Err(FetchError::Local { context, source }) => {
                     // Our own disk refused the write (typically ENOSPC): the
                     // part cannot grow, and deleting it gives the space back
                     // so the failure itself can be recorded.
-                    drop(file);
+                    drop(out);
                     let _ = fs::remove_file(part);
-                    return Err(Failure::Permanent(e.into()));
+                    return Err(Failure::Permanent(NodeError::io(context, source)));
                 }
                 Err(e) if e.is_transient() => return Err(Failure::Transient(e.into())),
                 Err(e) => return Err(Failure::Permanent(e.into())),
             }
-            if now < object.size {
+            if now < file.size {
                 return Err(Failure::Transient(NodeError::Other(format!(
                     "{} ended after {now} of its {} bytes",
-                    transport.url(&object.path),
-                    object.size
+                    transport.url(file.path),
+                    file.size
                 ))));
             }
         }
-        file.seek(SeekFrom::Start(0))
+        out.seek(SeekFrom::Start(0))
             .map_err(|e| local("cannot seek in", e))?;
         let (digest, size) =
-            Sha256Digest::of_reader(&mut file).map_err(|e| local("cannot read", e))?;
-        if size != object.size || digest != object.sha256 {
-            drop(file);
+            Sha256Digest::of_reader(&mut out).map_err(|e| local("cannot read", e))?;
+        if size != file.size || digest != file.sha256 {
+            drop(out);
             let _ = fs::remove_file(part);
             return Err(Failure::Corrupt(NodeError::verification(format!(
-                "object {} for {what} is corrupt: got {size} bytes with SHA-256 {digest}, the signed manifest says {} bytes with SHA-256 {}",
-                object.path, object.size, object.sha256
+                "{what} is corrupt: got {size} bytes with SHA-256 {digest}, the signed manifest says {} bytes with SHA-256 {}",
+                file.size, file.sha256
             ))));
         }
         Ok(())
@@ -272,19 +322,9 @@ impl ContentStore {
     fn admit(&self, part: &Path, content: &FileContent, mode: Mode, what: &str) -> Result<()> {
         let object = &content.object;
         let read_err = |e| NodeError::io(format!("cannot read {}", part.display()), e);
-        let tmp = self
-            .objects
-            .join(format!(".tmp-{}-{}", content.sha256, std::process::id()));
-        let result = (|| {
+        self.install_content(content, mode, what, &object.path, |out, tmp| {
             let decoder = zstd::stream::read::Decoder::new(File::open(part).map_err(read_err)?)
                 .map_err(|e| NodeError::io("cannot start zstd decoder", e))?;
-            let out = OpenOptions::new()
-                .create(true)
-                .truncate(true)
-                .write(true)
-                .mode(mode.bits())
-                .open(&tmp)
-                .map_err(|e| NodeError::io(format!("cannot create {}", tmp.display()), e))?;
             let mut writer = HashingWriter::new(out);
             // One byte past the signed size is enough to know it is too long.
             let mut decoder = decoder.take(content.size + 1);
@@ -306,11 +346,44 @@ impl ContentStore {
                     .write_all(&buf[..n])
                     .map_err(|e| NodeError::io(format!("cannot write {}", tmp.display()), e))?;
             }
-            let (out, digest, len) = writer.into_parts();
+            let (_, digest, len) = writer.into_parts();
+            Ok((len, digest))
+        })
+    }
+
+    /// The tail every way of making content shares: `fill` writes the
+    /// content into a fresh temporary file of the store (created with
+    /// `mode`, open for reading and writing) and returns its length and
+    /// SHA-256; they are checked against the signed `content`, then the file
+    /// is fsynced, renamed to its digest's name and the store directory
+    /// fsynced, so after a crash the store holds the whole verified content
+    /// or nothing. `source` names where the bytes came from, for messages.
+    /// On any failure the temporary file is removed.
+    pub fn install_content(
+        &self,
+        content: &FileContent,
+        mode: Mode,
+        what: &str,
+        source: &str,
+        fill: impl FnOnce(&mut File, &Path) -> Result<(u64, Sha256Digest)>,
+    ) -> Result<()> {
+        let tmp = self
+            .objects
+            .join(format!(".tmp-{}-{}", content.sha256, std::process::id()));
+        let result = (|| {
+            let mut out = OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .read(true)
+                .write(true)
+                .mode(mode.bits())
+                .open(&tmp)
+                .map_err(|e| NodeError::io(format!("cannot create {}", tmp.display()), e))?;
+            let (len, digest) = fill(&mut out, &tmp)?;
             if len != content.size || digest != content.sha256 {
                 return Err(NodeError::verification(format!(
-                    "content of {what} from {} is wrong: {len} bytes with SHA-256 {digest}, expected {} bytes with SHA-256 {}",
-                    object.path, content.size, content.sha256
+                    "content of {what} from {source} is wrong: {len} bytes with SHA-256 {digest}, expected {} bytes with SHA-256 {}",
+                    content.size, content.sha256
                 )));
             }
             // The umask may have trimmed the mode at creation.

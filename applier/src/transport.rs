@@ -8,7 +8,12 @@
 //!
 //! Each error says whether it is worth retrying ([`FetchError::is_transient`]);
 //! the retrying itself, with backoff, is the caller's ([`crate::retry`]),
-//! with the policy the transport was opened with.
+//! with the policy the transport was opened with. Over http(s) every body
+//! is also held to the stall timeout and rate floor of [`crate::pace`], so a
+//! server can neither flood a node (the cap) nor hold it (the pace).
+//!
+//! With `[repository] mirrors`, [`open`] returns a [`Mirrors`] transport;
+//! [`crate::mirrors`] decides which of its sources to believe.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -20,13 +25,18 @@ use thiserror::Error;
 
 use crate::config::RepositoryConfig;
 use crate::error::NodeError;
+pub use crate::mirrors::Mirrors;
+use crate::pace::{PaceLimits, Paced};
 use crate::retry::{self, RetryPolicy, Verdict};
 
 #[derive(Debug, Error)]
 pub enum FetchError {
     #[error("{url} was not found")]
     NotFound { url: String },
-    #[error("{url} is larger than the {limit} bytes the signed metadata allows")]
+    /// More bytes than signed (or than the fixed cap for the index and
+    /// signatures): the server's file is not the published one, or the
+    /// server sends endless data.
+    #[error("{url} is larger than the {limit} bytes allowed for it (its signed size, or the fixed cap for index.json and signatures): the server does not serve the published file; refusing the rest")]
     TooLarge { url: String, limit: u64 },
     #[error("{url}: server answered HTTP {status}")]
     Http { url: String, status: u16 },
@@ -72,6 +82,9 @@ impl From<FetchError> for NodeError {
     fn from(e: FetchError) -> Self {
         match e {
             FetchError::TooLarge { .. } => NodeError::verification(e.to_string()),
+            // The node's own disk, not the source: kept apart so that mirror
+            // fallback does not try every source against a full disk.
+            FetchError::Local { context, source } => NodeError::Io { context, source },
             other => NodeError::Other(other.to_string()),
         }
     }
@@ -98,6 +111,12 @@ pub trait Transport {
         limit: u64,
         out: &mut dyn Write,
     ) -> Result<u64, FetchError>;
+
+    /// The primary repository and its mirrors, when this transport has
+    /// several sources; `None` for a single repository.
+    fn as_mirrors(&self) -> Option<&Mirrors> {
+        None
+    }
 }
 
 /// Fetches a whole small file (index, manifest, signature) into memory,
@@ -115,15 +134,30 @@ pub fn fetch_bytes(t: &dyn Transport, path: &str, limit: u64) -> Result<Vec<u8>,
     .map_err(|gave_up| gave_up.error)
 }
 
+/// The transport for `repository.url`, or, with `repository.mirrors`, a
+/// [`Mirrors`] over it and every mirror (in that order).
 pub fn open(config: &RepositoryConfig) -> Result<Box<dyn Transport>, NodeError> {
+    let primary = open_url(config, &config.url)?;
+    if config.mirrors.is_empty() {
+        return Ok(primary);
+    }
+    let mut sources = vec![primary];
+    for url in &config.mirrors {
+        sources.push(open_url(config, url)?);
+    }
+    Ok(Box::new(Mirrors::new(sources)))
+}
+
+/// The transport for one repository at `url`, with the settings of `config`.
+fn open_url(config: &RepositoryConfig, url: &str) -> Result<Box<dyn Transport>, NodeError> {
     let retry = RetryPolicy::from_config(config);
-    if let Some(path) = config.url.strip_prefix("file://") {
+    if let Some(path) = url.strip_prefix("file://") {
         return Ok(Box::new(FileTransport {
             base: PathBuf::from(path),
             retry,
         }));
     }
-    Ok(Box::new(HttpTransport::new(config, retry)?))
+    Ok(Box::new(HttpTransport::for_url(config, url, retry)?))
 }
 
 /// Copies at most `limit - already` bytes, failing if the source has more.
@@ -237,6 +271,7 @@ pub struct HttpTransport {
     base: String,
     agent: ureq::Agent,
     retry: RetryPolicy,
+    pace: PaceLimits,
 }
 
 /// Where Debian, Fedora/RHEL, openSUSE and Alpine keep the system CA bundle.
@@ -249,17 +284,29 @@ const SYSTEM_CA_BUNDLES: &[&str] = &[
 
 impl HttpTransport {
     pub fn new(config: &RepositoryConfig, retry: RetryPolicy) -> Result<Self, NodeError> {
+        Self::for_url(config, &config.url, retry)
+    }
+
+    /// A transport for `url` (the primary or a mirror) with the timeouts,
+    /// pace and CA settings of `config`.
+    pub fn for_url(
+        config: &RepositoryConfig,
+        url: &str,
+        retry: RetryPolicy,
+    ) -> Result<Self, NodeError> {
         let timeout = Some(Duration::from_secs(config.timeout_seconds));
+        let pace = PaceLimits::from_config(config);
         let mut builder = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(timeout)
             .timeout_recv_response(timeout)
-            .timeout_per_read(timeout)
+            // A stall is a read that waits too long, headers or body.
+            .timeout_per_read(Some(pace.stall))
             .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")));
-        if config.url.starts_with("https://") {
+        if url.starts_with("https://") {
             builder = builder.tls_config(tls_config(config)?);
         }
-        let mut base = config.url.clone();
+        let mut base = url.to_string();
         if !base.ends_with('/') {
             base.push('/');
         }
@@ -267,6 +314,7 @@ impl HttpTransport {
             base,
             agent: builder.build().new_agent(),
             retry,
+            pace,
         })
     }
 }
@@ -388,11 +436,14 @@ impl Transport for HttpTransport {
                 });
             }
         }
-        let mut reader = response
-            .into_body()
-            .into_with_config()
-            .limit(limit.saturating_add(1))
-            .reader();
+        let mut reader = Paced::new(
+            response
+                .into_body()
+                .into_with_config()
+                .limit(limit.saturating_add(1))
+                .reader(),
+            self.pace,
+        );
         if start < offset {
             // The server ignored the Range header and sends the whole file
             // (HTTP allows that): skip what the part already holds.
@@ -416,7 +467,12 @@ impl Transport for HttpTransport {
 /// Sorts a failed request: what a retry may fix (connection, timeout, I/O)
 /// from what it cannot (TLS and certificates, a bad URL).
 fn call_error(url: &str, e: ureq::Error) -> FetchError {
-    let message = e.to_string();
+    let message = match e {
+        ureq::Error::Timeout(_) => format!(
+            "{e} (repository.timeout_seconds bounds connecting and the response headers, repository.stall_timeout_seconds each read)"
+        ),
+        _ => e.to_string(),
+    };
     let url = url.to_string();
     match e {
         ureq::Error::Io(_)
@@ -559,6 +615,9 @@ mod tests {
             ca_file: None,
             timeout_seconds: 10,
             retries: 0,
+            mirrors: vec![],
+            stall_timeout_seconds: None,
+            min_bytes_per_second: 1024,
         };
         let t = HttpTransport::new(&config, RetryPolicy::never()).unwrap();
         let mut out = Vec::new();

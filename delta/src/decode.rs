@@ -9,7 +9,10 @@
 //! straight into the memory-mapped output file: anonymous memory stays at
 //! the base's size plus zstd's constant context, and the output lives in the
 //! page cache, not in the process. The output file is ferry's own fresh
-//! temporary file, so nobody else can truncate it under the mapping.
+//! temporary file, so nobody else can truncate it under the mapping. A
+//! `bidiff-split-zstd` patch needs the base in memory too (its copy frame's
+//! prefix) and the patch, but streams its output: its three decoders keep
+//! windows of at most 8 MiB (add) and of their own small content otherwise.
 //!
 //! Nothing here trusts the result: the caller compares the returned digest
 //! with the signed one before the output counts for anything. Output is
@@ -24,7 +27,7 @@ use manifests::manifest::DeltaAlgorithm;
 use manifests::Sha256Digest;
 use zstd::zstd_safe::{DCtx, DParameter};
 
-use crate::{zstd_error, MAX_WINDOW_LOG};
+use crate::{split, zstd_error, MAX_WINDOW_LOG};
 
 /// Applies `patch` to `base`, reading at most `max_output` bytes of result
 /// (callers pass the target size plus one, to notice overlong output without
@@ -48,8 +51,42 @@ pub fn apply(
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
             reader.take(max_output).read_to_end(&mut out)?;
         }
+        DeltaAlgorithm::BidiffSplitZstd => {
+            // Stops at the cap instead of failing, like the readers above:
+            // the caller's size check tells overlong output.
+            let mut capped = CappedVec {
+                out: &mut out,
+                cap: max_output,
+            };
+            match split_apply(base, patch, &mut capped, u64::MAX) {
+                Err(_) if out.len() as u64 == max_output => {}
+                result => result.map(drop)?,
+            }
+        }
     }
     Ok(out)
+}
+
+/// A `Vec` that takes at most `cap` bytes, then refuses more.
+struct CappedVec<'a> {
+    out: &'a mut Vec<u8>,
+    cap: u64,
+}
+
+impl Write for CappedVec<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let room = self.cap.saturating_sub(self.out.len() as u64);
+        if room == 0 && !buf.is_empty() {
+            return Err(io::Error::other("output cap reached"));
+        }
+        let n = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        self.out.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// What applying a patch file produced.
@@ -86,7 +123,88 @@ pub fn apply_file(
             Ok(Applied { size, sha256 })
         }
         DeltaAlgorithm::ZstdPatchFrom => patch_from_file(base, patch, out, target_size),
+        DeltaAlgorithm::BidiffSplitZstd => {
+            let mut patch = patch;
+            // The copy frame is compressed against the base, so the base is
+            // held in memory (as for zstd-patch-from); the output streams to
+            // the file, so memory stays at the base's size plus the patch
+            // and zstd's bounded windows.
+            let mut base_bytes = Vec::new();
+            base.read_to_end(&mut base_bytes)?;
+            let mut frame = Vec::new();
+            patch.read_to_end(&mut frame)?;
+            let mut writer =
+                HashingWriter::new(io::BufWriter::with_capacity(128 * 1024, &mut *out));
+            split_apply(&base_bytes, &frame, &mut writer, target_size)?;
+            let (mut inner, sha256, size) = writer.into_parts();
+            inner.flush()?;
+            Ok(Applied { size, sha256 })
+        }
     }
+}
+
+/// Applies a `bidiff-split-zstd` patch (see [`crate::split`]), writing the
+/// result to `out`; fails (`InvalidData`) once the output would pass `cap`
+/// bytes, after writing up to one record past it.
+fn split_apply(base: &[u8], patch: &[u8], out: &mut impl Write, cap: u64) -> io::Result<u64> {
+    let frames = split::frames(patch)?;
+    let bad = |e: io::Error| match e.kind() {
+        io::ErrorKind::InvalidData => e,
+        _ => invalid(format!("patch does not apply: {e}")),
+    };
+    let mut control = zstd::stream::read::Decoder::with_buffer(frames.control).map_err(bad)?;
+    control.window_log_max(MAX_WINDOW_LOG).map_err(bad)?;
+    let mut add = zstd::stream::read::Decoder::with_buffer(frames.add).map_err(bad)?;
+    add.window_log_max(MAX_WINDOW_LOG).map_err(bad)?;
+    let mut copy = zstd::stream::read::Decoder::with_ref_prefix(frames.copy, base).map_err(bad)?;
+    copy.window_log_max(MAX_WINDOW_LOG).map_err(bad)?;
+
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut cursor: i128 = 0;
+    let mut total: u64 = 0;
+    while let Some(record) = split::read_record(&mut control).map_err(bad)? {
+        let produced = record.add.checked_add(record.copy);
+        total = match produced.and_then(|n| total.checked_add(n)) {
+            Some(t) if t <= cap => t,
+            _ => {
+                return Err(invalid(format!(
+                    "the patch produces more than the manifest's {cap} bytes"
+                )))
+            }
+        };
+        if record.add > 0 && (cursor < 0 || cursor + i128::from(record.add) > base.len() as i128) {
+            return Err(invalid("the patch reads outside its base".into()));
+        }
+        let mut left = record.add;
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            add.read_exact(&mut buf[..n]).map_err(bad)?;
+            let start = cursor as usize;
+            for (byte, old) in buf[..n].iter_mut().zip(&base[start..start + n]) {
+                *byte = byte.wrapping_add(*old);
+            }
+            out.write_all(&buf[..n])?;
+            cursor += n as i128;
+            left -= n as u64;
+        }
+        let mut left = record.copy;
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            copy.read_exact(&mut buf[..n]).map_err(bad)?;
+            out.write_all(&buf[..n])?;
+            left -= n as u64;
+        }
+        cursor += i128::from(record.seek);
+    }
+    // Reading past the end also checks each frame's checksum.
+    for (stream, name) in [(&mut add as &mut dyn Read, "add"), (&mut copy, "copy")] {
+        if stream.read(&mut buf[..1]).map_err(bad)? != 0 {
+            return Err(invalid(format!(
+                "the patch's {name} stream has bytes left over"
+            )));
+        }
+    }
+    Ok(total)
 }
 
 fn patch_from_file(
@@ -171,4 +289,171 @@ fn copy_capped(mut reader: impl Read, out: &mut impl Write, cap: u64) -> io::Res
 
 fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+#[cfg(all(test, feature = "encode"))]
+mod tests {
+    use super::*;
+    use crate::encode::{make_delta, DeltaSettings, PairBuffer};
+
+    /// Something like machine code: recurring short patterns with varying
+    /// 4-byte "addresses" in between.
+    fn code_like(len: usize, seed: u64) -> Vec<u8> {
+        let mut state = seed | 1;
+        let mut out = Vec::with_capacity(len + 16);
+        while out.len() < len {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            out.extend_from_slice(&[0x48, 0x8b, 0x05]);
+            out.extend_from_slice(&((state >> 40) as u32 & 0xffff).to_le_bytes());
+            out.extend_from_slice(&[0xe8]);
+            out.extend_from_slice(&((state >> 20) as u32).to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+
+    /// The target: the base with an insertion, a deletion and a stretch of
+    /// shifted words.
+    fn next_build(base: &[u8]) -> Vec<u8> {
+        let mut target = base.to_vec();
+        target.splice(10_000..10_000, code_like(3000, 99));
+        target.drain(100_000..101_000);
+        for i in (150_000..170_000).step_by(12) {
+            target[i] = target[i].wrapping_add(0x40);
+        }
+        target
+    }
+
+    fn split_patch(base: &[u8], target: &[u8]) -> Vec<u8> {
+        let settings = DeltaSettings {
+            level: 3,
+            algorithms: &[DeltaAlgorithm::BidiffSplitZstd],
+            ..DeltaSettings::DEFAULT
+        };
+        let pair = PairBuffer::new([base, target].concat(), base.len());
+        let patch = make_delta(&pair, &settings).unwrap().unwrap();
+        assert_eq!(patch.algorithm, DeltaAlgorithm::BidiffSplitZstd);
+        patch.bytes
+    }
+
+    /// `apply_file` on real files; the output's bytes with the result.
+    fn apply_files(base: &[u8], patch: &[u8], size: u64) -> io::Result<(Applied, Vec<u8>)> {
+        let dir = tempfile::tempdir()?;
+        let (base_path, out_path) = (dir.path().join("base"), dir.path().join("out"));
+        std::fs::write(&base_path, base)?;
+        let mut base_file = File::open(&base_path)?;
+        let mut out = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&out_path)?;
+        let applied = apply_file(
+            DeltaAlgorithm::BidiffSplitZstd,
+            &mut base_file,
+            patch,
+            &mut out,
+            size,
+        )?;
+        Ok((applied, std::fs::read(&out_path)?))
+    }
+
+    fn refused(result: io::Result<(Applied, Vec<u8>)>, target: &[u8], what: &str) {
+        match result {
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{what}: {e}"),
+            // Decodable garbage is caught by the caller's digest check.
+            Ok((applied, bytes)) => {
+                assert!(bytes != target, "{what}: rebuilt the target");
+                assert_ne!(applied.sha256, Sha256Digest::of(target), "{what}");
+            }
+        }
+    }
+
+    #[test]
+    fn split_patches_apply_file_to_file_and_in_memory() {
+        let base = code_like(400_000, 1);
+        let target = next_build(&base);
+        let patch = split_patch(&base, &target);
+        assert!(patch.len() < target.len() / 20, "{} bytes", patch.len());
+        let size = target.len() as u64;
+        let (applied, bytes) = apply_files(&base, &patch, size).unwrap();
+        assert_eq!(bytes, target);
+        assert_eq!(
+            applied,
+            Applied {
+                size,
+                sha256: Sha256Digest::of(&target)
+            }
+        );
+        let in_memory = apply(DeltaAlgorithm::BidiffSplitZstd, &base, &patch, size + 1);
+        assert_eq!(in_memory.unwrap(), target);
+        // In memory, the output stops at the cap.
+        let capped = apply(DeltaAlgorithm::BidiffSplitZstd, &base, &patch, 100).unwrap();
+        assert_eq!(capped, target[..100]);
+    }
+
+    #[test]
+    fn corrupt_truncated_wrong_base_and_overlong_split_patches_are_refused() {
+        let base = code_like(300_000, 2);
+        let target = next_build(&base);
+        let patch = split_patch(&base, &target);
+        let size = target.len() as u64;
+        let frames = split::frames(&patch).unwrap();
+        let control_at = split::HEADER_LEN;
+        let add_at = control_at + frames.control.len();
+        let copy_at = add_at + frames.add.len();
+
+        for cut in [
+            0,
+            3,
+            20,
+            control_at + 5,
+            add_at + 5,
+            copy_at + 5,
+            patch.len() - 1,
+        ] {
+            refused(
+                apply_files(&base, &patch[..cut], size),
+                &target,
+                &format!("cut at {cut}"),
+            );
+        }
+        for at in [
+            2,
+            6,
+            control_at + frames.control.len() / 2,
+            add_at + frames.add.len() / 2,
+            copy_at + frames.copy.len() / 2,
+        ] {
+            let mut bad = patch.clone();
+            bad[at] ^= 0x21;
+            refused(
+                apply_files(&base, &bad, size),
+                &target,
+                &format!("byte {at} flipped"),
+            );
+        }
+        let mut longer = patch.clone();
+        longer.extend_from_slice(b"trailing");
+        refused(apply_files(&base, &longer, size), &target, "trailing bytes");
+
+        let other_base = code_like(300_000, 6);
+        refused(
+            apply_files(&other_base, &patch, size),
+            &target,
+            "another base",
+        );
+        refused(
+            apply_files(&base[..1000], &patch, size),
+            &target,
+            "a short base",
+        );
+
+        let overlong = apply_files(&base, &patch, size - 1).unwrap_err();
+        assert_eq!(overlong.kind(), io::ErrorKind::InvalidData);
+        // A short result is returned as such, for the caller's size check.
+        let (short, _) = apply_files(&base, &patch, size + 10).unwrap();
+        assert_eq!(short.size, size);
+    }
 }

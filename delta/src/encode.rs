@@ -1,4 +1,4 @@
-//! Making patches: both encodings of a (base, target) pair, the smaller kept.
+//! Making patches: every encoding of a (base, target) pair, the smallest kept.
 //!
 //! - `bidiff-zstd`: a bsdiff-style patch from the `bidiff` crate (its `enc`
 //!   format, read back by `bipatch`) in one zstd frame. bsdiff's "add"
@@ -9,9 +9,14 @@
 //!   as a raw-content prefix and long-distance matching, the window wide
 //!   enough to reach back over the whole base: what `zstd --patch-from=BASE
 //!   --long` writes, and decodable by `zstd -d --patch-from=BASE --long=31`.
+//! - `bidiff-split-zstd` ([`crate::split`]): the same bidiff matches as
+//!   `bidiff-zstd`, its control, add and copy streams in three zstd frames,
+//!   the copy frame compressed against the base (up to 64 MiB). Apart, the
+//!   streams compress 6-10 % better than interleaved on real executables (see
+//!   docs/BENCHMARKS.md); `bidiff-zstd` stays for patches already stored.
 //!
-//! Both are computed and the smaller kept ([`make_delta`]): neither wins on
-//! every pair. Both frames carry the content size and a checksum.
+//! All are computed and the smallest kept ([`make_delta`]): no one wins on
+//! every pair. Every frame carries its content size and a checksum.
 //!
 //! Determinism: zstd runs single-threaded with fixed parameters, and base
 //! and target sit in one buffer, base first, so the prefix is always
@@ -19,20 +24,33 @@
 //! different (equally valid) path when a prefix happens to be adjacent in
 //! memory, so two separate allocations could give different bytes from run
 //! to run; one buffer makes the layout, and so the output, fixed. bidiff runs
-//! with one suffix-array partition and no chunked scan, which is both
-//! deterministic and free of any nested rayon work (see `compute`).
+//! with one suffix-array partition and no chunked scan, which is
+//! deterministic; the only rayon work is the `join` in [`candidates`], whose
+//! halves never wait on anything (see the publisher's `compute`).
 
 use std::io;
 
 use manifests::manifest::DeltaAlgorithm;
 use zstd::zstd_safe::{self, CCtx, CParameter};
 
+use crate::split::{self, Record};
 #[cfg(test)]
 use crate::MAX_WINDOW_LOG;
 use crate::{zstd_error, MIN_WINDOW_LOG};
 
 /// Largest base bidiff can index: its suffix array holds `i32` positions.
 const BIDIFF_MAX_BASE: usize = i32::MAX as usize - 1;
+
+/// Window of a `bidiff-split-zstd` add frame (log2 bytes): the decoder
+/// holds this much of the stream, whatever the file's size.
+const SPLIT_ADD_WINDOW_LOG: u32 = 23;
+
+/// Largest base a `bidiff-split-zstd` copy frame is compressed against.
+/// Indexing the base as a prefix costs about as much as compressing it, and
+/// bought 1-4 % of the copy frame on the real tools; above this size the
+/// frame is compressed alone (decoders supply the base either way, and a
+/// frame that never refers to it decodes the same).
+const SPLIT_PREFIX_MAX_BASE: usize = 64 << 20;
 
 /// How patches are made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,8 +66,16 @@ pub struct DeltaSettings {
 }
 
 impl DeltaSettings {
-    pub const BOTH: &'static [DeltaAlgorithm] =
-        &[DeltaAlgorithm::ZstdPatchFrom, DeltaAlgorithm::BidiffZstd];
+    /// Every encoding, in the order ties are broken.
+    pub const ALL: &'static [DeltaAlgorithm] = crate::ALL;
+
+    /// What `ferry-publish release` uses unless told otherwise (chosen from
+    /// `cargo xtask bench deltas`, see docs/BENCHMARKS.md).
+    pub const DEFAULT: DeltaSettings = DeltaSettings {
+        level: 19,
+        max_window_log: crate::MAX_WINDOW_LOG,
+        algorithms: DeltaSettings::ALL,
+    };
 }
 
 /// A base and a target content in one buffer, base first (see the module
@@ -82,30 +108,92 @@ pub struct Patch {
     pub bytes: Vec<u8>,
 }
 
-/// Every encoding in `settings.algorithms` that applies to the pair, the
-/// smallest kept; on equal sizes the one listed first in
-/// [`DeltaSettings::BOTH`] (zstd-patch-from: one pass to apply, and the
-/// stock zstd CLI can do it). `None` when no encoding applies.
-pub fn make_delta(pair: &PairBuffer, settings: &DeltaSettings) -> io::Result<Option<Patch>> {
-    let mut best: Option<Patch> = None;
-    for algorithm in DeltaSettings::BOTH {
-        if !settings.algorithms.contains(algorithm) {
-            continue;
-        }
-        let bytes = match algorithm {
-            DeltaAlgorithm::ZstdPatchFrom => Some(zstd_patch_from(pair, settings)?),
-            DeltaAlgorithm::BidiffZstd => bidiff_zstd(pair, settings)?,
-        };
-        if let Some(bytes) = bytes {
-            if best.as_ref().is_none_or(|b| bytes.len() < b.bytes.len()) {
-                best = Some(Patch {
-                    algorithm: *algorithm,
-                    bytes,
-                });
+/// One encoding's patch, with a label naming the encoding and the
+/// parameters that made it (for benchmarks and logs; not in any format).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub label: String,
+    pub patch: Patch,
+}
+
+/// The `bidiff-zstd` and `bidiff-split-zstd` patches of a pair, each if
+/// asked for and bidiff applies.
+type BsdiffPatches = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// Every encoding in `settings.algorithms` that applies to the pair, in the
+/// order of [`DeltaSettings::ALL`]. The two bsdiff-style encodings share one
+/// suffix sort and scan (the expensive part). zstd-patch-from and the
+/// bsdiff side run as the two halves of a `rayon::join`: on a pool with a
+/// free thread (the last, largest pairs of a release, when the other workers
+/// have run out of pairs) they overlap; on a one-thread pool they run one
+/// after the other. Each half is deterministic, so the output does not
+/// depend on which.
+pub fn candidates(pair: &PairBuffer, settings: &DeltaSettings) -> io::Result<Vec<Candidate>> {
+    let wants = |a: DeltaAlgorithm| settings.algorithms.contains(&a);
+    let (patch_from, bsdiff_side) = rayon::join(
+        || {
+            wants(DeltaAlgorithm::ZstdPatchFrom)
+                .then(|| zstd_patch_from(pair, settings))
+                .transpose()
+        },
+        || -> io::Result<BsdiffPatches> {
+            let (bidiff, split) = (
+                wants(DeltaAlgorithm::BidiffZstd),
+                wants(DeltaAlgorithm::BidiffSplitZstd),
+            );
+            if !(bidiff || split) {
+                return Ok((None, None));
             }
+            let Some(streams) = bsdiff_streams(pair)? else {
+                return Ok((None, None));
+            };
+            Ok((
+                bidiff
+                    .then(|| bidiff_interleaved(&streams, settings))
+                    .transpose()?,
+                split
+                    .then(|| bidiff_split(pair, &streams, settings))
+                    .transpose()?,
+            ))
+        },
+    );
+    let (interleaved, split) = bsdiff_side?;
+    let mut out = Vec::new();
+    for (algorithm, bytes) in [
+        (DeltaAlgorithm::ZstdPatchFrom, patch_from?),
+        (DeltaAlgorithm::BidiffZstd, interleaved),
+        (DeltaAlgorithm::BidiffSplitZstd, split),
+    ] {
+        if let Some(bytes) = bytes {
+            out.push(Candidate {
+                label: format!("{}/{}", crate::name(algorithm), settings.level),
+                patch: Patch { algorithm, bytes },
+            });
         }
     }
-    Ok(best)
+    Ok(out)
+}
+
+/// The smallest patch; on equal sizes the earliest candidate.
+pub fn smallest(candidates: Vec<Candidate>) -> Option<Patch> {
+    let mut best: Option<Patch> = None;
+    for c in candidates {
+        if best
+            .as_ref()
+            .is_none_or(|b| c.patch.bytes.len() < b.bytes.len())
+        {
+            best = Some(c.patch);
+        }
+    }
+    best
+}
+
+/// Every encoding in `settings.algorithms` that applies to the pair, the
+/// smallest kept; on equal sizes the one listed first in
+/// [`DeltaSettings::ALL`] (zstd-patch-from: one pass to apply, and the
+/// stock zstd CLI can do it). `None` when no encoding applies.
+pub fn make_delta(pair: &PairBuffer, settings: &DeltaSettings) -> io::Result<Option<Patch>> {
+    Ok(smallest(candidates(pair, settings)?))
 }
 
 /// The smallest window log (clamped to zstd's range and `max`) whose window
@@ -126,20 +214,100 @@ pub fn zstd_patch_from(pair: &PairBuffer, settings: &DeltaSettings) -> io::Resul
     compress(&mut cctx, pair.target())
 }
 
-/// A bidiff patch of base to target, in one zstd frame. `None` when the
-/// pair is outside what bidiff handles (an empty base, or one too large for
-/// its 32-bit suffix array).
-pub fn bidiff_zstd(pair: &PairBuffer, settings: &DeltaSettings) -> io::Result<Option<Vec<u8>>> {
+/// bidiff's matches of target against base, as the three streams of a
+/// bsdiff patch. `None` when the pair is outside what bidiff handles (an
+/// empty base, or one too large for its 32-bit suffix array).
+#[derive(Debug)]
+pub struct BsdiffStreams {
+    pub records: Vec<Record>,
+    pub add: Vec<u8>,
+    pub copy: Vec<u8>,
+}
+
+pub fn bsdiff_streams(pair: &PairBuffer) -> io::Result<Option<BsdiffStreams>> {
     let (base, target) = (pair.base(), pair.target());
     if base.is_empty() || base.len() > BIDIFF_MAX_BASE {
         return Ok(None);
     }
-    let mut raw = Vec::with_capacity(target.len() / 2 + 64);
+    let mut streams = BsdiffStreams {
+        records: Vec::new(),
+        add: Vec::new(),
+        copy: Vec::new(),
+    };
     let params = bidiff::DiffParams::new(1, None).map_err(io::Error::other)?;
-    bidiff::simple_diff_with_params(base, target, &mut raw, &params)?;
+    let mut translator = bidiff::Translator::new(base, target, |c: &bidiff::Control| {
+        streams.records.push(Record {
+            add: c.add.len() as u64,
+            copy: c.copy.len() as u64,
+            seek: c.seek,
+        });
+        streams.add.extend_from_slice(c.add);
+        streams.copy.extend_from_slice(c.copy);
+        Ok::<(), io::Error>(())
+    });
+    bidiff::diff(base, target, &params, |m| translator.translate(m))?;
+    translator.close()?;
+    Ok(Some(streams))
+}
+
+/// `bidiff-zstd`: bidiff's own interleaved encoding (`bidiff::enc`) in one
+/// zstd frame.
+pub fn bidiff_zstd(pair: &PairBuffer, settings: &DeltaSettings) -> io::Result<Option<Vec<u8>>> {
+    match bsdiff_streams(pair)? {
+        Some(streams) => bidiff_interleaved(&streams, settings).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn bidiff_interleaved(streams: &BsdiffStreams, settings: &DeltaSettings) -> io::Result<Vec<u8>> {
+    let mut raw = Vec::with_capacity(streams.add.len() + streams.copy.len() + 64);
+    let mut writer = bidiff::enc::Writer::new(&mut raw)?;
+    let (mut add, mut copy) = (0usize, 0usize);
+    for record in &streams.records {
+        let (add_end, copy_end) = (add + record.add as usize, copy + record.copy as usize);
+        writer.write(&bidiff::Control {
+            add: &streams.add[add..add_end],
+            copy: &streams.copy[copy..copy_end],
+            seek: record.seek,
+        })?;
+        (add, copy) = (add_end, copy_end);
+    }
     let window_log = window_log_for(raw.len() as u64, settings.max_window_log);
     let mut cctx = compressor(settings.level, window_log)?;
-    compress(&mut cctx, &raw).map(Some)
+    compress(&mut cctx, &raw)
+}
+
+/// `bidiff-split-zstd` (see [`crate::split`]): the streams compressed
+/// apart, the copy stream against the base.
+fn bidiff_split(
+    pair: &PairBuffer,
+    streams: &BsdiffStreams,
+    settings: &DeltaSettings,
+) -> io::Result<Vec<u8>> {
+    let mut control = Vec::with_capacity(streams.records.len() * 4);
+    for record in &streams.records {
+        split::write_record(&mut control, record);
+    }
+    let frame = |bytes: &[u8], max_window_log: u32| {
+        let window_log = window_log_for(bytes.len() as u64, max_window_log);
+        compress(&mut compressor(settings.level, window_log)?, bytes)
+    };
+    let control = frame(&control, settings.max_window_log)?;
+    let add = frame(
+        &streams.add,
+        settings.max_window_log.min(SPLIT_ADD_WINDOW_LOG),
+    )?;
+    let copy = if pair.base().len() <= SPLIT_PREFIX_MAX_BASE {
+        // Base and copy stream in one buffer, for the same reason as
+        // PairBuffer.
+        let mut joined = Vec::with_capacity(pair.base().len() + streams.copy.len());
+        joined.extend_from_slice(pair.base());
+        joined.extend_from_slice(&streams.copy);
+        zstd_patch_from(&PairBuffer::new(joined, pair.base().len()), settings)?
+    } else {
+        frame(&streams.copy, settings.max_window_log)?
+    };
+    Ok(split::assemble(&control, &add, &copy))
 }
 
 fn compressor(level: i32, window_log: u32) -> io::Result<CCtx<'static>> {
@@ -195,7 +363,7 @@ mod tests {
 
     #[test]
     fn names_are_the_manifest_spellings() {
-        for algorithm in DeltaSettings::BOTH {
+        for algorithm in DeltaSettings::ALL {
             assert_eq!(
                 serde_json::to_value(algorithm).unwrap(),
                 serde_json::Value::from(name(*algorithm))
@@ -224,7 +392,7 @@ mod tests {
         }
         let pair = pair(&base, &target);
         let plain = zstd::bulk::compress(&target, 3).unwrap().len();
-        for algorithm in DeltaSettings::BOTH {
+        for algorithm in DeltaSettings::ALL {
             let patch = make_delta(&pair, &settings(std::slice::from_ref(algorithm)))
                 .unwrap()
                 .unwrap();
@@ -245,10 +413,10 @@ mod tests {
         let mut target = base.clone();
         target.splice(5_000..5_000, b"inserted".repeat(40));
         let pair = pair(&base, &target);
-        let both = make_delta(&pair, &settings(DeltaSettings::BOTH))
+        let both = make_delta(&pair, &settings(DeltaSettings::ALL))
             .unwrap()
             .unwrap();
-        let sizes: Vec<usize> = DeltaSettings::BOTH
+        let sizes: Vec<usize> = DeltaSettings::ALL
             .iter()
             .map(|a| {
                 make_delta(&pair, &settings(std::slice::from_ref(a)))
@@ -259,7 +427,7 @@ mod tests {
             })
             .collect();
         assert_eq!(both.bytes.len(), *sizes.iter().min().unwrap());
-        let again = make_delta(&pair, &settings(DeltaSettings::BOTH))
+        let again = make_delta(&pair, &settings(DeltaSettings::ALL))
             .unwrap()
             .unwrap();
         assert_eq!(both, again);
@@ -270,12 +438,12 @@ mod tests {
         let target = noise(1000, 3);
         let empty_base = pair(b"", &target);
         assert_eq!(
-            bidiff_zstd(&empty_base, &settings(DeltaSettings::BOTH)).unwrap(),
+            bidiff_zstd(&empty_base, &settings(DeltaSettings::ALL)).unwrap(),
             None
         );
         let base = noise(1000, 4);
         let pair = pair(&base, &target);
-        for algorithm in DeltaSettings::BOTH {
+        for algorithm in DeltaSettings::ALL {
             let patch = make_delta(&pair, &settings(std::slice::from_ref(algorithm)))
                 .unwrap()
                 .unwrap();

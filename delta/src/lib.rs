@@ -16,6 +16,7 @@
 pub mod decode;
 #[cfg(feature = "encode")]
 pub mod encode;
+pub mod split;
 
 use manifests::manifest::DeltaAlgorithm;
 use zstd::zstd_safe;
@@ -29,8 +30,21 @@ pub fn name(algorithm: DeltaAlgorithm) -> &'static str {
     match algorithm {
         DeltaAlgorithm::BidiffZstd => "bidiff-zstd",
         DeltaAlgorithm::ZstdPatchFrom => "zstd-patch-from",
+        DeltaAlgorithm::BidiffSplitZstd => "bidiff-split-zstd",
     }
 }
+
+/// The algorithm a manifest spelling names.
+pub fn from_name(name: &str) -> Option<DeltaAlgorithm> {
+    ALL.iter().copied().find(|a| self::name(*a) == name)
+}
+
+/// Every algorithm this crate reads.
+pub const ALL: &[DeltaAlgorithm] = &[
+    DeltaAlgorithm::ZstdPatchFrom,
+    DeltaAlgorithm::BidiffZstd,
+    DeltaAlgorithm::BidiffSplitZstd,
+];
 
 pub(crate) fn zstd_error(code: zstd_safe::ErrorCode) -> std::io::Error {
     std::io::Error::other(format!("zstd: {}", zstd_safe::get_error_name(code)))

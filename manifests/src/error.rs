@@ -40,8 +40,17 @@ pub enum FormatError {
     #[error("signature of {what} is not valid: {reason}")]
     BadSignature { what: String, reason: String },
 
-    #[error("{what} is not signed by any trusted key (signed by key {key_id}); check `public_keys` in the configuration")]
+    #[error("{what} is not signed by any trusted key (signed by key {key_id}); check `public_keys` or the trusted root in the configuration")]
     UntrustedKey { what: String, key_id: String },
+
+    #[error("{what} has {valid} valid signature(s) by distinct keys of the {role} role, fewer than its threshold of {threshold} (signatures: {seen}); it must be signed by {threshold} different {role} keys")]
+    ThresholdNotMet {
+        what: String,
+        role: String,
+        threshold: usize,
+        valid: usize,
+        seen: String,
+    },
 
     #[error("public key {origin}: {reason}")]
     BadPublicKey { origin: String, reason: String },

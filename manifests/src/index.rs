@@ -23,7 +23,7 @@ pub struct Index {
     pub serial: u64,
     pub created: Timestamp,
     /// After this instant the index is stale and nodes refuse it until the
-    /// publisher re-signs it (`ferry-publish release` or, later, `refresh`).
+    /// publisher re-signs it (`ferry-publish release` or `refresh`).
     pub expires: Timestamp,
     pub channels: BTreeMap<String, ChannelIndex>,
 }

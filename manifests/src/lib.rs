@@ -8,9 +8,12 @@
 //! neither. docs/FORMAT.md is the prose version of this crate.
 //!
 //! The one rule every reader of this crate must keep: bytes from the network
-//! are verified ([`signature::TrustedKeys::verify`]) before they are parsed,
+//! are verified ([`signature::RoleKeys::verify`]) before they are parsed,
 //! which is why [`VerifiedIndex`] and [`VerifiedManifest`] can only be built
-//! from signed bytes.
+//! from signed bytes. The keys that verify them come from a [`VerifiedRoot`]
+//! (`root.json`), itself only accepted when signed by the root before it —
+//! or, on a node that requires X.509 alone, a detached CMS signature checked
+//! by the caller before this crate parses anything ([`CmsCheck`]).
 
 pub mod canonical;
 pub mod digest;
@@ -19,6 +22,7 @@ pub mod index;
 pub mod layout;
 pub mod manifest;
 pub mod mode;
+pub mod root;
 pub mod safe_path;
 pub mod signature;
 pub mod verified;
@@ -27,9 +31,10 @@ pub use digest::Sha256Digest;
 pub use error::FormatError;
 pub use index::{ChannelIndex, Index, ManifestRef};
 pub use manifest::{EntryKind, FileEntry, Manifest, ObjectRef};
+pub use root::{Role, Root, VerifiedRoot};
 pub use safe_path::SafeRelativePath;
-pub use signature::{KeyId, TrustedKeys};
-pub use verified::{VerifiedIndex, VerifiedManifest};
+pub use signature::{KeyId, RoleKeys, TrustedKeys};
+pub use verified::{CmsCheck, SignatureFormat, VerifiedIndex, VerifiedManifest};
 
 /// The repository format this crate reads and writes. A reader refuses any
 /// other number rather than guess at fields it does not know.
@@ -39,6 +44,11 @@ pub const FORMAT_VERSION: u32 = 1;
 /// vouches for its size, so the cap is fixed here rather than signed.
 pub const MAX_INDEX_BYTES: u64 = 1024 * 1024;
 
-/// Largest detached signature file a node will read (a minisign signature is
-/// about 300 bytes; room is left for several signatures later).
+/// Largest `root.json` / `roots/<N>.json` a node will read: like the index,
+/// a root is fetched before anything vouches for its size.
+pub const MAX_ROOT_BYTES: u64 = 1024 * 1024;
+
+/// Largest detached signature file a node will read. A minisign signature
+/// block is about 300 bytes, so this holds the
+/// [`signature::MAX_SIGNATURE_BLOCKS`] blocks a multi-signed file may carry.
 pub const MAX_SIGNATURE_BYTES: u64 = 16 * 1024;

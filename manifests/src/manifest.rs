@@ -133,6 +133,10 @@ pub enum DeltaAlgorithm {
     /// A zstd frame compressed with the base as a raw-content prefix
     /// (zstd's `--patch-from`): `zstd -d --patch-from=BASE` decodes it.
     ZstdPatchFrom,
+    /// A bsdiff-style patch from the `bidiff` crate with its control, add
+    /// and copy streams in three zstd frames, the copy frame compressed
+    /// against the base (docs/FORMAT.md, "Deltas").
+    BidiffSplitZstd,
 }
 
 /// What a node already on `from_version` downloads for this release:

@@ -35,6 +35,171 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Show the channels and versions of a repository.
     List(ListArgs),
+    /// Re-sign index.json with the next serial and a new expiry, nothing
+    /// else changed (for a scheduled job, so nodes never see it expire).
+    Refresh(RefreshArgs),
+    /// Manage the root of trust: draft, edit, sign and publish root.json.
+    #[command(subcommand)]
+    Root(RootCommand),
+    /// Write an offline bundle (one tar) of releases for `ferry apply --bundle`.
+    Bundle(BundleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    /// The repository directory.
+    #[arg(long, value_name = "DIR")]
+    pub repo: PathBuf,
+
+    /// The tar file to write (replaced if it exists).
+    #[arg(long, value_name = "FILE.tar")]
+    pub out: PathBuf,
+
+    /// A version to include; repeat for several (default: the latest of
+    /// --channel, or of every channel).
+    #[arg(long, value_name = "V", value_parser = parse_version)]
+    pub version: Vec<Version>,
+
+    /// Only this channel (with --version: the versions must be on it).
+    #[arg(long, value_name = "C", value_parser = parse_channel)]
+    pub channel: Option<String>,
+
+    /// Also include the deltas from this version's contents, for nodes
+    /// running it; repeatable. Without it the bundle has full objects only.
+    #[arg(long, value_name = "V", value_parser = parse_version)]
+    pub from: Vec<Version>,
+}
+
+#[derive(Debug, Args)]
+pub struct RefreshArgs {
+    /// The repository directory.
+    #[arg(long, value_name = "DIR")]
+    pub repo: PathBuf,
+
+    /// A minisign secret key of the index role; repeat for k-of-n.
+    #[arg(long, value_name = "SECRET_KEY", required = true)]
+    pub key: Vec<PathBuf>,
+
+    /// Days until the re-signed index expires.
+    #[arg(long, value_name = "DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub expires_in: u32,
+
+    /// Read the secret keys' password from this file (first line).
+    #[arg(long, value_name = "F")]
+    pub password_file: Option<PathBuf>,
+
+    /// Also re-sign the manifests whose signatures do not meet the current
+    /// root's manifests role (after rotating it); --key must then include
+    /// enough manifests keys.
+    #[arg(long)]
+    pub manifests: bool,
+
+    #[command(flatten)]
+    pub x509: X509SignArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RootCommand {
+    /// Write an unsigned draft of the next root (version 1 for a repository
+    /// without one, else the current root's version + 1).
+    Init(RootInitArgs),
+    /// Add public keys to a role of the draft (drops its signatures).
+    AddKey(RootKeyArgs),
+    /// Remove keys from a role of the draft (drops its signatures).
+    RemoveKey(RootKeyArgs),
+    /// Add a signature block to the draft with each --key (idempotent).
+    Sign(RootSignArgs),
+    /// Publish the signed draft as roots/<N>.json and root.json.
+    Rotate(RootRotateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RootDraftArgs {
+    /// The repository directory.
+    #[arg(long, value_name = "DIR")]
+    pub repo: PathBuf,
+
+    /// The draft file (default: <repo>/root.draft.json; its signatures
+    /// go to <draft>.minisig).
+    #[arg(long, value_name = "FILE", alias = "out")]
+    pub draft: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RootInitArgs {
+    #[command(flatten)]
+    pub draft: RootDraftArgs,
+
+    /// Public key files for every role (required for a first root; for a
+    /// later one, replaces the current keys of every role).
+    #[arg(long, value_name = "PUBLIC_KEY")]
+    pub key: Vec<PathBuf>,
+
+    /// Signatures needed on index.json (default 1, or the current root's).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub threshold_index: Option<u32>,
+
+    /// Signatures needed on each manifest.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub threshold_manifests: Option<u32>,
+
+    /// Signatures needed on the next root.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub threshold_root: Option<u32>,
+
+    /// Days until the root expires and nodes refuse the repository.
+    #[arg(long, value_name = "DAYS", default_value_t = 365,
+          value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub expires_in: u32,
+
+    /// Replace an existing draft.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RootKeyArgs {
+    #[command(flatten)]
+    pub draft: RootDraftArgs,
+
+    /// The role to edit: root, index or manifests.
+    #[arg(long, value_name = "ROLE", value_parser = parse_role)]
+    pub role: manifests::Role,
+
+    /// add-key: public key files; remove-key: public key files or key ids.
+    #[arg(long, value_name = "KEY", required = true)]
+    pub key: Vec<String>,
+
+    /// Also set the role's threshold.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub threshold: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct RootSignArgs {
+    #[command(flatten)]
+    pub draft: RootDraftArgs,
+
+    /// Minisign secret keys to sign the draft with.
+    #[arg(long, value_name = "SECRET_KEY", required = true)]
+    pub key: Vec<PathBuf>,
+
+    /// Read the secret keys' password from this file (first line).
+    #[arg(long, value_name = "F")]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RootRotateArgs {
+    #[command(flatten)]
+    pub draft: RootDraftArgs,
+
+    /// First root only: the public keys nodes trust today through
+    /// `public_keys` (default: the draft's keys that sign index.json). Root
+    /// 1 must be signed by one of them or those nodes cannot adopt it.
+    #[arg(long, value_name = "PUBLIC_KEY")]
+    pub previous_key: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -63,9 +228,10 @@ pub struct ReleaseArgs {
     #[arg(long, value_name = "DIR")]
     pub repo: PathBuf,
 
-    /// The minisign secret key that signs the repository.
-    #[arg(long, value_name = "SECRET_KEY")]
-    pub key: PathBuf,
+    /// A minisign secret key that signs the repository; repeat for k-of-n
+    /// roles (every key signs, blocks in key id order).
+    #[arg(long, value_name = "SECRET_KEY", required = true)]
+    pub key: Vec<PathBuf>,
 
     /// The release's semantic version, e.g. 1.4.0.
     #[arg(long, value_name = "V", value_parser = parse_version)]
@@ -132,6 +298,9 @@ pub struct ReleaseArgs {
           value_parser = clap::value_parser!(u64).range(1..=(1 << 40)))]
     pub delta_memory: Option<u64>,
 
+    #[command(flatten)]
+    pub x509: X509SignArgs,
+
     /// The directory whose contents become the release.
     #[arg(value_name = "INPUT_DIR")]
     pub input_dir: PathBuf,
@@ -143,9 +312,16 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "DIR")]
     pub repo: PathBuf,
 
-    /// The minisign public key the repository must be signed with.
-    #[arg(long, value_name = "PATH")]
-    pub public_key: PathBuf,
+    /// A minisign public key the repository must be signed with (what a
+    /// node's `public_keys` holds); repeatable. The repository's roots are
+    /// walked from it when it has any.
+    #[arg(long, value_name = "PATH", required_unless_present = "root")]
+    pub public_key: Vec<PathBuf>,
+
+    /// A trusted root file (what a node's `[trust] root` names; its
+    /// signature is FILE.minisig) to walk the repository's roots from.
+    #[arg(long, value_name = "FILE", conflicts_with = "public_key")]
+    pub root: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -157,6 +333,28 @@ pub struct ListArgs {
     /// Print a machine-readable JSON document instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_role(text: &str) -> Result<manifests::Role, String> {
+    manifests::Role::parse(text)
+        .ok_or_else(|| format!("unknown role {text:?}: use root, index or manifests"))
+}
+
+/// An X.509 signer: with it, every signed file also gets a detached DER
+/// CMS signature `<file>.p7s` (docs/FORMAT.md, "X.509 signatures").
+#[derive(Debug, Args)]
+pub struct X509SignArgs {
+    /// PEM certificate of the X.509 signer (codeSigning extended key usage).
+    #[arg(long, value_name = "LEAF.pem", requires = "x509_key")]
+    pub x509_cert: Option<PathBuf>,
+
+    /// Unencrypted PEM private key of --x509-cert.
+    #[arg(long, value_name = "KEY.pem", requires = "x509_cert")]
+    pub x509_key: Option<PathBuf>,
+
+    /// PEM intermediate CA certificates to include in each signature.
+    #[arg(long, value_name = "INTERMEDIATES.pem", requires = "x509_cert")]
+    pub x509_chain: Option<PathBuf>,
 }
 
 fn parse_version(text: &str) -> Result<Version, String> {

@@ -18,7 +18,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use manifests::{KeyId, TrustedKeys};
+use manifests::{KeyId, RoleKeys, TrustedKeys};
 use minisign::{KeyPair, PublicKey, SecretKey, SecretKeyBox};
 use thiserror::Error;
 
@@ -79,6 +79,9 @@ pub enum KeyError {
 
     #[error("generating a key pair failed: {0}")]
     Generate(String),
+
+    #[error("no signing key given: pass --key SECRET_KEY")]
+    NoKey,
 
     #[error("signing {what} failed: {reason}")]
     Sign { what: String, reason: String },
@@ -182,6 +185,11 @@ impl SigningKey {
         &self.trusted
     }
 
+    /// The bare base64 line of the public key, as `root.json` stores it.
+    pub fn public_base64(&self) -> String {
+        self.public.to_base64()
+    }
+
     /// The public key in minisign's public key file format.
     pub fn public_key_text(&self) -> String {
         public_key_text(&self.public).expect("a loaded public key always encodes")
@@ -211,6 +219,85 @@ impl SigningKey {
             .verify(file, data, &text)
             .map_err(|e| failed(e.to_string()))?;
         Ok(text)
+    }
+}
+
+/// Every key given with `--key` (repeatable), deduplicated and sorted by key
+/// id, so that the signature blocks they write come in the same order
+/// whatever order the command line named them in (publications stay
+/// byte-for-byte reproducible).
+pub struct SigningKeys {
+    keys: Vec<SigningKey>,
+}
+
+impl SigningKeys {
+    /// Loads every key in `paths`; the one password (file or environment)
+    /// is tried for each encrypted key.
+    pub fn load(paths: &[PathBuf], password_file: Option<&Path>) -> Result<Self, KeyError> {
+        let mut keys: Vec<SigningKey> = Vec::with_capacity(paths.len());
+        for path in paths {
+            let key = SigningKey::load(path, password_file)?;
+            if !keys.iter().any(|k| k.id() == key.id()) {
+                keys.push(key);
+            }
+        }
+        if keys.is_empty() {
+            return Err(KeyError::NoKey);
+        }
+        keys.sort_by_key(SigningKey::id);
+        Ok(SigningKeys { keys })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &SigningKey> {
+        self.keys.iter()
+    }
+
+    /// The key ids, as minisign shows them, comma-separated for messages.
+    pub fn describe(&self) -> String {
+        let ids: Vec<String> = self.keys.iter().map(|k| k.id().to_string()).collect();
+        ids.join(", ")
+    }
+
+    /// The files the keys came from, for messages.
+    pub fn paths(&self) -> String {
+        let paths: Vec<String> = self
+            .keys
+            .iter()
+            .map(|k| k.path().display().to_string())
+            .collect();
+        paths.join(", ")
+    }
+
+    /// The public halves, any one of which is enough: how a repository
+    /// without `root.json` is checked (a node's `public_keys`).
+    pub fn any_of(&self) -> RoleKeys {
+        let mut keys = TrustedKeys::new();
+        for key in &self.keys {
+            keys.add_text(&key.public_key_text(), &key.path().display().to_string())
+                .expect("a loaded key's public half parses");
+        }
+        RoleKeys::new("signing", keys, 1).expect("at least one key is loaded")
+    }
+
+    /// One signature block per key, concatenated in key id order: the
+    /// `.minisig` of a multi-signed file.
+    pub fn sign(&self, data: &[u8], file: &str, timestamp: i64) -> Result<Vec<u8>, KeyError> {
+        self.sign_with(data, file, timestamp, |_| true)
+    }
+
+    /// Like [`SigningKeys::sign`], with only the keys `include` accepts.
+    pub fn sign_with(
+        &self,
+        data: &[u8],
+        file: &str,
+        timestamp: i64,
+        include: impl Fn(KeyId) -> bool,
+    ) -> Result<Vec<u8>, KeyError> {
+        let mut out = Vec::new();
+        for key in self.keys.iter().filter(|k| include(k.id())) {
+            out.extend(key.sign(data, file, timestamp)?);
+        }
+        Ok(out)
     }
 }
 

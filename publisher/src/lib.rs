@@ -14,6 +14,9 @@
 //! - [`publication`]: building the manifest and the next index from a plan;
 //! - [`repository`]: the repository directory, its lock, verified reads and
 //!   atomic writes;
+//! - [`root_chain`]: the chain of `root.json` versions and the trust the
+//!   publisher reads its own repository with;
+//! - [`x509`]: detached CMS signatures with an X.509 chain (`.p7s`);
 //! - [`commands`]: one module per subcommand, tying the above together;
 //! - [`cli`]: the command line, whose spellings are a contract.
 
@@ -27,3 +30,5 @@ pub mod objects;
 pub mod plan;
 pub mod publication;
 pub mod repository;
+pub mod root_chain;
+pub mod x509;

@@ -19,13 +19,12 @@ use std::path::{Path, PathBuf};
 
 use manifests::index::ManifestRef;
 use manifests::{
-    layout, FormatError, KeyId, VerifiedIndex, VerifiedManifest, MAX_INDEX_BYTES,
-    MAX_SIGNATURE_BYTES,
+    layout, FormatError, VerifiedIndex, VerifiedManifest, MAX_INDEX_BYTES, MAX_SIGNATURE_BYTES,
 };
 use semver::Version;
 use thiserror::Error;
 
-use crate::keys::SigningKey;
+use crate::root_chain::RepoTrust;
 
 /// Held (with `flock`) for the whole of a publication.
 pub const LOCK_FILE: &str = ".ferry-publish.lock";
@@ -69,16 +68,16 @@ pub enum RepositoryError {
     MissingSignature { path: PathBuf, signature: PathBuf },
 
     #[error(
-        "{} is signed by key {found}, not by key {expected} from {}: publish with the key \
-         that signs this repository, or start a new repository for a new key",
-        path.display(),
-        key_path.display()
+        "{} is signed by key {found}, not by key {expected}: publish with the key \
+         that signs this repository, or start a new repository for a new key (or \
+         introduce the new key with `ferry-publish root`)",
+        path.display()
     )]
     ForeignKey {
         path: PathBuf,
         found: String,
-        expected: KeyId,
-        key_path: PathBuf,
+        /// The key ids (and files) the repository was checked with.
+        expected: String,
     },
 
     #[error("{}: {error}; run `ferry-publish verify` to see what is wrong", path.display())]
@@ -195,18 +194,20 @@ impl Repository {
         fs::symlink_metadata(self.path(relative)).is_ok()
     }
 
-    /// The current index, verified with `key`'s public key; `None` for a
-    /// repository that has never been published to.
-    pub fn read_index(&self, key: &SigningKey) -> Result<Option<VerifiedIndex>, RepositoryError> {
+    /// The current index, verified with `trust` (the repository's roots,
+    /// or without a root the public halves of the signing keys); `None`
+    /// for a repository that has never been published to.
+    pub fn read_index(&self, trust: &RepoTrust) -> Result<Option<VerifiedIndex>, RepositoryError> {
         // A signature without an index is the remains of a first publication
         // interrupted between its last two writes: the repository is new.
         let Some(bytes) = self.read(layout::INDEX, MAX_INDEX_BYTES)? else {
             return Ok(None);
         };
         let signature = self.read_signature(layout::INDEX)?;
-        VerifiedIndex::verify(&bytes, &signature, key.trusted_keys())
+        trust
+            .verify_index(&bytes, &signature)
             .map(Some)
-            .map_err(|error| self.verification_error(layout::INDEX, key, error))
+            .map_err(|error| self.verification_error(layout::INDEX, trust, error))
     }
 
     /// The manifest of `version`, verified against its pin in the index.
@@ -214,7 +215,7 @@ impl Repository {
         &self,
         pin: &ManifestRef,
         version: &Version,
-        key: &SigningKey,
+        trust: &RepoTrust,
     ) -> Result<VerifiedManifest, RepositoryError> {
         let relative = layout::manifest(version);
         let bytes =
@@ -224,8 +225,9 @@ impl Repository {
                     path: self.path(&relative),
                 })?;
         let signature = self.read_signature(&relative)?;
-        VerifiedManifest::verify_pinned(bytes, signature, key.trusted_keys(), pin, version)
-            .map_err(|error| self.verification_error(&relative, key, error))
+        trust
+            .verify_manifest(bytes, signature, pin, version)
+            .map_err(|error| self.verification_error(&relative, trust, error))
     }
 
     fn read_signature(&self, relative: &str) -> Result<Vec<u8>, RepositoryError> {
@@ -241,17 +243,19 @@ impl Repository {
     fn verification_error(
         &self,
         relative: &str,
-        key: &SigningKey,
+        trust: &RepoTrust,
         error: FormatError,
     ) -> RepositoryError {
-        match error {
-            FormatError::UntrustedKey { key_id, .. } => RepositoryError::ForeignKey {
-                path: self.path(relative),
-                found: key_id,
-                expected: key.id(),
-                key_path: key.path().to_path_buf(),
-            },
-            error => RepositoryError::Invalid {
+        match (error, trust) {
+            (FormatError::UntrustedKey { key_id, .. }, RepoTrust::Keys(keys)) => {
+                let expected: Vec<String> = keys.key_ids().iter().map(|k| k.to_string()).collect();
+                RepositoryError::ForeignKey {
+                    path: self.path(relative),
+                    found: key_id,
+                    expected: expected.join(", "),
+                }
+            }
+            (error, _) => RepositoryError::Invalid {
                 path: self.path(relative),
                 error,
             },

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 /// Where the freshly built binaries are.
 #[derive(Debug)]
@@ -20,6 +20,8 @@ struct Built {
 
 static BUILT: OnceLock<Built> = OnceLock::new();
 static FAULT_INJECTION: OnceLock<PathBuf> = OnceLock::new();
+static X509: OnceLock<PathBuf> = OnceLock::new();
+static X509_FAULT_INJECTION: OnceLock<PathBuf> = OnceLock::new();
 
 /// The node applier, built from this workspace.
 pub fn ferry() -> &'static Path {
@@ -53,6 +55,57 @@ pub fn ferry_with_fault_injection() -> &'static Path {
         );
         binary
     })
+}
+
+/// `ferry` built with the `x509` feature (CMS signatures, vendored
+/// OpenSSL: the `ferry-x509` of `cargo xtask dist`), in a target directory
+/// of its own for the same reason as [`ferry_with_fault_injection`]. The
+/// first build compiles OpenSSL and takes minutes.
+pub fn ferry_with_x509() -> &'static Path {
+    X509.get_or_init(|| build_x509_variant("x509", "ferry-x509"))
+}
+
+/// `ferry` built with both the `x509` and the `fault-injection` features:
+/// the X.509 build with the injectable clock (`FERRY_NOW`), for tests that
+/// let a certificate expire. [`ferry_with_x509`] stays a build without
+/// fault injection, like the one shipped.
+pub fn ferry_with_x509_and_fault_injection() -> &'static Path {
+    X509_FAULT_INJECTION
+        .get_or_init(|| build_x509_variant("x509,fault-injection", "ferry-x509-fault-injection"))
+}
+
+/// Builds `ferry` with `features` in the `x509` target directory and copies
+/// it to `name` there. Both X.509 variants share that directory, so the
+/// vendored OpenSSL is compiled once; cargo keeps both feature sets' builds
+/// apart, but links either to the same `ferry`, hence the copy, made under
+/// a lock so that no test can run a binary the other variant's build has
+/// just replaced.
+fn build_x509_variant(features: &str, name: &str) -> PathBuf {
+    static BUILDING: Mutex<()> = Mutex::new(());
+    let _building = BUILDING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let profile_dir = profile_dir();
+    let profile = profile_name(&profile_dir);
+    let target_dir = profile_dir
+        .parent()
+        .expect("the profile directory has a parent")
+        .join("x509");
+    let mut command = cargo_build(&target_dir, &profile);
+    command.args(["-p", "ferry", "--features", features]);
+    run_build(command);
+    let built = target_dir.join(&profile).join("ferry");
+    assert!(
+        built.is_file(),
+        "cargo built, but {} does not exist",
+        built.display()
+    );
+    let copy = target_dir.join(&profile).join(name);
+    let partial = target_dir.join(&profile).join(format!("{name}.partial"));
+    std::fs::copy(&built, &partial)
+        .and_then(|_| std::fs::rename(&partial, &copy))
+        .unwrap_or_else(|e| panic!("cannot copy {} to {}: {e}", built.display(), copy.display()));
+    copy
 }
 
 /// The workspace root: the parent of this package's directory.

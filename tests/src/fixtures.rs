@@ -408,6 +408,15 @@ pub struct NodeConfig {
     pub retries: Option<u32>,
     /// `repository.ca_file`: the CA pinned for https.
     pub ca_file: Option<PathBuf>,
+    /// `repository.mirrors`: further sources of the same repository.
+    pub mirrors: Vec<String>,
+    /// `repository.stall_timeout_seconds`.
+    pub stall_timeout_seconds: Option<u32>,
+    /// `repository.min_bytes_per_second`.
+    pub min_bytes_per_second: Option<u64>,
+    /// `[trust] root`: a signed root file to start from; set `public_keys`
+    /// empty with it (the two are exclusive).
+    pub trust_root: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -420,6 +429,10 @@ impl NodeConfig {
             timeout_seconds: None,
             retries: None,
             ca_file: None,
+            mirrors: Vec::new(),
+            stall_timeout_seconds: None,
+            min_bytes_per_second: None,
+            trust_root: None,
         }
     }
 
@@ -444,6 +457,16 @@ impl NodeConfig {
         if let Some(r) = self.retries {
             out.push_str(&format!("retries = {r}\n"));
         }
+        if !self.mirrors.is_empty() {
+            let mirrors: Vec<String> = self.mirrors.iter().map(|m| toml_str(m)).collect();
+            out.push_str(&format!("mirrors = [{}]\n", mirrors.join(", ")));
+        }
+        if let Some(t) = self.stall_timeout_seconds {
+            out.push_str(&format!("stall_timeout_seconds = {t}\n"));
+        }
+        if let Some(r) = self.min_bytes_per_second {
+            out.push_str(&format!("min_bytes_per_second = {r}\n"));
+        }
         out.push_str(&format!(
             "\n[install]\nroot = {}\nstate_dir = {}\n",
             toml_str(&node.root.to_string_lossy()),
@@ -451,6 +474,12 @@ impl NodeConfig {
         ));
         if let Some(k) = self.keep_releases {
             out.push_str(&format!("keep_releases = {k}\n"));
+        }
+        if let Some(root) = &self.trust_root {
+            out.push_str(&format!(
+                "\n[trust]\nroot = {}\n",
+                toml_str(&root.to_string_lossy())
+            ));
         }
         out
     }
@@ -487,6 +516,20 @@ impl Node {
     /// Runs `ferry` on this node.
     pub fn ferry(&self, args: &[&str]) -> Output {
         run(&mut self.command(args))
+    }
+
+    /// Runs the fault-injection build of `ferry` on this node with its
+    /// clock set to `now` (RFC 3339, through `FERRY_NOW`).
+    pub fn ferry_at(&self, now: &str, args: &[&str]) -> Output {
+        let mut command = Command::new(binaries::ferry_with_fault_injection());
+        command
+            .env_remove("FERRY_CONFIG")
+            .env("NO_COLOR", "1")
+            .env("FERRY_NOW", now)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args);
+        run(&mut command)
     }
 
     /// Runs `ferry` and asserts exit code 0.

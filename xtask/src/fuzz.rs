@@ -18,11 +18,13 @@ use anyhow::{bail, Context, Result};
 use crate::cmd::{self, cargo, command_v, repo_root, target_dir};
 
 /// Every target in fuzz/Cargo.toml, in the order they run.
-pub const TARGETS: [&str; 4] = [
+pub const TARGETS: [&str; 6] = [
     "manifest_json",
     "index_json",
+    "root_json",
     "minisign_signature",
     "safe_path",
+    "bundle_reader",
 ];
 
 pub fn run(seconds: u64, only: Option<&str>) -> Result<()> {
@@ -83,6 +85,16 @@ fn run_capturing(command: &mut Command) -> Result<String> {
         println!("  {line}");
     }
     if !output.status.success() {
+        // The tail is libFuzzer's and cargo-fuzz's report; the panic message
+        // that says what broke is further up.
+        let lines: Vec<&str> = stderr.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if line.contains("panicked at") {
+                for context in &lines[i..(i + 2).min(lines.len())] {
+                    eprintln!("  {context}");
+                }
+            }
+        }
         bail!(
             "the fuzzer failed ({}): see the output above; a crashing input is kept in fuzz/artifacts/ and `cargo fuzz run <target> <file>` replays it",
             output.status

@@ -42,6 +42,7 @@ pub fn run(args: &Args) -> Result<()> {
     let bin = stage.path().join("bin");
     std::fs::create_dir_all(&bin)?;
     place(&built.ferry, &bin.join("ferry"))?;
+    place(&built.ferry_x509, &bin.join("ferry-x509"))?;
     place(&built.ferry_publish, &bin.join("ferry-publish"))?;
 
     cmd::banner(&format!(

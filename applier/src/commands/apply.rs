@@ -12,30 +12,40 @@ use crate::config::{Config, InstallMode};
 use crate::error::{NodeError, Result};
 use crate::journal::{Journal, Step};
 use crate::lock::StateLock;
+use crate::patching::{self, Arrival};
 use crate::plan::{human_bytes, UpdatePlan};
 use crate::release_dir::Depth;
-use crate::state::{self, NodeState, Operation, OperationKind, Outcome};
+use crate::state::{self, NodeState, Operation, OperationKind, Outcome, Transfer};
 use crate::store::ContentStore;
 use crate::transport::Transport;
 use crate::trust::{self, TrustedState};
 use crate::{
-    converge, in_place, installed, kept_manifests, recovery, release_dir, retention, space, switch,
-    transport,
+    bases, converge, in_place, installed, kept_manifests, recovery, release_dir, retention, space,
+    switch, transport,
 };
 
 pub struct ApplyArgs {
     pub version: Option<Version>,
     pub dry_run: bool,
     pub allow_downgrade: bool,
+    /// Apply from this offline bundle (a tar) instead of `repository.url`.
+    pub bundle: Option<std::path::PathBuf>,
 }
 
 pub fn run(config: &Config, args: &ApplyArgs) -> Result<()> {
+    // A bundle is checked whole before anything is written — not even the
+    // lock file or a failed operation in the history — so a rejected bundle
+    // leaves the node exactly as it was.
+    let bundle = match &args.bundle {
+        Some(path) => Some(crate::bundle::BundleTransport::open(path)?),
+        None => None,
+    };
     let lock = StateLock::acquire(&config.install.state_dir)?;
     super::announce_recovery(recovery::recover(config, &lock)?);
     let started = Timestamp::now();
     let from = installed::version(config)?;
     let mut target = args.version.clone();
-    match prepare(config, args, from.clone(), &mut target) {
+    match prepare(config, args, bundle, from.clone(), &mut target) {
         Ok(Prepared::Update(update)) => execute(config, from, *update),
         Ok(Prepared::AlreadyCurrent | Prepared::DryRun) => Ok(()),
         Err(e) => {
@@ -52,6 +62,7 @@ pub fn run(config: &Config, args: &ApplyArgs) -> Result<()> {
                 finished_at: Timestamp::now(),
                 message: e.to_string(),
                 bytes_downloaded: 0,
+                transfer: Default::default(),
             };
             let _ = state::record(&config.install.state_dir, &mut node, operation);
             Err(e)
@@ -69,6 +80,9 @@ enum Prepared {
 struct Update {
     transport: Box<dyn Transport>,
     manifest: VerifiedManifest,
+    /// When `manifest` was verified (the node's clock): kept with it, so a
+    /// node requiring X.509 alone can re-verify it at that time later.
+    verified_at: Timestamp,
     plan: UpdatePlan,
     store: ContentStore,
     /// In-place mode: the writes to make.
@@ -78,6 +92,7 @@ struct Update {
 fn prepare(
     config: &Config,
     args: &ApplyArgs,
+    bundle: Option<crate::bundle::BundleTransport>,
     from: Option<Version>,
     target_out: &mut Option<Version>,
 ) -> Result<Prepared> {
@@ -85,10 +100,27 @@ fn prepare(
     let state_dir = &config.install.state_dir;
     let channel = &config.repository.channel;
     let keys = config.trusted_keys()?;
-    let transport = transport::open(&config.repository)?;
+    // A bundle is one more transport: verified exactly like a repository.
+    let transport: Box<dyn Transport> = match bundle {
+        Some(bundle) => Box::new(bundle),
+        None => transport::open(&config.repository)?,
+    };
     let mut trusted = TrustedState::load(state_dir)?;
+    // Follow the repository's roots first: they decide which keys sign the
+    // index and manifests. A dry run walks them without saving anything.
+    let now = trust::now()?;
+    let keys = keys.update(
+        transport.as_ref(),
+        state_dir,
+        &mut trusted,
+        now,
+        !args.dry_run,
+    )?;
 
-    let index = trust::fetch_index(transport.as_ref(), &keys, &trusted, Timestamp::now())?;
+    // With mirrors: every source's index is verified, the highest serial wins.
+    let index = crate::mirrors::fetch_index(transport.as_ref(), |source| {
+        trust::fetch_index(source, &keys, &trusted, now)
+    })?;
     let channel_index =
         index.index().channels.get(channel).ok_or_else(|| {
             let known: Vec<&str> = index.index().channels.keys().map(String::as_str).collect();
@@ -109,8 +141,11 @@ fn prepare(
             )));
         }
     }
-    let manifest =
-        trust::fetch_manifest(transport.as_ref(), &keys, index.index(), channel, &target)?;
+    let manifest = crate::mirrors::fetch_manifest(
+        transport.as_ref(),
+        &manifests::layout::manifest(&target),
+        |source| trust::fetch_manifest(source, &keys, index.index(), channel, &target, now),
+    )?;
     trust::check_supported(manifest.manifest())?;
     if let (Some(min), Some(current)) = (&manifest.manifest().min_upgrade_from, &from) {
         if current < min {
@@ -162,7 +197,8 @@ fn prepare(
         ContentStore::open(state_dir)?
     };
     let held = held_contents(&store, manifest.manifest())?;
-    let plan = UpdatePlan::compute(manifest.manifest(), from.clone(), &held);
+    let bases = bases::locate(config, &store, manifest.manifest(), &held, from.as_ref())?;
+    let plan = UpdatePlan::compute(manifest.manifest(), from.clone(), &held, &bases);
     if args.dry_run {
         println!("{plan}");
         println!("dry run: nothing changed");
@@ -183,6 +219,7 @@ fn prepare(
     Ok(Prepared::Update(Box::new(Update {
         transport,
         manifest,
+        verified_at: now,
         plan,
         store,
         changeset,
@@ -195,6 +232,7 @@ fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()>
     let Update {
         transport,
         manifest,
+        verified_at,
         plan,
         store,
         changeset,
@@ -214,18 +252,28 @@ fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()>
             release_dir::clean_leftovers(root)
                 .map_err(|e| NodeError::io("cannot clean leftovers of an earlier run", e))?;
         }
+        journal.transfer.bytes_full_equivalent = plan.full_download_bytes();
         for fetch in &plan.fetches {
-            journal.bytes_downloaded += store.fetch(
+            // With mirrors: the next source when one fails to deliver it.
+            let arrival = crate::mirrors::first_good(
                 transport.as_ref(),
-                &fetch.content,
-                fetch.mode,
-                fetch.files[0].as_str(),
+                &fetch.content.object.path,
+                |source| patching::fetch(&store, source, fetch, &mut journal.bytes_downloaded),
             )?;
+            let t = &mut journal.transfer;
+            match arrival {
+                Arrival::Delta => t.deltas_used += 1,
+                Arrival::Full => t.full_objects += 1,
+                Arrival::FullAfterFailedDelta => {
+                    t.full_objects += 1;
+                    t.delta_fallbacks += 1;
+                }
+            }
         }
         if changeset.is_none() {
             stage_or_reuse(&manifest, &store, root, &release)?;
         }
-        kept_manifests::save(state_dir, &manifest)?;
+        kept_manifests::save(state_dir, &manifest, verified_at)?;
         if changeset.is_none() {
             journal.advance(state_dir, Step::Staged)?;
         }
@@ -238,7 +286,7 @@ fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()>
 
     if let Some(entries) = changeset {
         in_place::switch(config, &mut journal, &store, entries)?;
-        let downloaded = journal.bytes_downloaded;
+        let transfer = describe_transfer(journal.bytes_downloaded, &journal.transfer);
         recovery::conclude(
             config,
             &mut journal,
@@ -246,9 +294,8 @@ fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()>
             format!("updated to {target}"),
         )?;
         println!(
-            "updated {} -> {target} in place ({} downloaded)",
+            "updated {} -> {target} in place ({transfer})",
             from.map_or("nothing".to_string(), |v| v.to_string()),
-            human_bytes(downloaded)
         );
         return in_place::finish(config);
     }
@@ -273,7 +320,7 @@ fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()>
         return Err(NodeError::Other(message));
     }
     journal.advance(state_dir, Step::Verified)?;
-    let downloaded = journal.bytes_downloaded;
+    let transfer = describe_transfer(journal.bytes_downloaded, &journal.transfer);
     recovery::conclude(
         config,
         &mut journal,
@@ -281,15 +328,32 @@ fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()>
         format!("updated to {target}"),
     )?;
     println!(
-        "updated {} -> {target} ({} downloaded, {} reused)",
+        "updated {} -> {target} ({transfer}; {} reused)",
         from.map_or("nothing".to_string(), |v| v.to_string()),
-        human_bytes(downloaded),
         human_bytes(plan.reused_bytes)
     );
     let node = NodeState::load(state_dir)?;
     let current = switch::current_version(root)
         .map_err(|e| NodeError::io("cannot read the current release", e))?;
     retention::prune(config, current.as_ref(), node.previous_version.as_ref())
+}
+
+/// "812.0 KiB downloaded: 3 deltas, 1 full; 41.2 MiB without deltas".
+fn describe_transfer(downloaded: u64, t: &Transfer) -> String {
+    let mut text = format!(
+        "{} downloaded: {} deltas, {} full",
+        human_bytes(downloaded),
+        t.deltas_used,
+        t.full_objects
+    );
+    if t.delta_fallbacks > 0 {
+        text.push_str(&format!(" ({} after a failed delta)", t.delta_fallbacks));
+    }
+    text.push_str(&format!(
+        "; {} without deltas",
+        human_bytes(t.bytes_full_equivalent)
+    ));
+    text
 }
 
 /// Contents of `manifest` that the store already holds, verified.

@@ -1,6 +1,7 @@
 //! One module per subcommand; `main.rs` only dispatches here.
 
 pub mod apply;
+pub mod check;
 pub mod history;
 pub mod repair;
 pub mod restore_points;

@@ -38,7 +38,8 @@ pub fn run(config: &Config) -> Result<()> {
                 continue;
             };
             if !store.holds(&content.sha256, content.size)? {
-                downloaded += store.fetch(
+                downloaded += crate::mirrors::fetch_object(
+                    &store,
                     transport.as_ref(),
                     content,
                     content.mode,
@@ -83,6 +84,7 @@ pub fn run(config: &Config) -> Result<()> {
             finished_at: Timestamp::now(),
             message: message.clone(),
             bytes_downloaded: *result.as_ref().unwrap_or(&0),
+            transfer: Default::default(),
         },
     )?;
     result?;

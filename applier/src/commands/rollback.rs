@@ -50,6 +50,7 @@ pub fn run(config: &Config, to: Option<Version>) -> Result<()> {
                 finished_at: Timestamp::now(),
                 message: e.to_string(),
                 bytes_downloaded: 0,
+                transfer: Default::default(),
             };
             let _ = state::record(state_dir, &mut node, operation);
             return Err(e);

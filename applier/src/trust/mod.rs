@@ -1,14 +1,18 @@
-//! Fetching the index and manifests and deciding whether to believe them.
+//! Fetching the root, the index and manifests and deciding whether to
+//! believe them.
 //!
-//! The order is fixed: fetch capped bytes, verify the signature over exactly
-//! those bytes, then parse (inside `manifests::Verified*`), then apply node
-//! policy: expiry, and the serial a node has already seen, so a mirror cannot
-//! replay an older signed index to hold a node back.
+//! The order is fixed: walk the root of trust forward ([`root_chain`]),
+//! then for each file fetch capped bytes, verify the signatures over exactly
+//! those bytes with the keys and threshold of the role that signs it (or,
+//! on a node requiring X.509 alone, its `.p7s` against `x509_roots`), then
+//! parse (inside `manifests::Verified*`), then apply node policy: expiry,
+//! and the serial a node has already seen, so a mirror cannot replay an
+//! older signed index to hold a node back.
 
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
-use manifests::{layout, Index, TrustedKeys, VerifiedIndex, VerifiedManifest};
+use manifests::{layout, Index, Role, VerifiedIndex, VerifiedManifest};
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
@@ -16,11 +20,26 @@ use crate::durable;
 use crate::error::{NodeError, Result};
 use crate::transport::{fetch_bytes, FetchError, Transport};
 
+pub mod clock;
+pub mod root_chain;
+
+pub use clock::now;
+pub use root_chain::NodeTrust;
+
 /// What this node has trusted before; persisted in `state_dir/trusted.json`.
+/// Fields added later default, so older files still load.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct TrustedState {
     /// Highest index serial this node accepted.
     pub index_serial: u64,
+    /// Highest root version this node trusted (0: the implicit root of
+    /// `public_keys`); a repository whose roots end below it is refused.
+    #[serde(default)]
+    pub root_version: u64,
+    /// The index role's key ids `index_serial` was accepted under; when
+    /// they change the serial starts again from 0 (fast-forward recovery).
+    #[serde(default)]
+    pub index_role_keys: Vec<String>,
 }
 
 impl TrustedState {
@@ -42,7 +61,7 @@ impl TrustedState {
 
 /// Fetches a detached signature; a missing one is a verification failure
 /// (the file is unsigned), not a network error.
-fn fetch_signature(transport: &dyn Transport, path: &str) -> Result<Vec<u8>> {
+pub(crate) fn fetch_signature(transport: &dyn Transport, path: &str) -> Result<Vec<u8>> {
     let sig_path = layout::signature_of(path);
     match fetch_bytes(transport, &sig_path, manifests::MAX_SIGNATURE_BYTES) {
         Ok(bytes) => Ok(bytes),
@@ -53,9 +72,13 @@ fn fetch_signature(transport: &dyn Transport, path: &str) -> Result<Vec<u8>> {
     }
 }
 
+/// Fetches and verifies `index.json` with the index role of `trust`'s
+/// current root (walk it first: [`NodeTrust::update`]), and its `.p7s` on
+/// top if required; or by its `.p7s` alone when `[trust] require` is
+/// `["x509"]`. Expiry and the serial are checked either way.
 pub fn fetch_index(
     transport: &dyn Transport,
-    keys: &TrustedKeys,
+    trust: &NodeTrust,
     trusted: &TrustedState,
     now: Timestamp,
 ) -> Result<VerifiedIndex> {
@@ -66,18 +89,34 @@ pub fn fetch_index(
             )),
             other => other.into(),
         })?;
-    let signature = fetch_signature(transport, layout::INDEX)?;
-    let verified = VerifiedIndex::verify(&bytes, &signature, keys)?;
+    let verified = match trust.current() {
+        Some(root) => {
+            let signature = fetch_signature(transport, layout::INDEX)?;
+            let verified = VerifiedIndex::verify(&bytes, &signature, root.role(Role::Index))?;
+            // X.509 on top of minisign when `[trust] require` asks for it,
+            // over the same exact bytes, before anything in them is used.
+            trust.x509().check(transport, layout::INDEX, &bytes, now)?;
+            verified
+        }
+        // X.509 alone: the `.p7s` is checked over exactly these bytes
+        // before they are parsed; a `.minisig` is not even fetched.
+        None => {
+            let der = trust.x509().fetch(transport, layout::INDEX)?;
+            VerifiedIndex::verify_cms(&bytes, &der, |bytes: &[u8], der: &[u8]| {
+                trust.x509().verify(layout::INDEX, bytes, der, now)
+            })?
+        }
+    };
     let index = verified.index();
     if index.expires <= now {
         return Err(NodeError::verification(format!(
-            "index.json expired at {} (serial {}); the publisher must re-sign it — a stale index may be hiding newer releases",
+            "index.json expired at {} (serial {}, now {now}); the publisher must re-sign it (`ferry-publish refresh`) — a stale index may be hiding newer releases",
             index.expires, index.serial
         )));
     }
     if index.serial < trusted.index_serial {
         return Err(NodeError::verification(format!(
-            "index.json has serial {}, older than serial {} this node already trusted: the repository or a mirror is replaying an old index",
+            "index.json has serial {}, older than serial {} this node already trusted: the repository or a mirror is replaying an old index; nothing was installed",
             index.serial, trusted.index_serial
         )));
     }
@@ -85,12 +124,16 @@ pub fn fetch_index(
 }
 
 /// Fetches and verifies the manifest of `version` on `channel`, pinned by `index`.
+/// The manifest is verified with the manifests role of `trust`'s current
+/// root (and its `.p7s` on top, if required), or by its `.p7s` alone when
+/// `[trust] require` is `["x509"]`, with certificates judged at `now`.
 pub fn fetch_manifest(
     transport: &dyn Transport,
-    keys: &TrustedKeys,
+    trust: &NodeTrust,
     index: &Index,
     channel: &str,
     version: &Version,
+    now: Timestamp,
 ) -> Result<VerifiedManifest> {
     let pin = index.release(channel, version).ok_or_else(|| {
         let published: Vec<String> = index
@@ -114,8 +157,32 @@ pub fn fetch_manifest(
         )),
         other => other.into(),
     })?;
-    let signature = fetch_signature(transport, &path)?;
-    let verified = VerifiedManifest::verify_pinned(bytes, signature, keys, pin, version)?;
+    let verified = match trust.current() {
+        Some(root) => {
+            let signature = fetch_signature(transport, &path)?;
+            let verified = VerifiedManifest::verify_pinned(
+                bytes,
+                signature,
+                root.role(Role::Manifests),
+                pin,
+                version,
+            )?;
+            trust
+                .x509()
+                .check(transport, &path, verified.bytes(), now)?;
+            verified
+        }
+        None => {
+            let der = trust.x509().fetch(transport, &path)?;
+            VerifiedManifest::verify_pinned_cms(
+                bytes,
+                der,
+                pin,
+                version,
+                |bytes: &[u8], der: &[u8]| trust.x509().verify(&path, bytes, der, now),
+            )?
+        }
+    };
     if verified.manifest().channel != channel {
         return Err(NodeError::verification(format!(
             "manifest of {version} belongs to channel {:?}, but the index lists it under {channel:?}",

@@ -6,9 +6,12 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
 
+pub mod bundle;
 pub mod keygen;
 pub mod list;
+pub mod refresh;
 pub mod release;
+pub mod root;
 pub mod verify;
 
 /// Runs the parsed command line. `Ok` carries the exit code of a command
@@ -20,5 +23,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Release(args) => release::run(&args),
         Command::Verify(args) => verify::run(&args),
         Command::List(args) => list::run(&args),
+        Command::Refresh(args) => refresh::run(&args),
+        Command::Root(command) => root::run(command),
+        Command::Bundle(args) => bundle::run(&args),
     }
 }

@@ -8,8 +8,9 @@
 //! keeps every state a reader can see usable:
 //!
 //! 1. new objects, then new deltas, synced: nothing names them yet;
-//! 2. the manifest and its signature: no index pins them yet;
-//! 3. `index.json.minisig`, then `index.json`.
+//! 2. the manifest and its signatures: no index pins them yet;
+//! 3. `index.json.p7s` (with `--x509-cert`), `index.json.minisig`, then
+//!    `index.json`.
 //!
 //! Step 3 has a short window (two renames) in which a reader can pair the
 //! new signature with the old index and fail verification; nodes treat that
@@ -27,7 +28,7 @@ use jiff::Timestamp;
 use manifests::canonical::to_canonical_json;
 use manifests::index::{Index, ManifestRef};
 use manifests::manifest::DeltaReport;
-use manifests::{layout, Sha256Digest, VerifiedIndex, MAX_INDEX_BYTES};
+use manifests::{layout, Role, Sha256Digest, VerifiedIndex, MAX_INDEX_BYTES};
 use semver::Version;
 
 use crate::byte_size::ByteSize;
@@ -36,10 +37,12 @@ use crate::deltas::budget::{self, MemoryBudget};
 use crate::deltas::DeltaSettings;
 use crate::deltas::{self, BaseRelease, ComputedDeltas, DeltaFrom, DeltaInputs, DeltaPair};
 use crate::input;
-use crate::keys::SigningKey;
+use crate::keys::SigningKeys;
 use crate::plan::{ReleasePlan, StoredObjects};
 use crate::publication::{self, ReleaseMetadata};
 use crate::repository::Repository;
+use crate::root_chain::RepoTrust;
+use crate::x509;
 
 /// What a successful `release` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,13 +147,22 @@ pub fn publish(args: &ReleaseArgs) -> anyhow::Result<ReleaseOutcome> {
     };
     metadata.check()?;
     let expires = publication::expiry(created, args.expires_in)?;
-    let key = SigningKey::load(&args.key, args.password_file.as_deref())?;
+    let keys = SigningKeys::load(&args.key, args.password_file.as_deref())?;
+    let x509 = x509::load_optional(
+        args.x509.x509_cert.as_ref(),
+        args.x509.x509_key.as_ref(),
+        args.x509.x509_chain.as_ref(),
+    )?;
     let tree = input::walk(&args.input_dir)?;
 
     let repo = Repository::create(&args.repo)?;
     refuse_overlap(&args.input_dir, repo.root())?;
     let _lock = repo.lock()?;
-    let previous = repo.read_index(&key)?;
+    // With a root, refuse keys nodes would not accept before any work.
+    let trust = RepoTrust::load(&repo, &keys)?;
+    trust.check_can_sign(Role::Index, &keys)?;
+    trust.check_can_sign(Role::Manifests, &keys)?;
+    let previous = repo.read_index(&trust)?;
     let previous = previous.as_ref().map(VerifiedIndex::index);
     let version = &metadata.version;
     let channel = &metadata.channel;
@@ -167,7 +179,7 @@ pub fn publish(args: &ReleaseArgs) -> anyhow::Result<ReleaseOutcome> {
     let plan = ReleasePlan::build(&tree, repo.root())?;
     let manifest_path = layout::manifest(version);
     if let Some(pin) = previous.and_then(|i| i.release(channel, version)) {
-        let published = repo.read_manifest(pin, version, &key)?;
+        let published = repo.read_manifest(pin, version, &trust)?;
         let candidate = publication::build_manifest(&plan, &metadata, |digest| {
             plan.contents[digest]
                 .stored
@@ -197,7 +209,7 @@ pub fn publish(args: &ReleaseArgs) -> anyhow::Result<ReleaseOutcome> {
         );
     }
 
-    let bases = read_bases(&repo, &key, previous, channel, version, &args.delta_from)?;
+    let bases = read_bases(&repo, &trust, previous, channel, version, &args.delta_from)?;
     let pairs = deltas::plan_pairs(&plan, &bases);
 
     tracing::info!(missing = plan.missing().count(), "storing objects");
@@ -212,7 +224,13 @@ pub fn publish(args: &ReleaseArgs) -> anyhow::Result<ReleaseOutcome> {
         .validate()
         .context("internal error: the new manifest does not validate")?;
     let manifest_bytes = to_canonical_json(&manifest).context("cannot serialise the manifest")?;
-    let manifest_signature = key.sign(&manifest_bytes, &manifest_path, created.as_second())?;
+    let manifest_signature = trust.sign(
+        Role::Manifests,
+        &keys,
+        &manifest_bytes,
+        &manifest_path,
+        created.as_second(),
+    )?;
     let pin = ManifestRef {
         path: manifest_path.clone(),
         sha256: Sha256Digest::of(&manifest_bytes),
@@ -232,10 +250,18 @@ pub fn publish(args: &ReleaseArgs) -> anyhow::Result<ReleaseOutcome> {
             index_bytes.len()
         );
     }
-    let index_signature = key.sign(&index_bytes, layout::INDEX, created.as_second())?;
+    let index_signature = trust.sign(
+        Role::Index,
+        &keys,
+        &index_bytes,
+        layout::INDEX,
+        created.as_second(),
+    )?;
 
     repo.write_atomic(&manifest_path, &manifest_bytes)?;
     repo.write_atomic(&layout::signature_of(&manifest_path), &manifest_signature)?;
+    x509::write_signature(&repo, &manifest_path, &manifest_bytes, x509.as_ref())?;
+    x509::write_signature(&repo, layout::INDEX, &index_bytes, x509.as_ref())?;
     repo.write_atomic(&layout::signature_of(layout::INDEX), &index_signature)?;
     repo.write_atomic(layout::INDEX, &index_bytes)?;
 
@@ -260,7 +286,7 @@ pub fn publish(args: &ReleaseArgs) -> anyhow::Result<ReleaseOutcome> {
 /// The verified manifests of the base versions `--delta-from` selects.
 fn read_bases(
     repo: &Repository,
-    key: &SigningKey,
+    trust: &RepoTrust,
     index: Option<&Index>,
     channel: &str,
     version: &Version,
@@ -277,7 +303,7 @@ fn read_bases(
                 .channel_of(base)
                 .and_then(|c| index.release(c, base))
                 .expect("base versions are published");
-            let manifest = repo.read_manifest(pin, base, key)?;
+            let manifest = repo.read_manifest(pin, base, trust)?;
             Ok(BaseRelease::from_manifest(manifest.manifest()))
         })
         .collect()
@@ -308,7 +334,7 @@ fn compute_deltas(
     let settings = DeltaSettings {
         level: args.delta_level,
         max_window_log: args.delta_window_log,
-        algorithms: DeltaSettings::BOTH,
+        algorithms: DeltaSettings::DEFAULT.algorithms,
     };
     Ok(deltas::compute(&DeltaInputs {
         repo_root: repo.root(),

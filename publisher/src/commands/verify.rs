@@ -14,12 +14,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
+use anyhow::{bail, Context};
 use jiff::Timestamp;
 use manifests::manifest::{DeltaAlgorithm, DeltaRef, ObjectRef};
 use manifests::FormatError;
 use manifests::{
-    layout, Sha256Digest, TrustedKeys, VerifiedIndex, VerifiedManifest, MAX_INDEX_BYTES,
-    MAX_SIGNATURE_BYTES,
+    layout, Role, RoleKeys, Sha256Digest, TrustedKeys, VerifiedIndex, VerifiedManifest,
+    VerifiedRoot, MAX_INDEX_BYTES, MAX_ROOT_BYTES, MAX_SIGNATURE_BYTES,
 };
 use rayon::prelude::*;
 use semver::Version;
@@ -30,6 +31,7 @@ use crate::deltas::budget::{self, MemoryBudget};
 use crate::deltas::check;
 use crate::objects;
 use crate::repository::{Repository, RepositoryError};
+use crate::root_chain::RootChain;
 
 /// The result of checking a repository.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,6 +40,9 @@ pub struct VerifyReport {
     /// sound.
     pub problems: Vec<String>,
     pub serial: Option<u64>,
+    /// The version of the root the repository was checked with (0: the
+    /// given public keys, no root).
+    pub root_version: u64,
     pub expires: Option<Timestamp>,
     pub channels: usize,
     pub releases: usize,
@@ -50,14 +55,38 @@ pub struct VerifyReport {
 }
 
 pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
-    let mut keys = TrustedKeys::new();
-    keys.add_file(&args.public_key)?;
-    let report = verify_repository(&args.repo, &keys, Timestamp::now());
+    let anchor = match &args.root {
+        Some(path) => {
+            let read = |p: &Path, limit: u64| -> anyhow::Result<Vec<u8>> {
+                let bytes = std::fs::read(p)
+                    .with_context(|| format!("cannot read the trusted root {}", p.display()))?;
+                if bytes.len() as u64 > limit {
+                    bail!("{} is larger than {limit} bytes", p.display());
+                }
+                Ok(bytes)
+            };
+            let signature = Path::new(&layout::signature_of(&path.to_string_lossy())).to_path_buf();
+            VerifiedRoot::verify_self_signed(
+                read(path, MAX_ROOT_BYTES)?,
+                read(&signature, MAX_SIGNATURE_BYTES)?,
+            )
+            .with_context(|| format!("{} is not a valid signed root", path.display()))?
+        }
+        None => {
+            let mut keys = TrustedKeys::new();
+            for key in &args.public_key {
+                keys.add_file(key)?;
+            }
+            VerifiedRoot::from_public_keys(keys)?
+        }
+    };
+    let report = verify_repository(&args.repo, &anchor, Timestamp::now());
     if report.problems.is_empty() {
         println!(
-            "{}: ok — index serial {}, expires {}; {} channel(s), {} release(s), {} object(s) ({}), \
-             {} delta(s) ({}) checked",
+            "{}: ok — root version {}, index serial {}, expires {}; {} channel(s), {} release(s), \
+             {} object(s) ({}), {} delta(s) ({}) checked",
             args.repo.display(),
+            report.root_version,
             report.serial.unwrap_or_default(),
             report.expires.map(|t| t.to_string()).unwrap_or_default(),
             report.channels,
@@ -96,9 +125,11 @@ struct DeltaUse {
     used_by: Vec<String>,
 }
 
-/// Checks the repository at `root` against `keys`, with `now` deciding
-/// whether the index has expired.
-pub fn verify_repository(root: &Path, keys: &TrustedKeys, now: Timestamp) -> VerifyReport {
+/// Checks the repository at `root` as a node trusting `anchor` would: its
+/// roots walked from the anchor (each signed by a threshold of the previous
+/// root's keys and of its own), then everything else with the roles of the
+/// newest root; `now` decides what has expired.
+pub fn verify_repository(root: &Path, anchor: &VerifiedRoot, now: Timestamp) -> VerifyReport {
     let mut report = VerifyReport::default();
     let repo = match Repository::open(root) {
         Ok(r) => r,
@@ -107,6 +138,24 @@ pub fn verify_repository(root: &Path, keys: &TrustedKeys, now: Timestamp) -> Ver
             return report;
         }
     };
+    let trusted = match RootChain::load(&repo, Some(anchor.clone())) {
+        Ok(Some(chain)) => chain.current().clone(),
+        Ok(None) => anchor.clone(),
+        Err(e) => {
+            // Without the chain nothing else can be trusted.
+            report.problems.push(format!("{e:#}"));
+            return report;
+        }
+    };
+    report.root_version = trusted.version();
+    if let Some(expires) = trusted.expires().filter(|_| trusted.is_expired(now)) {
+        report.problems.push(format!(
+            "root version {} expired at {expires} (now {now}): nodes refuse the repository; publish a new root with `ferry-publish root init`, `root sign` and `root rotate`",
+            trusted.version()
+        ));
+    }
+    let keys = trusted.role(Role::Index);
+    let manifest_keys = trusted.role(Role::Manifests);
     let index = match verified_index(&repo, keys) {
         Ok(index) => index,
         Err(problem) => {
@@ -147,7 +196,7 @@ pub fn verify_repository(root: &Path, keys: &TrustedKeys, now: Timestamp) -> Ver
             let version: Version = version_text
                 .parse()
                 .expect("a validated index holds valid versions");
-            let manifest = match verified_manifest(&repo, keys, pin, &version) {
+            let manifest = match verified_manifest(&repo, manifest_keys, pin, &version) {
                 Ok(m) => m,
                 Err(problem) => {
                     report.problems.push(problem);
@@ -253,7 +302,7 @@ fn check_deltas(root: &Path, uses: &[DeltaUse]) -> Vec<String> {
     problems.into_iter().flatten().collect()
 }
 
-fn verified_index(repo: &Repository, keys: &TrustedKeys) -> Result<VerifiedIndex, String> {
+fn verified_index(repo: &Repository, keys: &RoleKeys) -> Result<VerifiedIndex, String> {
     let bytes = read_required(repo, layout::INDEX, MAX_INDEX_BYTES)?;
     let signature = read_required(
         repo,
@@ -264,7 +313,7 @@ fn verified_index(repo: &Repository, keys: &TrustedKeys) -> Result<VerifiedIndex
         // The node-side wording points at a configuration file; here the
         // key came from the command line.
         FormatError::UntrustedKey { key_id, .. } => {
-            let given: Vec<String> = keys.ids().map(|id| id.to_string()).collect();
+            let given: Vec<String> = keys.key_ids().iter().map(|id| id.to_string()).collect();
             format!(
                 "index.json is signed by key {key_id}, not by the given public key {}: \
                  check --public-key",
@@ -277,7 +326,7 @@ fn verified_index(repo: &Repository, keys: &TrustedKeys) -> Result<VerifiedIndex
 
 fn verified_manifest(
     repo: &Repository,
-    keys: &TrustedKeys,
+    keys: &RoleKeys,
     pin: &manifests::ManifestRef,
     version: &Version,
 ) -> Result<VerifiedManifest, String> {

@@ -26,17 +26,25 @@ pub const FALLBACK_BUDGET: u64 = 1 << 30;
 /// small pairs to run two at a time.
 const MIN_DEFAULT_BUDGET: u64 = 256 << 20;
 
-/// Peak memory of computing one delta, from the sizes alone. bidiff holds
-/// base and target, a 4-byte suffix-array slot per base byte and its raw
-/// patch (at most about the target's size); then zstd holds its tables and
-/// two compressed candidates (each at most about the target's size).
+/// Peak memory of computing one delta, from the sizes alone. The two
+/// halves of a pair may run at once (see `compute`), so their peaks add up:
+/// bidiff holds a 4-byte suffix-array slot per base byte and its three
+/// streams (together at most about the target's size), then the split
+/// encoding one more copy of the base (its copy frame is compressed against
+/// it); zstd-patch-from holds its match tables. Both read base and target,
+/// and three compressed candidates are each at most about the target's
+/// size.
 pub fn estimated_peak(base: u64, target: u64) -> u64 {
     let inputs = base.saturating_add(target);
-    let bidiff = base.saturating_mul(4).saturating_add(target);
+    let bidiff = base
+        .saturating_mul(5)
+        .saturating_add(target)
+        .saturating_add(inputs.saturating_mul(8).min(ZSTD_TABLES_MAX));
     let zstd = inputs.saturating_mul(8).min(ZSTD_TABLES_MAX);
-    let candidates = target.saturating_mul(2);
+    let candidates = target.saturating_mul(3);
     inputs
-        .saturating_add(bidiff.max(zstd))
+        .saturating_add(bidiff)
+        .saturating_add(zstd)
         .saturating_add(candidates)
 }
 
@@ -158,8 +166,9 @@ mod tests {
         let small = estimated_peak(1_000, 1_000);
         assert!((2_000..100_000).contains(&small), "{small}");
         let big = estimated_peak(1 << 30, 1 << 30);
-        // Inputs, the suffix array and the candidates dominate.
-        assert_eq!(big, (2 << 30) + (5 << 30) + (2 << 30));
+        // Inputs, the suffix array, a copy of the base, two sets of zstd
+        // tables and the candidates.
+        assert_eq!(big, (2 << 30) + (6 << 30) + 2 * (512 << 20) + (3 << 30));
         assert_eq!(
             parse_mem_available("MemTotal: 10 kB\nMemAvailable:   2048 kB\n"),
             Some(2 << 20)

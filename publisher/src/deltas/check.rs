@@ -133,10 +133,10 @@ mod tests {
         let settings = DeltaSettings {
             level: 3,
             max_window_log: 31,
-            algorithms: if algorithm == DeltaAlgorithm::BidiffZstd {
-                &[DeltaAlgorithm::BidiffZstd]
-            } else {
-                &[DeltaAlgorithm::ZstdPatchFrom]
+            algorithms: match algorithm {
+                DeltaAlgorithm::BidiffZstd => &[DeltaAlgorithm::BidiffZstd],
+                DeltaAlgorithm::ZstdPatchFrom => &[DeltaAlgorithm::ZstdPatchFrom],
+                DeltaAlgorithm::BidiffSplitZstd => &[DeltaAlgorithm::BidiffSplitZstd],
             },
         };
         let buffer = PairBuffer::new([base, target].concat(), base.len());
@@ -154,7 +154,7 @@ mod tests {
     #[test]
     fn sound_deltas_pass_and_every_mismatch_is_named() {
         let (base, target) = (text(1), text(2));
-        for algorithm in DeltaSettings::BOTH.iter().copied() {
+        for algorithm in DeltaSettings::ALL.iter().copied() {
             let (repo, pair, patch) = repo_with_patch(&base, &target, algorithm);
             let root = repo.path();
             let delta = delta_ref(&pair, algorithm, &patch);
@@ -180,7 +180,8 @@ mod tests {
             let mislabelled = DeltaRef {
                 algorithm: match algorithm {
                     DeltaAlgorithm::BidiffZstd => DeltaAlgorithm::ZstdPatchFrom,
-                    DeltaAlgorithm::ZstdPatchFrom => DeltaAlgorithm::BidiffZstd,
+                    DeltaAlgorithm::ZstdPatchFrom => DeltaAlgorithm::BidiffSplitZstd,
+                    DeltaAlgorithm::BidiffSplitZstd => DeltaAlgorithm::BidiffZstd,
                 },
                 ..delta.clone()
             };
@@ -208,7 +209,7 @@ mod tests {
     #[test]
     fn stored_patches_are_identified_or_refused() {
         let (base, target) = (text(3), text(4));
-        for algorithm in DeltaSettings::BOTH.iter().copied() {
+        for algorithm in DeltaSettings::ALL.iter().copied() {
             let (repo, pair, patch) = repo_with_patch(&base, &target, algorithm);
             let buffer = PairBuffer::new([&base[..], &target[..]].concat(), base.len());
             assert_eq!(

@@ -5,7 +5,9 @@
 //! counter, so pairs start strictly in plan order (largest target first: a
 //! big executable started last would leave one core idle at the end). rayon's
 //! own splitting of a parallel iterator would hand each thread a contiguous
-//! half instead. Before loading anything a worker reserves the pair's
+//! half instead. Within a pair, zstd-patch-from and bidiff are the two
+//! halves of a `rayon::join`, so a thread that has run out of pairs helps
+//! with the last, largest one instead of idling. Before loading anything a worker reserves the pair's
 //! estimated peak memory from the [`MemoryBudget`].
 //!
 //! For each pair: the base comes from the repository's object (decompressed,
@@ -122,25 +124,27 @@ fn run_workers(inputs: &DeltaInputs<'_>) -> Result<Vec<PairOutcome>, DeltaError>
     let failed = AtomicBool::new(false);
     let results: Mutex<Vec<Option<Result<PairOutcome, DeltaError>>>> =
         Mutex::new((0..inputs.pairs.len()).map(|_| None).collect());
-    let workers = rayon::current_num_threads().min(inputs.pairs.len());
-    rayon::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|_| loop {
-                if failed.load(Ordering::SeqCst) {
-                    return;
-                }
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(pair) = inputs.pairs.get(i) else {
-                    return;
-                };
-                let result = compute_pair(inputs, pair);
-                if result.is_err() {
-                    failed.store(true, Ordering::SeqCst);
-                }
-                results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(result);
-            });
-        }
-    });
+    // One worker loop per thread of the pool, each pinned to its thread by
+    // `broadcast` rather than spawned: a spawned loop could be stolen by a
+    // thread waiting inside a pair's `rayon::join` (delta::encode), and then
+    // wait for memory that thread holds. Only the join halves, which never
+    // wait on the budget, can move between threads.
+    if !inputs.pairs.is_empty() {
+        rayon::broadcast(|_| loop {
+            if failed.load(Ordering::SeqCst) {
+                return;
+            }
+            let i = next.fetch_add(1, Ordering::SeqCst);
+            let Some(pair) = inputs.pairs.get(i) else {
+                return;
+            };
+            let result = compute_pair(inputs, pair);
+            if result.is_err() {
+                failed.store(true, Ordering::SeqCst);
+            }
+            results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(result);
+        });
+    }
     let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
     results
         .into_iter()

@@ -106,7 +106,7 @@ pub fn existing(
 
 /// The algorithm under which `patch` turns the base into the target.
 pub fn identify(pair: &DeltaPair, contents: &PairBuffer, patch: &[u8]) -> Option<DeltaAlgorithm> {
-    DeltaSettings::BOTH
+    DeltaSettings::ALL
         .iter()
         .copied()
         .find(|algorithm| rebuilds_target(*algorithm, pair, contents.base(), patch).is_ok())

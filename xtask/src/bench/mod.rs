@@ -1,18 +1,21 @@
 //! `cargo xtask bench <what>`: performance measurements of the real release
 //! binaries, each against a baseline measured in the same run.
 //!
-//! One file per benchmark (`apply.rs` today; `deltas`, `verify` and
-//! `lifecycle` are meant to sit beside it). This file holds what they share:
-//! the release build, a scratch directory on a chosen filesystem, a signed
-//! repository and a node to drive, timing of child processes, the disk's own
-//! fsync'd write speed (`dd conv=fsync`), the cost of small durable writes,
-//! statistics and the result table.
+//! One file per benchmark (`apply.rs`, `deltas.rs` with its corpus in
+//! `corpus.rs`, `verify.rs`; `lifecycle` is meant to sit beside them). This
+//! file holds what they share: the release build, a scratch directory on a
+//! chosen filesystem, a signed repository and a node to drive, timing of
+//! child processes, the disk's own fsync'd write speed (`dd conv=fsync`), the
+//! cost of small durable writes, statistics and the result table.
 //!
 //! Nothing here appends to the docs: numbers go to stdout, and
 //! docs/BENCHMARKS.md is written by hand from a real run.
 
 pub mod apply;
+mod corpus;
+pub mod deltas;
 mod syscalls;
+pub mod verify;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -31,11 +34,21 @@ pub enum Bench {
     /// Atomic switch of a release holding one 200 MiB file, against the
     /// disk's own fsync'd write speed (dd conv=fsync), plus the journal's cost.
     Apply(apply::Args),
+    /// ferry's binary patches against bsdiff, xdelta3 and zstd --patch-from
+    /// on real releases of Rust tools and a >= 100 MiB pair, plus the
+    /// publisher's --jobs 1 vs 2 speedup.
+    Deltas(deltas::Args),
+    /// Signature checks per update: index + manifest with 2-of-3 minisign
+    /// signatures, and a CMS signature with a 2-certificate chain, against
+    /// `openssl cms -verify`.
+    Verify(verify::Args),
 }
 
 pub fn run(bench: &Bench) -> Result<()> {
     match bench {
         Bench::Apply(args) => apply::run(args),
+        Bench::Deltas(args) => deltas::run(args),
+        Bench::Verify(args) => verify::run(args),
     }
 }
 

@@ -4,11 +4,19 @@
 //! HTTP needs nothing more than GET, HEAD and byte ranges. Serving it from
 //! the test process (threads and `std::net`, no async runtime) lets a test
 //! count what a node downloaded and make the network misbehave on purpose:
-//! slow answers, error statuses, cut or corrupted bodies, stalls, servers that
-//! ignore `Range`. It binds 127.0.0.1 only and stops when dropped.
+//! slow answers, error statuses, cut or corrupted bodies, stalls, trickles,
+//! endless bodies, servers that ignore `Range` ([`Fault`], by path prefix),
+//! and stale or foreign files served in place of the real ones
+//! ([`TestServer::snapshot`], [`TestServer::replay`],
+//! [`TestServer::serve_bytes`], by exact path). It binds 127.0.0.1 only and
+//! stops when dropped.
 //!
 //! Every response carries `Connection: close`: one request per connection
 //! keeps the server simple and every client copes with it.
+
+mod faults;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -19,26 +27,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-/// Something to do wrong when answering a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fault {
-    /// Wait this long before answering.
-    Delay(Duration),
-    /// Answer with this status and a short text body instead of the file.
-    Status(u16),
-    /// Announce the full length, send this many body bytes, then close.
-    TruncateBody(u64),
-    /// Invert the byte at this offset of the file (if the response covers it).
-    FlipByte(u64),
-    /// Send this many body bytes, then stop sending without closing, until
-    /// the server is dropped (or [`STALL_LIMIT`] passes).
-    Stall(u64),
-    /// Answer a range request with the whole file and status 200.
-    IgnoreRange,
-}
+pub use faults::Fault;
 
-/// The longest a [`Fault::Stall`] holds a connection: the server stops by
-/// itself even if a test forgets to drop it.
+/// The longest a [`Fault::Stall`], [`Fault::Trickle`] or [`Fault::Endless`]
+/// holds a connection: the server stops by itself even if a test forgets
+/// to drop it.
 pub const STALL_LIMIT: Duration = Duration::from_secs(120);
 
 /// One request the server received.
@@ -56,9 +49,21 @@ pub struct Request {
 
 struct FaultRule {
     prefix: String,
+    /// Match the path exactly rather than as a prefix.
+    exact: bool,
     fault: Fault,
     /// How many more requests it applies to; `None`: all of them.
     remaining: Option<u64>,
+}
+
+impl FaultRule {
+    fn matches(&self, path: &str) -> bool {
+        if self.exact {
+            path == self.prefix
+        } else {
+            path.starts_with(self.prefix.as_str())
+        }
+    }
 }
 
 struct State {
@@ -66,7 +71,22 @@ struct State {
     shutdown: AtomicBool,
     /// Every matching fault applies.
     faults: Mutex<Vec<FaultRule>>,
+    /// Bytes served instead of the file at exactly this path.
+    overrides: Mutex<BTreeMap<String, Vec<u8>>>,
+    /// Copies of files taken by [`TestServer::snapshot`].
+    snapshots: Mutex<BTreeMap<String, Vec<u8>>>,
     log: Mutex<Vec<Request>>,
+}
+
+impl State {
+    fn is_shut_down(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
+    }
+}
+
+/// A path as the server keys it: without a leading `/`.
+fn key(path: &str) -> String {
+    path.trim_start_matches('/').to_string()
 }
 
 /// A running server. Dropping it stops it.
@@ -91,6 +111,8 @@ impl TestServer {
             root,
             shutdown: AtomicBool::new(false),
             faults: Mutex::new(Vec::new()),
+            overrides: Mutex::new(BTreeMap::new()),
+            snapshots: Mutex::new(BTreeMap::new()),
             log: Mutex::new(Vec::new()),
         });
         let accept_state = Arc::clone(&state);
@@ -133,17 +155,82 @@ impl TestServer {
         self.add_fault(path_prefix, fault, Some(times));
     }
 
-    fn add_fault(&self, path_prefix: &str, fault: Fault, remaining: Option<u64>) {
-        let prefix = path_prefix.trim_start_matches('/').to_string();
+    /// Like [`set_fault`], but only for requests of exactly `path`: a
+    /// prefix `index.json` would also hit `index.json.minisig`.
+    ///
+    /// [`set_fault`]: TestServer::set_fault
+    pub fn set_fault_exact(&self, path: &str, fault: Fault) {
         self.state.faults.lock().unwrap().push(FaultRule {
-            prefix,
+            prefix: key(path),
+            exact: true,
+            fault,
+            remaining: None,
+        });
+    }
+
+    fn add_fault(&self, path_prefix: &str, fault: Fault, remaining: Option<u64>) {
+        self.state.faults.lock().unwrap().push(FaultRule {
+            prefix: key(path_prefix),
+            exact: false,
             fault,
             remaining,
         });
     }
 
+    /// Removes every fault, replay and served-bytes override: the server
+    /// serves the directory as it is again. Snapshots are kept.
     pub fn clear_faults(&self) {
         self.state.faults.lock().unwrap().clear();
+        self.state.overrides.lock().unwrap().clear();
+    }
+
+    /// Serves `bytes` for requests of exactly `path` instead of the file
+    /// (which need not exist), until [`clear_faults`] or [`stop_serving`].
+    /// Faults still apply on top.
+    ///
+    /// [`clear_faults`]: TestServer::clear_faults
+    /// [`stop_serving`]: TestServer::stop_serving
+    pub fn serve_bytes(&self, path: &str, bytes: impl Into<Vec<u8>>) {
+        self.state
+            .overrides
+            .lock()
+            .unwrap()
+            .insert(key(path), bytes.into());
+    }
+
+    /// Serves the file at `path` from the directory again.
+    pub fn stop_serving(&self, path: &str) {
+        self.state.overrides.lock().unwrap().remove(&key(path));
+    }
+
+    /// Keeps a copy of the file at `path` as it is now, for [`replay`].
+    ///
+    /// [`replay`]: TestServer::replay
+    pub fn snapshot(&self, path: &str) {
+        let file = self.state.root.join(key(path));
+        let bytes = std::fs::read(&file)
+            .unwrap_or_else(|e| panic!("snapshot: cannot read {}: {e}", file.display()));
+        self.state
+            .snapshots
+            .lock()
+            .unwrap()
+            .insert(key(path), bytes);
+    }
+
+    /// Serves the copy [`snapshot`] took of `path` instead of its current
+    /// version: a mirror replaying an earlier file.
+    ///
+    /// [`snapshot`]: TestServer::snapshot
+    pub fn replay(&self, path: &str) {
+        let bytes = self
+            .state
+            .snapshots
+            .lock()
+            .unwrap()
+            .get(&key(path))
+            .cloned()
+            .unwrap_or_else(|| panic!("replay: no snapshot of {path}"));
+        self.serve_bytes(path, bytes);
     }
 
     /// Every request received so far, in arrival order.
@@ -267,7 +354,7 @@ fn handle(mut stream: TcpStream, state: &State) -> io::Result<()> {
         .lock()
         .unwrap()
         .iter_mut()
-        .filter(|rule| path.starts_with(rule.prefix.as_str()))
+        .filter(|rule| rule.matches(&path))
         .filter_map(|rule| match &mut rule.remaining {
             Some(0) => None,
             Some(n) => {
@@ -317,16 +404,18 @@ fn handle(mut stream: TcpStream, state: &State) -> io::Result<()> {
         return simple(&mut stream, 400, "refused path\n", head);
     }
     let file = state.root.join(&path);
-    let data = match std::fs::metadata(&file) {
-        Ok(m) if m.is_file() => std::fs::read(&file)?,
+    let replaced = state.overrides.lock().unwrap().get(&path).cloned();
+    let data = match (replaced, std::fs::metadata(&file)) {
+        (Some(bytes), _) => bytes,
+        (None, Ok(m)) if m.is_file() => std::fs::read(&file)?,
         _ => {
             set_status(404);
             return simple(&mut stream, 404, "not found\n", head);
         }
     };
     let len = data.len() as u64;
-    let ignore_range = faults.contains(&Fault::IgnoreRange);
-    let range = if ignore_range {
+    let shape = faults::shape(&faults, len);
+    let range = if shape.ignore_range {
         None
     } else {
         request.range.as_deref().and_then(parse_range)
@@ -347,11 +436,15 @@ fn handle(mut stream: TcpStream, state: &State) -> io::Result<()> {
         }
     };
     set_status(status);
+    let content_length = match shape.content_length {
+        None => format!("Content-Length: {}\r\n", end - start),
+        Some(Some(n)) => format!("Content-Length: {n}\r\n"),
+        Some(None) => String::new(),
+    };
     let mut headers = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: application/octet-stream\r\n\
-         Content-Length: {}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n",
+         {content_length}Accept-Ranges: bytes\r\nConnection: close\r\n",
         reason(status),
-        end - start
     );
     if status == 206 {
         headers.push_str(&format!(
@@ -365,30 +458,17 @@ fn handle(mut stream: TcpStream, state: &State) -> io::Result<()> {
         return Ok(());
     }
 
-    let mut body = data[start as usize..end as usize].to_vec();
-    let mut limit = body.len() as u64;
-    let mut stall = false;
-    for fault in &faults {
-        match *fault {
-            Fault::FlipByte(offset) if (start..end).contains(&offset) => {
-                body[(offset - start) as usize] ^= 0xff;
-            }
-            Fault::TruncateBody(n) => limit = limit.min(n),
-            Fault::Stall(n) if n < limit => {
-                limit = n;
-                stall = true;
-            }
-            _ => {}
-        }
-    }
-    for chunk in body[..limit as usize].chunks(16 * 1024) {
-        state.log.lock().unwrap()[slot].body_bytes += chunk.len() as u64;
-        stream.write_all(chunk)?;
-    }
-    stream.flush()?;
-    if stall {
-        sleep_unless_shutdown(state, STALL_LIMIT);
-    }
+    let body = data[start as usize..end as usize].to_vec();
+    let count = |n: u64| state.log.lock().unwrap()[slot].body_bytes += n;
+    faults::send_body(
+        &mut stream,
+        state,
+        &faults,
+        start,
+        body,
+        shape.extra,
+        &count,
+    )?;
     let _ = stream.shutdown(Shutdown::Both);
     Ok(())
 }
@@ -409,7 +489,7 @@ fn simple(stream: &mut TcpStream, status: u16, body: &str, head: bool) -> io::Re
 
 fn sleep_unless_shutdown(state: &State, d: Duration) {
     let until = Instant::now() + d;
-    while Instant::now() < until && !state.shutdown.load(Ordering::SeqCst) {
+    while Instant::now() < until && !state.is_shut_down() {
         thread::sleep(Duration::from_millis(10).min(until - Instant::now()));
     }
 }
@@ -472,121 +552,5 @@ fn reason(status: u16) -> &'static str {
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         _ => "Fault",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn get(server: &TestServer, path: &str, extra: &str) -> (String, Vec<u8>) {
-        let mut s = TcpStream::connect(server.addr()).unwrap();
-        write!(s, "GET /{path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n").unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).unwrap();
-        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-        (
-            String::from_utf8_lossy(&raw[..split]).into_owned(),
-            raw[split + 4..].to_vec(),
-        )
-    }
-
-    fn server_with_file() -> (tempfile::TempDir, TestServer) {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("objects")).unwrap();
-        std::fs::write(dir.path().join("objects/f"), b"0123456789").unwrap();
-        let server = TestServer::serve(dir.path());
-        (dir, server)
-    }
-
-    #[test]
-    fn serves_files_ranges_and_404() {
-        let (_dir, server) = server_with_file();
-        let (h, body) = get(&server, "objects/f", "");
-        assert!(h.starts_with("HTTP/1.1 200"), "{h}");
-        assert_eq!(body, b"0123456789");
-        let (h, body) = get(&server, "objects/f", "Range: bytes=3-\r\n");
-        assert!(
-            h.starts_with("HTTP/1.1 206") && h.contains("Content-Range: bytes 3-9/10"),
-            "{h}"
-        );
-        assert_eq!(body, b"3456789");
-        let (h, body) = get(&server, "objects/f", "Range: bytes=2-4\r\n");
-        assert!(h.contains("Content-Range: bytes 2-4/10"), "{h}");
-        assert_eq!(body, b"234");
-        let (h, _) = get(&server, "objects/f", "Range: bytes=10-\r\n");
-        assert!(h.starts_with("HTTP/1.1 416"), "{h}");
-        let (h, _) = get(&server, "objects/missing", "");
-        assert!(h.starts_with("HTTP/1.1 404"), "{h}");
-        let (h, _) = get(&server, "objects/../objects/f", "");
-        assert!(h.starts_with("HTTP/1.1 400"), "{h}");
-        assert_eq!(server.bytes_served_by_path()["objects/f"], 10 + 7 + 3);
-        assert_eq!(server.requests_for("objects/f").len(), 4);
-    }
-
-    #[test]
-    fn faults_apply_by_prefix() {
-        let (_dir, server) = server_with_file();
-        server.set_fault("objects/", Fault::FlipByte(1));
-        server.set_fault("/objects/f", Fault::TruncateBody(4));
-        let (_, body) = get(&server, "objects/f", "");
-        assert_eq!(body, [b'0', b'1' ^ 0xff, b'2', b'3']);
-        server.clear_faults();
-        server.set_fault("", Fault::IgnoreRange);
-        let (h, body) = get(&server, "objects/f", "Range: bytes=5-\r\n");
-        assert!(h.starts_with("HTTP/1.1 200"), "{h}");
-        assert_eq!(body.len(), 10);
-        server.clear_faults();
-        server.set_fault("", Fault::Status(503));
-        let (h, _) = get(&server, "objects/f", "");
-        assert!(h.starts_with("HTTP/1.1 503"), "{h}");
-        server.clear_faults();
-        server.set_fault("", Fault::Delay(Duration::from_millis(200)));
-        let t = Instant::now();
-        get(&server, "objects/f", "");
-        assert!(t.elapsed() >= Duration::from_millis(200));
-    }
-
-    #[test]
-    fn counted_faults_fire_only_the_first_times() {
-        let (_dir, server) = server_with_file();
-        server.set_fault_times("objects/", Fault::Status(500), 2);
-        server.set_fault_times("index.json", Fault::Status(503), 5);
-        for _ in 0..2 {
-            let (h, _) = get(&server, "objects/f", "");
-            assert!(h.starts_with("HTTP/1.1 500"), "{h}");
-        }
-        let (h, body) = get(&server, "objects/f", "");
-        assert!(h.starts_with("HTTP/1.1 200"), "{h}");
-        assert_eq!(body, b"0123456789");
-        server.set_fault_times("objects/f", Fault::TruncateBody(3), 1);
-        let (_, body) = get(&server, "objects/f", "");
-        assert_eq!(body, b"012");
-        let (_, body) = get(&server, "objects/f", "");
-        assert_eq!(body, b"0123456789");
-        let statuses: Vec<u16> = server.requests().iter().map(|r| r.status).collect();
-        assert_eq!(statuses, [500, 500, 200, 200, 200]);
-    }
-
-    #[test]
-    fn stall_holds_the_connection_until_drop() {
-        let (_dir, server) = server_with_file();
-        server.set_fault("", Fault::Stall(3));
-        let mut s = TcpStream::connect(server.addr()).unwrap();
-        write!(s, "GET /objects/f HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
-        let mut raw = Vec::new();
-        let err = s.read_to_end(&mut raw).unwrap_err();
-        assert!(matches!(
-            err.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-        ));
-        assert!(
-            raw.ends_with(b"\r\n\r\n012"),
-            "{:?}",
-            String::from_utf8_lossy(&raw)
-        );
-        drop(server);
     }
 }
