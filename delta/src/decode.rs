@@ -11,8 +11,9 @@
 //! page cache, not in the process. The output file is ferry's own fresh
 //! temporary file, so nobody else can truncate it under the mapping. A
 //! `bidiff-split-zstd` patch needs the base in memory too (its copy frame's
-//! prefix) and the patch, but streams its output: its three decoders keep
-//! windows of at most 8 MiB (add) and of their own small content otherwise.
+//! prefix) and the patch, but streams its output: its four decoders keep
+//! windows of at most 8 MiB (the add runs and values) and of their own small
+//! content otherwise.
 //!
 //! Nothing here trusts the result: the caller compares the returned digest
 //! with the signed one before the output counts for anything. Output is
@@ -154,8 +155,18 @@ fn split_apply(base: &[u8], patch: &[u8], out: &mut impl Write, cap: u64) -> io:
     };
     let mut control = zstd::stream::read::Decoder::with_buffer(frames.control).map_err(bad)?;
     control.window_log_max(MAX_WINDOW_LOG).map_err(bad)?;
-    let mut add = zstd::stream::read::Decoder::with_buffer(frames.add).map_err(bad)?;
-    add.window_log_max(MAX_WINDOW_LOG).map_err(bad)?;
+    // The add streams are read a varint or a byte at a time: buffered, so
+    // that is not one zstd call per byte.
+    let sparse = |frame| -> io::Result<_> {
+        let mut decoder = zstd::stream::read::Decoder::with_buffer(frame)?;
+        decoder.window_log_max(MAX_WINDOW_LOG)?;
+        Ok(BufReader::with_capacity(16 * 1024, decoder))
+    };
+    let runs = match frames.runs {
+        [] => None,
+        runs => Some(sparse(runs).map_err(bad)?),
+    };
+    let mut add = split::SparseAdd::new(runs, sparse(frames.values).map_err(bad)?);
     let mut copy = zstd::stream::read::Decoder::with_ref_prefix(frames.copy, base).map_err(bad)?;
     copy.window_log_max(MAX_WINDOW_LOG).map_err(bad)?;
 
@@ -178,7 +189,7 @@ fn split_apply(base: &[u8], patch: &[u8], out: &mut impl Write, cap: u64) -> io:
         let mut left = record.add;
         while left > 0 {
             let n = left.min(buf.len() as u64) as usize;
-            add.read_exact(&mut buf[..n]).map_err(bad)?;
+            add.fill(&mut buf[..n]).map_err(bad)?;
             let start = cursor as usize;
             for (byte, old) in buf[..n].iter_mut().zip(&base[start..start + n]) {
                 *byte = byte.wrapping_add(*old);
@@ -197,12 +208,11 @@ fn split_apply(base: &[u8], patch: &[u8], out: &mut impl Write, cap: u64) -> io:
         cursor += i128::from(record.seek);
     }
     // Reading past the end also checks each frame's checksum.
-    for (stream, name) in [(&mut add as &mut dyn Read, "add"), (&mut copy, "copy")] {
-        if stream.read(&mut buf[..1]).map_err(bad)? != 0 {
-            return Err(invalid(format!(
-                "the patch's {name} stream has bytes left over"
-            )));
-        }
+    add.finish().map_err(bad)?;
+    if copy.read(&mut buf[..1]).map_err(bad)? != 0 {
+        return Err(invalid(
+            "the patch's copy stream has bytes left over".into(),
+        ));
     }
     Ok(total)
 }
@@ -401,15 +411,17 @@ mod tests {
         let size = target.len() as u64;
         let frames = split::frames(&patch).unwrap();
         let control_at = split::HEADER_LEN;
-        let add_at = control_at + frames.control.len();
-        let copy_at = add_at + frames.add.len();
+        let runs_at = control_at + frames.control.len();
+        let values_at = runs_at + frames.runs.len();
+        let copy_at = values_at + frames.values.len();
 
         for cut in [
             0,
             3,
             20,
             control_at + 5,
-            add_at + 5,
+            runs_at + 5,
+            values_at + 5,
             copy_at + 5,
             patch.len() - 1,
         ] {
@@ -423,7 +435,8 @@ mod tests {
             2,
             6,
             control_at + frames.control.len() / 2,
-            add_at + frames.add.len() / 2,
+            runs_at + frames.runs.len() / 2,
+            values_at + frames.values.len() / 2,
             copy_at + frames.copy.len() / 2,
         ] {
             let mut bad = patch.clone();
