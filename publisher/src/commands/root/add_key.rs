@@ -1,7 +1,7 @@
 //! `ferry-publish root add-key --role R --key PUB…`: add keys to a role of
 //! the draft.
 
-use super::{draft_path, load_draft, read_public_key, save_draft};
+use super::{draft_path, load_draft, read_public_key, save_role_edit};
 use crate::cli::RootKeyArgs;
 
 pub fn run(args: &RootKeyArgs) -> anyhow::Result<()> {
@@ -16,17 +16,5 @@ pub fn run(args: &RootKeyArgs) -> anyhow::Result<()> {
         }
         println!("{} role: key {id} added", args.role);
     }
-    if let Some(t) = args.threshold {
-        root.roles.get_mut(args.role).threshold = t;
-    }
-    save_draft(&path, &mut root)?;
-    let spec = root.roles.get(args.role);
-    println!(
-        "{} role of draft root version {}: {} of {} key(s)",
-        args.role,
-        root.version,
-        spec.threshold,
-        spec.keys.len()
-    );
-    Ok(())
+    save_role_edit(&path, &mut root, args)
 }

@@ -101,6 +101,28 @@ fn normalise(root: &mut Root) {
     root.keys.retain(|id, _| used.contains(id));
 }
 
+/// The common end of `add-key` and `remove-key`: apply `--threshold`, save
+/// the draft (which drops its signatures) and show the role as it now is.
+pub fn save_role_edit(
+    path: &Path,
+    root: &mut Root,
+    args: &crate::cli::RootKeyArgs,
+) -> anyhow::Result<()> {
+    if let Some(t) = args.threshold {
+        root.roles.get_mut(args.role).threshold = t;
+    }
+    save_draft(path, root)?;
+    let spec = root.roles.get(args.role);
+    println!(
+        "{} role of draft root version {}: {} of {} key(s)",
+        args.role,
+        root.version,
+        spec.threshold,
+        spec.keys.len()
+    );
+    Ok(())
+}
+
 /// A public key file (or bare base64 line): its id and base64 line.
 pub fn read_public_key(path: &Path) -> anyhow::Result<(KeyId, String)> {
     let mut keys = TrustedKeys::new();

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::bail;
 use manifests::KeyId;
 
-use super::{draft_path, load_draft, read_public_key, save_draft};
+use super::{draft_path, load_draft, read_public_key, save_role_edit};
 use crate::cli::RootKeyArgs;
 
 pub fn run(args: &RootKeyArgs) -> anyhow::Result<()> {
@@ -30,17 +30,5 @@ pub fn run(args: &RootKeyArgs) -> anyhow::Result<()> {
         }
         println!("{} role: key {id} removed", args.role);
     }
-    if let Some(t) = args.threshold {
-        root.roles.get_mut(args.role).threshold = t;
-    }
-    save_draft(&path, &mut root)?;
-    let spec = root.roles.get(args.role);
-    println!(
-        "{} role of draft root version {}: {} of {} key(s)",
-        args.role,
-        root.version,
-        spec.threshold,
-        spec.keys.len()
-    );
-    Ok(())
+    save_role_edit(&path, &mut root, args)
 }
