@@ -153,20 +153,16 @@ fn split_apply(base: &[u8], patch: &[u8], out: &mut impl Write, cap: u64) -> io:
         io::ErrorKind::InvalidData => e,
         _ => invalid(format!("patch does not apply: {e}")),
     };
-    let mut control = zstd::stream::read::Decoder::with_buffer(frames.control).map_err(bad)?;
-    control.window_log_max(MAX_WINDOW_LOG).map_err(bad)?;
+    let open = |frame| stream_frame(frame, frames.bzip2_allowed).map_err(bad);
+    let mut control = open(frames.control)?;
     // The add streams are read a varint or a byte at a time: buffered, so
-    // that is not one zstd call per byte.
-    let sparse = |frame| -> io::Result<_> {
-        let mut decoder = zstd::stream::read::Decoder::with_buffer(frame)?;
-        decoder.window_log_max(MAX_WINDOW_LOG)?;
-        Ok(BufReader::with_capacity(16 * 1024, decoder))
-    };
+    // that is not one decoder call per byte.
+    let sparse = |frame| -> io::Result<_> { Ok(BufReader::with_capacity(16 * 1024, open(frame)?)) };
     let runs = match frames.runs {
         [] => None,
-        runs => Some(sparse(runs).map_err(bad)?),
+        runs => Some(sparse(runs)?),
     };
-    let mut add = split::SparseAdd::new(runs, sparse(frames.values).map_err(bad)?);
+    let mut add = split::SparseAdd::new(runs, sparse(frames.values)?);
     let mut copy = zstd::stream::read::Decoder::with_ref_prefix(frames.copy, base).map_err(bad)?;
     copy.window_log_max(MAX_WINDOW_LOG).map_err(bad)?;
 
@@ -215,6 +211,49 @@ fn split_apply(base: &[u8], patch: &[u8], out: &mut impl Write, cap: u64) -> io:
         ));
     }
     Ok(total)
+}
+
+/// A control, runs or values frame of a split patch, decoded as it is
+/// read: zstd, or bzip2 where the container allows it (see
+/// [`split::Codec`]).
+enum FrameReader<'a> {
+    Zstd(zstd::stream::read::Decoder<'a, &'a [u8]>),
+    Bzip2(bzip2::bufread::BzDecoder<&'a [u8]>),
+}
+
+fn stream_frame(frame: &[u8], bzip2_allowed: bool) -> io::Result<FrameReader<'_>> {
+    match split::Codec::of(frame) {
+        Some(split::Codec::Zstd) => {
+            let mut decoder = zstd::stream::read::Decoder::with_buffer(frame)?;
+            decoder.window_log_max(MAX_WINDOW_LOG)?;
+            Ok(FrameReader::Zstd(decoder))
+        }
+        Some(split::Codec::Bzip2) if bzip2_allowed => {
+            Ok(FrameReader::Bzip2(bzip2::bufread::BzDecoder::new(frame)))
+        }
+        _ => Err(invalid(
+            "a bidiff-split-zstd frame is neither zstd nor (in BSZ3) bzip2".into(),
+        )),
+    }
+}
+
+impl Read for FrameReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            FrameReader::Zstd(decoder) => decoder.read(buf),
+            FrameReader::Bzip2(decoder) => {
+                let n = decoder.read(buf)?;
+                // One stream and nothing after it: the stream's own CRCs
+                // cover only what it decodes.
+                if n == 0 && !buf.is_empty() && !decoder.get_ref().is_empty() {
+                    return Err(invalid(
+                        "bytes follow the bzip2 stream of a patch frame".into(),
+                    ));
+                }
+                Ok(n)
+            }
+        }
+    }
 }
 
 fn patch_from_file(
@@ -401,6 +440,73 @@ mod tests {
         // In memory, the output stops at the cap.
         let capped = apply(DeltaAlgorithm::BidiffSplitZstd, &base, &patch, 100).unwrap();
         assert_eq!(capped, target[..100]);
+    }
+
+    /// The patch with its control, runs and values frames recoded: each
+    /// through `recode` (decompressed first, whichever codec it was in).
+    fn recoded(patch: &[u8], bzip2_allowed: bool, recode: impl Fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
+        let frames = split::frames(patch).unwrap();
+        let plain = |frame: &[u8]| {
+            let mut out = Vec::new();
+            stream_frame(frame, true)
+                .unwrap()
+                .read_to_end(&mut out)
+                .unwrap();
+            out
+        };
+        let (control, runs, values) = (
+            recode(&plain(frames.control)),
+            recode(&plain(frames.runs)),
+            recode(&plain(frames.values)),
+        );
+        split::assemble(&split::Frames {
+            bzip2_allowed,
+            control: &control,
+            runs: if frames.runs.is_empty() { &[] } else { &runs },
+            values: &values,
+            copy: frames.copy,
+        })
+    }
+
+    fn bzip2(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::best());
+        std::io::Write::write_all(&mut encoder, bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    #[test]
+    fn split_frames_apply_in_either_codec_and_bzip2_only_in_bsz3() {
+        let base = code_like(300_000, 4);
+        let target = next_build(&base);
+        let patch = split_patch(&base, &target);
+        let size = target.len() as u64;
+        let as_bzip2 = recoded(&patch, true, bzip2);
+        let as_zstd = recoded(&patch, true, |b| zstd::bulk::compress(b, 3).unwrap());
+        let zstd_in_bsz2 = recoded(&patch, false, |b| zstd::bulk::compress(b, 3).unwrap());
+        for (what, patch) in [
+            ("bzip2", &as_bzip2),
+            ("zstd", &as_zstd),
+            ("zstd in BSZ2", &zstd_in_bsz2),
+        ] {
+            let frames = split::frames(patch).unwrap();
+            let codec = split::Codec::of(frames.values).unwrap();
+            assert_eq!(codec == split::Codec::Bzip2, what == "bzip2", "{what}");
+            let (_, bytes) = apply_files(&base, patch, size).unwrap();
+            assert_eq!(bytes, target, "{what}");
+        }
+        // An old (BSZ2) container holds zstd frames only.
+        let bzip2_in_bsz2 = recoded(&patch, false, bzip2);
+        let error = apply_files(&base, &bzip2_in_bsz2, size).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        assert!(error.to_string().contains("neither zstd"), "{error}");
+        // Anything after the bzip2 stream, or a flipped byte inside it.
+        let trailing = recoded(&patch, true, |b| [bzip2(b), b"junk".to_vec()].concat());
+        refused(apply_files(&base, &trailing, size), &target, "after bzip2");
+        let frames = split::frames(&as_bzip2).unwrap();
+        let values_at = split::HEADER_LEN + frames.control.len() + frames.runs.len();
+        let mut flipped = as_bzip2.clone();
+        flipped[values_at + frames.values.len() / 2] ^= 0x10;
+        refused(apply_files(&base, &flipped, size), &target, "bzip2 flipped");
     }
 
     #[test]

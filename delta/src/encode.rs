@@ -33,6 +33,7 @@
 use std::io;
 
 use manifests::manifest::DeltaAlgorithm;
+use rayon::prelude::*;
 use zstd::zstd_safe::{self, CCtx, CParameter};
 
 use crate::split::{self, Record};
@@ -150,14 +151,19 @@ pub fn candidates(pair: &PairBuffer, settings: &DeltaSettings) -> io::Result<Vec
             let Some(streams) = bsdiff_streams(pair)? else {
                 return Ok((None, None));
             };
-            Ok((
-                bidiff
-                    .then(|| bidiff_interleaved(&streams, settings))
-                    .transpose()?,
-                split
-                    .then(|| bidiff_split(pair, &streams, settings))
-                    .transpose()?,
-            ))
+            let (interleaved, split) = rayon::join(
+                || {
+                    bidiff
+                        .then(|| bidiff_interleaved(&streams, settings))
+                        .transpose()
+                },
+                || {
+                    split
+                        .then(|| bidiff_split(pair, &streams, settings))
+                        .transpose()
+                },
+            );
+            Ok((interleaved?, split?))
         },
     );
     let (interleaved, split) = bsdiff_side?;
@@ -295,37 +301,83 @@ fn bidiff_split(
         let window_log = window_log_for(bytes.len() as u64, max_window_log);
         compress(&mut compressor(settings.level, window_log)?, bytes)
     };
-    let control = frame(&control, settings.max_window_log)?;
-    // The add stream coded sparsely, or densely (no runs frame) where that
-    // is smaller; on equal sizes, sparsely.
+    // Five independent frames, each its own rayon task, so a thread with
+    // nothing else to do takes one (see `candidates`).
     let (runs, values) = split::sparse_add(&streams.add);
     let add_window_log = settings.max_window_log.min(SPLIT_ADD_WINDOW_LOG);
-    let (runs, values) = (
-        frame(&runs, add_window_log)?,
-        frame(&values, add_window_log)?,
+    // bzip2 is tried on the small sparse streams only: on a dense add
+    // stream (tens of MB in unstripped binaries) it costs seconds and zstd
+    // wins anyway.
+    let inputs = [
+        (&control[..], settings.max_window_log, true),
+        (&runs[..], add_window_log, true),
+        (&values[..], add_window_log, true),
+        (&streams.add[..], add_window_log, false),
+    ];
+    let (copy, frames) = rayon::join(
+        || copy_frame(pair, streams, settings),
+        || {
+            inputs
+                .par_iter()
+                .map(|(bytes, max_window_log, try_bzip2)| {
+                    let zstd = frame(bytes, *max_window_log)?;
+                    if !try_bzip2 {
+                        return Ok(zstd);
+                    }
+                    let bzip2 = bzip2_stream(bytes)?;
+                    Ok(if bzip2.len() < zstd.len() {
+                        bzip2
+                    } else {
+                        zstd
+                    })
+                })
+                .collect::<io::Result<Vec<_>>>()
+        },
     );
-    let dense = frame(&streams.add, add_window_log)?;
+    let copy = copy?;
+    let [control, runs, values, dense]: [Vec<u8>; 4] =
+        frames?.try_into().expect("one frame per input");
+    // The add stream coded sparsely, or densely (no runs frame) where that
+    // is smaller; on equal sizes, sparsely.
     let (runs, values) = if dense.len() < runs.len() + values.len() {
         (Vec::new(), dense)
     } else {
         (runs, values)
     };
-    let copy = if pair.base().len() <= SPLIT_PREFIX_MAX_BASE {
-        // Base and copy stream in one buffer, for the same reason as
-        // PairBuffer.
-        let mut joined = Vec::with_capacity(pair.base().len() + streams.copy.len());
-        joined.extend_from_slice(pair.base());
-        joined.extend_from_slice(&streams.copy);
-        zstd_patch_from(&PairBuffer::new(joined, pair.base().len()), settings)?
-    } else {
-        frame(&streams.copy, settings.max_window_log)?
-    };
     Ok(split::assemble(&split::Frames {
+        bzip2_allowed: true,
         control: &control,
         runs: &runs,
         values: &values,
         copy: &copy,
     }))
+}
+
+/// The copy stream's frame: compressed against the base when the base is
+/// small enough to index (see [`SPLIT_PREFIX_MAX_BASE`]).
+fn copy_frame(
+    pair: &PairBuffer,
+    streams: &BsdiffStreams,
+    settings: &DeltaSettings,
+) -> io::Result<Vec<u8>> {
+    if pair.base().len() <= SPLIT_PREFIX_MAX_BASE {
+        // Base and copy stream in one buffer, for the same reason as
+        // PairBuffer.
+        let mut joined = Vec::with_capacity(pair.base().len() + streams.copy.len());
+        joined.extend_from_slice(pair.base());
+        joined.extend_from_slice(&streams.copy);
+        zstd_patch_from(&PairBuffer::new(joined, pair.base().len()), settings)
+    } else {
+        let window_log = window_log_for(streams.copy.len() as u64, settings.max_window_log);
+        compress(&mut compressor(settings.level, window_log)?, &streams.copy)
+    }
+}
+
+/// One bzip2 stream of `bytes`, 900 kB blocks (`bzip2 -9`).
+fn bzip2_stream(bytes: &[u8]) -> io::Result<Vec<u8>> {
+    let mut encoder = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::best());
+    io::Write::write_all(&mut encoder, bytes)?;
+    encoder.finish()
 }
 
 fn compressor(level: i32, window_log: u32) -> io::Result<CCtx<'static>> {

@@ -11,6 +11,8 @@
 //! - [`plan`]: deciding, before anything is written, what a release needs;
 //! - [`deltas`]: binary patches from earlier releases' contents, planned,
 //!   computed in parallel, stored and reported;
+//! - [`schedule`]: the queue that runs new objects and deltas together,
+//!   largest first;
 //! - [`publication`]: building the manifest and the next index from a plan;
 //! - [`repository`]: the repository directory, its lock, verified reads and
 //!   atomic writes;
@@ -31,4 +33,5 @@ pub mod plan;
 pub mod publication;
 pub mod repository;
 pub mod root_chain;
+pub mod schedule;
 pub mod x509;

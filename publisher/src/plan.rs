@@ -150,6 +150,8 @@ impl ReleasePlan {
     /// Compresses every missing content into a new object at zstd `level`,
     /// in parallel on the current rayon pool, then syncs the objects
     /// directory so the new names are durable before any manifest names them.
+    /// (`release` runs [`ReleasePlan::store_one`] from its own queue
+    /// instead, beside the deltas, then [`ReleasePlan::stored`].)
     pub fn store_missing(
         &self,
         repo_root: &Path,
@@ -159,11 +161,30 @@ impl ReleasePlan {
             .missing()
             .collect::<Vec<_>>()
             .into_par_iter()
-            .map(|(digest, content)| {
-                objects::store(repo_root, digest, content.size, &content.source, level)
-                    .map(|object| (*digest, object))
-            })
+            .map(|(digest, _)| self.store_one(repo_root, digest, level))
             .collect::<Result<_, _>>()?;
+        self.stored(repo_root, written)
+    }
+
+    /// Compresses one missing content into its new object.
+    pub fn store_one(
+        &self,
+        repo_root: &Path,
+        digest: &Sha256Digest,
+        level: i32,
+    ) -> Result<(Sha256Digest, ObjectRef), ObjectError> {
+        let content = &self.contents[digest];
+        objects::store(repo_root, digest, content.size, &content.source, level)
+            .map(|object| (*digest, object))
+    }
+
+    /// Every object of the release, once the missing ones (`written`) are
+    /// stored; syncs the objects directory first.
+    pub fn stored(
+        &self,
+        repo_root: &Path,
+        written: Vec<(Sha256Digest, ObjectRef)>,
+    ) -> Result<StoredObjects, ObjectError> {
         if !written.is_empty() {
             objects::sync_objects_dir(repo_root)?;
         }

@@ -28,6 +28,7 @@ use jiff::Timestamp;
 use manifests::canonical::to_canonical_json;
 use manifests::index::{Index, ManifestRef};
 use manifests::manifest::DeltaReport;
+use manifests::manifest::ObjectRef;
 use manifests::{layout, Role, Sha256Digest, VerifiedIndex, MAX_INDEX_BYTES};
 use semver::Version;
 
@@ -35,13 +36,16 @@ use crate::byte_size::ByteSize;
 use crate::cli::ReleaseArgs;
 use crate::deltas::budget::{self, MemoryBudget};
 use crate::deltas::DeltaSettings;
-use crate::deltas::{self, BaseRelease, ComputedDeltas, DeltaFrom, DeltaInputs, DeltaPair};
+use crate::deltas::{
+    self, BaseRelease, ComputedDeltas, DeltaFrom, DeltaInputs, DeltaPair, FoundPatch,
+};
 use crate::input;
 use crate::keys::SigningKeys;
 use crate::plan::{ReleasePlan, StoredObjects};
 use crate::publication::{self, ReleaseMetadata};
 use crate::repository::Repository;
 use crate::root_chain::RepoTrust;
+use crate::schedule::{self, Task};
 use crate::x509;
 
 /// What a successful `release` did.
@@ -212,10 +216,12 @@ pub fn publish(args: &ReleaseArgs) -> anyhow::Result<ReleaseOutcome> {
     let bases = read_bases(&repo, &trust, previous, channel, version, &args.delta_from)?;
     let pairs = deltas::plan_pairs(&plan, &bases);
 
-    tracing::info!(missing = plan.missing().count(), "storing objects");
-    let stored = plan.store_missing(repo.root(), args.zstd_level)?;
-    tracing::info!(pairs = pairs.len(), "computing deltas");
-    let computed = compute_deltas(args, &repo, &plan, &stored, &pairs)?;
+    tracing::info!(
+        missing = plan.missing().count(),
+        pairs = pairs.len(),
+        "storing objects and computing deltas"
+    );
+    let (stored, computed) = store_and_compute(args, &repo, &plan, &pairs)?;
     let mut manifest =
         publication::build_manifest(&plan, &metadata, |digest| stored.objects[digest].clone());
     publication::attach_deltas(&mut manifest, &computed.by_target);
@@ -309,23 +315,19 @@ fn read_bases(
         .collect()
 }
 
-/// Computes (or reuses) the deltas of `pairs` on the current rayon pool.
-fn compute_deltas(
+/// Stores the new objects and computes (or reuses) the deltas of `pairs`,
+/// as one queue on the current rayon pool ([`schedule`]); then keeps the
+/// deltas worth it.
+fn store_and_compute(
     args: &ReleaseArgs,
     repo: &Repository,
     plan: &ReleasePlan,
-    stored: &StoredObjects,
     pairs: &[DeltaPair],
-) -> anyhow::Result<ComputedDeltas> {
+) -> anyhow::Result<(StoredObjects, ComputedDeltas)> {
     let sources: BTreeMap<Sha256Digest, PathBuf> = plan
         .contents
         .iter()
         .map(|(digest, content)| (*digest, content.source.clone()))
-        .collect();
-    let object_sizes: BTreeMap<Sha256Digest, u64> = stored
-        .objects
-        .iter()
-        .map(|(digest, object)| (*digest, object.size))
         .collect();
     let budget = MemoryBudget::new(
         args.delta_memory
@@ -336,14 +338,43 @@ fn compute_deltas(
         max_window_log: args.delta_window_log,
         algorithms: DeltaSettings::DEFAULT.algorithms,
     };
-    Ok(deltas::compute(&DeltaInputs {
+    let inputs = DeltaInputs {
         repo_root: repo.root(),
         pairs,
         sources: &sources,
-        object_sizes: &object_sizes,
         settings: &settings,
         budget: &budget,
-    })?)
+    };
+    enum Done {
+        Object((Sha256Digest, ObjectRef)),
+        Pair(Option<FoundPatch>),
+    }
+    let tasks = schedule::tasks(plan, pairs);
+    let done = schedule::run_in_order(&tasks, |task| -> anyhow::Result<Done> {
+        Ok(match *task {
+            Task::Object(digest) => {
+                Done::Object(plan.store_one(repo.root(), &digest, args.zstd_level)?)
+            }
+            Task::Pair(i) => Done::Pair(deltas::compute_pair(&inputs, &pairs[i])?),
+        })
+    })?;
+    let mut written = Vec::new();
+    let mut found: Vec<Option<FoundPatch>> = vec![None; pairs.len()];
+    for (task, done) in tasks.iter().zip(done) {
+        match (task, done) {
+            (Task::Object(_), Done::Object(object)) => written.push(object),
+            (Task::Pair(i), Done::Pair(patch)) => found[*i] = patch,
+            _ => unreachable!("each task's result is of its kind"),
+        }
+    }
+    let stored = plan.stored(repo.root(), written)?;
+    let object_sizes: BTreeMap<Sha256Digest, u64> = stored
+        .objects
+        .iter()
+        .map(|(digest, object)| (*digest, object.size))
+        .collect();
+    let computed = deltas::keep(repo.root(), pairs, found, &object_sizes)?;
+    Ok((stored, computed))
 }
 
 /// A repository inside the input would publish itself, and an input inside

@@ -9,7 +9,8 @@
 //! takes all of it, so it runs alone rather than never.
 //!
 //! A worker blocks on the budget only between jobs, never while holding
-//! part of it, and jobs do no nested rayon work, so a blocked worker can
+//! part of it, and the only nested rayon work (the joins inside a pair, see
+//! `crate::schedule`) never waits on the budget, so a blocked worker can
 //! never be waiting on itself.
 
 use std::sync::{Condvar, Mutex};
@@ -27,13 +28,16 @@ pub const FALLBACK_BUDGET: u64 = 1 << 30;
 const MIN_DEFAULT_BUDGET: u64 = 256 << 20;
 
 /// Peak memory of computing one delta, from the sizes alone. The two
-/// halves of a pair may run at once (see `compute`), so their peaks add up:
+/// halves of a pair, and the frames of the bsdiff half, may run at once on
+/// idle threads (see `delta::encode::candidates`), so their peaks add up:
 /// bidiff holds a 4-byte suffix-array slot per base byte and its three
 /// streams (together at most about the target's size), then the split
 /// encoding one more copy of the base (its copy frame is compressed against
 /// it); zstd-patch-from holds its match tables. Both read base and target,
 /// and three compressed candidates are each at most about the target's
-/// size.
+/// size. The table terms are upper bounds: on ripgrep's 27 MB executable
+/// the estimate is 1.1 GiB and the measured peak, with two threads on the
+/// pair, 365 MiB, which leaves room for the frames running side by side.
 pub fn estimated_peak(base: u64, target: u64) -> u64 {
     let inputs = base.saturating_add(target);
     let bidiff = base

@@ -1,30 +1,24 @@
-//! Computing the planned pairs: in parallel, largest first, within a memory
-//! budget.
+//! Computing the planned pairs within a memory budget, then keeping the
+//! ones worth it.
 //!
-//! One worker per rayon thread (`--jobs`) takes the next pair from a shared
-//! counter, so pairs start strictly in plan order (largest target first: a
-//! big executable started last would leave one core idle at the end). rayon's
-//! own splitting of a parallel iterator would hand each thread a contiguous
-//! half instead. Within a pair, zstd-patch-from and bidiff are the two
-//! halves of a `rayon::join`, so a thread that has run out of pairs helps
-//! with the last, largest one instead of idling. Before loading anything a worker reserves the pair's
-//! estimated peak memory from the [`MemoryBudget`].
-//!
-//! For each pair: the base comes from the repository's object (decompressed,
-//! its digest checked), the target from the input file (its digest checked
-//! again, in case it changed since planning); a patch already stored for the
-//! pair is reused once it proves to rebuild the target; otherwise both
-//! algorithms run and the smaller patch is kept — if it passes the
-//! threshold ([`worth_keeping`]).
+//! [`compute_pair`] is one task of the publication's queue
+//! ([`crate::schedule`]), which runs pairs and new objects together, largest
+//! first. Before loading anything a pair reserves its estimated peak memory
+//! from the [`MemoryBudget`]. The base comes from the repository's object
+//! (decompressed, its digest checked), the target from the input file (its
+//! digest checked again, in case it changed since planning); a patch
+//! already stored for the pair is reused once it proves to rebuild the
+//! target; otherwise every encoding runs and the smallest patch is found.
+//! Whether it is kept ([`keep`], [`worth_keeping`]) needs the size of the
+//! target's full object, so it is decided once the queue has drained: only
+//! then are new patches written.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
 
-use manifests::manifest::DeltaRef;
+use manifests::manifest::{DeltaAlgorithm, DeltaRef};
 use manifests::Sha256Digest;
 
 use super::budget::{self, MemoryBudget};
@@ -52,22 +46,8 @@ pub struct DeltaInputs<'a> {
     pub pairs: &'a [DeltaPair],
     /// An input file holding each target content.
     pub sources: &'a BTreeMap<Sha256Digest, PathBuf>,
-    /// Stored size of each target's full object, for the threshold.
-    pub object_sizes: &'a BTreeMap<Sha256Digest, u64>,
     pub settings: &'a DeltaSettings,
     pub budget: &'a MemoryBudget,
-}
-
-/// What happened to one pair.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PairOutcome {
-    Written(DeltaRef),
-    Reused(DeltaRef),
-    /// No patch clearly smaller than the object; `best` is the smallest
-    /// patch size found, if any algorithm applied.
-    Dropped {
-        best: Option<u64>,
-    },
 }
 
 /// The deltas of a release.
@@ -82,22 +62,72 @@ pub struct ComputedDeltas {
     pub dropped: usize,
 }
 
-/// Computes every pair on the current rayon pool.
-pub fn compute(inputs: &DeltaInputs<'_>) -> Result<ComputedDeltas, DeltaError> {
-    let outcomes = run_workers(inputs)?;
+/// The smallest patch found for a pair, before the threshold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundPatch {
+    pub algorithm: DeltaAlgorithm,
+    pub bytes: Vec<u8>,
+    /// Already in the repository (verified to rebuild the target).
+    pub stored: bool,
+}
+
+/// The patch of one pair: the one already stored for it, else the smallest
+/// of every encoding; `None` when no encoding applies.
+pub fn compute_pair(
+    inputs: &DeltaInputs<'_>,
+    pair: &DeltaPair,
+) -> Result<Option<FoundPatch>, DeltaError> {
+    let _memory = inputs
+        .budget
+        .reserve(budget::estimated_peak(pair.base_size, pair.target_size));
+    let contents = load_pair(inputs, pair)?;
+    if let Some((algorithm, bytes)) = store::existing(inputs.repo_root, pair, &contents)? {
+        return Ok(Some(FoundPatch {
+            algorithm,
+            bytes,
+            stored: true,
+        }));
+    }
+    let patch = algorithms::make_delta(&contents, inputs.settings).map_err(|error| {
+        DeltaError::Compute {
+            base: pair.base,
+            target: pair.target,
+            error,
+        }
+    })?;
+    Ok(patch.map(|patch| FoundPatch {
+        algorithm: patch.algorithm,
+        bytes: patch.bytes,
+        stored: false,
+    }))
+}
+
+/// Keeps the patches clearly smaller than their target's full object
+/// (`object_sizes`), writing the new ones, and drops the rest. `found` is
+/// in `pairs` order.
+pub fn keep(
+    repo_root: &Path,
+    pairs: &[DeltaPair],
+    found: Vec<Option<FoundPatch>>,
+    object_sizes: &BTreeMap<Sha256Digest, u64>,
+) -> Result<ComputedDeltas, DeltaError> {
+    assert_eq!(pairs.len(), found.len(), "one result per pair");
     let mut computed = ComputedDeltas::default();
-    for (pair, outcome) in inputs.pairs.iter().zip(outcomes) {
-        let delta = match outcome {
-            PairOutcome::Written(delta) => {
-                computed.written += 1;
-                computed.written_bytes += delta.size;
+    for (pair, patch) in pairs.iter().zip(found) {
+        let object_size = object_sizes[&pair.target];
+        let delta = match patch {
+            Some(patch) if worth_keeping(patch.bytes.len() as u64, object_size) => {
+                let delta = store::delta_ref(pair, patch.algorithm, &patch.bytes);
+                if patch.stored {
+                    computed.reused += 1;
+                } else {
+                    store::write(repo_root, pair, &patch.bytes)?;
+                    computed.written += 1;
+                    computed.written_bytes += delta.size;
+                }
                 delta
             }
-            PairOutcome::Reused(delta) => {
-                computed.reused += 1;
-                delta
-            }
-            PairOutcome::Dropped { .. } => {
+            _ => {
                 computed.dropped += 1;
                 continue;
             }
@@ -112,83 +142,9 @@ pub fn compute(inputs: &DeltaInputs<'_>) -> Result<ComputedDeltas, DeltaError> {
         deltas.sort_by_key(|d| d.base_sha256);
     }
     if computed.written > 0 {
-        store::sync_deltas_dir(inputs.repo_root)?;
+        store::sync_deltas_dir(repo_root)?;
     }
     Ok(computed)
-}
-
-/// One outcome per pair, in plan order; the first error stops the workers
-/// (a pair already started finishes).
-fn run_workers(inputs: &DeltaInputs<'_>) -> Result<Vec<PairOutcome>, DeltaError> {
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let results: Mutex<Vec<Option<Result<PairOutcome, DeltaError>>>> =
-        Mutex::new((0..inputs.pairs.len()).map(|_| None).collect());
-    // One worker loop per thread of the pool, each pinned to its thread by
-    // `broadcast` rather than spawned: a spawned loop could be stolen by a
-    // thread waiting inside a pair's `rayon::join` (delta::encode), and then
-    // wait for memory that thread holds. Only the join halves, which never
-    // wait on the budget, can move between threads.
-    if !inputs.pairs.is_empty() {
-        rayon::broadcast(|_| loop {
-            if failed.load(Ordering::SeqCst) {
-                return;
-            }
-            let i = next.fetch_add(1, Ordering::SeqCst);
-            let Some(pair) = inputs.pairs.get(i) else {
-                return;
-            };
-            let result = compute_pair(inputs, pair);
-            if result.is_err() {
-                failed.store(true, Ordering::SeqCst);
-            }
-            results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(result);
-        });
-    }
-    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
-    results
-        .into_iter()
-        .flatten()
-        .collect::<Result<Vec<_>, _>>()
-        .inspect(|outcomes| assert_eq!(outcomes.len(), inputs.pairs.len(), "every pair ran"))
-}
-
-fn compute_pair(inputs: &DeltaInputs<'_>, pair: &DeltaPair) -> Result<PairOutcome, DeltaError> {
-    let _memory = inputs
-        .budget
-        .reserve(budget::estimated_peak(pair.base_size, pair.target_size));
-    let contents = load_pair(inputs, pair)?;
-    let object_size = inputs.object_sizes[&pair.target];
-    if let Some((algorithm, bytes)) = store::existing(inputs.repo_root, pair, &contents)? {
-        let delta = store::delta_ref(pair, algorithm, &bytes);
-        if worth_keeping(delta.size, object_size) {
-            return Ok(PairOutcome::Reused(delta));
-        }
-        return Ok(PairOutcome::Dropped {
-            best: Some(delta.size),
-        });
-    }
-    let patch = algorithms::make_delta(&contents, inputs.settings).map_err(|error| {
-        DeltaError::Compute {
-            base: pair.base,
-            target: pair.target,
-            error,
-        }
-    })?;
-    drop(contents);
-    match patch {
-        Some(patch) if worth_keeping(patch.bytes.len() as u64, object_size) => {
-            store::write(inputs.repo_root, pair, &patch.bytes)?;
-            Ok(PairOutcome::Written(store::delta_ref(
-                pair,
-                patch.algorithm,
-                &patch.bytes,
-            )))
-        }
-        patch => Ok(PairOutcome::Dropped {
-            best: patch.map(|p| p.bytes.len() as u64),
-        }),
-    }
 }
 
 /// Base (from its object) and target (from the input) in one buffer.

@@ -3,9 +3,9 @@
 //! every changed file whole.
 //!
 //! A publication plans every (base content, target content) pair first
-//! ([`plan`]), computes them in parallel within a memory budget
-//! ([`compute`], [`budget`]) with two algorithms, keeping the smaller
-//! (the `delta` crate), stores them content-addressed ([`store`]) and reports
+//! ([`plan`]), computes them in parallel, alongside the new objects, within a
+//! memory budget ([`compute`], [`budget`], `crate::schedule`) with every
+//! encoding of the `delta` crate, keeping the smallest, stores them content-addressed ([`store`]) and reports
 //! what a node on each base version downloads ([`report`]); `verify`
 //! checks stored deltas by applying them ([`check`]). The format is
 //! described in docs/FORMAT.md, "Deltas".
@@ -25,7 +25,7 @@ use thiserror::Error;
 
 use crate::objects::ObjectProblem;
 
-pub use compute::{compute, worth_keeping, ComputedDeltas, DeltaInputs};
+pub use compute::{compute_pair, keep, worth_keeping, ComputedDeltas, DeltaInputs, FoundPatch};
 pub use delta::encode::DeltaSettings;
 pub use plan::{base_versions, plan_pairs, BaseError, BaseRelease, DeltaFrom, DeltaPair};
 pub use report::{delta_report, describe};
