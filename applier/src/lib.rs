@@ -30,6 +30,7 @@ pub mod release_dir;
 pub mod restore_point;
 pub mod retention;
 pub mod retry;
+pub mod shell;
 pub mod space;
 pub mod state;
 pub mod store;
