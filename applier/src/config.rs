@@ -18,6 +18,12 @@ pub struct Config {
     pub install: InstallConfig,
     #[serde(default)]
     pub trust: TrustConfig,
+    /// How the service picks up a release, and the lifecycle hooks.
+    #[serde(default)]
+    pub service: crate::lifecycle::service::ServiceConfig,
+    /// The gate a release must pass after the switch, or be rolled back.
+    #[serde(default)]
+    pub health: Option<crate::lifecycle::health::HealthConfig>,
 }
 
 /// `[trust]`: where the node's root of trust starts.
@@ -181,6 +187,15 @@ impl Config {
             ));
         }
         crate::mirrors::check_config(&self.repository).or_else(bad)?;
+        if let Some(health) = &self.health {
+            health.check().or_else(bad)?;
+        }
+        self.service
+            .check(
+                self.health.is_some(),
+                self.install.mode == InstallMode::InPlace,
+            )
+            .or_else(bad)?;
         manifests::index::validate_channel_name(&self.repository.channel)
             .or_else(|e| bad(format!("repository.channel: {e}")))?;
         // The signature policy first: whether minisign keys are needed at

@@ -2,8 +2,9 @@
 //!
 //! Operators script around ferry (timers, fleet tools), so the class of a
 //! failure is part of the interface: a rejected signature (3) is an alarm, a
-//! held lock (75, EX_TEMPFAIL) means "try again later", anything else (1)
-//! needs a look at the message.
+//! held lock (75, EX_TEMPFAIL) means "try again later", a rolled-back
+//! update (6) means the node is on its old release and the new one needs a
+//! look, anything else (1) needs a look at the message.
 
 use std::io;
 use std::path::PathBuf;
@@ -15,6 +16,10 @@ pub const EXIT_ERROR: u8 = 1;
 pub const EXIT_VERIFICATION: u8 = 3;
 /// `ferry verify`: the installed files differ from their signed manifest.
 pub const EXIT_DRIFT: u8 = 4;
+/// `ferry apply`: the new release went live but failed (a service
+/// command, the health gate or `post_apply`) and was rolled back: the node
+/// runs its old release.
+pub const EXIT_ROLLED_BACK: u8 = 6;
 pub const EXIT_LOCKED: u8 = 75;
 /// `ferry check`: a newer release is available (0 means up to date).
 pub const EXIT_UPDATE_AVAILABLE: u8 = 100;
@@ -44,6 +49,10 @@ pub enum NodeError {
     #[error("{0}")]
     Drift(String),
 
+    /// The update was undone after its switch; the old release runs.
+    #[error("{0}")]
+    RolledBack(String),
+
     #[error("{0}")]
     Other(String),
 }
@@ -65,6 +74,7 @@ impl NodeError {
             NodeError::LockHeld { .. } => EXIT_LOCKED,
             NodeError::Verification(_) | NodeError::Format(_) => EXIT_VERIFICATION,
             NodeError::Drift(_) => EXIT_DRIFT,
+            NodeError::RolledBack(_) => EXIT_ROLLED_BACK,
             NodeError::Io { .. } | NodeError::Other(_) => EXIT_ERROR,
         }
     }

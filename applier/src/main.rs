@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use ferry::commands::{self, apply::ApplyArgs};
 use ferry::config::{Config, DEFAULT_CONFIG_PATH};
 use ferry::error::NodeError;
+use ferry::events::{self, OutputMode};
 use semver::Version;
 
 /// ferry updates this node from a signed release repository, atomically.
@@ -16,6 +17,10 @@ struct Cli {
     /// Configuration file.
     #[arg(long, global = true, env = "FERRY_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
     config: PathBuf,
+    /// `human` (lines, progress bars on a terminal) or `json` (one JSON
+    /// event per line on stdout, for machines; `apply` and `rollback`).
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    output: OutputMode,
     #[command(subcommand)]
     command: Command,
 }
@@ -99,10 +104,19 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_max_level(level)
         .init();
+    events::set_mode(cli.output);
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("ferry: error: {e}");
+            let outcome = match e {
+                NodeError::RolledBack(_) => "rolled_back",
+                _ => "failed",
+            };
+            events::emit(
+                outcome,
+                serde_json::json!({ "message": e.to_string(), "exit_code": e.exit_code() }),
+            );
             ExitCode::from(e.exit_code())
         }
     }

@@ -20,6 +20,7 @@ use crate::config::{Config, InstallMode};
 use crate::error::{NodeError, Result};
 use crate::in_place::{self, InPlacePlan};
 use crate::journal::{Journal, Step};
+use crate::lifecycle::{GoLiveFailure, Transition};
 use crate::lock::StateLock;
 use crate::release_dir::{self, Depth};
 use crate::state::{self, NodeState, Operation, OperationKind, Outcome};
@@ -98,9 +99,7 @@ pub fn recover(config: &Config, _lock: &StateLock) -> Result<Option<String>> {
             let problems = release_dir::verify(manifest.manifest(), &live, Depth::Content)
                 .map_err(|e| NodeError::io(format!("cannot check {}", live.display()), e))?;
             if problems.is_empty() {
-                let message = format!("{what}: finished, now at {}", journal.to_version);
-                conclude(config, &mut journal, Outcome::Success, message.clone())?;
-                message
+                finish_live(config, &mut journal, &what)?
             } else {
                 journal.advance(state_dir, Step::RollingBack)?;
                 switch_back(
@@ -111,12 +110,9 @@ pub fn recover(config: &Config, _lock: &StateLock) -> Result<Option<String>> {
                 )?
             }
         }
-        Action::SwitchBack => switch_back(
-            config,
-            &mut journal,
-            Outcome::RolledBack,
-            "interrupted while switching back",
-        )?,
+        Action::SwitchBack => {
+            switch_back_and_restore(config, &mut journal, "interrupted while switching back")?
+        }
         Action::Abandon => {
             if mode == InstallMode::Symlink {
                 release_dir::clean_leftovers(root).map_err(|e| {
@@ -137,6 +133,54 @@ pub fn recover(config: &Config, _lock: &StateLock) -> Result<Option<String>> {
         }
     };
     Ok(Some(message))
+}
+
+/// `current` names the interrupted operation's target and its tree matches
+/// the manifest. Without `[health]` that is the end of it; with it, the
+/// release must still pass the gate (the crash may have cut the service
+/// restart or the gate short): a failing release is switched back and the
+/// old one restarted, exactly as `apply` would have.
+fn finish_live(config: &Config, journal: &mut Journal, what: &str) -> Result<String> {
+    let target = journal.to_version.clone();
+    if config.health.is_some() && journal.operation == OperationKind::Apply {
+        let from = journal.from_version.clone();
+        let transition = Transition::new(config, from.as_ref(), &target);
+        if let Err(failure) = transition.go_live() {
+            journal.advance(&config.install.state_dir, Step::RollingBack)?;
+            return switch_back_and_restore(config, journal, &failure.message);
+        }
+    }
+    let message = format!("{what}: finished, now at {target}");
+    conclude(config, journal, Outcome::Success, message.clone())?;
+    Ok(message)
+}
+
+/// Switches back to the journal's origin, then brings the old release back
+/// into service as if its service had been stopped (after a crash nobody
+/// knows how far the way forward got), and records the rollback.
+fn switch_back_and_restore(config: &Config, journal: &mut Journal, cause: &str) -> Result<String> {
+    let root = &config.install.root;
+    match &journal.from_version {
+        Some(from) => switch::switch_to(root, from),
+        None => switch::unset(root),
+    }
+    .map_err(|e| NodeError::io("cannot switch back", e))?;
+    let (from, to) = (journal.from_version.clone(), journal.to_version.clone());
+    let transition = Transition::new(config, from.as_ref(), &to);
+    let restored = transition.restore(&GoLiveFailure {
+        message: cause.to_string(),
+        old_stopped: true,
+    });
+    let message = format!(
+        "{} {} -> {} rolled back to {}: {cause}; {}",
+        kind_name(journal.operation),
+        show(&journal.from_version),
+        journal.to_version,
+        show(&journal.from_version),
+        restored.summary
+    );
+    conclude(config, journal, Outcome::RolledBack, message.clone())?;
+    Ok(message)
 }
 
 /// Finishes an interrupted in-place operation by converging its planned

@@ -103,7 +103,9 @@ fn build_tree(manifest: &Manifest, store: &ContentStore, staging: &Path) -> Resu
         .create(staging)
         .map_err(|e| io_err(staging, "create", e))?;
     let mut directories = vec![(staging.to_path_buf(), Mode::new(0o755).expect("valid mode"))];
+    let progress = crate::events::progress("staging", manifest.files.len() as u64, false);
     for entry in &manifest.files {
+        progress.advance(1);
         let dest = entry.path.under(staging);
         match &entry.kind {
             // Writable while children are added; the real mode is set last.

@@ -14,11 +14,15 @@ use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 /// Bytes of a command's output kept for messages.
 const OUTPUT_TAIL: usize = 4096;
+
+/// How long the output readers get after the command exits.
+const READER_GRACE: Duration = Duration::from_millis(300);
 
 /// How long a command has after SIGTERM before SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(5);
@@ -90,26 +94,35 @@ impl ShellCommand<'_> {
         }
         let mut child = command.spawn()?;
         let readers = [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
         ]
         .into_iter()
         .flatten()
         .map(|mut stream| {
-            thread::spawn(move || {
-                let mut tail = Vec::new();
+            let tail = Arc::new(Mutex::new(Vec::new()));
+            let shared = Arc::clone(&tail);
+            let reader = thread::spawn(move || {
                 let mut buf = [0u8; 8192];
                 while let Ok(n) = stream.read(&mut buf) {
                     if n == 0 {
                         break;
                     }
+                    let mut tail = shared.lock().unwrap_or_else(|p| p.into_inner());
                     tail.extend_from_slice(&buf[..n]);
                     if tail.len() > 2 * OUTPUT_TAIL {
-                        tail.drain(..tail.len() - OUTPUT_TAIL);
+                        let excess = tail.len() - OUTPUT_TAIL;
+                        tail.drain(..excess);
                     }
                 }
-                tail
-            })
+            });
+            (reader, tail)
         })
         .collect::<Vec<_>>();
         let pgid = child.id() as i32;
@@ -140,9 +153,17 @@ impl ShellCommand<'_> {
             // Children that outlived the shell still hold the pipes.
             signal_group(pgid, rustix::process::Signal::KILL);
         }
+        // A command that starts a daemon (`start_command`) leaves it holding
+        // the pipes: the shell's exit, not the pipes' end, is the end of the
+        // command. Whatever the readers have by then, shortly after, is the
+        // output; a reader still blocked on the daemon is left behind.
         let mut output = Vec::new();
-        for reader in readers {
-            output.extend(reader.join().unwrap_or_default());
+        let collect_until = Instant::now() + READER_GRACE;
+        for (reader, tail) in readers {
+            while !reader.is_finished() && Instant::now() < collect_until {
+                thread::sleep(Duration::from_millis(5));
+            }
+            output.extend(tail.lock().unwrap_or_else(|p| p.into_inner()).iter());
         }
         if output.len() > OUTPUT_TAIL {
             output.drain(..output.len() - OUTPUT_TAIL);
@@ -213,6 +234,15 @@ mod tests {
     }
 
     #[test]
+    fn a_command_that_leaves_a_daemon_behind_returns_when_the_shell_exits() {
+        let started = Instant::now();
+        let finished = command("echo started; sleep 20 &", 5000).run().unwrap();
+        assert!(finished.success());
+        assert!(started.elapsed() < Duration::from_secs(3));
+        assert_eq!(finished.output.trim(), "started");
+    }
+
+    #[test]
     fn a_command_past_its_deadline_is_killed_with_its_children() {
         let started = Instant::now();
         let finished = command("sleep 30 & sleep 30; echo never", 200)
@@ -221,6 +251,8 @@ mod tests {
         assert!(finished.timed_out);
         assert!(!finished.success());
         assert!(started.elapsed() < Duration::from_secs(10));
-        assert!(finished.describe(Duration::from_millis(200)).contains("timed out"));
+        assert!(finished
+            .describe(Duration::from_millis(200))
+            .contains("timed out"));
     }
 }

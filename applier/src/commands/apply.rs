@@ -7,10 +7,13 @@ use std::path::Path;
 use jiff::Timestamp;
 use manifests::VerifiedManifest;
 use semver::Version;
+use serde_json::json;
 
 use crate::config::{Config, InstallMode};
 use crate::error::{NodeError, Result};
+use crate::events;
 use crate::journal::{Journal, Step};
+use crate::lifecycle::{GoLiveFailure, Transition};
 use crate::lock::StateLock;
 use crate::patching::{self, Arrival};
 use crate::plan::{human_bytes, UpdatePlan};
@@ -20,8 +23,8 @@ use crate::store::ContentStore;
 use crate::transport::Transport;
 use crate::trust::{self, TrustedState};
 use crate::{
-    bases, converge, in_place, installed, kept_manifests, recovery, release_dir, retention, space,
-    switch, transport,
+    bases, converge, faults, in_place, installed, kept_manifests, recovery, release_dir, retention,
+    space, switch, transport,
 };
 
 pub struct ApplyArgs {
@@ -182,7 +185,8 @@ fn prepare(
         }
         .map_err(|e| NodeError::io(format!("cannot check the installed {target}"), e))?;
         if problems.is_empty() {
-            println!("already at {target}: nothing to do");
+            events::say(format!("already at {target}: nothing to do"));
+            events::emit("up_to_date", json!({ "version": target.to_string() }));
             return Ok(Prepared::AlreadyCurrent);
         }
         return Err(NodeError::Other(format!(
@@ -200,8 +204,9 @@ fn prepare(
     let bases = bases::locate(config, &store, manifest.manifest(), &held, from.as_ref())?;
     let plan = UpdatePlan::compute(manifest.manifest(), from.clone(), &held, &bases);
     if args.dry_run {
-        println!("{plan}");
-        println!("dry run: nothing changed");
+        events::say(&plan);
+        events::say("dry run: nothing changed");
+        events::emit("dry_run", plan_fields(&plan));
         return Ok(Prepared::DryRun);
     }
     match config.install.mode {
@@ -246,8 +251,15 @@ fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()>
         target.clone(),
     )?;
 
+    let versions = events::versions(from.as_ref(), &target);
+    events::emit("plan", events::with(versions.clone(), plan_fields(&plan)));
     let staged = (|| -> Result<()> {
         journal.advance(state_dir, Step::Fetching)?;
+        let progress = events::progress(
+            "fetching",
+            plan.fetches.iter().map(|f| f.planned_bytes()).sum(),
+            true,
+        );
         if changeset.is_none() {
             release_dir::clean_leftovers(root)
                 .map_err(|e| NodeError::io("cannot clean leftovers of an earlier run", e))?;
@@ -260,6 +272,7 @@ fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()>
                 &fetch.content.object.path,
                 |source| patching::fetch(&store, source, fetch, &mut journal.bytes_downloaded),
             )?;
+            progress.advance(fetch.planned_bytes());
             let t = &mut journal.transfer;
             match arrival {
                 Arrival::Delta => t.deltas_used += 1,
@@ -270,6 +283,11 @@ fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()>
                 }
             }
         }
+        drop(progress);
+        events::emit(
+            "fetched",
+            json!({ "bytes_downloaded": journal.bytes_downloaded, "deltas_used": journal.transfer.deltas_used, "full_objects": journal.transfer.full_objects }),
+        );
         if changeset.is_none() {
             stage_or_reuse(&manifest, &store, root, &release)?;
         }
@@ -277,10 +295,20 @@ fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()>
         if changeset.is_none() {
             journal.advance(state_dir, Step::Staged)?;
         }
+        events::emit("staged", versions.clone());
         Ok(())
     })();
     if let Err(e) = staged {
         // `current` was not touched: record the failure, keep the old release.
+        return Err(recovery::fail(config, &mut journal, e));
+    }
+    let transition = Transition::new(config, from.as_ref(), &target);
+    if let Err(e) = transition.pre_apply() {
+        let e = NodeError::Other(format!(
+            "{e}; the update was stopped before the switch, {} still runs",
+            from.as_ref()
+                .map_or("nothing".to_string(), |v| v.to_string())
+        ));
         return Err(recovery::fail(config, &mut journal, e));
     }
 
@@ -293,10 +321,11 @@ fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()>
             Outcome::Success,
             format!("updated to {target}"),
         )?;
-        println!(
+        events::say(format!(
             "updated {} -> {target} in place ({transfer})",
             from.map_or("nothing".to_string(), |v| v.to_string()),
-        );
+        ));
+        events::emit("applied", applied_fields(versions, &journal));
         return in_place::finish(config);
     }
     if let Err(e) = switch::switch_to(root, &target) {
@@ -304,6 +333,7 @@ fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()>
         return Err(recovery::fail(config, &mut journal, e));
     }
     journal.advance(state_dir, Step::Switched)?;
+    events::emit("switched", versions.clone());
     let problems = release_dir::verify(manifest.manifest(), &release, Depth::Metadata)
         .map_err(|e| NodeError::io(format!("cannot check {}", release.display()), e))?;
     if !problems.is_empty() {
@@ -320,6 +350,15 @@ fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()>
         return Err(NodeError::Other(message));
     }
     journal.advance(state_dir, Step::Verified)?;
+    if let Err(failure) = transition.go_live() {
+        return Err(roll_back_after_switch(
+            config,
+            &mut journal,
+            &transition,
+            &failure,
+        ));
+    }
+    events::emit("live", versions.clone());
     let transfer = describe_transfer(journal.bytes_downloaded, &journal.transfer);
     recovery::conclude(
         config,
@@ -327,15 +366,92 @@ fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()>
         Outcome::Success,
         format!("updated to {target}"),
     )?;
-    println!(
+    events::say(format!(
         "updated {} -> {target} ({transfer}; {} reused)",
         from.map_or("nothing".to_string(), |v| v.to_string()),
         human_bytes(plan.reused_bytes)
-    );
+    ));
+    events::emit("applied", applied_fields(versions, &journal));
     let node = NodeState::load(state_dir)?;
     let current = switch::current_version(root)
         .map_err(|e| NodeError::io("cannot read the current release", e))?;
     retention::prune(config, current.as_ref(), node.previous_version.as_ref())
+}
+
+/// The new release is live but failed to go into service: `pre_rollback`,
+/// the switch back, the old release back into service and checked,
+/// `post_rollback`, and the outcome recorded as rolled back. The error
+/// returned says what failed and in what state the old release is.
+fn roll_back_after_switch(
+    config: &Config,
+    journal: &mut Journal,
+    transition: &Transition<'_>,
+    failure: &GoLiveFailure,
+) -> NodeError {
+    let state_dir = &config.install.state_dir;
+    let root = &config.install.root;
+    let mut notes = Vec::new();
+    let result = (|| -> Result<String> {
+        journal.advance(state_dir, Step::RollingBack)?;
+        if let Err(e) = transition.pre_rollback() {
+            // The way back matters more than the hook: note it and go on.
+            notes.push(e);
+        }
+        match transition.from {
+            Some(from) => switch::switch_to(root, from),
+            None => switch::unset(root),
+        }
+        .map_err(|e| NodeError::io("cannot switch back", e))?;
+        faults::point("apply:switched-back");
+        let restored = transition.restore(failure);
+        if !restored.ok {
+            tracing::error!(summary = %restored.summary, "the old release did not come back cleanly");
+        }
+        if let Err(e) = transition.post_rollback() {
+            notes.push(e);
+        }
+        let mut message = format!(
+            "update {} -> {} rolled back: {}; {}",
+            transition
+                .from
+                .map_or("nothing".to_string(), |v| v.to_string()),
+            transition.to,
+            failure.message,
+            restored.summary
+        );
+        for note in &notes {
+            message.push_str(&format!("; {note}"));
+        }
+        recovery::conclude(config, journal, Outcome::RolledBack, message.clone())?;
+        Ok(message)
+    })();
+    match result {
+        Ok(message) => NodeError::RolledBack(message),
+        Err(e) => e,
+    }
+}
+
+/// The plan, for the `plan` and `dry_run` events.
+fn plan_fields(plan: &UpdatePlan) -> serde_json::Value {
+    json!({
+        "fetches": plan.fetches.len(),
+        "deltas": plan.fetches.iter().filter(|f| f.delta().is_some()).count(),
+        "download_bytes": plan.download_bytes(),
+        "full_download_bytes": plan.full_download_bytes(),
+        "reused_bytes": plan.reused_bytes,
+    })
+}
+
+fn applied_fields(versions: serde_json::Value, journal: &Journal) -> serde_json::Value {
+    events::with(
+        versions,
+        json!({
+            "bytes_downloaded": journal.bytes_downloaded,
+            "deltas_used": journal.transfer.deltas_used,
+            "delta_fallbacks": journal.transfer.delta_fallbacks,
+            "full_objects": journal.transfer.full_objects,
+        }),
+    )
 }
 
 /// "812.0 KiB downloaded: 3 deltas, 1 full; 41.2 MiB without deltas".

@@ -7,7 +7,9 @@ use semver::Version;
 
 use crate::config::{Config, InstallMode};
 use crate::error::{NodeError, Result};
+use crate::events;
 use crate::journal::{Journal, Step};
+use crate::lifecycle::Transition;
 use crate::lock::StateLock;
 use crate::release_dir::Depth;
 use crate::restore_point::RestorePoint;
@@ -29,7 +31,11 @@ pub fn run(config: &Config, to: Option<Version>) -> Result<()> {
         ));
     };
     if current.as_ref() == Some(&target) {
-        println!("already at {target}: nothing to do");
+        events::say(format!("already at {target}: nothing to do"));
+        events::emit(
+            "up_to_date",
+            serde_json::json!({ "version": target.to_string() }),
+        );
         return Ok(());
     }
     let checked = match config.install.mode {
@@ -72,30 +78,51 @@ pub fn run(config: &Config, to: Option<Version>) -> Result<()> {
             Outcome::Success,
             format!("rolled back to {target} from restore point {}", point.id),
         )?;
-        println!(
+        events::say(format!(
             "rolled back {} -> {target} in place (restore point {})",
-            current.map_or("nothing".to_string(), |v| v.to_string()),
+            current
+                .as_ref()
+                .map_or("nothing".to_string(), |v| v.to_string()),
             point.id
-        );
+        ));
+        events::emit("rolled_back", events::versions(current.as_ref(), &target));
         return in_place::finish(config);
     }
     journal.advance(state_dir, Step::Staged)?;
+    let transition = Transition::new(config, current.as_ref(), &target);
+    if let Err(e) = transition.operator_pre_rollback() {
+        let e = NodeError::Other(format!("{e}; nothing was switched"));
+        return Err(recovery::fail(config, &mut journal, e));
+    }
     if let Err(e) = switch::switch_to(root, &target) {
         let e = NodeError::io(format!("cannot switch to {target}"), e);
         return Err(recovery::fail(config, &mut journal, e));
     }
     journal.advance(state_dir, Step::Switched)?;
     journal.advance(state_dir, Step::Verified)?;
+    if let Err(failure) = transition.operator_go_live() {
+        // The operator chose this release: ferry does not flip again on its
+        // own. The files are switched; the service needs a look.
+        let message = format!(
+            "switched to {target}, but it did not go into service: {}; check the service, then `ferry rollback --to VERSION` or `ferry apply`",
+            failure.message
+        );
+        recovery::conclude(config, &mut journal, Outcome::Failed, message.clone())?;
+        return Err(NodeError::Other(message));
+    }
     recovery::conclude(
         config,
         &mut journal,
         Outcome::Success,
         format!("rolled back to {target}"),
     )?;
-    println!(
+    events::say(format!(
         "rolled back {} -> {target}",
-        current.map_or("nothing".to_string(), |v| v.to_string())
-    );
+        current
+            .as_ref()
+            .map_or("nothing".to_string(), |v| v.to_string())
+    ));
+    events::emit("rolled_back", events::versions(current.as_ref(), &target));
     Ok(())
 }
 

@@ -1,0 +1,334 @@
+//! Around the switch: lifecycle hooks, the service strategy, the health gate
+//! and the way back.
+//!
+//! The switch itself is one rename, but an update is only done when the
+//! service runs the new release and answers healthy. So `apply` asks this
+//! module, in order:
+//! 1. [`Transition::pre_apply`] before the switch: its failure aborts the
+//!    update with nothing changed;
+//! 2. [`Transition::go_live`] after the switch: the strategy (restart,
+//!    reload or blue-green), the health gate, then `post_apply`. Any failure
+//!    comes back as a [`GoLiveFailure`] saying how far it got;
+//! 3. on failure, after `pre_rollback` and the switch back,
+//!    [`Transition::restore`] brings the old release back into service
+//!    (restarting it, or for blue-green stopping the candidate while the old
+//!    one kept serving) and checks its health; then `post_rollback`.
+//!
+//! Nothing here decides or records outcomes: `apply` (and recovery) own the
+//! journal. Every command has a deadline (see [`crate::shell`]).
+
+pub mod health;
+pub mod service;
+
+use std::path::PathBuf;
+
+use semver::Version;
+
+use crate::config::{Config, InstallMode};
+use crate::release_dir;
+use crate::shell::ShellCommand;
+use service::{fill_template, strategy_name, Strategy};
+
+/// One move of the node from `from` to `to` (an update, or the way back).
+#[derive(Debug, Clone, Copy)]
+pub struct Transition<'a> {
+    pub config: &'a Config,
+    pub from: Option<&'a Version>,
+    pub to: &'a Version,
+}
+
+/// How far [`Transition::go_live`] got before it failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoLiveFailure {
+    pub message: String,
+    /// The old release's service was stopped or restarted onto the new
+    /// files: it has to be brought back, not merely left running.
+    pub old_stopped: bool,
+}
+
+/// What [`Transition::restore`] did, for the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    /// "1.0.0 is healthy again", "1.0.0 restarted (no health check)".
+    pub summary: String,
+    /// The old release answers healthy (or no health check is configured
+    /// and nothing failed).
+    pub ok: bool,
+}
+
+impl<'a> Transition<'a> {
+    pub fn new(config: &'a Config, from: Option<&'a Version>, to: &'a Version) -> Self {
+        Transition { config, from, to }
+    }
+
+    /// The same transition the other way: from `to` back to `from`.
+    fn reversed(&self) -> Option<Transition<'a>> {
+        self.from.map(|from| Transition {
+            config: self.config,
+            from: Some(self.to),
+            to: from,
+        })
+    }
+
+    /// Where a version's files are: its release directory, or the install
+    /// root itself in in-place mode.
+    pub fn release_dir(&self, version: &Version) -> PathBuf {
+        match self.config.install.mode {
+            InstallMode::Symlink => release_dir::release_path(&self.config.install.root, version),
+            InstallMode::InPlace => self.config.install.root.clone(),
+        }
+    }
+
+    /// FERRY_FROM_VERSION, FERRY_TO_VERSION, FERRY_RELEASE_DIR.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "FERRY_FROM_VERSION".into(),
+                self.from.map(|v| v.to_string()).unwrap_or_default(),
+            ),
+            ("FERRY_TO_VERSION".into(), self.to.to_string()),
+            (
+                "FERRY_RELEASE_DIR".into(),
+                self.release_dir(self.to).to_string_lossy().into_owned(),
+            ),
+        ]
+    }
+
+    fn service(&self) -> &service::ServiceConfig {
+        &self.config.service
+    }
+
+    fn hook(&self, name: &str, line: Option<&String>) -> Result<(), String> {
+        let Some(line) = line else {
+            return Ok(());
+        };
+        let what = format!("{name} hook");
+        let finished = ShellCommand {
+            what: &what,
+            line,
+            env: self.env(),
+            cwd: Some(&self.release_dir(self.to)),
+            timeout: self.service().hook_timeout(),
+        }
+        .run_checked()?;
+        tracing::info!(
+            hook = name,
+            seconds = finished.duration.as_secs_f64(),
+            "hook passed"
+        );
+        Ok(())
+    }
+
+    /// `pre_apply`, run with the new release staged and not yet live.
+    pub fn pre_apply(&self) -> Result<(), String> {
+        self.hook("pre_apply", self.service().pre_apply.as_ref())
+    }
+
+    /// `pre_rollback`, before the switch back, and `post_rollback`, after
+    /// the old release is back in service. `self` is the failed update;
+    /// the hooks see the way back: FERRY_FROM_VERSION is the version being
+    /// left, FERRY_TO_VERSION and FERRY_RELEASE_DIR the one restored. A
+    /// failed first install has nothing to go back to: they do not run.
+    pub fn pre_rollback(&self) -> Result<(), String> {
+        match self.reversed() {
+            Some(back) => back.hook("pre_rollback", self.service().pre_rollback.as_ref()),
+            None => Ok(()),
+        }
+    }
+
+    pub fn post_rollback(&self) -> Result<(), String> {
+        match self.reversed() {
+            Some(back) => back.hook("post_rollback", self.service().post_rollback.as_ref()),
+            None => Ok(()),
+        }
+    }
+
+    fn service_command(&self, what: &str, line: &str) -> Result<(), String> {
+        let finished = ShellCommand {
+            what,
+            line,
+            env: self.env(),
+            cwd: Some(&self.release_dir(self.to)),
+            timeout: self.service().command_timeout(),
+        }
+        .run_checked()?;
+        tracing::info!(
+            command = what,
+            seconds = finished.duration.as_secs_f64(),
+            "service command done"
+        );
+        Ok(())
+    }
+
+    /// Restart or reload onto `self.to` (restart and reload strategies).
+    fn restart_or_reload(&self) -> Result<(), String> {
+        let service = self.service();
+        match service.strategy {
+            Strategy::Restart => self.service_command(
+                "restart_command",
+                service.restart_command.as_deref().unwrap_or_default(),
+            ),
+            Strategy::Reload => match (&service.reload_command, &service.reload_signal) {
+                (Some(line), _) => self.service_command("reload_command", line),
+                (None, Some(signal)) => self.signal_pid(signal),
+                (None, None) => Ok(()),
+            },
+            Strategy::None | Strategy::BlueGreen => Ok(()),
+        }
+    }
+
+    fn signal_pid(&self, signal: &str) -> Result<(), String> {
+        let pid_file = self
+            .service()
+            .pid_file
+            .as_ref()
+            .ok_or("service.reload_signal needs service.pid_file")?;
+        let text = std::fs::read_to_string(pid_file)
+            .map_err(|e| format!("cannot read pid file {}: {e}", pid_file.display()))?;
+        let pid = text
+            .trim()
+            .parse::<i32>()
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .ok_or_else(|| format!("pid file {} does not hold a pid", pid_file.display()))?;
+        let signal = service::signal_named(signal)?;
+        rustix::process::kill_process(pid, signal).map_err(|e| {
+            format!(
+                "cannot signal pid {} from {}: {e}",
+                pid.as_raw_nonzero(),
+                pid_file.display()
+            )
+        })
+    }
+
+    fn start(&self, version: &Version) -> Result<(), String> {
+        let template = self.service().start_command.as_deref().unwrap_or_default();
+        let line = fill_template(template, &self.release_dir(version), &version.to_string());
+        self.service_command("start_command", &line)
+    }
+
+    fn stop(&self, version: &Version) -> Result<(), String> {
+        let template = self.service().stop_command.as_deref().unwrap_or_default();
+        let line = fill_template(template, &self.release_dir(version), &version.to_string());
+        self.service_command("stop_command", &line)
+    }
+
+    /// The health gate on `version`, if `[health]` is configured.
+    fn health(&self, version: &Version) -> Result<Option<health::Healthy>, String> {
+        match &self.config.health {
+            Some(health) => health.wait_healthy(version, &self.env()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// After the switch: the strategy, the health gate, `post_apply`.
+    pub fn go_live(&self) -> Result<(), GoLiveFailure> {
+        self.go_live_then("post_apply", self.service().post_apply.as_ref())
+    }
+
+    /// An operator's rollback (`self` goes from the release being left to
+    /// the one restored): `pre_rollback` before its switch.
+    pub fn operator_pre_rollback(&self) -> Result<(), String> {
+        self.hook("pre_rollback", self.service().pre_rollback.as_ref())
+    }
+
+    /// An operator's rollback after its switch: the restored release into
+    /// service and through the gate, then `post_rollback`.
+    pub fn operator_go_live(&self) -> Result<(), GoLiveFailure> {
+        self.go_live_then("post_rollback", self.service().post_rollback.as_ref())
+    }
+
+    fn go_live_then(&self, hook: &str, hook_line: Option<&String>) -> Result<(), GoLiveFailure> {
+        let strategy = self.service().strategy;
+        let failed = |message: String, old_stopped: bool| GoLiveFailure {
+            message,
+            old_stopped,
+        };
+        if strategy == Strategy::BlueGreen {
+            // The old release keeps serving until the candidate is healthy.
+            self.start(self.to)
+                .map_err(|e| failed(format!("the new release did not start: {e}"), false))?;
+            let healthy = self.health(self.to).map_err(|e| failed(e, false))?;
+            log_healthy(self.to, healthy);
+            if let Some(from) = self.from {
+                self.stop(from).map_err(|e| {
+                    failed(
+                        format!("{} is healthy but {from} did not stop: {e}", self.to),
+                        false,
+                    )
+                })?;
+            }
+        } else {
+            let touched = strategy != Strategy::None;
+            self.restart_or_reload().map_err(|e| {
+                failed(
+                    format!("the service did not {}: {e}", strategy_name(strategy)),
+                    touched,
+                )
+            })?;
+            let healthy = self.health(self.to).map_err(|e| failed(e, touched))?;
+            log_healthy(self.to, healthy);
+        }
+        self.hook(hook, hook_line)
+            .map_err(|e| failed(e, strategy != Strategy::None))
+    }
+
+    /// After the switch back to `self.from`: brings the old release back
+    /// into service and checks it. Never fails: what went wrong is in the
+    /// summary (the node runs the old files either way).
+    pub fn restore(&self, failure: &GoLiveFailure) -> Restored {
+        let Some(back) = self.reversed() else {
+            // A first install: nothing ran before it. Stop the candidate if
+            // ferry started it.
+            if self.service().strategy == Strategy::BlueGreen {
+                if let Err(e) = self.stop(self.to) {
+                    return Restored {
+                        summary: format!("{} could not be stopped: {e}", self.to),
+                        ok: false,
+                    };
+                }
+            }
+            return Restored {
+                summary: "nothing was installed before".into(),
+                ok: true,
+            };
+        };
+        let old = back.to;
+        let brought_back = match self.service().strategy {
+            Strategy::None => Ok(()),
+            Strategy::Restart | Strategy::Reload => back.restart_or_reload(),
+            // Still serving: only the candidate goes.
+            Strategy::BlueGreen if !failure.old_stopped => back.stop(self.to),
+            Strategy::BlueGreen => back
+                .start(old)
+                .and_then(|()| back.health(old).map(|_| ()))
+                .and_then(|()| back.stop(self.to)),
+        };
+        if let Err(e) = brought_back {
+            return Restored {
+                summary: format!("{old} could not be brought back into service: {e}"),
+                ok: false,
+            };
+        }
+        match back.health(old) {
+            Ok(Some(_)) => Restored {
+                summary: format!("{old} is healthy again"),
+                ok: true,
+            },
+            Ok(None) => Restored {
+                summary: format!("{old} is back (no [health] check configured)"),
+                ok: true,
+            },
+            Err(e) => Restored {
+                summary: format!("{old} is back but NOT healthy: {e}"),
+                ok: false,
+            },
+        }
+    }
+}
+
+fn log_healthy(version: &Version, healthy: Option<health::Healthy>) {
+    if let Some(h) = healthy {
+        tracing::info!(%version, probes = h.probes, seconds = h.waited.as_secs_f64(), "healthy");
+    }
+}
