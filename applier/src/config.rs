@@ -18,6 +18,9 @@ pub struct Config {
     pub install: InstallConfig,
     #[serde(default)]
     pub trust: TrustConfig,
+    /// `[migrations]`: how data migrations shipped by releases run.
+    #[serde(default)]
+    pub migrations: crate::migrations::MigrationsConfig,
 }
 
 /// `[trust]`: where the node's root of trust starts.

@@ -21,6 +21,7 @@ pub mod installed;
 pub mod journal;
 pub mod kept_manifests;
 pub mod lock;
+pub mod migrations;
 pub mod mirrors;
 pub mod pace;
 pub mod patching;
