@@ -20,8 +20,8 @@ use crate::store::ContentStore;
 use crate::transport::Transport;
 use crate::trust::{self, TrustedState};
 use crate::{
-    bases, converge, in_place, installed, kept_manifests, recovery, release_dir, retention, space,
-    switch, transport,
+    bases, converge, in_place, installed, kept_manifests, migrations, recovery, release_dir,
+    retention, space, switch, transport,
 };
 
 pub struct ApplyArgs {
@@ -163,6 +163,16 @@ fn prepare(
     let changeset = match config.install.mode {
         InstallMode::Symlink => None,
         InstallMode::InPlace => {
+            // Migration scripts run from a complete staged release tree
+            // before it goes live; in place there is no such tree.
+            if !manifest.manifest().migrations.is_empty() {
+                return Err(NodeError::Other(format!(
+                    "release {target} ships data migrations, which ferry runs only in symlink \
+                     mode (install.mode = \"symlink\"): in-place mode has no staged release to \
+                     run them from before the files change; install it on a node in symlink \
+                     mode, or run its migrations/ scripts by hand"
+                )));
+            }
             let keys = config.trusted_keys()?;
             let old = match &from {
                 Some(v) => Some(kept_manifests::load(state_dir, v, &keys)?),
@@ -299,9 +309,49 @@ fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()>
         );
         return in_place::finish(config);
     }
+    // --- Migrations (issue 6; the lead refines this with the lifecycle) ---
+    // The staged release's pending ups run before `current` moves, so the
+    // new code never starts on unmigrated data. A failed up has already had
+    // the ups of this run undone by their downs: the old release stays live
+    // on the data it knows.
+    let migration_env = migrations::operation_env(from.as_ref(), &target);
+    let migrated = match migrations::apply_pending(
+        state_dir,
+        manifest.manifest(),
+        &release,
+        &migration_env,
+        config.migrations.timeout(),
+    ) {
+        Ok(ids) => ids,
+        Err(failure) => {
+            let e = NodeError::Other(format!("{target} was not installed: {failure}"));
+            return Err(recovery::fail(config, &mut journal, e));
+        }
+    };
+    let revert_migrated = |cause: String| -> String {
+        if migrated.is_empty() {
+            return cause;
+        }
+        match migrations::revert(
+            state_dir,
+            manifest.manifest(),
+            &release,
+            &migrated,
+            &migration_env,
+            config.migrations.timeout(),
+        ) {
+            Ok(()) => format!("{cause}; migrations reverted: {}", migrated.join(", ")),
+            Err(e) => format!("{cause}; its migrations could NOT be reverted: {e}"),
+        }
+    };
+    // --- end of migrations ---
     if let Err(e) = switch::switch_to(root, &target) {
-        let e = NodeError::io(format!("cannot switch {} to {target}", root.display()), e);
-        return Err(recovery::fail(config, &mut journal, e));
+        let cause = revert_migrated(format!("cannot switch {} to {target}: {e}", root.display()));
+        return Err(recovery::fail(
+            config,
+            &mut journal,
+            NodeError::Other(cause),
+        ));
     }
     journal.advance(state_dir, Step::Switched)?;
     let problems = release_dir::verify(manifest.manifest(), &release, Depth::Metadata)
@@ -312,10 +362,10 @@ fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()>
             config,
             &mut journal,
             Outcome::RolledBack,
-            &format!(
+            &revert_migrated(format!(
                 "the live tree does not match its manifest: {}",
                 problems.join("; ")
-            ),
+            )),
         )?;
         return Err(NodeError::Other(message));
     }
