@@ -147,6 +147,9 @@ fn prepare(
         |source| trust::fetch_manifest(source, &keys, index.index(), channel, &target, now),
     )?;
     trust::check_supported(manifest.manifest())?;
+    // An applied migration edited since is refused now, before anything
+    // is fetched or staged (apply_pending checks again before running).
+    crate::migrations::pending(state_dir, manifest.manifest())?;
     if let (Some(min), Some(current)) = (&manifest.manifest().min_upgrade_from, &from) {
         if current < min {
             return Err(NodeError::Other(format!(
