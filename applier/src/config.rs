@@ -24,6 +24,9 @@ pub struct Config {
     /// The gate a release must pass after the switch, or be rolled back.
     #[serde(default)]
     pub health: Option<crate::lifecycle::health::HealthConfig>,
+    /// `[migrations]`: how data migrations shipped by releases run.
+    #[serde(default)]
+    pub migrations: crate::migrations::MigrationsConfig,
 }
 
 /// `[trust]`: where the node's root of trust starts.

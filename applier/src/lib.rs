@@ -23,6 +23,7 @@ pub mod journal;
 pub mod kept_manifests;
 pub mod lifecycle;
 pub mod lock;
+pub mod migrations;
 pub mod mirrors;
 pub mod pace;
 pub mod patching;

@@ -63,6 +63,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the data migrations this node ran and those still pending.
+    Migrations {
+        #[arg(long)]
+        json: bool,
+    },
     /// Compare the installed files with their signed manifest (exit 4 if they differ).
     Verify,
     /// Restore the installed files to their signed manifest, fetching what is missing.
@@ -144,6 +149,7 @@ fn run(cli: Cli) -> Result<u8, NodeError> {
         Command::Rollback { to } => commands::rollback::run(&config, to),
         Command::Status { json } => commands::status::run(&config, json),
         Command::History { json } => commands::history::run(&config, json),
+        Command::Migrations { json } => commands::migrations::run(&config, json),
         Command::Verify => commands::verify::run(&config),
         Command::Repair => commands::repair::run(&config),
         Command::RestorePoints(RestorePointsCommand::List { json }) => {

@@ -21,6 +21,7 @@ pub mod error;
 pub mod index;
 pub mod layout;
 pub mod manifest;
+pub mod migration;
 pub mod mode;
 pub mod root;
 pub mod safe_path;

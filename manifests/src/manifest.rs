@@ -1,18 +1,20 @@
 //! `manifests/<version>.json`: one release, file by file.
 //!
 //! The manifest pins every file's content by SHA-256 and names the object
-//! that carries it. Sections later work will fill (deltas, migrations, hooks,
-//! requirements, rollout waves) are typed here already and empty in format 1
-//! publications, so that adding them does not change what existing fields
+//! that carries it, and lists the data migrations the release ships
+//! ([`crate::migration`]). Sections later work will fill (hooks,
+//! requirements, rollout waves) are typed here already and empty in format
+//! 1 publications, so that adding them does not change what existing fields
 //! mean. A node that meets a non-empty section it cannot honour refuses the
 //! release rather than install it half-understood.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
+pub use crate::migration::Migration;
 use crate::mode::Mode;
 use crate::safe_path::{check_symlink_target, SafeRelativePath};
 use crate::{index::validate_channel_name, layout, FormatError, Sha256Digest, FORMAT_VERSION};
@@ -33,7 +35,8 @@ pub struct Manifest {
     pub min_upgrade_from: Option<Version>,
     /// Every entry of the release tree, sorted by path, parents before children.
     pub files: Vec<FileEntry>,
-    /// Reserved: schema migrations shipped with the release (empty in format 1).
+    /// Data migrations shipped with the release, in ascending id order
+    /// (see [`crate::migration`]).
     #[serde(default)]
     pub migrations: Vec<Migration>,
     /// Reserved: lifecycle hooks declared by the release (empty in format 1).
@@ -149,15 +152,6 @@ pub struct DeltaReport {
     pub full_bytes: u64,
 }
 
-/// Reserved for migrations: scripts that move data between versions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Migration {
-    pub id: String,
-    pub up: SafeRelativePath,
-    pub down: Option<SafeRelativePath>,
-    pub checksum: Sha256Digest,
-}
-
 /// Reserved for lifecycle hooks declared by a release.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hooks {
@@ -201,8 +195,9 @@ impl FileEntry {
 impl Manifest {
     /// Every check that does not need the network: format, channel, paths,
     /// symlink targets, modes against kinds, object names, uniqueness and
-    /// order. A manifest failing any of them is rejected whole, before a node
-    /// writes anything.
+    /// order, and migrations (ids, order, scripts in the release). A
+    /// manifest failing any of them is rejected whole, before a node writes
+    /// anything.
     pub fn validate(&self) -> Result<(), FormatError> {
         let what = format!("manifest of {}", self.version);
         let inconsistent = |reason: String| FormatError::Inconsistent {
@@ -271,7 +266,17 @@ impl Manifest {
                 }
             }
         }
+        if !self.migrations.is_empty() {
+            let kinds: BTreeMap<&SafeRelativePath, &EntryKind> =
+                self.files.iter().map(|f| (&f.path, &f.kind)).collect();
+            crate::migration::validate_all(&self.migrations, &kinds).map_err(inconsistent)?;
+        }
         Ok(())
+    }
+
+    /// The migration with this id, if the release ships it.
+    pub fn migration(&self, id: &str) -> Option<&Migration> {
+        self.migrations.iter().find(|m| m.id == id)
     }
 
     /// Sum of the uncompressed sizes of all regular files.

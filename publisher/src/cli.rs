@@ -298,6 +298,14 @@ pub struct ReleaseArgs {
           value_parser = clap::value_parser!(u64).range(1..=(1 << 40)))]
     pub delta_memory: Option<u64>,
 
+    /// Data migrations to ship: a directory of `<id>.up.<ext>` scripts and
+    /// optional `<id>.down.<ext>` ones (0001_users.up.sh,
+    /// 0001_users.down.sh). They are added under `migrations/` and declared
+    /// in the manifest in id order; nodes run each up once, before the
+    /// release goes live.
+    #[arg(long, value_name = "DIR")]
+    pub migrations: Option<PathBuf>,
+
     #[command(flatten)]
     pub x509: X509SignArgs,
 

@@ -7,6 +7,8 @@
 //!
 //! - [`keys`]: minisign key files, key generation and signing;
 //! - [`input`]: walking the release directory into a list of safe entries;
+//! - [`migrations`]: data migration scripts (`--migrations`) added to the
+//!   release tree and declared in the manifest;
 //! - [`objects`]: hashing, compressing, storing and checking content objects;
 //! - [`plan`]: deciding, before anything is written, what a release needs;
 //! - [`deltas`]: binary patches from earlier releases' contents, planned,
@@ -28,6 +30,7 @@ pub mod commands;
 pub mod deltas;
 pub mod input;
 pub mod keys;
+pub mod migrations;
 pub mod objects;
 pub mod plan;
 pub mod publication;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use jiff::{SignedDuration, Timestamp};
 use manifests::index::{ChannelIndex, Index, ManifestRef};
 use manifests::manifest::{
-    Compression, DeltaRef, EntryKind, FileContent, FileEntry, Hooks, Manifest, ObjectRef,
+    Compression, DeltaRef, EntryKind, FileContent, FileEntry, Hooks, Manifest, Migration, ObjectRef,
 };
 use manifests::{layout, Sha256Digest, FORMAT_VERSION};
 use semver::Version;
@@ -47,6 +47,8 @@ pub struct ReleaseMetadata {
     pub notes: String,
     pub critical: bool,
     pub min_upgrade_from: Option<Version>,
+    /// Data migrations, in id order (`--migrations`).
+    pub migrations: Vec<Migration>,
 }
 
 impl ReleaseMetadata {
@@ -140,7 +142,7 @@ pub fn build_manifest(
         critical: metadata.critical,
         min_upgrade_from: metadata.min_upgrade_from.clone(),
         files,
-        migrations: Vec::new(),
+        migrations: metadata.migrations.clone(),
         hooks: Hooks::default(),
         requirements: Vec::new(),
         waves: Vec::new(),
@@ -176,6 +178,21 @@ pub fn release_differences(published: &Manifest, new: &Manifest) -> Vec<String> 
             "min-upgrade-from was {}, now {}",
             show(&old.min_upgrade_from),
             show(&new.min_upgrade_from)
+        ));
+    }
+    if old.migrations != new.migrations {
+        let ids = |m: &Manifest| {
+            let ids: Vec<&str> = m.migrations.iter().map(|m| m.id.as_str()).collect();
+            if ids.is_empty() {
+                "none".to_string()
+            } else {
+                ids.join(", ")
+            }
+        };
+        out.push(format!(
+            "the migrations differ (were {}, now {})",
+            ids(&old),
+            ids(&new)
         ));
     }
     let old_files: BTreeMap<&str, &EntryKind> = old
@@ -419,6 +436,7 @@ mod tests {
             notes: String::new(),
             critical: false,
             min_upgrade_from: Some(min.parse().unwrap()),
+            migrations: Vec::new(),
         };
         meta("1.5.0").check().unwrap();
         assert!(meta("2.0.0").check().is_err());

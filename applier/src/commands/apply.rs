@@ -23,8 +23,8 @@ use crate::store::ContentStore;
 use crate::transport::Transport;
 use crate::trust::{self, TrustedState};
 use crate::{
-    bases, converge, faults, in_place, installed, kept_manifests, recovery, release_dir, retention,
-    space, switch, transport,
+    bases, converge, faults, in_place, installed, kept_manifests, migrations, recovery,
+    release_dir, retention, space, switch, transport,
 };
 
 pub struct ApplyArgs {
@@ -150,6 +150,9 @@ fn prepare(
         |source| trust::fetch_manifest(source, &keys, index.index(), channel, &target, now),
     )?;
     trust::check_supported(manifest.manifest())?;
+    // An applied migration edited since is refused now, before anything
+    // is fetched or staged (apply_pending checks again before running).
+    crate::migrations::pending(state_dir, manifest.manifest())?;
     if let (Some(min), Some(current)) = (&manifest.manifest().min_upgrade_from, &from) {
         if current < min {
             return Err(NodeError::Other(format!(
@@ -166,6 +169,16 @@ fn prepare(
     let changeset = match config.install.mode {
         InstallMode::Symlink => None,
         InstallMode::InPlace => {
+            // Migration scripts run from a complete staged release tree
+            // before it goes live; in place there is no such tree.
+            if !manifest.manifest().migrations.is_empty() {
+                return Err(NodeError::Other(format!(
+                    "release {target} ships data migrations, which ferry runs only in symlink \
+                     mode (install.mode = \"symlink\"): in-place mode has no staged release to \
+                     run them from before the files change; install it on a node in symlink \
+                     mode, or run its migrations/ scripts by hand"
+                )));
+            }
             let keys = config.trusted_keys()?;
             let old = match &from {
                 Some(v) => Some(kept_manifests::load(state_dir, v, &keys)?),
@@ -328,9 +341,49 @@ fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()>
         events::emit("applied", applied_fields(versions, &journal));
         return in_place::finish(config);
     }
+    // --- Migrations (issue 6; the lead refines this with the lifecycle) ---
+    // The staged release's pending ups run before `current` moves, so the
+    // new code never starts on unmigrated data. A failed up has already had
+    // the ups of this run undone by their downs: the old release stays live
+    // on the data it knows.
+    let migration_env = migrations::operation_env(from.as_ref(), &target);
+    let migrated = match migrations::apply_pending(
+        state_dir,
+        manifest.manifest(),
+        &release,
+        &migration_env,
+        config.migrations.timeout(),
+    ) {
+        Ok(ids) => ids,
+        Err(failure) => {
+            let e = NodeError::Other(format!("{target} was not installed: {failure}"));
+            return Err(recovery::fail(config, &mut journal, e));
+        }
+    };
+    let revert_migrated = |cause: String| -> String {
+        if migrated.is_empty() {
+            return cause;
+        }
+        match migrations::revert(
+            state_dir,
+            manifest.manifest(),
+            &release,
+            &migrated,
+            &migration_env,
+            config.migrations.timeout(),
+        ) {
+            Ok(()) => format!("{cause}; migrations reverted: {}", migrated.join(", ")),
+            Err(e) => format!("{cause}; its migrations could NOT be reverted: {e}"),
+        }
+    };
+    // --- end of migrations ---
     if let Err(e) = switch::switch_to(root, &target) {
-        let e = NodeError::io(format!("cannot switch {} to {target}", root.display()), e);
-        return Err(recovery::fail(config, &mut journal, e));
+        let cause = revert_migrated(format!("cannot switch {} to {target}: {e}", root.display()));
+        return Err(recovery::fail(
+            config,
+            &mut journal,
+            NodeError::Other(cause),
+        ));
     }
     journal.advance(state_dir, Step::Switched)?;
     events::emit("switched", versions.clone());
@@ -342,10 +395,10 @@ fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()>
             config,
             &mut journal,
             Outcome::RolledBack,
-            &format!(
+            &revert_migrated(format!(
                 "the live tree does not match its manifest: {}",
                 problems.join("; ")
-            ),
+            )),
         )?;
         return Err(NodeError::Other(message));
     }
@@ -356,6 +409,7 @@ fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()>
             &mut journal,
             &transition,
             &failure,
+            &revert_migrated,
         ));
     }
     events::emit("live", versions.clone());
@@ -379,14 +433,17 @@ fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()>
 }
 
 /// The new release is live but failed to go into service: `pre_rollback`,
-/// the switch back, the old release back into service and checked,
-/// `post_rollback`, and the outcome recorded as rolled back. The error
-/// returned says what failed and in what state the old release is.
+/// the switch back, the `down`s of the migrations this update ran (newest
+/// first, through `revert_migrations`, which returns the cause with what it
+/// did), the old release back into service and checked, `post_rollback`,
+/// and the outcome recorded as rolled back. The error returned says what
+/// failed and in what state the old release is.
 fn roll_back_after_switch(
     config: &Config,
     journal: &mut Journal,
     transition: &Transition<'_>,
     failure: &GoLiveFailure,
+    revert_migrations: &dyn Fn(String) -> String,
 ) -> NodeError {
     let state_dir = &config.install.state_dir;
     let root = &config.install.root;
@@ -403,6 +460,8 @@ fn roll_back_after_switch(
         }
         .map_err(|e| NodeError::io("cannot switch back", e))?;
         faults::point("apply:switched-back");
+        // Before the old release starts again: it expects its own schema.
+        let cause = revert_migrations(failure.message.clone());
         let restored = transition.restore(failure);
         if !restored.ok {
             tracing::error!(summary = %restored.summary, "the old release did not come back cleanly");
@@ -416,7 +475,7 @@ fn roll_back_after_switch(
                 .from
                 .map_or("nothing".to_string(), |v| v.to_string()),
             transition.to,
-            failure.message,
+            cause,
             restored.summary
         );
         for note in &notes {

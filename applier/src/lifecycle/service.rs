@@ -159,9 +159,11 @@ pub fn signal_named(name: &str) -> Result<rustix::process::Signal, String> {
         "INT" => Signal::INT,
         "QUIT" => Signal::QUIT,
         "WINCH" => Signal::WINCH,
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "service.reload_signal {name:?} is not one of HUP, USR1, USR2, TERM, INT, QUIT, WINCH"
-        )),
+        ))
+        }
     })
 }
 

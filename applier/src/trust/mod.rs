@@ -193,13 +193,10 @@ pub fn fetch_manifest(
 }
 
 /// Refuses releases that declare things this applier cannot honour yet:
-/// installing them without their migrations or requirements would be worse
-/// than not installing them.
+/// installing them without their hooks or requirements would be worse
+/// than not installing them. (Migrations are honoured: `crate::migrations`.)
 pub fn check_supported(manifest: &manifests::Manifest) -> Result<()> {
     let mut unsupported = Vec::new();
-    if !manifest.migrations.is_empty() {
-        unsupported.push("migrations");
-    }
     if !manifest.hooks.is_empty() {
         unsupported.push("hooks");
     }

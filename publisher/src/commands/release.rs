@@ -39,7 +39,6 @@ use crate::deltas::DeltaSettings;
 use crate::deltas::{
     self, BaseRelease, ComputedDeltas, DeltaFrom, DeltaInputs, DeltaPair, FoundPatch,
 };
-use crate::input;
 use crate::keys::SigningKeys;
 use crate::plan::{ReleasePlan, StoredObjects};
 use crate::publication::{self, ReleaseMetadata};
@@ -47,6 +46,7 @@ use crate::repository::Repository;
 use crate::root_chain::RepoTrust;
 use crate::schedule::{self, Task};
 use crate::x509;
+use crate::{input, migrations};
 
 /// What a successful `release` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,13 +141,14 @@ pub fn run(args: &ReleaseArgs) -> anyhow::Result<ExitCode> {
 /// Publishes one release as `args` describe, on the current rayon pool.
 pub fn publish(args: &ReleaseArgs) -> anyhow::Result<ReleaseOutcome> {
     let created = publication::publication_time()?;
-    let metadata = ReleaseMetadata {
+    let mut metadata = ReleaseMetadata {
         version: args.version.clone(),
         channel: args.channel.clone(),
         created,
         notes: args.notes.clone(),
         critical: args.critical,
         min_upgrade_from: args.min_upgrade_from.clone(),
+        migrations: Vec::new(),
     };
     metadata.check()?;
     let expires = publication::expiry(created, args.expires_in)?;
@@ -157,7 +158,12 @@ pub fn publish(args: &ReleaseArgs) -> anyhow::Result<ReleaseOutcome> {
         args.x509.x509_key.as_ref(),
         args.x509.x509_chain.as_ref(),
     )?;
-    let tree = input::walk(&args.input_dir)?;
+    let mut tree = input::walk(&args.input_dir)?;
+    if let Some(dir) = &args.migrations {
+        let scripts = migrations::read(dir)?;
+        migrations::add_to_tree(&mut tree, &scripts)?;
+        metadata.migrations = migrations::declare(&scripts)?;
+    }
 
     let repo = Repository::create(&args.repo)?;
     refuse_overlap(&args.input_dir, repo.root())?;
