@@ -114,6 +114,7 @@ pub fn recover(config: &Config, _lock: &StateLock) -> Result<Option<String>> {
             switch_back_and_restore(config, &mut journal, "interrupted while switching back")?
         }
         Action::Abandon => {
+            let reverted = revert_interrupted_migrations(config, &journal);
             if mode == InstallMode::Symlink {
                 release_dir::clean_leftovers(root).map_err(|e| {
                     NodeError::io("cannot clean leftovers of the interrupted run", e)
@@ -127,7 +128,7 @@ pub fn recover(config: &Config, _lock: &StateLock) -> Result<Option<String>> {
                     show(c)
                 ),
             };
-            let message = format!("{what}: {stays}");
+            let message = format!("{what}: {stays}{reverted}");
             conclude(config, &mut journal, Outcome::Interrupted, message.clone())?;
             message
         }
@@ -165,6 +166,7 @@ fn switch_back_and_restore(config: &Config, journal: &mut Journal, cause: &str) 
         None => switch::unset(root),
     }
     .map_err(|e| NodeError::io("cannot switch back", e))?;
+    let reverted = revert_interrupted_migrations(config, journal);
     let (from, to) = (journal.from_version.clone(), journal.to_version.clone());
     let transition = Transition::new(config, from.as_ref(), &to);
     let restored = transition.restore(&GoLiveFailure {
@@ -172,7 +174,7 @@ fn switch_back_and_restore(config: &Config, journal: &mut Journal, cause: &str) 
         old_stopped: true,
     });
     let message = format!(
-        "{} {} -> {} rolled back to {}: {cause}; {}",
+        "{} {} -> {} rolled back to {}: {cause}{reverted}; {}",
         kind_name(journal.operation),
         show(&journal.from_version),
         journal.to_version,
@@ -181,6 +183,43 @@ fn switch_back_and_restore(config: &Config, journal: &mut Journal, cause: &str) 
     );
     conclude(config, journal, Outcome::RolledBack, message.clone())?;
     Ok(message)
+}
+
+/// An interrupted apply that is being undone may have run migrations
+/// before its switch: their downs run (newest first) from the staged
+/// release, so the old release gets back the data it knows. Returns a note
+/// for the record ("" when there was nothing to revert).
+fn revert_interrupted_migrations(config: &Config, journal: &Journal) -> String {
+    if journal.operation != OperationKind::Apply {
+        return String::new();
+    }
+    let state_dir = &config.install.state_dir;
+    let ids = match crate::migrations::applied_since(state_dir, journal.started_at) {
+        Ok(ids) if ids.is_empty() => return String::new(),
+        Ok(ids) => ids,
+        Err(e) => return format!("; migrations could not be read: {e}"),
+    };
+    let reverted = config.trusted_keys().and_then(|keys| {
+        let manifest = kept_manifests::load(state_dir, &journal.to_version, &keys)?;
+        let release = match config.install.mode {
+            InstallMode::Symlink => {
+                release_dir::release_path(&config.install.root, &journal.to_version)
+            }
+            InstallMode::InPlace => config.install.root.clone(),
+        };
+        crate::migrations::revert(
+            state_dir,
+            manifest.manifest(),
+            &release,
+            &ids,
+            &crate::migrations::operation_env(journal.from_version.as_ref(), &journal.to_version),
+            config.migrations.timeout(),
+        )
+    });
+    match reverted {
+        Ok(()) => format!("; migrations reverted: {}", ids.join(", ")),
+        Err(e) => format!("; its migrations could NOT be reverted: {e}"),
+    }
 }
 
 /// Finishes an interrupted in-place operation by converging its planned

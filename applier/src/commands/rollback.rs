@@ -15,7 +15,7 @@ use crate::release_dir::Depth;
 use crate::restore_point::RestorePoint;
 use crate::state::{self, NodeState, Operation, OperationKind, Outcome};
 use crate::store::ContentStore;
-use crate::{in_place, installed, kept_manifests, recovery, release_dir, switch};
+use crate::{in_place, installed, kept_manifests, migrations, recovery, release_dir, switch};
 
 pub fn run(config: &Config, to: Option<Version>) -> Result<()> {
     let lock = StateLock::acquire(&config.install.state_dir)?;
@@ -94,6 +94,9 @@ pub fn run(config: &Config, to: Option<Version>) -> Result<()> {
         let e = NodeError::Other(format!("{e}; nothing was switched"));
         return Err(recovery::fail(config, &mut journal, e));
     }
+    if let Err(e) = revert_migrations(config, current.as_ref(), &target) {
+        return Err(recovery::fail(config, &mut journal, e));
+    }
     if let Err(e) = switch::switch_to(root, &target) {
         let e = NodeError::io(format!("cannot switch to {target}"), e);
         return Err(recovery::fail(config, &mut journal, e));
@@ -123,6 +126,34 @@ pub fn run(config: &Config, to: Option<Version>) -> Result<()> {
             .map_or("nothing".to_string(), |v| v.to_string())
     ));
     events::emit("rolled_back", events::versions(current.as_ref(), &target));
+    Ok(())
+}
+
+/// Going back from `current` to `target`: the downs of the migrations
+/// `current` shipped that `target` does not know, newest first, from the
+/// current release's tree, before the switch (refused, with nothing
+/// changed, when one has no down).
+fn revert_migrations(config: &Config, current: Option<&Version>, target: &Version) -> Result<()> {
+    let Some(current) = current else {
+        return Ok(());
+    };
+    let state_dir = &config.install.state_dir;
+    let keys = config.trusted_keys()?;
+    let from = kept_manifests::load(state_dir, current, &keys)?;
+    let to = kept_manifests::load(state_dir, target, &keys)?;
+    let ids = migrations::reverts_needed(state_dir, from.manifest(), to.manifest())?;
+    if ids.is_empty() {
+        return Ok(());
+    }
+    migrations::revert(
+        state_dir,
+        from.manifest(),
+        &release_dir::release_path(&config.install.root, current),
+        &ids,
+        &migrations::operation_env(Some(current), target),
+        config.migrations.timeout(),
+    )?;
+    events::say(format!("reverted migrations: {}", ids.join(", ")));
     Ok(())
 }
 
