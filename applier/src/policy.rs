@@ -301,6 +301,11 @@ impl Policy {
         Ok(best.filter(|best| installed.is_none_or(|current| best >= current)))
     }
 
+    /// Whether `pin`, `max_version` or `exclude_versions` is set.
+    pub fn has_version_rules(&self) -> bool {
+        self.pin.is_some() || self.max_version.is_some() || !self.exclude_versions.is_empty()
+    }
+
     /// Says why the channel's best release is not the target, for a node
     /// the policy holds back (`choose_target` gave `None` or less than
     /// `latest`): the rules that are set.
@@ -374,6 +379,25 @@ impl Policy {
             reason: reasons.join("; "),
             next_allowed_at: self.next_open(windows, earliest),
         }
+    }
+
+    /// The one line an unattended run prints when it defers: what, why,
+    /// and when it may install next (UTC, and local in `timezone`).
+    pub fn describe_deferral(
+        &self,
+        version: &Version,
+        reason: &str,
+        next_allowed_at: Option<Timestamp>,
+    ) -> String {
+        let next = match next_allowed_at {
+            Some(at) => format!(
+                "next allowed at {at} ({} {})",
+                self.local(at).strftime("%Y-%m-%d %H:%M"),
+                self.timezone_name
+            ),
+            None => "it will not install unattended".into(),
+        };
+        format!("not installing {version} now: {reason}; {next}")
     }
 
     /// The first instant at or after `from` that lies in one of `windows`
