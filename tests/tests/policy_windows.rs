@@ -34,7 +34,10 @@ windows = [{ days = ["tue"], start = "02:00", end = "04:00" }]
 "#;
 
 fn epoch(at: &str) -> String {
-    at.parse::<jiff::Timestamp>().unwrap().as_second().to_string()
+    at.parse::<jiff::Timestamp>()
+        .unwrap()
+        .as_second()
+        .to_string()
 }
 
 /// A repository with 1.0.0 and 2.0.0, each dated by `SOURCE_DATE_EPOCH`.
@@ -105,7 +108,10 @@ fn unattended_runs_wait_for_the_window_and_say_when() {
     assert_eq!(report["target"], "2.0.0", "{report:#}");
     assert_eq!(report["update_available"], true, "{report:#}");
     assert_eq!(report["policy_allows_now"], false, "{report:#}");
-    assert_eq!(report["next_allowed_at"], TUESDAY_WINDOW_OPENS, "{report:#}");
+    assert_eq!(
+        report["next_allowed_at"], TUESDAY_WINDOW_OPENS,
+        "{report:#}"
+    );
     let reason = report["policy_reason"].as_str().unwrap_or_default();
     assert!(
         reason.contains("outside the maintenance windows (tue 02:00-04:00 Europe/Berlin)"),
