@@ -235,7 +235,7 @@ impl PolicyConfig {
             )));
         }
         let soak = SignedDuration::from_secs_f64(self.soak_hours * 3600.0);
-        let policy = Policy {
+        Ok(Policy {
             timezone,
             timezone_name: self.timezone.clone(),
             windows,
@@ -246,8 +246,7 @@ impl PolicyConfig {
             exclude_versions: self.exclude_versions.clone(),
             soak,
             auto: self.auto,
-        };
-        Ok(policy)
+        })
     }
 }
 
@@ -306,9 +305,8 @@ impl Policy {
         self.pin.is_some() || self.max_version.is_some() || !self.exclude_versions.is_empty()
     }
 
-    /// Says why the channel's best release is not the target, for a node
-    /// the policy holds back (`choose_target` gave `None` or less than
-    /// `latest`): the rules that are set.
+    /// The version rules that are set, for messages that explain a target
+    /// below `latest` (`policy pin "~2.1", max_version 2.1.9`).
     pub fn describe_version_rules(&self) -> String {
         let mut rules = Vec::new();
         if let Some(pin) = &self.pin {
