@@ -27,6 +27,10 @@ pub struct Config {
     /// `[migrations]`: how data migrations shipped by releases run.
     #[serde(default)]
     pub migrations: crate::migrations::MigrationsConfig,
+    /// `[policy]`: which releases this node may run, and when unattended
+    /// runs may install them (see `crate::policy`).
+    #[serde(default)]
+    pub policy: crate::policy::PolicyConfig,
 }
 
 /// `[trust]`: where the node's root of trust starts.
@@ -304,6 +308,9 @@ impl Config {
         if self.repository.timeout_seconds == 0 {
             return bad("repository.timeout_seconds must be at least 1".into());
         }
+        if let Err(e) = self.policy.compile() {
+            return bad(e.to_string());
+        }
         Ok(())
     }
 
@@ -312,6 +319,13 @@ impl Config {
     /// forward with `NodeTrust::update` before fetching the index.
     pub fn trusted_keys(&self) -> Result<crate::trust::NodeTrust> {
         crate::trust::NodeTrust::load(self)
+    }
+
+    /// `[policy]`, checked and with its time zone resolved.
+    pub fn policy(&self) -> Result<crate::policy::Policy> {
+        self.policy
+            .compile()
+            .map_err(|e| NodeError::Other(format!("configuration: {e}")))
     }
 
     /// `repository.public_keys`, read.
@@ -420,6 +434,29 @@ state_dir = "/var/lib/ferry"
         let err =
             parse(&x509_only.replace("x509_roots = [\"/etc/ferry/ca.pem\"]\n", "")).unwrap_err();
         assert!(err.contains("x509_roots is empty"), "{err}");
+    }
+
+    #[test]
+    fn the_policy_section_is_optional_and_checked() {
+        let c = Config::parse(GOOD, Path::new("t.toml")).unwrap();
+        assert!(c.policy.auto && c.policy.windows.is_empty());
+        assert_eq!(c.policy.timezone, "UTC");
+        let berlin = format!(
+            "{GOOD}\n[policy]\ntimezone = \"Europe/Berlin\"\nwindows = [{{ days = [\"sat\"], start = \"02:00\", end = \"04:00\" }}]\n"
+        );
+        let p = Config::parse(&berlin, Path::new("t.toml"))
+            .unwrap()
+            .policy()
+            .unwrap();
+        assert_eq!(p.windows.len(), 1);
+        let unknown = format!("{GOOD}\n[policy]\ntimezone = \"Europe/Atlantis\"\n");
+        let err = Config::parse(&unknown, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("t.toml") && err.contains("policy.timezone \"Europe/Atlantis\""),
+            "{err}"
+        );
     }
 
     #[test]

@@ -5,6 +5,24 @@
 //! held lock (75, EX_TEMPFAIL) means "try again later", a rolled-back
 //! update (6) means the node is on its old release and the new one needs a
 //! look, anything else (1) needs a look at the message.
+//!
+//! Every code:
+//! - 0: success (`ferry check`: up to date, or nothing newer the policy's
+//!   version rules allow; `ferry apply --unattended`: installed, or
+//!   deferred by `[policy]`, which is the policy working, not a failure);
+//! - 1 ([`EXIT_ERROR`]): anything else; read the message;
+//! - 3 ([`EXIT_VERIFICATION`]): data from the repository failed
+//!   verification;
+//! - 4 ([`EXIT_DRIFT`]): `ferry verify` found installed files differing
+//!   from their signed manifest;
+//! - 6 ([`EXIT_ROLLED_BACK`]): `ferry apply`: the new release went live,
+//!   failed (service command, health gate, `post_apply`) and was rolled
+//!   back; the old release runs;
+//! - 75 ([`EXIT_LOCKED`]): another ferry operation holds the lock;
+//! - 100 ([`EXIT_UPDATE_AVAILABLE`]): `ferry check`: an update is available
+//!   and `[policy]` allows installing it now;
+//! - 101 ([`EXIT_UPDATE_DEFERRED`]): `ferry check`: an update is available
+//!   but `[policy]` defers it (window, blackout, soak, `auto = false`).
 
 use std::io;
 use std::path::PathBuf;
@@ -21,8 +39,11 @@ pub const EXIT_DRIFT: u8 = 4;
 /// runs its old release.
 pub const EXIT_ROLLED_BACK: u8 = 6;
 pub const EXIT_LOCKED: u8 = 75;
-/// `ferry check`: a newer release is available (0 means up to date).
+/// `ferry check`: a newer release is available and the policy allows
+/// installing it now (0 means up to date).
 pub const EXIT_UPDATE_AVAILABLE: u8 = 100;
+/// `ferry check`: a newer release is available, but the policy defers it.
+pub const EXIT_UPDATE_DEFERRED: u8 = 101;
 
 #[derive(Debug, Error)]
 pub enum NodeError {

@@ -27,7 +27,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Update to the channel's latest release (or to --version).
+    /// Update to the newest release [policy] allows (or to --version).
     Apply {
         /// Install this version instead of the channel's latest.
         #[arg(long)]
@@ -42,8 +42,15 @@ enum Command {
         /// repository.url; it is verified exactly like a repository.
         #[arg(long, value_name = "FILE.tar")]
         bundle: Option<PathBuf>,
+        /// Run by a timer: install only when [policy] allows it now
+        /// (windows, blackout dates, soak, auto); otherwise say when, exit 0.
+        #[arg(long)]
+        unattended: bool,
+        /// Ignore [policy] pin, max_version and exclude_versions for this run.
+        #[arg(long, conflicts_with = "unattended")]
+        ignore_policy: bool,
     },
-    /// Tell whether an update is available and what it would download (exit 100 if so, 0 if up to date).
+    /// Tell whether an update is available, whether [policy] allows it now, and what it would download (exit 100: available now, 101: deferred by policy, 0: up to date).
     Check {
         #[arg(long)]
         json: bool,
@@ -137,6 +144,8 @@ fn run(cli: Cli) -> Result<u8, NodeError> {
             dry_run,
             allow_downgrade,
             bundle,
+            unattended,
+            ignore_policy,
         } => commands::apply::run(
             &config,
             &ApplyArgs {
@@ -144,6 +153,8 @@ fn run(cli: Cli) -> Result<u8, NodeError> {
                 dry_run,
                 allow_downgrade,
                 bundle,
+                unattended,
+                ignore_policy,
             },
         ),
         Command::Rollback { to } => commands::rollback::run(&config, to),

@@ -17,6 +17,7 @@ use crate::lifecycle::{GoLiveFailure, Transition};
 use crate::lock::StateLock;
 use crate::patching::{self, Arrival};
 use crate::plan::{human_bytes, UpdatePlan};
+use crate::policy::{Gate, Policy, ReleaseFacts};
 use crate::release_dir::Depth;
 use crate::state::{self, NodeState, Operation, OperationKind, Outcome, Transfer};
 use crate::store::ContentStore;
@@ -33,6 +34,12 @@ pub struct ApplyArgs {
     pub allow_downgrade: bool,
     /// Apply from this offline bundle (a tar) instead of `repository.url`.
     pub bundle: Option<std::path::PathBuf>,
+    /// Run by the timer, not an operator: `[policy]` windows, blackout
+    /// dates, soak and `auto` decide whether to install now.
+    pub unattended: bool,
+    /// Install `version` (or the channel's latest) whatever `[policy]`
+    /// pin, max_version and exclude_versions say.
+    pub ignore_policy: bool,
 }
 
 pub fn run(config: &Config, args: &ApplyArgs) -> Result<()> {
@@ -50,7 +57,9 @@ pub fn run(config: &Config, args: &ApplyArgs) -> Result<()> {
     let mut target = args.version.clone();
     match prepare(config, args, bundle, from.clone(), &mut target) {
         Ok(Prepared::Update(update)) => execute(config, from, *update),
-        Ok(Prepared::AlreadyCurrent | Prepared::DryRun) => Ok(()),
+        // A deferral is the policy working, not a failure: nothing is
+        // recorded and the timer's run ends with 0.
+        Ok(Prepared::AlreadyCurrent | Prepared::DryRun | Prepared::Deferred) => Ok(()),
         Err(e) => {
             // Refused before the journal began: nothing changed, but the
             // operator should see the refusal in `status` and `history`.
@@ -77,6 +86,8 @@ enum Prepared {
     Update(Box<Update>),
     AlreadyCurrent,
     DryRun,
+    /// An unattended run the policy holds back for now.
+    Deferred,
 }
 
 /// Everything verified and decided, nothing written yet.
@@ -132,10 +143,10 @@ fn prepare(
             if known.is_empty() { "none".into() } else { known.join(", ") }
         ))
         })?;
-    let target = args
-        .version
-        .clone()
-        .unwrap_or_else(|| channel_index.latest.clone());
+    let policy = config.policy()?;
+    let Some(target) = choose_target(&policy, args, channel_index, from.as_ref())? else {
+        return Ok(Prepared::AlreadyCurrent);
+    };
     *target_out = Some(target.clone());
     if let Some(current) = &from {
         if target < *current && !args.allow_downgrade {
@@ -153,6 +164,36 @@ fn prepare(
     // An applied migration edited since is refused now, before anything
     // is fetched or staged (apply_pending checks again before running).
     crate::migrations::pending(state_dir, manifest.manifest())?;
+    if args.unattended && from.as_ref() != Some(&target) {
+        let created = index
+            .index()
+            .release(channel, &target)
+            .map(|pin| pin.created)
+            .ok_or_else(|| {
+                NodeError::verification(format!("{target} is not pinned in the index"))
+            })?;
+        let facts = ReleaseFacts {
+            version: target.clone(),
+            created,
+            critical: manifest.manifest().critical,
+        };
+        if let Gate::Deferred {
+            reason,
+            next_allowed_at,
+        } = policy.gate(&facts, now)
+        {
+            events::say(policy.describe_deferral(&target, &reason, next_allowed_at));
+            events::emit(
+                "deferred",
+                json!({
+                    "version": target.to_string(),
+                    "reason": reason,
+                    "next_allowed_at": next_allowed_at.map(|t| t.to_string()),
+                }),
+            );
+            return Ok(Prepared::Deferred);
+        }
+    }
     if let (Some(min), Some(current)) = (&manifest.manifest().min_upgrade_from, &from) {
         if current < min {
             return Err(NodeError::Other(format!(
@@ -511,6 +552,46 @@ fn applied_fields(versions: serde_json::Value, journal: &Journal) -> serde_json:
             "full_objects": journal.transfer.full_objects,
         }),
     )
+}
+
+/// The release to install: `--version` or the highest the policy's version
+/// rules allow (both unchecked with `--ignore-policy`). `None`: nothing
+/// newer is allowed, said on stdout.
+fn choose_target(
+    policy: &Policy,
+    args: &ApplyArgs,
+    channel_index: &manifests::index::ChannelIndex,
+    from: Option<&Version>,
+) -> Result<Option<Version>> {
+    if args.ignore_policy {
+        return Ok(Some(
+            args.version
+                .clone()
+                .unwrap_or_else(|| channel_index.latest.clone()),
+        ));
+    }
+    let target = policy
+        .choose_target(channel_index, from, args.version.as_ref())
+        .map_err(|e| NodeError::Other(e.to_string()))?;
+    if target.is_none() {
+        let from = from.map_or("nothing".to_string(), |v| v.to_string());
+        let latest = &channel_index.latest;
+        if policy.has_version_rules() {
+            events::say(format!(
+                "nothing to install: no release newer than {from} satisfies {} (the channel's latest is {latest})",
+                policy.describe_version_rules(),
+            ));
+        } else {
+            events::say(format!("nothing to install: the installed {from} is newer than the channel's latest {latest}"));
+        }
+    }
+    if target.is_none() {
+        events::emit(
+            "up_to_date",
+            json!({ "version": from.map(|v| v.to_string()) }),
+        );
+    }
+    Ok(target)
 }
 
 /// "812.0 KiB downloaded: 3 deltas, 1 full; 41.2 MiB without deltas".

@@ -1,22 +1,34 @@
-//! `ferry check [--json]`: is there an update, and what would it cost?
+//! `ferry check [--json]`: is there an update, may it install now, and what
+//! would it cost?
 //!
-//! Fetches and verifies the index and the channel's latest manifest exactly
+//! The update is the release `[policy]` chooses (the highest the pin,
+//! max_version and exclude_versions allow: `target`, which may be below
+//! the channel's `latest`), and "now" is what an unattended run (`ferry
+//! apply --unattended`, the timer) would decide: windows, blackout dates,
+//! soak and `auto` (see `crate::policy`).
+//!
+//! Fetches and verifies the index and the target's manifest exactly
 //! as `apply` does (signatures, expiry, the serial this node already
 //! trusted), but writes nothing: not even the newer serial, which only an
 //! apply records. The download size comes from the signed manifest's
 //! `delta_report` for the installed version: what a node on that version
 //! downloads (deltas where it holds the base), against the full release.
 //!
-//! Exit status: 0 when the node runs the latest release, 100
-//! ([`EXIT_UPDATE_AVAILABLE`]) when an update is available, so a timer or
-//! fleet tool can act on it without parsing output.
+//! Exit status, so a timer or fleet tool can act without parsing output:
+//! - 0: up to date, or nothing newer that the policy's version rules allow;
+//! - 100 ([`EXIT_UPDATE_AVAILABLE`]): an update is available and the policy
+//!   allows installing it now;
+//! - 101 ([`EXIT_UPDATE_DEFERRED`]): an update is available but the policy
+//!   defers it (`policy_reason`, `next_allowed_at`).
 
+use jiff::Timestamp;
 use semver::Version;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::error::{NodeError, Result, EXIT_UPDATE_AVAILABLE};
+use crate::error::{NodeError, Result, EXIT_UPDATE_AVAILABLE, EXIT_UPDATE_DEFERRED};
 use crate::plan::{human_bytes, saved_percent};
+use crate::policy::{Gate, ReleaseFacts};
 use crate::trust::{self, TrustedState};
 use crate::{installed, transport};
 
@@ -24,11 +36,21 @@ use crate::{installed, transport};
 pub struct CheckReport {
     pub installed: Option<Version>,
     pub latest: Version,
+    /// The release `[policy]` chooses; null when none it allows is at or
+    /// above `installed`.
+    pub target: Option<Version>,
+    /// `target` is newer than `installed`.
     pub update_available: bool,
-    /// Bytes a node on `installed` downloads to reach `latest` (0 when up
+    /// Whether an unattended run may install `target` now.
+    pub policy_allows_now: bool,
+    /// Why not, when it may not.
+    pub policy_reason: Option<String>,
+    /// When it may (null when allowed now, or never on its own).
+    pub next_allowed_at: Option<Timestamp>,
+    /// Bytes a node on `installed` downloads to reach `target` (0 when up
     /// to date; the full release when the manifest has no report for it).
     pub download_bytes: u64,
-    /// Bytes of the whole release as full objects.
+    /// Bytes of the whole release (`target`, else `latest`) as full objects.
     pub full_bytes: u64,
     /// Whether `download_bytes` comes from the manifest's delta report.
     pub from_delta_report: bool,
@@ -48,25 +70,60 @@ pub fn report(config: &Config) -> Result<CheckReport> {
     let index = crate::mirrors::fetch_index(transport.as_ref(), |source| {
         trust::fetch_index(source, &keys, &trusted, now)
     })?;
-    let latest = index
-        .index()
-        .channels
-        .get(channel)
-        .ok_or_else(|| {
-            NodeError::Other(format!(
-                "channel {channel:?} is not in the repository; check repository.channel"
-            ))
-        })?
-        .latest
-        .clone();
+    let channel_index = index.index().channels.get(channel).ok_or_else(|| {
+        NodeError::Other(format!(
+            "channel {channel:?} is not in the repository; check repository.channel"
+        ))
+    })?;
+    let latest = channel_index.latest.clone();
+    let installed = installed::version(config)?;
+    let policy = config.policy()?;
+    let target = policy
+        .choose_target(channel_index, installed.as_ref(), None)
+        .map_err(|e| NodeError::Other(e.to_string()))?;
+    let described = target.as_ref().unwrap_or(&latest);
     let manifest = crate::mirrors::fetch_manifest(
         transport.as_ref(),
-        &manifests::layout::manifest(&latest),
-        |source| trust::fetch_manifest(source, &keys, index.index(), channel, &latest, now),
+        &manifests::layout::manifest(described),
+        |source| trust::fetch_manifest(source, &keys, index.index(), channel, described, now),
     )?;
     let manifest = manifest.manifest();
-    let installed = installed::version(config)?;
-    let update_available = installed.as_ref().is_none_or(|v| *v < latest);
+    let update_available = target
+        .as_ref()
+        .is_some_and(|t| installed.as_ref().is_none_or(|v| v < t));
+    let gate = match &target {
+        Some(t) => {
+            let created = index
+                .index()
+                .release(channel, t)
+                .map(|pin| pin.created)
+                .ok_or_else(|| {
+                    NodeError::verification(format!("{t} is not pinned in the index"))
+                })?;
+            policy.gate(
+                &ReleaseFacts {
+                    version: t.clone(),
+                    created,
+                    critical: manifest.critical,
+                },
+                now,
+            )
+        }
+        None => Gate::Deferred {
+            reason: format!(
+                "no release newer than the installed one satisfies {}",
+                policy.describe_version_rules()
+            ),
+            next_allowed_at: None,
+        },
+    };
+    let (policy_allows_now, policy_reason, next_allowed_at) = match gate {
+        Gate::Open => (true, None, None),
+        Gate::Deferred {
+            reason,
+            next_allowed_at,
+        } => (false, Some(reason), next_allowed_at),
+    };
     // Compressed bytes of every distinct content: a node with nothing.
     let mut objects = std::collections::BTreeMap::new();
     for content in manifest.files.iter().filter_map(|f| f.content()) {
@@ -84,7 +141,11 @@ pub fn report(config: &Config) -> Result<CheckReport> {
     Ok(CheckReport {
         installed,
         latest,
+        target,
         update_available,
+        policy_allows_now,
+        policy_reason,
+        next_allowed_at,
         download_bytes,
         full_bytes,
         from_delta_report: update_available && item.is_some(),
@@ -95,6 +156,7 @@ pub fn report(config: &Config) -> Result<CheckReport> {
 pub fn run(config: &Config, json: bool) -> Result<u8> {
     super::recover_if_idle(config)?;
     let r = report(config)?;
+    let policy = config.policy()?;
     if json {
         println!(
             "{}",
@@ -107,10 +169,30 @@ pub fn run(config: &Config, json: bool) -> Result<u8> {
             .map_or("nothing".to_string(), |v| v.to_string());
         println!("installed: {installed}");
         println!("latest:    {}", r.latest);
+        match &r.target {
+            Some(target) if *target != r.latest => println!(
+                "target:    {target} (the newest allowed by {})",
+                policy.describe_version_rules()
+            ),
+            Some(_) => {}
+            None if !policy.has_version_rules() => {}
+            None => println!(
+                "target:    none (nothing newer satisfies {})",
+                policy.describe_version_rules()
+            ),
+        }
         if !r.update_available {
             println!("up to date");
         } else {
-            println!("update available: {installed} -> {}", r.latest);
+            let target = r.target.as_ref().expect("an update has a target");
+            println!("update available: {installed} -> {target}");
+            match &r.policy_reason {
+                None => println!("policy:    allows installing now"),
+                Some(reason) => println!(
+                    "policy:    {}",
+                    policy.describe_deferral(target, reason, r.next_allowed_at)
+                ),
+            }
             if r.from_delta_report {
                 println!(
                     "download:  {} of {} for the full release ({} saved by deltas)",
@@ -131,9 +213,9 @@ pub fn run(config: &Config, json: bool) -> Result<u8> {
             }
         }
     }
-    Ok(if r.update_available {
-        EXIT_UPDATE_AVAILABLE
-    } else {
-        0
+    Ok(match (r.update_available, r.policy_allows_now) {
+        (true, true) => EXIT_UPDATE_AVAILABLE,
+        (true, false) => EXIT_UPDATE_DEFERRED,
+        (false, _) => 0,
     })
 }
