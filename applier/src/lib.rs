@@ -7,6 +7,7 @@
 //! by one atomic rename (`switch`). The binary in `main.rs` only parses
 //! arguments and dispatches to `commands`.
 
+pub mod announce;
 pub mod bases;
 pub mod bundle;
 pub mod commands;
@@ -21,7 +22,9 @@ pub mod installed;
 pub mod journal;
 pub mod kept_manifests;
 pub mod lock;
+pub mod metrics;
 pub mod mirrors;
+pub mod notify;
 pub mod pace;
 pub mod patching;
 pub mod plan;

@@ -90,8 +90,14 @@ impl ShellCommand<'_> {
         }
         let mut child = command.spawn()?;
         let readers = [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -221,6 +227,8 @@ mod tests {
         assert!(finished.timed_out);
         assert!(!finished.success());
         assert!(started.elapsed() < Duration::from_secs(10));
-        assert!(finished.describe(Duration::from_millis(200)).contains("timed out"));
+        assert!(finished
+            .describe(Duration::from_millis(200))
+            .contains("timed out"));
     }
 }

@@ -95,6 +95,7 @@ pub fn report(config: &Config) -> Result<CheckReport> {
 pub fn run(config: &Config, json: bool) -> Result<u8> {
     super::recover_if_idle(config)?;
     let r = report(config)?;
+    crate::announce::update_available(config, &r);
     if json {
         println!(
             "{}",
