@@ -31,6 +31,12 @@ pub struct Config {
     /// runs may install them (see `crate::policy`).
     #[serde(default)]
     pub policy: crate::policy::PolicyConfig,
+    /// `[[notify]]`: webhook receivers told about updates (see `crate::notify`).
+    #[serde(default)]
+    pub notify: Vec<crate::notify::NotifyConfig>,
+    /// `[metrics]`: the Prometheus textfile (see `crate::metrics`).
+    #[serde(default)]
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 /// `[trust]`: where the node's root of trust starts.
@@ -311,6 +317,10 @@ impl Config {
         if let Err(e) = self.policy.compile() {
             return bad(e.to_string());
         }
+        for (index, receiver) in self.notify.iter().enumerate() {
+            crate::notify::check_config(index, receiver).or_else(bad)?;
+        }
+        crate::metrics::check_config(&self.metrics).or_else(bad)?;
         Ok(())
     }
 
@@ -457,6 +467,34 @@ state_dir = "/var/lib/ferry"
             err.contains("t.toml") && err.contains("policy.timezone \"Europe/Atlantis\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn notify_and_metrics_are_checked_with_the_rest() {
+        let parse = |extra: &str| {
+            Config::parse(&format!("{GOOD}{extra}"), Path::new("t.toml")).map_err(|e| e.to_string())
+        };
+        let c = parse(
+            "\n[[notify]]\nurl = \"https://hooks.example.com/a\"\n\n[[notify]]\nurl = \"http://127.0.0.1:9/b\"\nformat = \"slack\"\n\n[metrics]\ntextfile = \"/var/lib/node-exporter/ferry.prom\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.notify.len(), 2);
+        assert!(c.metrics.textfile.is_some());
+        assert!(parse("").unwrap().notify.is_empty());
+        let err = parse("\n[[notify]]\nurl = \"https://a.example\"\n\n[[notify]]\nurl = \"https://b.example\"\nformat = \"pagerduty\"\n").unwrap_err();
+        assert!(
+            err.contains("notify[1]") && err.contains("routing_key"),
+            "{err}"
+        );
+        let err = parse("\n[[notify]]\nurl = \"smtp://a.example\"\n").unwrap_err();
+        assert!(err.contains("notify[0].url"), "{err}");
+        let err = parse(
+            "\n[[notify]]\nurl = \"https://a.example\"\nevents = [\"applied\", \"exploded\"]\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("exploded"), "{err}");
+        let err = parse("\n[metrics]\ntextfile = \"ferry.prom\"\n").unwrap_err();
+        assert!(err.contains("metrics.textfile"), "{err}");
     }
 
     #[test]

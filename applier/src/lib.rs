@@ -7,6 +7,7 @@
 //! by one atomic rename (`switch`). The binary in `main.rs` only parses
 //! arguments and dispatches to `commands`.
 
+pub mod announce;
 pub mod bases;
 pub mod bundle;
 pub mod commands;
@@ -23,8 +24,10 @@ pub mod journal;
 pub mod kept_manifests;
 pub mod lifecycle;
 pub mod lock;
+pub mod metrics;
 pub mod migrations;
 pub mod mirrors;
+pub mod notify;
 pub mod pace;
 pub mod patching;
 pub mod plan;

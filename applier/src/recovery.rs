@@ -374,7 +374,8 @@ pub fn conclude(
         bytes_downloaded: journal.bytes_downloaded,
         transfer: journal.transfer,
     };
-    state::record(state_dir, &mut node, operation)?;
+    state::record(state_dir, &mut node, operation.clone())?;
+    crate::announce::operation_finished(config, &operation);
     faults::point("conclude:recorded");
     journal.advance(state_dir, Step::Committed)?;
     Journal::close(state_dir)

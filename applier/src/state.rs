@@ -75,6 +75,23 @@ pub struct Transfer {
     pub full_objects: u32,
     /// What the downloads would have been with full objects only.
     pub bytes_full_equivalent: u64,
+    /// Bytes downloaded by fetches that arrived as a delta patch.
+    pub delta_bytes: u64,
+    /// Bytes downloaded by fetches that arrived as a full object, a failed
+    /// delta's bytes before it included.
+    pub full_bytes: u64,
+}
+
+impl Transfer {
+    /// Counts `bytes` downloaded for one content, as a delta's or a full
+    /// object's (for the metrics' delta/full split).
+    pub fn count_fetched(&mut self, as_delta: bool, bytes: u64) {
+        if as_delta {
+            self.delta_bytes += bytes;
+        } else {
+            self.full_bytes += bytes;
+        }
+    }
 }
 
 fn state_path(state_dir: &Path) -> PathBuf {

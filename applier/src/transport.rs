@@ -17,7 +17,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -320,15 +320,26 @@ impl HttpTransport {
 }
 
 fn tls_config(config: &RepositoryConfig) -> Result<ureq::tls::TlsConfig, NodeError> {
+    tls_config_for(config.ca_file.as_deref(), "repository.ca_file")
+}
+
+/// TLS trusting the CA certificates in `ca_file`, or the system store when
+/// it is `None`; `setting` names the key that sets `ca_file`, for errors.
+/// Webhook notifications (`crate::notify`) use it too, so every https
+/// connection a node makes trusts the same way.
+pub fn tls_config_for(
+    ca_file: Option<&Path>,
+    setting: &str,
+) -> Result<ureq::tls::TlsConfig, NodeError> {
     use ureq::tls::{PemItem, RootCerts, TlsConfig, TlsProvider};
-    let (path, pinned) = match &config.ca_file {
-        Some(p) => (p.clone(), true),
+    let (path, pinned) = match ca_file {
+        Some(p) => (p.to_path_buf(), true),
         None => match SYSTEM_CA_BUNDLES.iter().map(PathBuf::from).find(|p| p.exists()) {
             Some(p) => (p, false),
             None => {
-                return Err(NodeError::Other(
-                    "https needs CA certificates: none found in the system store; install ca-certificates or set repository.ca_file".into(),
-                ))
+                return Err(NodeError::Other(format!(
+                    "https needs CA certificates: none found in the system store; install ca-certificates or set {setting}"
+                )))
             }
         },
     };
@@ -344,7 +355,11 @@ fn tls_config(config: &RepositoryConfig) -> Result<ureq::tls::TlsConfig, NodeErr
         return Err(NodeError::Other(format!(
             "{} holds no PEM certificate{}",
             path.display(),
-            if pinned { " (repository.ca_file)" } else { "" }
+            if pinned {
+                format!(" ({setting})")
+            } else {
+                String::new()
+            }
         )));
     }
     Ok(TlsConfig::builder()

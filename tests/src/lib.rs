@@ -21,7 +21,9 @@
 //!   for the delta tests;
 //! - [`small_fs`]: size-limited tmpfs mounts for the disk-full tests;
 //! - [`threats`]: a repository served to a node over HTTP, and the
-//!   "refused, said why, changed nothing" assertion of the threat tests.
+//!   "refused, said why, changed nothing" assertion of the threat tests;
+//! - [`webhook`]: a webhook receiver that records what it is POSTed, and
+//!   receivers that are down, for the notification tests.
 
 pub mod binaries;
 pub mod fixtures;
@@ -32,3 +34,4 @@ pub mod run;
 pub mod small_fs;
 pub mod tamper;
 pub mod threats;
+pub mod webhook;

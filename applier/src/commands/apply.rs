@@ -76,7 +76,8 @@ pub fn run(config: &Config, args: &ApplyArgs) -> Result<()> {
                 bytes_downloaded: 0,
                 transfer: Default::default(),
             };
-            let _ = state::record(&config.install.state_dir, &mut node, operation);
+            let _ = state::record(&config.install.state_dir, &mut node, operation.clone());
+            crate::announce::operation_finished(config, &operation);
             Err(e)
         }
     }
@@ -320,6 +321,7 @@ fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()>
         }
         journal.transfer.bytes_full_equivalent = plan.full_download_bytes();
         for fetch in &plan.fetches {
+            let before = journal.bytes_downloaded;
             // With mirrors: the next source when one fails to deliver it.
             let arrival = crate::mirrors::first_good(
                 transport.as_ref(),
@@ -328,6 +330,7 @@ fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()>
             )?;
             progress.advance(fetch.planned_bytes());
             let t = &mut journal.transfer;
+            t.count_fetched(arrival == Arrival::Delta, journal.bytes_downloaded - before);
             match arrival {
                 Arrival::Delta => t.deltas_used += 1,
                 Arrival::Full => t.full_objects += 1,

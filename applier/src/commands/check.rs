@@ -10,7 +10,9 @@
 //! Fetches and verifies the index and the target's manifest exactly
 //! as `apply` does (signatures, expiry, the serial this node already
 //! trusted), but writes nothing: not even the newer serial, which only an
-//! apply records. The download size comes from the signed manifest's
+//! apply records. (With `[[notify]]` receivers of `update_available`, it
+//! remembers the version it announced, in `notified.json`; see
+//! `crate::announce`.) The download size comes from the signed manifest's
 //! `delta_report` for the installed version: what a node on that version
 //! downloads (deltas where it holds the base), against the full release.
 //!
@@ -157,6 +159,7 @@ pub fn run(config: &Config, json: bool) -> Result<u8> {
     super::recover_if_idle(config)?;
     let r = report(config)?;
     let policy = config.policy()?;
+    crate::announce::update_available(config, &r);
     if json {
         println!(
             "{}",

@@ -87,6 +87,9 @@ pub fn run(config: &Config) -> Result<()> {
             transfer: Default::default(),
         },
     )?;
+    if let Some(operation) = &node.last_operation {
+        crate::announce::operation_finished(config, operation);
+    }
     result?;
     println!("{}: {message}", installed.version);
     Ok(())

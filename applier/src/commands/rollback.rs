@@ -58,7 +58,8 @@ pub fn run(config: &Config, to: Option<Version>) -> Result<()> {
                 bytes_downloaded: 0,
                 transfer: Default::default(),
             };
-            let _ = state::record(state_dir, &mut node, operation);
+            let _ = state::record(state_dir, &mut node, operation.clone());
+            crate::announce::operation_finished(config, &operation);
             return Err(e);
         }
     };
