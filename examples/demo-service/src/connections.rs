@@ -3,8 +3,12 @@
 //! A graceful stop must tell two kinds of connection apart: one with a
 //! request in flight gets its response (then closes), an idle keep-alive
 //! one is closed at once — waiting for its client to send another request
-//! could take forever. The registry records which is which under one lock,
-//! so a connection cannot start a request after it was closed as idle.
+//! could take forever. A connection that has not sent its first request
+//! yet counts as in flight: its client connected to send one, and the
+//! bytes may simply not have arrived when the accept queue was drained
+//! (closing it would fail exactly the request a handover must not lose).
+//! The registry records which is which under one lock, so a connection
+//! cannot start a request after it was closed as idle.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -40,6 +44,8 @@ struct Open {
     /// A second handle on the socket, to shut it down from `stop`.
     stream: TcpStream,
     busy: bool,
+    /// Answered at least one request: now waiting means keep-alive idling.
+    answered: bool,
     closed_by_stop: bool,
 }
 
@@ -75,6 +81,7 @@ impl Connections {
                 Open {
                     stream: handle,
                     busy: false,
+                    answered: false,
                     closed_by_stop: false,
                 },
             );
@@ -151,6 +158,7 @@ impl Connections {
         registry.requests += 1;
         if let Some(open) = registry.open.get_mut(&id) {
             open.busy = false;
+            open.answered = true;
         }
     }
 
@@ -162,14 +170,15 @@ impl Connections {
         }
     }
 
-    /// Closes idle connections now, lets busy ones finish their request,
-    /// and waits up to `grace` for all of them to end.
+    /// Closes idle keep-alive connections now, lets the others finish
+    /// their request (a new one: its first), and waits up to `grace` for
+    /// all of them to end.
     pub fn stop(&self, grace: Duration) -> Served {
         let deadline = Instant::now() + grace;
         let mut registry = self.lock();
         registry.stopping = true;
         for open in registry.open.values_mut() {
-            if !open.busy {
+            if open.answered && !open.busy {
                 open.closed_by_stop = true;
                 // Wakes the thread blocked reading; it sees end of file.
                 let _ = open.stream.shutdown(Shutdown::Both);

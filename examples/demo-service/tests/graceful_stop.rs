@@ -196,12 +196,18 @@ fn a_stop_finishes_the_request_in_flight_and_closes_idle_connections() {
     // Half a request: in flight when the stop begins.
     let mut in_flight = TcpStream::connect(service.addr).unwrap();
     in_flight.write_all(b"GET /version HTTP/1.1\r\n").unwrap();
+    // Connected, first request not sent yet: a client of a handover whose
+    // bytes have not arrived; it must be answered, not closed as idle.
+    let mut fresh = TcpStream::connect(service.addr).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     service.signal(libc::SIGTERM);
     assert!(is_closed(&mut idle), "the idle connection was left open");
     in_flight.write_all(b"Host: x\r\n\r\n").unwrap();
     let (status, head, body) = read_response(&mut in_flight);
     assert_eq!((status, body.as_str()), (200, "1.0.0\n"));
+    assert!(head.contains("Connection: close"), "{head}");
+    let (status, head, _) = exchange(&mut fresh, "GET /health HTTP/1.1\r\n\r\n");
+    assert_eq!(status, 200);
     assert!(head.contains("Connection: close"), "{head}");
     let addr = service.addr;
     let (code, took, stderr) = service.wait(Duration::from_secs(5));
