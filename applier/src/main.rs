@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ferry::commands::{self, apply::ApplyArgs};
+use ferry::commands::{self, apply::ApplyArgs, install_units::InstallUnitsArgs};
 use ferry::config::{Config, DEFAULT_CONFIG_PATH};
 use ferry::error::NodeError;
 use ferry::events::{self, OutputMode};
@@ -82,6 +82,18 @@ enum Command {
     /// Inspect or prune the restore points in-place operations make.
     #[command(subcommand)]
     RestorePoints(RestorePointsCommand),
+    /// Write the systemd service and timer that run `ferry apply --unattended` hourly (runs no systemctl).
+    InstallUnits {
+        /// Where to write ferry-update.service and ferry-update.timer.
+        #[arg(long, default_value = commands::install_units::DEFAULT_UNIT_DIR)]
+        dir: PathBuf,
+        /// The ferry the service runs [default: this executable].
+        #[arg(long, value_name = "PATH")]
+        ferry_path: Option<PathBuf>,
+        /// Replace unit files that differ from what would be written.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -136,6 +148,22 @@ fn main() -> ExitCode {
 
 /// Runs the command; returns the exit status of a success (`check` has two).
 fn run(cli: Cli) -> Result<u8, NodeError> {
+    // Units are installed before there may be a configuration: only its
+    // path goes into them.
+    if let Command::InstallUnits {
+        dir,
+        ferry_path,
+        force,
+    } = cli.command
+    {
+        let args = InstallUnitsArgs {
+            dir,
+            ferry_path,
+            config: cli.config,
+            force,
+        };
+        return commands::install_units::run(&args).map(|()| 0);
+    }
     let config = Config::load(&cli.config)?;
     match cli.command {
         Command::Check { json } => return commands::check::run(&config, json),
@@ -172,6 +200,7 @@ fn run(cli: Cli) -> Result<u8, NodeError> {
         Command::RestorePoints(RestorePointsCommand::Clean { keep }) => {
             commands::restore_points::clean(&config, keep)
         }
+        Command::InstallUnits { .. } => unreachable!("dispatched before the configuration loads"),
     }
     .map(|()| 0)
 }

@@ -1,4 +1,5 @@
-//! Finds the real `ferry` and `ferry-publish` binaries.
+//! Finds the real `ferry` and `ferry-publish` binaries, and the demo
+//! service's (`demo-service`, `demo-load`).
 //!
 //! Cargo only hands `CARGO_BIN_EXE_*` to tests of the package that owns the
 //! binary, and these tests live in their own package, so they build the two
@@ -22,6 +23,15 @@ static BUILT: OnceLock<Built> = OnceLock::new();
 static FAULT_INJECTION: OnceLock<PathBuf> = OnceLock::new();
 static X509: OnceLock<PathBuf> = OnceLock::new();
 static X509_FAULT_INJECTION: OnceLock<PathBuf> = OnceLock::new();
+static DEMO: OnceLock<DemoBuilt> = OnceLock::new();
+static DEMO_UNHEALTHY: OnceLock<PathBuf> = OnceLock::new();
+
+/// Copies of the demo crate's binaries, out of cargo's reach.
+#[derive(Debug)]
+struct DemoBuilt {
+    service: PathBuf,
+    load: PathBuf,
+}
 
 /// The node applier, built from this workspace.
 pub fn ferry() -> &'static Path {
@@ -106,6 +116,90 @@ fn build_x509_variant(features: &str, name: &str) -> PathBuf {
         .and_then(|_| std::fs::rename(&partial, &copy))
         .unwrap_or_else(|e| panic!("cannot copy {} to {}: {e}", built.display(), copy.display()));
     copy
+}
+
+/// `demo-service` (examples/demo-service), built from this workspace. Its
+/// file name is `demo-service`, so a test can copy it into a release as
+/// `<release>/bin/demo-service`.
+pub fn demo_service() -> &'static Path {
+    &demo_built().service
+}
+
+/// `demo-load`, the load generator as a program (for `ip netns exec`).
+pub fn demo_load() -> &'static Path {
+    &demo_built().load
+}
+
+/// `demo-service` built with `DEMO_SERVICE_UNHEALTHY=1`: it fails its
+/// health check whatever its release's demo.toml says, like a broken build.
+/// Also named `demo-service`, in a directory of its own.
+pub fn demo_service_unhealthy() -> &'static Path {
+    DEMO_UNHEALTHY.get_or_init(|| build_demo(DemoVariant::Unhealthy).service)
+}
+
+fn demo_built() -> &'static DemoBuilt {
+    DEMO.get_or_init(|| build_demo(DemoVariant::Healthy))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DemoVariant {
+    Healthy,
+    Unhealthy,
+}
+
+/// Builds the demo crate, the variant chosen by `DEMO_SERVICE_UNHEALTHY`
+/// (read with `option_env!`, so cargo rebuilds `demo-service` when it
+/// changes), and copies the binaries to `<profile>/demo-variants/<variant>/`.
+/// Both variants are linked to the same path, hence the copies, made under
+/// a lock so that no test copies a binary the other variant's build has
+/// just replaced. A separate target directory would avoid the relinks but
+/// compile every dependency a second time.
+fn build_demo(variant: DemoVariant) -> DemoBuilt {
+    static BUILDING: Mutex<()> = Mutex::new(());
+    let _building = BUILDING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let profile_dir = profile_dir();
+    let profile = profile_name(&profile_dir);
+    let target_dir = profile_dir
+        .parent()
+        .expect("the profile directory has a parent");
+    let mut command = cargo_build(target_dir, &profile);
+    command.args(["-p", "ferry-demo-service"]);
+    let variant_name = match variant {
+        DemoVariant::Healthy => {
+            command.env_remove("DEMO_SERVICE_UNHEALTHY");
+            "healthy"
+        }
+        DemoVariant::Unhealthy => {
+            command.env("DEMO_SERVICE_UNHEALTHY", "1");
+            "unhealthy"
+        }
+    };
+    run_build(command);
+    let copies = profile_dir.join("demo-variants").join(variant_name);
+    std::fs::create_dir_all(&copies)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", copies.display()));
+    let copy = |name: &str| {
+        let built = profile_dir.join(name);
+        assert!(
+            built.is_file(),
+            "cargo built, but {} does not exist",
+            built.display()
+        );
+        let copy = copies.join(name);
+        let partial = copies.join(format!("{name}.partial"));
+        std::fs::copy(&built, &partial)
+            .and_then(|_| std::fs::rename(&partial, &copy))
+            .unwrap_or_else(|e| {
+                panic!("cannot copy {} to {}: {e}", built.display(), copy.display())
+            });
+        copy
+    };
+    DemoBuilt {
+        service: copy("demo-service"),
+        load: copy("demo-load"),
+    }
 }
 
 /// The workspace root: the parent of this package's directory.

@@ -9,7 +9,8 @@
 //! awslabs/tough's tests).
 //!
 //! The modules here are the plumbing those tests share:
-//! - [`binaries`]: builds and finds the two binaries, once per test process;
+//! - [`binaries`]: builds and finds the two binaries (and the demo
+//!   service's), once per test process;
 //! - [`run`]: runs a command with a deadline and keeps everything it printed;
 //! - [`http_server`]: a small static file server with fault injection;
 //! - [`fixtures`]: release input trees, a throw-away workspace (keys, repo,
@@ -22,12 +23,16 @@
 //! - [`small_fs`]: size-limited tmpfs mounts for the disk-full tests;
 //! - [`threats`]: a repository served to a node over HTTP, and the
 //!   "refused, said why, changed nothing" assertion of the threat tests;
+//! - [`load`]: the load generator and idle connections for restart tests;
+//! - [`netns`]: throw-away network namespaces for per-namespace sysctls;
 //! - [`webhook`]: a webhook receiver that records what it is POSTed, and
 //!   receivers that are down, for the notification tests.
 
 pub mod binaries;
 pub mod fixtures;
 pub mod http_server;
+pub mod load;
+pub mod netns;
 pub mod real_code;
 pub mod roots;
 pub mod run;

@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod check;
 pub mod history;
+pub mod install_units;
 pub mod migrations;
 pub mod repair;
 pub mod restore_points;
