@@ -22,6 +22,7 @@ pub mod index;
 pub mod layout;
 pub mod manifest;
 pub mod mode;
+pub mod requirement;
 pub mod root;
 pub mod safe_path;
 pub mod signature;
