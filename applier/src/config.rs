@@ -18,6 +18,8 @@ pub struct Config {
     pub install: InstallConfig,
     #[serde(default)]
     pub trust: TrustConfig,
+    #[serde(default)]
+    pub preflight: crate::preflight::PreflightConfig,
 }
 
 /// `[trust]`: where the node's root of trust starts.
@@ -286,6 +288,7 @@ impl Config {
         if self.repository.timeout_seconds == 0 {
             return bad("repository.timeout_seconds must be at least 1".into());
         }
+        self.preflight.check().or_else(bad)?;
         Ok(())
     }
 

@@ -2,8 +2,9 @@
 //!
 //! Operators script around ferry (timers, fleet tools), so the class of a
 //! failure is part of the interface: a rejected signature (3) is an alarm, a
-//! held lock (75, EX_TEMPFAIL) means "try again later", anything else (1)
-//! needs a look at the message.
+//! held lock (75, EX_TEMPFAIL) means "try again later", a failed pre-flight
+//! check (5) means "this node is not ready for the release", anything else
+//! (1) needs a look at the message.
 
 use std::io;
 use std::path::PathBuf;
@@ -15,6 +16,9 @@ pub const EXIT_ERROR: u8 = 1;
 pub const EXIT_VERIFICATION: u8 = 3;
 /// `ferry verify`: the installed files differ from their signed manifest.
 pub const EXIT_DRIFT: u8 = 4;
+/// `ferry preflight` and `ferry apply`: a pre-flight check failed (disk,
+/// memory, a release requirement); nothing was changed.
+pub const EXIT_PREFLIGHT: u8 = 5;
 pub const EXIT_LOCKED: u8 = 75;
 /// `ferry check`: a newer release is available (0 means up to date).
 pub const EXIT_UPDATE_AVAILABLE: u8 = 100;
@@ -44,6 +48,10 @@ pub enum NodeError {
     #[error("{0}")]
     Drift(String),
 
+    /// A pre-flight check failed: the node lacks what the release needs.
+    #[error("{0}")]
+    Preflight(String),
+
     #[error("{0}")]
     Other(String),
 }
@@ -65,6 +73,7 @@ impl NodeError {
             NodeError::LockHeld { .. } => EXIT_LOCKED,
             NodeError::Verification(_) | NodeError::Format(_) => EXIT_VERIFICATION,
             NodeError::Drift(_) => EXIT_DRIFT,
+            NodeError::Preflight(_) => EXIT_PREFLIGHT,
             NodeError::Io { .. } | NodeError::Other(_) => EXIT_ERROR,
         }
     }

@@ -25,6 +25,7 @@ pub mod mirrors;
 pub mod pace;
 pub mod patching;
 pub mod plan;
+pub mod preflight;
 pub mod recovery;
 pub mod release_dir;
 pub mod restore_point;

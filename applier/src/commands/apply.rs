@@ -20,8 +20,8 @@ use crate::store::ContentStore;
 use crate::transport::Transport;
 use crate::trust::{self, TrustedState};
 use crate::{
-    bases, converge, in_place, installed, kept_manifests, recovery, release_dir, retention, space,
-    switch, transport,
+    bases, converge, in_place, installed, kept_manifests, recovery, release_dir, retention, switch,
+    transport,
 };
 
 pub struct ApplyArgs {
@@ -204,18 +204,9 @@ fn prepare(
         println!("dry run: nothing changed");
         return Ok(Prepared::DryRun);
     }
-    match config.install.mode {
-        InstallMode::Symlink => space::check(state_dir, root, &plan)?,
-        InstallMode::InPlace => {
-            let targets: Vec<std::path::PathBuf> = config
-                .install
-                .targets
-                .iter()
-                .map(std::path::PathBuf::from)
-                .collect();
-            space::check_in_place(state_dir, &targets, &plan)?
-        }
-    }
+    // Disk space, memory and the release's requirements, every failure
+    // listed; nothing has been written to the install root yet.
+    crate::preflight::run(config, manifest.manifest(), &plan).refuse_failures(&target)?;
     Ok(Prepared::Update(Box::new(Update {
         transport,
         manifest,
@@ -357,7 +348,7 @@ fn describe_transfer(downloaded: u64, t: &Transfer) -> String {
 }
 
 /// Contents of `manifest` that the store already holds, verified.
-fn held_contents(
+pub(crate) fn held_contents(
     store: &ContentStore,
     manifest: &manifests::Manifest,
 ) -> Result<BTreeSet<manifests::Sha256Digest>> {

@@ -11,6 +11,7 @@
 //! ([`EXIT_UPDATE_AVAILABLE`]) when an update is available, so a timer or
 //! fleet tool can act on it without parsing output.
 
+use manifests::VerifiedManifest;
 use semver::Version;
 use serde::Serialize;
 
@@ -35,6 +36,16 @@ pub struct CheckReport {
 }
 
 pub fn report(config: &Config) -> Result<CheckReport> {
+    let manifest = fetch_verified(config, None)?;
+    report_for(config, manifest.manifest())
+}
+
+/// The verified manifest of `version` (default: the channel's latest),
+/// fetched exactly as `apply` fetches it — roots walked, every mirror's
+/// index verified, the highest serial chosen — with nothing written: not
+/// even the newer serial, which only an apply records. `ferry preflight`
+/// uses it too.
+pub fn fetch_verified(config: &Config, version: Option<&Version>) -> Result<VerifiedManifest> {
     let state_dir = &config.install.state_dir;
     let channel = &config.repository.channel;
     let keys = config.trusted_keys()?;
@@ -48,23 +59,29 @@ pub fn report(config: &Config) -> Result<CheckReport> {
     let index = crate::mirrors::fetch_index(transport.as_ref(), |source| {
         trust::fetch_index(source, &keys, &trusted, now)
     })?;
-    let latest = index
-        .index()
-        .channels
-        .get(channel)
-        .ok_or_else(|| {
-            NodeError::Other(format!(
-                "channel {channel:?} is not in the repository; check repository.channel"
-            ))
-        })?
-        .latest
-        .clone();
-    let manifest = crate::mirrors::fetch_manifest(
+    let target = match version {
+        Some(v) => v.clone(),
+        None => index
+            .index()
+            .channels
+            .get(channel)
+            .ok_or_else(|| {
+                NodeError::Other(format!(
+                    "channel {channel:?} is not in the repository; check repository.channel"
+                ))
+            })?
+            .latest
+            .clone(),
+    };
+    crate::mirrors::fetch_manifest(
         transport.as_ref(),
-        &manifests::layout::manifest(&latest),
-        |source| trust::fetch_manifest(source, &keys, index.index(), channel, &latest, now),
-    )?;
-    let manifest = manifest.manifest();
+        &manifests::layout::manifest(&target),
+        |source| trust::fetch_manifest(source, &keys, index.index(), channel, &target, now),
+    )
+}
+
+fn report_for(config: &Config, manifest: &manifests::Manifest) -> Result<CheckReport> {
+    let latest = manifest.version.clone();
     let installed = installed::version(config)?;
     let update_available = installed.as_ref().is_none_or(|v| *v < latest);
     // Compressed bytes of every distinct content: a node with nothing.

@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod check;
 pub mod history;
+pub mod preflight;
 pub mod repair;
 pub mod restore_points;
 pub mod rollback;

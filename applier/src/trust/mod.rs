@@ -193,8 +193,8 @@ pub fn fetch_manifest(
 }
 
 /// Refuses releases that declare things this applier cannot honour yet:
-/// installing them without their migrations or requirements would be worse
-/// than not installing them.
+/// installing them without their migrations or hooks would be worse than
+/// not installing them. (Requirements are honoured: see `preflight`.)
 pub fn check_supported(manifest: &manifests::Manifest) -> Result<()> {
     let mut unsupported = Vec::new();
     if !manifest.migrations.is_empty() {
@@ -202,9 +202,6 @@ pub fn check_supported(manifest: &manifests::Manifest) -> Result<()> {
     }
     if !manifest.hooks.is_empty() {
         unsupported.push("hooks");
-    }
-    if !manifest.requirements.is_empty() {
-        unsupported.push("requirements");
     }
     if unsupported.is_empty() {
         Ok(())
