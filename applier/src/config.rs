@@ -37,6 +37,9 @@ pub struct Config {
     /// `[metrics]`: the Prometheus textfile (see `crate::metrics`).
     #[serde(default)]
     pub metrics: crate::metrics::MetricsConfig,
+    /// `[preflight]`: the checks before every apply (see `crate::preflight`).
+    #[serde(default)]
+    pub preflight: crate::preflight::PreflightConfig,
 }
 
 /// `[trust]`: where the node's root of trust starts.
@@ -321,6 +324,7 @@ impl Config {
             crate::notify::check_config(index, receiver).or_else(bad)?;
         }
         crate::metrics::check_config(&self.metrics).or_else(bad)?;
+        self.preflight.check().or_else(bad)?;
         Ok(())
     }
 

@@ -4,7 +4,8 @@
 //! failure is part of the interface: a rejected signature (3) is an alarm, a
 //! held lock (75, EX_TEMPFAIL) means "try again later", a rolled-back
 //! update (6) means the node is on its old release and the new one needs a
-//! look, anything else (1) needs a look at the message.
+//! look, a failed pre-flight check (5) means "this node is not ready for
+//! the release", anything else (1) needs a look at the message.
 //!
 //! Every code:
 //! - 0: success (`ferry check`: up to date, or nothing newer the policy's
@@ -15,6 +16,8 @@
 //!   verification;
 //! - 4 ([`EXIT_DRIFT`]): `ferry verify` found installed files differing
 //!   from their signed manifest;
+//! - 5 ([`EXIT_PREFLIGHT`]): a pre-flight check failed (disk, memory, a
+//!   release requirement); nothing was changed;
 //! - 6 ([`EXIT_ROLLED_BACK`]): `ferry apply`: the new release went live,
 //!   failed (service command, health gate, `post_apply`) and was rolled
 //!   back; the old release runs;
@@ -34,6 +37,9 @@ pub const EXIT_ERROR: u8 = 1;
 pub const EXIT_VERIFICATION: u8 = 3;
 /// `ferry verify`: the installed files differ from their signed manifest.
 pub const EXIT_DRIFT: u8 = 4;
+/// `ferry preflight` and `ferry apply`: a pre-flight check failed (disk,
+/// memory, a release requirement); nothing was changed.
+pub const EXIT_PREFLIGHT: u8 = 5;
 /// `ferry apply`: the new release went live but failed (a service
 /// command, the health gate or `post_apply`) and was rolled back: the node
 /// runs its old release.
@@ -70,6 +76,9 @@ pub enum NodeError {
     #[error("{0}")]
     Drift(String),
 
+    /// A pre-flight check failed: the node lacks what the release needs.
+    #[error("{0}")]
+    Preflight(String),
     /// The update was undone after its switch; the old release runs.
     #[error("{0}")]
     RolledBack(String),
@@ -95,6 +104,7 @@ impl NodeError {
             NodeError::LockHeld { .. } => EXIT_LOCKED,
             NodeError::Verification(_) | NodeError::Format(_) => EXIT_VERIFICATION,
             NodeError::Drift(_) => EXIT_DRIFT,
+            NodeError::Preflight(_) => EXIT_PREFLIGHT,
             NodeError::RolledBack(_) => EXIT_ROLLED_BACK,
             NodeError::Io { .. } | NodeError::Other(_) => EXIT_ERROR,
         }

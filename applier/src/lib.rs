@@ -32,6 +32,7 @@ pub mod pace;
 pub mod patching;
 pub mod plan;
 pub mod policy;
+pub mod preflight;
 pub mod recovery;
 pub mod release_dir;
 pub mod restore_point;

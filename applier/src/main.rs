@@ -75,6 +75,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the checks `apply` runs before writing anything (disk, memory, the
+    /// release's requirements) and report each (exit 5 if one fails).
+    Preflight {
+        /// Check this version instead of the channel's latest.
+        #[arg(long)]
+        version: Option<Version>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Compare the installed files with their signed manifest (exit 4 if they differ).
     Verify,
     /// Restore the installed files to their signed manifest, fetching what is missing.
@@ -167,6 +176,9 @@ fn run(cli: Cli) -> Result<u8, NodeError> {
     let config = Config::load(&cli.config)?;
     match cli.command {
         Command::Check { json } => return commands::check::run(&config, json),
+        Command::Preflight { version, json } => {
+            return commands::preflight::run(&config, version, json)
+        }
         Command::Apply {
             version,
             dry_run,

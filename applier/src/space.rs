@@ -101,6 +101,12 @@ fn probe(path: &Path) -> Result<Filesystem> {
     })
 }
 
+/// Free bytes for unprivileged use on the filesystem holding `path` (or
+/// its nearest existing ancestor), for reports.
+pub fn free_bytes(path: &Path) -> Result<u64> {
+    probe(path).map(|fs| fs.free)
+}
+
 /// One filesystem without enough free space.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Shortfall {

@@ -23,6 +23,7 @@ pub mod layout;
 pub mod manifest;
 pub mod migration;
 pub mod mode;
+pub mod requirement;
 pub mod root;
 pub mod safe_path;
 pub mod signature;

@@ -2,9 +2,10 @@
 //!
 //! The manifest pins every file's content by SHA-256 and names the object
 //! that carries it, and lists the data migrations the release ships
-//! ([`crate::migration`]). Sections later work will fill (hooks,
-//! requirements, rollout waves) are typed here already and empty in format
-//! 1 publications, so that adding them does not change what existing fields
+//! ([`crate::migration`]) and what a node must have to install it
+//! ([`crate::requirement`]). Sections later work will fill (hooks,
+//! rollout waves) are typed here already and empty in format 1
+//! publications, so that adding them does not change what existing fields
 //! mean. A node that meets a non-empty section it cannot honour refuses the
 //! release rather than install it half-understood.
 
@@ -42,7 +43,8 @@ pub struct Manifest {
     /// Reserved: lifecycle hooks declared by the release (empty in format 1).
     #[serde(default)]
     pub hooks: Hooks,
-    /// Reserved: requirements checked before installing (empty in format 1).
+    /// What a node must have (kernel, glibc, command versions) before it
+    /// installs this release; see [`crate::requirement`].
     #[serde(default)]
     pub requirements: Vec<Requirement>,
     /// Reserved: staged rollout waves for pull-mode fleets (empty in format 1).
@@ -167,12 +169,7 @@ impl Hooks {
     }
 }
 
-/// Reserved for pre-flight requirements (kernel, libc, commands).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Requirement {
-    pub kind: String,
-    pub constraint: String,
-}
+pub use crate::requirement::Requirement;
 
 /// Reserved for pull-mode rollout waves: `percent` of the fleet may install
 /// once `after_seconds` have passed since the release was created.
@@ -271,6 +268,7 @@ impl Manifest {
                 self.files.iter().map(|f| (&f.path, &f.kind)).collect();
             crate::migration::validate_all(&self.migrations, &kinds).map_err(inconsistent)?;
         }
+        crate::requirement::validate(&self.requirements).map_err(inconsistent)?;
         Ok(())
     }
 

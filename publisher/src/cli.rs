@@ -8,6 +8,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use manifests::manifest::Requirement;
 use semver::Version;
 
 use crate::deltas::DeltaFrom;
@@ -253,6 +254,18 @@ pub struct ReleaseArgs {
     #[arg(long, value_name = "V", value_parser = parse_version)]
     pub min_upgrade_from: Option<Version>,
 
+    /// A kernel or glibc version nodes must have, as KIND:CONSTRAINT
+    /// (`kernel:>=5.10`, `glibc:>=2.31, <3`); repeatable. Nodes refuse the
+    /// release before writing anything when it is not met.
+    #[arg(long, value_name = "KIND:CONSTRAINT", value_parser = parse_require)]
+    pub require: Vec<Requirement>,
+
+    /// A tool version nodes must have, as NAME:CONSTRAINT:COMMAND LINE
+    /// (`psql:>=14:psql --version`): the first x.y[.z] the command prints
+    /// must satisfy the constraint; repeatable.
+    #[arg(long, value_name = "NAME:CONSTRAINT:COMMAND", value_parser = parse_require_command)]
+    pub require_command: Vec<Requirement>,
+
     /// Days until the signed index expires and nodes refuse it.
     #[arg(long, value_name = "DAYS", default_value_t = 30,
           value_parser = clap::value_parser!(u32).range(1..=36500))]
@@ -383,6 +396,42 @@ fn parse_delta_from(text: &str) -> Result<DeltaFrom, String> {
     }
 }
 
+/// `--require KIND:CONSTRAINT`, for the kinds measured by the node itself.
+fn parse_require(text: &str) -> Result<Requirement, String> {
+    const FORM: &str = "write --require 'kernel:>=5.10' or --require 'glibc:>=2.31' \
+                        (tools: --require-command 'NAME:CONSTRAINT:COMMAND')";
+    let Some((kind, constraint)) = text.split_once(':') else {
+        return Err(format!("{text:?} has no KIND: prefix; {FORM}"));
+    };
+    let requirement = match kind.trim() {
+        "kernel" => Requirement::kernel(constraint.trim()),
+        "glibc" => Requirement::glibc(constraint.trim()),
+        "command" => {
+            return Err("a command requirement needs a name and a command line: \
+                 write --require-command 'NAME:CONSTRAINT:COMMAND', e.g. 'psql:>=14:psql --version'"
+                .to_string())
+        }
+        other => return Err(format!("unknown requirement kind {other:?}; {FORM}")),
+    };
+    requirement.need().map_err(|e| format!("{e}; {FORM}"))?;
+    Ok(requirement)
+}
+
+/// `--require-command NAME:CONSTRAINT:COMMAND LINE`: the command line may
+/// itself hold colons, the name and the constraint cannot.
+fn parse_require_command(text: &str) -> Result<Requirement, String> {
+    const FORM: &str = "write --require-command 'NAME:CONSTRAINT:COMMAND', \
+                        e.g. 'psql:>=14:psql --version'";
+    let mut parts = text.splitn(3, ':');
+    let (Some(name), Some(constraint), Some(command)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(format!("{text:?} is not NAME:CONSTRAINT:COMMAND; {FORM}"));
+    };
+    let requirement = Requirement::command(name.trim(), constraint.trim(), command.trim());
+    requirement.need().map_err(|e| format!("{e}; {FORM}"))?;
+    Ok(requirement)
+}
+
 fn parse_channel(text: &str) -> Result<String, String> {
     manifests::index::validate_channel_name(text)
         .map(|()| text.to_string())
@@ -493,6 +542,82 @@ mod tests {
             &["--delta-memory", "0"],
         ] {
             assert_eq!(parse(bad).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn requirement_flags_parse_and_bad_spellings_show_the_form() {
+        let parse = |extra: &[&str]| {
+            let base = [
+                "ferry-publish",
+                "release",
+                "--repo",
+                "r",
+                "--key",
+                "k",
+                "--version",
+                "2.0.0",
+                "--channel",
+                "stable",
+            ];
+            let cli = Cli::try_parse_from(base.iter().chain(extra).chain(["in"].iter()))?;
+            let Command::Release(args) = cli.command else {
+                panic!("not release")
+            };
+            Ok::<_, clap::Error>(args)
+        };
+        let args = parse(&[
+            "--require",
+            "kernel:>=5.10",
+            "--require",
+            "glibc:>=2.31, <3",
+            "--require-command",
+            "psql:>=14:psql --version",
+            "--require-command",
+            "tool:>=1.2:printf 'v: %s' 1.2.3",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.require,
+            [
+                Requirement::kernel(">=5.10"),
+                Requirement::glibc(">=2.31, <3")
+            ]
+        );
+        assert_eq!(
+            args.require_command,
+            [
+                Requirement::command("psql", ">=14", "psql --version"),
+                Requirement::command("tool", ">=1.2", "printf 'v: %s' 1.2.3"),
+            ]
+        );
+        assert!(parse(&[]).unwrap().require.is_empty());
+        for (bad, hint) in [
+            (
+                &["--require", "kernel>=5.10"][..],
+                "--require 'kernel:>=5.10'",
+            ),
+            (&["--require", "kernel:"], "--require 'kernel:>=5.10'"),
+            (&["--require", "libc:>=2"], "unknown requirement kind"),
+            (&["--require", "kernel:new"], "not a semver requirement"),
+            (
+                &["--require", "command:>=1"],
+                "--require-command 'NAME:CONSTRAINT:COMMAND'",
+            ),
+            (
+                &["--require-command", "psql:>=14"],
+                "'psql:>=14:psql --version'",
+            ),
+            (&["--require-command", "psql:>=14:"], "empty command"),
+            (
+                &["--require-command", "my tool:>=1:t -v"],
+                "'psql:>=14:psql --version'",
+            ),
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+            let text = err.to_string();
+            assert!(text.contains(hint), "{bad:?}: {text}");
         }
     }
 

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use jiff::{SignedDuration, Timestamp};
 use manifests::index::{ChannelIndex, Index, ManifestRef};
 use manifests::manifest::{
-    Compression, DeltaRef, EntryKind, FileContent, FileEntry, Hooks, Manifest, Migration, ObjectRef,
+    Compression, DeltaRef, EntryKind, FileContent, FileEntry, Hooks, Manifest, Migration,
+    ObjectRef, Requirement,
 };
 use manifests::{layout, Sha256Digest, FORMAT_VERSION};
 use semver::Version;
@@ -36,6 +37,9 @@ pub enum PublicationError {
 
     #[error("index.json serial {0} cannot be incremented")]
     SerialExhausted(u64),
+
+    #[error("{0}; each --require and --require-command names its kind or tool once")]
+    BadRequirements(String),
 }
 
 /// What the release says about itself besides its files.
@@ -49,10 +53,15 @@ pub struct ReleaseMetadata {
     pub min_upgrade_from: Option<Version>,
     /// Data migrations, in id order (`--migrations`).
     pub migrations: Vec<Migration>,
+    /// What nodes must have before they install the release, in any order:
+    /// the manifest lists them sorted by label.
+    pub requirements: Vec<Requirement>,
 }
 
 impl ReleaseMetadata {
     pub fn check(&self) -> Result<(), PublicationError> {
+        manifests::requirement::validate(&self.requirements)
+            .map_err(PublicationError::BadRequirements)?;
         match &self.min_upgrade_from {
             Some(min) if *min >= self.version => Err(PublicationError::MinUpgradeNotBelow {
                 min: min.clone(),
@@ -144,10 +153,18 @@ pub fn build_manifest(
         files,
         migrations: metadata.migrations.clone(),
         hooks: Hooks::default(),
-        requirements: Vec::new(),
+        requirements: sorted_requirements(&metadata.requirements),
         waves: Vec::new(),
         delta_report: Vec::new(),
     }
+}
+
+/// Sorted by label, so the order of flags on the command line changes
+/// neither the signed bytes nor what counts as the same release.
+fn sorted_requirements(requirements: &[Requirement]) -> Vec<Requirement> {
+    let mut sorted = requirements.to_vec();
+    sorted.sort_by_key(Requirement::label);
+    sorted
 }
 
 /// Whether two manifests describe the same release: everything equal except
@@ -193,6 +210,23 @@ pub fn release_differences(published: &Manifest, new: &Manifest) -> Vec<String> 
             "the migrations differ (were {}, now {})",
             ids(&old),
             ids(&new)
+        ));
+    }
+    if old.requirements != new.requirements {
+        let show = |r: &[Requirement]| {
+            if r.is_empty() {
+                "none".to_string()
+            } else {
+                r.iter()
+                    .map(Requirement::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        out.push(format!(
+            "requirements were [{}], now [{}]",
+            show(&old.requirements),
+            show(&new.requirements)
         ));
     }
     let old_files: BTreeMap<&str, &EntryKind> = old
@@ -425,6 +459,56 @@ mod tests {
             ..content(placeholder_object(&digest))
         });
         assert!(!same_release(&base, &moded));
+
+        // Requirements are part of the release.
+        let mut required = base.clone();
+        required.requirements = vec![Requirement::kernel(">=5.10")];
+        assert!(!same_release(&base, &required));
+        assert_eq!(
+            release_differences(&base, &required),
+            ["requirements were [none], now [kernel >=5.10]"]
+        );
+        let mut stricter = required.clone();
+        stricter.requirements = vec![Requirement::kernel(">=6.1")];
+        assert!(!same_release(&required, &stricter));
+    }
+
+    #[test]
+    fn requirements_are_checked_and_sorted_by_label() {
+        let meta = |requirements: Vec<Requirement>| ReleaseMetadata {
+            version: "2.0.0".parse().unwrap(),
+            channel: "stable".into(),
+            created: Timestamp::UNIX_EPOCH,
+            notes: String::new(),
+            critical: false,
+            min_upgrade_from: None,
+            requirements,
+        };
+        let psql = Requirement::command("psql", ">=14", "psql --version");
+        let given = vec![
+            psql.clone(),
+            Requirement::kernel(">=5.10"),
+            Requirement::glibc(">=2.31"),
+        ];
+        let plan = ReleasePlan {
+            entries: Vec::new(),
+            contents: BTreeMap::new(),
+        };
+        let built = build_manifest(&plan, &meta(given.clone()), placeholder_object);
+        assert_eq!(
+            built.requirements,
+            [
+                psql.clone(),
+                Requirement::glibc(">=2.31"),
+                Requirement::kernel(">=5.10")
+            ]
+        );
+        meta(given).check().unwrap();
+        let err = meta(vec![psql.clone(), psql])
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("command:psql appears twice"), "{err}");
     }
 
     #[test]
@@ -437,6 +521,7 @@ mod tests {
             critical: false,
             min_upgrade_from: Some(min.parse().unwrap()),
             migrations: Vec::new(),
+            requirements: Vec::new(),
         };
         meta("1.5.0").check().unwrap();
         assert!(meta("2.0.0").check().is_err());

@@ -128,7 +128,8 @@ fn assert_refused(node: &Node, v1: &Path, names: &[&Path]) {
     let history_before = node.history_json().len();
 
     let out = node.ferry(&["apply"]);
-    out.assert_code(1);
+    // 5: a pre-flight check failed (the disk check is one of them).
+    out.assert_code(5);
     out.assert_stderr_contains("not enough disk space");
     out.assert_stderr_contains("nothing was changed");
     for name in names {

@@ -25,7 +25,7 @@ use crate::transport::Transport;
 use crate::trust::{self, TrustedState};
 use crate::{
     bases, converge, faults, in_place, installed, kept_manifests, migrations, recovery,
-    release_dir, retention, space, switch, transport,
+    release_dir, retention, switch, transport,
 };
 
 pub struct ApplyArgs {
@@ -264,18 +264,9 @@ fn prepare(
         events::emit("dry_run", plan_fields(&plan));
         return Ok(Prepared::DryRun);
     }
-    match config.install.mode {
-        InstallMode::Symlink => space::check(state_dir, root, &plan)?,
-        InstallMode::InPlace => {
-            let targets: Vec<std::path::PathBuf> = config
-                .install
-                .targets
-                .iter()
-                .map(std::path::PathBuf::from)
-                .collect();
-            space::check_in_place(state_dir, &targets, &plan)?
-        }
-    }
+    // Disk space, memory and the release's requirements, every failure
+    // listed; nothing has been written to the install root yet.
+    crate::preflight::run(config, manifest.manifest(), &plan).refuse_failures(&target)?;
     Ok(Prepared::Update(Box::new(Update {
         transport,
         manifest,
@@ -616,7 +607,7 @@ fn describe_transfer(downloaded: u64, t: &Transfer) -> String {
 }
 
 /// Contents of `manifest` that the store already holds, verified.
-fn held_contents(
+pub(crate) fn held_contents(
     store: &ContentStore,
     manifest: &manifests::Manifest,
 ) -> Result<BTreeSet<manifests::Sha256Digest>> {

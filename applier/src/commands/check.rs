@@ -24,6 +24,7 @@
 //!   defers it (`policy_reason`, `next_allowed_at`).
 
 use jiff::Timestamp;
+use manifests::VerifiedManifest;
 use semver::Version;
 use serde::Serialize;
 
@@ -152,6 +153,46 @@ pub fn report(config: &Config) -> Result<CheckReport> {
         full_bytes,
         from_delta_report: update_available && item.is_some(),
     })
+}
+
+/// The verified manifest of `version` (default: the channel's latest),
+/// fetched exactly as `apply` fetches it — roots walked, every mirror's
+/// index verified, the highest serial chosen — with nothing written: not
+/// even the newer serial, which only an apply records. `ferry preflight`
+/// uses it too.
+pub fn fetch_verified(config: &Config, version: Option<&Version>) -> Result<VerifiedManifest> {
+    let state_dir = &config.install.state_dir;
+    let channel = &config.repository.channel;
+    let keys = config.trusted_keys()?;
+    let transport = transport::open(&config.repository)?;
+    let mut trusted = TrustedState::load(state_dir)?;
+    // Walk the roots in memory only: `check` writes nothing.
+    let now = trust::now()?;
+    let keys = keys.update(transport.as_ref(), state_dir, &mut trusted, now, false)?;
+    // Same source choice as `apply`: every mirror's index verified, the
+    // highest serial wins, so `check` reports what `apply` would install.
+    let index = crate::mirrors::fetch_index(transport.as_ref(), |source| {
+        trust::fetch_index(source, &keys, &trusted, now)
+    })?;
+    let target = match version {
+        Some(v) => v.clone(),
+        None => index
+            .index()
+            .channels
+            .get(channel)
+            .ok_or_else(|| {
+                NodeError::Other(format!(
+                    "channel {channel:?} is not in the repository; check repository.channel"
+                ))
+            })?
+            .latest
+            .clone(),
+    };
+    crate::mirrors::fetch_manifest(
+        transport.as_ref(),
+        &manifests::layout::manifest(&target),
+        |source| trust::fetch_manifest(source, &keys, index.index(), channel, &target, now),
+    )
 }
 
 /// Runs the check and returns the exit status to end with.

@@ -5,6 +5,7 @@ pub mod check;
 pub mod history;
 pub mod install_units;
 pub mod migrations;
+pub mod preflight;
 pub mod repair;
 pub mod restore_points;
 pub mod rollback;

@@ -193,15 +193,13 @@ pub fn fetch_manifest(
 }
 
 /// Refuses releases that declare things this applier cannot honour yet:
-/// installing them without their hooks or requirements would be worse
-/// than not installing them. (Migrations are honoured: `crate::migrations`.)
+/// installing them without their hooks would be worse than not installing
+/// them. (Migrations and requirements are honoured: `crate::migrations`,
+/// `crate::preflight`.)
 pub fn check_supported(manifest: &manifests::Manifest) -> Result<()> {
     let mut unsupported = Vec::new();
     if !manifest.hooks.is_empty() {
         unsupported.push("hooks");
-    }
-    if !manifest.requirements.is_empty() {
-        unsupported.push("requirements");
     }
     if unsupported.is_empty() {
         Ok(())

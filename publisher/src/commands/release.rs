@@ -149,6 +149,12 @@ pub fn publish(args: &ReleaseArgs) -> anyhow::Result<ReleaseOutcome> {
         critical: args.critical,
         min_upgrade_from: args.min_upgrade_from.clone(),
         migrations: Vec::new(),
+        requirements: args
+            .require
+            .iter()
+            .chain(&args.require_command)
+            .cloned()
+            .collect(),
     };
     metadata.check()?;
     let expires = publication::expiry(created, args.expires_in)?;
