@@ -482,6 +482,7 @@ mod tests {
             notes: String::new(),
             critical: false,
             min_upgrade_from: None,
+            migrations: Vec::new(),
             requirements,
         };
         let psql = Requirement::command("psql", ">=14", "psql --version");
