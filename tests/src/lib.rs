@@ -23,12 +23,14 @@
 //! - [`small_fs`]: size-limited tmpfs mounts for the disk-full tests;
 //! - [`threats`]: a repository served to a node over HTTP, and the
 //!   "refused, said why, changed nothing" assertion of the threat tests;
+//! - [`demo`]: demo-service releases for the node lifecycle tests;
 //! - [`load`]: the load generator and idle connections for restart tests;
 //! - [`netns`]: throw-away network namespaces for per-namespace sysctls;
 //! - [`webhook`]: a webhook receiver that records what it is POSTed, and
 //!   receivers that are down, for the notification tests.
 
 pub mod binaries;
+pub mod demo;
 pub mod fixtures;
 pub mod http_server;
 pub mod load;

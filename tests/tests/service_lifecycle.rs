@@ -7,36 +7,12 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use ferry_tests::binaries;
+use ferry_tests::demo::{demo_release, free_port};
 use ferry_tests::fixtures::{Node, Workspace, CHANNEL};
-
-/// A release of the demo service: its binary and `demo.toml`.
-fn demo_release(ws: &Workspace, version: &str, healthy: bool) -> PathBuf {
-    let dir = ws
-        .dir
-        .join("inputs")
-        .join(format!("demo-{version}-{healthy}"));
-    fs::create_dir_all(dir.join("bin")).unwrap();
-    fs::copy(binaries::demo_service(), dir.join("bin/demo-service")).unwrap();
-    fs::write(
-        dir.join("demo.toml"),
-        format!("version = \"{version}\"\nhealthy = {healthy}\n"),
-    )
-    .unwrap();
-    dir
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The demo service of one node: where it listens and its pid file.
 struct Service {
@@ -115,14 +91,13 @@ impl Drop for Service {
 }
 
 /// A node on 1.0.0 with its demo service running, restarted by ferry, health
-/// checked at `/health` with the version in the body. `service_extra` goes
-/// into `[service]`.
-fn node_running_v1(ws: &Workspace, service_extra: &str) -> (Node, Service) {
+/// checked at `/health` with the version in the body.
+fn node_running_v1(ws: &Workspace) -> (Node, Service) {
     let node = ws.node("n1");
     let service = Service::new(&node);
     let mut config = fs::read_to_string(&node.config).unwrap();
     config.push_str(&format!(
-        "\n[service]\nstrategy = \"restart\"\nrestart_command = {:?}\ncommand_timeout_seconds = 20\nhook_timeout_seconds = 10\n{service_extra}\n\
+        "\n[service]\nstrategy = \"restart\"\nrestart_command = {:?}\ncommand_timeout_seconds = 20\nhook_timeout_seconds = 10\n\
          [health]\nurl = \"http://127.0.0.1:{}/health\"\nexpect_version = true\ninterval_ms = 100\nretries = 15\ntimeout_seconds = 10\n",
         service.restart_script(&node),
         service.port
@@ -147,7 +122,7 @@ fn a_healthy_update_goes_live() {
     let ws = Workspace::new();
     ws.publish("1.0.0", CHANNEL, &demo_release(&ws, "1.0.0", true));
     ws.publish("2.0.0", CHANNEL, &demo_release(&ws, "2.0.0", true));
-    let (node, service) = node_running_v1(&ws, "");
+    let (node, service) = node_running_v1(&ws);
     let old_pid = service.pid();
 
     node.ferry_ok(&["apply"]);
@@ -164,7 +139,7 @@ fn an_unhealthy_release_is_rolled_back_and_the_old_one_serves_again() {
     let ws = Workspace::new();
     ws.publish("1.0.0", CHANNEL, &demo_release(&ws, "1.0.0", true));
     ws.publish("2.0.0", CHANNEL, &demo_release(&ws, "2.0.0", false));
-    let (node, service) = node_running_v1(&ws, "");
+    let (node, service) = node_running_v1(&ws);
 
     let out = node.ferry(&["apply"]);
     assert_eq!(out.code, Some(6), "a rolled-back update exits 6\n{out}");
@@ -190,7 +165,7 @@ fn a_failing_pre_apply_hook_stops_the_update_before_the_switch() {
         "echo \"$FERRY_FROM_VERSION $FERRY_TO_VERSION $FERRY_RELEASE_DIR\" > {}; echo 'database is busy' >&2; exit 7",
         seen.display()
     );
-    let (node, service) = node_running_v1(&ws, "");
+    let (node, service) = node_running_v1(&ws);
     let text = fs::read_to_string(&node.config).unwrap().replacen(
         "hook_timeout_seconds = 10\n",
         &format!("hook_timeout_seconds = 10\npre_apply = {hook:?}\n"),
@@ -225,7 +200,13 @@ fn a_failing_post_apply_hook_rolls_the_update_back() {
         "post_apply = \"exit 3\"\npre_rollback = \"echo pre $FERRY_FROM_VERSION $FERRY_TO_VERSION >> {0}\"\npost_rollback = \"echo post $FERRY_FROM_VERSION $FERRY_TO_VERSION >> {0}\"\n",
         rollback_log.display()
     );
-    let (node, service) = node_running_v1(&ws, &extra);
+    let (node, service) = node_running_v1(&ws);
+    let text = fs::read_to_string(&node.config).unwrap().replacen(
+        "hook_timeout_seconds = 10\n",
+        &format!("hook_timeout_seconds = 10\n{extra}"),
+        1,
+    );
+    fs::write(&node.config, text).unwrap();
 
     let out = node.ferry(&["apply"]);
     assert_eq!(out.code, Some(6), "{out}");
@@ -244,7 +225,7 @@ fn a_hook_that_hangs_is_killed_at_its_timeout() {
     let ws = Workspace::new();
     ws.publish("1.0.0", CHANNEL, &demo_release(&ws, "1.0.0", true));
     ws.publish("2.0.0", CHANNEL, &demo_release(&ws, "2.0.0", true));
-    let (node, service) = node_running_v1(&ws, "");
+    let (node, service) = node_running_v1(&ws);
     let text = fs::read_to_string(&node.config).unwrap().replacen(
         "hook_timeout_seconds = 10\n",
         "hook_timeout_seconds = 1\npre_apply = \"sleep 60\"\n",
@@ -269,7 +250,7 @@ fn an_operator_rollback_restarts_the_old_release() {
     let ws = Workspace::new();
     ws.publish("1.0.0", CHANNEL, &demo_release(&ws, "1.0.0", true));
     ws.publish("2.0.0", CHANNEL, &demo_release(&ws, "2.0.0", true));
-    let (node, service) = node_running_v1(&ws, "");
+    let (node, service) = node_running_v1(&ws);
     node.ferry_ok(&["apply"]);
     assert_eq!(service.version(), "2.0.0");
     node.ferry_ok(&["rollback"]);

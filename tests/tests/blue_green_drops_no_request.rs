@@ -1,0 +1,179 @@
+//! The promise: with `strategy = "blue-green"`, clients never notice an
+//! update. ferry starts the new release beside the old one on the same
+//! port (SO_REUSEPORT), waits for it to answer healthy with its own
+//! version, and only then stops the old one, which finishes what it
+//! accepted; a load generator hammering the port the whole time sees no
+//! failed request. A candidate that fails its health check is stopped and
+//! the old release never stopped serving.
+//!
+//! Everything runs in a network namespace the test makes, with
+//! `net.ipv4.tcp_migrate_req=1` (connections still queued on a closing
+//! SO_REUSEPORT listener move to its sibling instead of being reset).
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use ferry_tests::binaries::{demo_load, ferry};
+use ferry_tests::demo::demo_release;
+use ferry_tests::fixtures::{Node, Workspace, CHANNEL};
+use ferry_tests::load::start_demo_load;
+use ferry_tests::netns::NetworkNamespace;
+use ferry_tests::run::{run, Output};
+
+const ADDR: &str = "127.0.0.1:8080";
+
+/// A node configured for blue-green with the demo service, inside `ns`.
+struct BlueGreenNode<'a> {
+    ns: &'a NetworkNamespace,
+    node: Node,
+    pid_dir: PathBuf,
+}
+
+impl<'a> BlueGreenNode<'a> {
+    fn new(ws: &Workspace, ns: &'a NetworkNamespace) -> BlueGreenNode<'a> {
+        let node = ws.node("n1");
+        let pid_dir = node.dir.join("pids");
+        fs::create_dir_all(&pid_dir).unwrap();
+        let pid = format!("{}/demo-{{version}}.pid", pid_dir.display());
+        let start = format!(
+            "setsid {{release_dir}}/bin/demo-service --listen {ADDR} --pid-file {pid} >> {log} 2>&1 < /dev/null &",
+            log = node.dir.join("demo.log").display()
+        );
+        let stop = format!(
+            "pid=$(cat {pid}) && kill $pid && while kill -0 $pid 2>/dev/null; do sleep 0.02; done"
+        );
+        let mut config = fs::read_to_string(&node.config).unwrap();
+        config.push_str(&format!(
+            "\n[service]\nstrategy = \"blue-green\"\nstart_command = {start:?}\nstop_command = {stop:?}\ncommand_timeout_seconds = 20\n\
+             [health]\nurl = \"http://{ADDR}/health\"\nexpect_version = true\ninterval_ms = 50\nretries = 100\ntimeout_seconds = 15\n"
+        ));
+        fs::write(&node.config, config).unwrap();
+        BlueGreenNode { ns, node, pid_dir }
+    }
+
+    /// `ferry ARGS` inside the namespace.
+    fn ferry(&self, args: &[&str]) -> Output {
+        let mut command = self.ns.command(ferry());
+        command
+            .env_remove("FERRY_CONFIG")
+            .arg("--config")
+            .arg(&self.node.config)
+            .args(args);
+        run(&mut command)
+    }
+
+    /// Versions with a running instance (a pid file whose process lives).
+    fn running(&self) -> Vec<String> {
+        let mut versions: Vec<String> = fs::read_dir(&self.pid_dir)
+            .unwrap()
+            .filter_map(|e| {
+                let path = e.unwrap().path();
+                let pid = fs::read_to_string(&path).ok()?;
+                let alive = Command::new("kill")
+                    .args(["-0", pid.trim()])
+                    .status()
+                    .ok()?
+                    .success();
+                let name = path.file_name()?.to_str()?.to_string();
+                alive.then(|| {
+                    name.trim_start_matches("demo-")
+                        .trim_end_matches(".pid")
+                        .to_string()
+                })
+            })
+            .collect();
+        versions.sort();
+        versions
+    }
+}
+
+impl Drop for BlueGreenNode<'_> {
+    fn drop(&mut self) {
+        if let Ok(entries) = fs::read_dir(&self.pid_dir) {
+            for entry in entries.flatten() {
+                if let Ok(pid) = fs::read_to_string(entry.path()) {
+                    let _ = Command::new("kill").arg(pid.trim()).status();
+                }
+            }
+        }
+    }
+}
+
+fn namespace(test: &str) -> Option<NetworkNamespace> {
+    let ns = NetworkNamespace::create_or_skip(test)?;
+    ns.sysctl("net.ipv4.tcp_migrate_req", "1")
+        .unwrap_or_else(|e| panic!("{e}"));
+    Some(ns)
+}
+
+#[test]
+fn a_blue_green_update_under_load_fails_no_request() {
+    let Some(ns) = namespace("a_blue_green_update_under_load_fails_no_request") else {
+        return;
+    };
+    let ws = Workspace::new();
+    ws.publish("1.0.0", CHANNEL, &demo_release(&ws, "1.0.0", true));
+    ws.publish("2.0.0", CHANNEL, &demo_release(&ws, "2.0.0", true));
+    let node = BlueGreenNode::new(&ws, &ns);
+    node.ferry(&["apply", "--version", "1.0.0"])
+        .assert_success();
+    assert_eq!(node.running(), ["1.0.0"]);
+
+    let addr: SocketAddr = ADDR.parse().unwrap();
+    let load = start_demo_load(ns.command(demo_load()), addr, 4, Duration::from_secs(6));
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = node.ferry(&["apply"]);
+    out.assert_success();
+    let report = load.finish();
+
+    assert_eq!(
+        report.failed, 0,
+        "requests failed during the blue-green update: {:?}\n{out}",
+        report.errors
+    );
+    assert!(report.ok > 100, "the load generator barely ran: {report:?}");
+    assert!(
+        report.versions.contains_key("1.0.0") && report.versions.contains_key("2.0.0"),
+        "clients should have been served by both releases: {report:?}"
+    );
+    assert_eq!(node.running(), ["2.0.0"], "the old instance was stopped");
+    assert_eq!(node.node.current_version().as_deref(), Some("2.0.0"));
+}
+
+#[test]
+fn an_unhealthy_candidate_is_stopped_while_the_old_release_keeps_serving() {
+    let Some(ns) = namespace("an_unhealthy_candidate_is_stopped") else {
+        return;
+    };
+    let ws = Workspace::new();
+    ws.publish("1.0.0", CHANNEL, &demo_release(&ws, "1.0.0", true));
+    ws.publish("2.0.0", CHANNEL, &demo_release(&ws, "2.0.0", false));
+    let node = BlueGreenNode::new(&ws, &ns);
+    let config = fs::read_to_string(&node.node.config).unwrap().replace(
+        "retries = 100\ntimeout_seconds = 15",
+        "retries = 20\ntimeout_seconds = 3",
+    );
+    fs::write(&node.node.config, config).unwrap();
+    node.ferry(&["apply", "--version", "1.0.0"])
+        .assert_success();
+
+    let addr: SocketAddr = ADDR.parse().unwrap();
+    let load = start_demo_load(ns.command(demo_load()), addr, 4, Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(500));
+    let out = node.ferry(&["apply"]);
+    let report = load.finish();
+    assert_eq!(out.code, Some(6), "{out}");
+    assert!(out.stderr.contains("2.0.0 is not healthy"), "{out}");
+    assert_eq!(
+        node.running(),
+        ["1.0.0"],
+        "the candidate was stopped\n{out}"
+    );
+    assert_eq!(node.node.current_version().as_deref(), Some("1.0.0"));
+    // Requests the candidate answered while it was up got its 200
+    // `/version`; what matters is that none failed.
+    assert_eq!(report.failed, 0, "{:?}\n{out}", report.errors);
+}
