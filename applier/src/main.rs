@@ -157,27 +157,24 @@ fn main() -> ExitCode {
 
 /// Runs the command; returns the exit status of a success (`check` has two).
 fn run(cli: Cli) -> Result<u8, NodeError> {
-    // Units are installed before there may be a configuration: only its
-    // path goes into them.
-    if let Command::InstallUnits {
-        dir,
-        ferry_path,
-        force,
-    } = cli.command
-    {
-        let args = InstallUnitsArgs {
+    // Loaded by the commands that need it: units are installed before
+    // there may be a configuration (only its path goes into them).
+    let config_path = cli.config;
+    let config = || Config::load(&config_path);
+    match cli.command {
+        Command::InstallUnits {
             dir,
             ferry_path,
-            config: cli.config,
             force,
-        };
-        return commands::install_units::run(&args).map(|()| 0);
-    }
-    let config = Config::load(&cli.config)?;
-    match cli.command {
-        Command::Check { json } => return commands::check::run(&config, json),
+        } => commands::install_units::run(&InstallUnitsArgs {
+            dir,
+            ferry_path,
+            config: config_path.clone(),
+            force,
+        }),
+        Command::Check { json } => return commands::check::run(&config()?, json),
         Command::Preflight { version, json } => {
-            return commands::preflight::run(&config, version, json)
+            return commands::preflight::run(&config()?, version, json)
         }
         Command::Apply {
             version,
@@ -187,7 +184,7 @@ fn run(cli: Cli) -> Result<u8, NodeError> {
             unattended,
             ignore_policy,
         } => commands::apply::run(
-            &config,
+            &config()?,
             &ApplyArgs {
                 version,
                 dry_run,
@@ -197,22 +194,21 @@ fn run(cli: Cli) -> Result<u8, NodeError> {
                 ignore_policy,
             },
         ),
-        Command::Rollback { to } => commands::rollback::run(&config, to),
-        Command::Status { json } => commands::status::run(&config, json),
-        Command::History { json } => commands::history::run(&config, json),
-        Command::Migrations { json } => commands::migrations::run(&config, json),
-        Command::Verify => commands::verify::run(&config),
-        Command::Repair => commands::repair::run(&config),
+        Command::Rollback { to } => commands::rollback::run(&config()?, to),
+        Command::Status { json } => commands::status::run(&config()?, json),
+        Command::History { json } => commands::history::run(&config()?, json),
+        Command::Migrations { json } => commands::migrations::run(&config()?, json),
+        Command::Verify => commands::verify::run(&config()?),
+        Command::Repair => commands::repair::run(&config()?),
         Command::RestorePoints(RestorePointsCommand::List { json }) => {
-            commands::restore_points::list(&config, json)
+            commands::restore_points::list(&config()?, json)
         }
         Command::RestorePoints(RestorePointsCommand::Show { id, json }) => {
-            commands::restore_points::show(&config, &id, json)
+            commands::restore_points::show(&config()?, &id, json)
         }
         Command::RestorePoints(RestorePointsCommand::Clean { keep }) => {
-            commands::restore_points::clean(&config, keep)
+            commands::restore_points::clean(&config()?, keep)
         }
-        Command::InstallUnits { .. } => unreachable!("dispatched before the configuration loads"),
     }
     .map(|()| 0)
 }

@@ -2,9 +2,11 @@
 //! real binaries on embedded defaults, in a scratch directory.
 //!
 //! It is the quickest way to see what ferry does and the quickest smoke test
-//! after a change: generate a key, publish two versions of a small app, point
-//! a node at the repository, install, preview and apply an update, run the
-//! new version, roll back and read the history. Every step prints the exact
+//! after a change: generate a key, publish two versions of a small app (a
+//! script and the demo HTTP service), point a node at the repository,
+//! install, preview and apply an update that restarts the service and passes
+//! its health check, publish a broken third version and watch ferry roll it
+//! back automatically, roll back by hand and read the history. Every step prints the exact
 //! command so that it can be replayed by hand, and the first failure stops
 //! the demo and keeps the directory for inspection.
 
@@ -68,29 +70,51 @@ struct Demo {
     work: PathBuf,
     ferry: PathBuf,
     publish: PathBuf,
+    demo_service: PathBuf,
     config: PathBuf,
     root: PathBuf,
+    /// Where the demo service listens (a free port on 127.0.0.1).
+    port: u16,
     step: usize,
 }
 
-const STEPS: usize = 14;
+const STEPS: usize = 19;
 
 impl Demo {
     fn new(work: &Path) -> Result<Demo> {
-        cmd::banner("demo: building ferry and ferry-publish");
-        cmd::run(cargo().args(["build", "-p", "ferry", "-p", "ferry-publish"]))?;
+        cmd::banner("demo: building ferry, ferry-publish and the demo service");
+        cmd::run(cargo().args([
+            "build",
+            "-p",
+            "ferry",
+            "-p",
+            "ferry-publish",
+            "-p",
+            "ferry-demo-service",
+        ]))?;
         let debug = target_dir().join("debug");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         Ok(Demo {
             work: work.to_path_buf(),
             ferry: debug.join("ferry"),
             publish: debug.join("ferry-publish"),
+            demo_service: debug.join("demo-service"),
             config: work.join("node/ferry.toml"),
             root: work.join("node/app"),
+            port,
             step: 0,
         })
     }
 
     fn run(&mut self) -> Result<()> {
+        let result = self.run_steps();
+        self.stop_service();
+        result
+    }
+
+    fn run_steps(&mut self) -> Result<()> {
         let w = self.work.clone();
         println!("demo directory: {}", w.display());
         let (secret, public) = (w.join("keys/ferry.key"), w.join("keys/ferry.pub"));
@@ -102,29 +126,12 @@ impl Demo {
         self.step("generate a signing key pair", keygen)?;
 
         for (version, notes) in [("1.0.0", "first release"), ("1.1.0", "friendlier greeting")] {
-            let tree = w.join("build").join(version);
-            sample_app(&tree, version)?;
-            let mut release = self.publisher(["release", "--repo"]);
-            release.arg(&repo).arg("--key").arg(&secret);
-            release
-                .args([
-                    "--version",
-                    version,
-                    "--channel",
-                    "stable",
-                    "--notes",
-                    notes,
-                ])
-                .arg(&tree);
-            self.step(
-                &format!("publish {version} (sample app in {})", tree.display()),
-                release,
-            )?;
+            self.publish_version(&repo, &secret, version, notes, true)?;
         }
 
         self.write_config(&repo, &public)?;
         self.ferry_step(
-            "install 1.0.0 on the node",
+            "install 1.0.0 on the node (starts its service, checks its health)",
             &["apply", "--version", "1.0.0"],
         )?;
         self.ferry_step("node status", &["status"])?;
@@ -132,14 +139,107 @@ impl Demo {
             "preview the update (changes nothing)",
             &["apply", "--dry-run"],
         )?;
-        self.ferry_step("update to the latest release (1.1.0)", &["apply"])?;
+        self.ferry_step(
+            "update to the latest release (1.1.0): switch, restart, health check",
+            &["apply"],
+        )?;
         self.run_hello("1.1.0")?;
+        self.ask_service("1.1.0")?;
+        self.publish_version(
+            &repo,
+            &secret,
+            "1.2.0",
+            "broken build: fails its health check",
+            false,
+        )?;
+        self.ferry_expect(
+            "update to 1.2.0, which fails its health check: rolled back automatically (exit 6)",
+            &["apply"],
+            6,
+        )?;
+        self.ask_service("1.1.0")?;
         self.ferry_step("node status", &["status"])?;
-        self.ferry_step("roll back to the previous release", &["rollback"])?;
+        self.ferry_step("roll back to the previous release by hand", &["rollback"])?;
         self.run_hello("1.0.0")?;
+        self.ask_service("1.0.0")?;
         self.ferry_step("node status", &["status"])?;
         self.ferry_step("operation history", &["history"])?;
         self.check_final_state()
+    }
+
+    fn publish_version(
+        &mut self,
+        repo: &Path,
+        secret: &Path,
+        version: &str,
+        notes: &str,
+        healthy: bool,
+    ) -> Result<()> {
+        let tree = self.work.join("build").join(version);
+        sample_app(&tree, version)?;
+        add_demo_service(&tree, &self.demo_service, version, healthy)?;
+        let mut release = self.publisher(["release", "--repo"]);
+        release.arg(repo).arg("--key").arg(secret);
+        release
+            .args([
+                "--version",
+                version,
+                "--channel",
+                "stable",
+                "--notes",
+                notes,
+            ])
+            .arg(&tree);
+        self.step(
+            &format!("publish {version} (sample app in {})", tree.display()),
+            release,
+        )
+    }
+
+    /// A ferry step that must end with exit code `code`.
+    fn ferry_expect(&mut self, what: &str, args: &[&str], code: i32) -> Result<()> {
+        self.step += 1;
+        cmd::banner(&format!("demo step {}/{STEPS}: {what}", self.step));
+        let mut command = self.ferry_command(args);
+        println!("$ {}", cmd::display(&command));
+        let status = command.status()?;
+        ensure!(
+            status.code() == Some(code),
+            "demo step {} ({what}): expected exit code {code}, got {status}",
+            self.step
+        );
+        println!("(exit code {code}, as expected)");
+        Ok(())
+    }
+
+    /// GET /version from the running demo service.
+    fn ask_service(&mut self, expected: &str) -> Result<()> {
+        self.step += 1;
+        cmd::banner(&format!(
+            "demo step {}/{STEPS}: ask the running service its version",
+            self.step
+        ));
+        let url = format!("http://127.0.0.1:{}/version", self.port);
+        println!("$ curl {url}");
+        let answer = http_get(self.port, "/version")?;
+        println!("{}", answer.trim());
+        ensure!(
+            answer.trim() == expected,
+            "the service answers {:?}, expected {expected}",
+            answer.trim()
+        );
+        Ok(())
+    }
+
+    fn pid_file(&self) -> PathBuf {
+        self.work.join("node/demo-service.pid")
+    }
+
+    /// Stops the demo service the node's restart command started.
+    fn stop_service(&self) {
+        if let Ok(pid) = std::fs::read_to_string(self.pid_file()) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
     }
 
     fn publisher<const N: usize>(&self, args: [&str; N]) -> Command {
@@ -175,12 +275,26 @@ impl Demo {
             "demo step {}/{STEPS}: write the node configuration",
             self.step
         ));
+        // What `systemctl restart demo` would do: stop the running service,
+        // start the one in `current`.
+        let pid = self.pid_file().display().to_string();
+        let restart = format!(
+            "pid=$(cat {pid} 2>/dev/null); if [ -n \"$pid\" ]; then kill $pid; while kill -0 $pid 2>/dev/null; do sleep 0.05; done; fi; \
+             setsid {current}/bin/demo-service --listen 127.0.0.1:{port} --pid-file {pid} >> {log} 2>&1 < /dev/null &",
+            current = self.root.join("current").display(),
+            port = self.port,
+            log = self.work.join("node/demo-service.log").display(),
+        );
         let config = format!(
-            "[repository]\nurl = {}\nchannel = \"stable\"\npublic_keys = [{}]\n\n[install]\nroot = {}\nstate_dir = {}\n",
+            "[repository]\nurl = {}\nchannel = \"stable\"\npublic_keys = [{}]\n\n[install]\nroot = {}\nstate_dir = {}\n\n\
+             [service]\nstrategy = \"restart\"\nrestart_command = {}\n\n\
+             [health]\nurl = \"http://127.0.0.1:{}/health\"\nexpect_version = true\ninterval_ms = 200\nretries = 10\ntimeout_seconds = 10\n",
             toml_string(&format!("file://{}", url_path(repo))),
             toml_string(&public.display().to_string()),
             toml_string(&self.root.display().to_string()),
             toml_string(&self.work.join("node/state").display().to_string()),
+            toml_string(&restart),
+            self.port,
         );
         std::fs::create_dir_all(self.config.parent().unwrap())?;
         std::fs::write(&self.config, &config)?;
@@ -277,6 +391,36 @@ fn sample_app(tree: &Path, version: &str) -> Result<()> {
     // A relative link inside the tree, as real packages carry them.
     symlink("hello", tree.join("bin/hi")).context("cannot create the sample symlink")?;
     Ok(())
+}
+
+/// The demo HTTP service and its `demo.toml` (version, and whether this
+/// build passes its health check) in the sample app's tree.
+fn add_demo_service(tree: &Path, binary: &Path, version: &str, healthy: bool) -> Result<()> {
+    let dest = tree.join("bin/demo-service");
+    std::fs::copy(binary, &dest)
+        .with_context(|| format!("cannot copy {} into the release", binary.display()))?;
+    std::fs::write(
+        tree.join("demo.toml"),
+        format!("version = \"{version}\"\nhealthy = {healthy}\n"),
+    )?;
+    Ok(())
+}
+
+/// `GET path` on 127.0.0.1:`port`; the body.
+fn http_get(port: u16, path: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))
+        .with_context(|| format!("nothing listens on 127.0.0.1:{port}"))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    ensure!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
+    Ok(body.to_string())
 }
 
 /// A TOML basic string. JSON string escaping is a subset of TOML's, so

@@ -2,7 +2,7 @@
 //! binaries, each against a baseline measured in the same run.
 //!
 //! One file per benchmark (`apply.rs`, `deltas.rs` with its corpus in
-//! `corpus.rs`, `verify.rs`; `lifecycle` is meant to sit beside them). This
+//! `corpus.rs`, `verify.rs`, `lifecycle.rs`). This
 //! file holds what they share: the release build, a scratch directory on a
 //! chosen filesystem, a signed repository and a node to drive, timing of
 //! child processes, the disk's own fsync'd write speed (`dd conv=fsync`), the
@@ -14,6 +14,7 @@
 pub mod apply;
 mod corpus;
 pub mod deltas;
+pub mod lifecycle;
 mod syscalls;
 pub mod verify;
 
@@ -42,6 +43,10 @@ pub enum Bench {
     /// signatures, and a CMS signature with a 2-certificate chain, against
     /// `openssl cms -verify`.
     Verify(verify::Args),
+    /// What an update costs the service: stop -> switch -> start -> healthy
+    /// with 1,000 idle connections held, `ferry preflight`, and requests
+    /// failed under load with blue-green against restart.
+    Lifecycle(lifecycle::Args),
 }
 
 pub fn run(bench: &Bench) -> Result<()> {
@@ -49,6 +54,7 @@ pub fn run(bench: &Bench) -> Result<()> {
         Bench::Apply(args) => apply::run(args),
         Bench::Deltas(args) => deltas::run(args),
         Bench::Verify(args) => verify::run(args),
+        Bench::Lifecycle(args) => lifecycle::run(args),
     }
 }
 
