@@ -356,6 +356,26 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// The README's full example configuration is one a node accepts.
+    #[test]
+    fn the_readme_example_configuration_is_valid() {
+        let readme = include_str!("../../README.md");
+        let section = &readme[readme
+            .find("## Configuration reference")
+            .expect("the README has a configuration reference")..];
+        let start = section.find("```toml\n").expect("an example") + "```toml\n".len();
+        let example = &section[start..start + section[start..].find("```").unwrap()];
+        let config = Config::parse(example, Path::new("README.md"))
+            .unwrap_or_else(|e| panic!("the README example is refused: {e}"));
+        assert_eq!(
+            config.service.strategy,
+            crate::lifecycle::service::Strategy::Restart
+        );
+        assert!(config.health.is_some());
+        assert_eq!(config.notify.len(), 2);
+        assert_eq!(config.policy.windows.len(), 1);
+    }
+
     const GOOD: &str = r#"
 [repository]
 url = "file:///srv/ferry-repo"
