@@ -36,7 +36,7 @@ pub fn prune(config: &Config, current: Option<&Version>, previous: Option<&Versi
         release_dir::remove_tree(&doomed)
             .map_err(|e| NodeError::io(format!("cannot remove {}", doomed.display()), e))?;
         kept_manifests::remove(&config.install.state_dir, version);
-        println!("removed old release {version}");
+        crate::events::say(format!("removed old release {version}"));
     }
     ContentStore::open(&config.install.state_dir)?
         .collect_garbage(&kept_manifests::referenced_contents(

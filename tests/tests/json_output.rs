@@ -2,7 +2,7 @@
 //! over ssh, a CI job) one JSON event per line on stdout and nothing else,
 //! ending with the outcome, and the exit code agrees with it.
 
-use ferry_tests::fixtures::Workspace;
+use ferry_tests::fixtures::{Workspace, CHANNEL};
 use serde_json::Value;
 
 fn events(stdout: &str) -> Vec<Value> {
@@ -56,23 +56,27 @@ fn apply_reports_each_step_as_a_json_line() {
     let out = node.ferry_ok(&["--output", "json", "apply"]);
     assert_eq!(names(&events(&out.stdout)), ["up_to_date"], "{out}");
 
-    let out = node.ferry_ok(&[
-        "--output",
-        "json",
-        "apply",
-        "--dry-run",
-        "--version",
-        "1.1.0",
-    ]);
-    assert!(
-        matches!(names(&events(&out.stdout)).last(), Some(&"up_to_date")),
+    // A third release prunes the oldest (keep_releases = 2): what is said
+    // about that stays off stdout too.
+    ws.publish("1.2.0", CHANNEL, &ws.input(3));
+    let out = node.ferry_ok(&["--output", "json", "apply"]);
+    assert_eq!(
+        events(&out.stdout).last().unwrap()["event"],
+        "applied",
         "{out}"
+    );
+    assert!(
+        !node.release_dir("1.0.0").exists(),
+        "1.0.0 was pruned\n{out}"
     );
 
     let out = node.ferry_ok(&["--output", "json", "rollback"]);
     let back = events(&out.stdout);
     assert_eq!(names(&back), ["rolled_back"], "{out}");
-    assert_eq!(back[0]["to_version"], "1.0.0");
+    assert_eq!(back[0]["to_version"], "1.1.0");
+
+    let out = node.ferry_ok(&["--output", "json", "apply", "--dry-run"]);
+    assert_eq!(names(&events(&out.stdout)), ["dry_run"], "{out}");
 }
 
 #[test]
