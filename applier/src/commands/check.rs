@@ -60,24 +60,10 @@ pub struct CheckReport {
 }
 
 pub fn report(config: &Config) -> Result<CheckReport> {
-    let state_dir = &config.install.state_dir;
     let channel = &config.repository.channel;
-    let keys = config.trusted_keys()?;
-    let transport = transport::open(&config.repository)?;
-    let mut trusted = TrustedState::load(state_dir)?;
-    // Walk the roots in memory only: `check` writes nothing.
-    let now = trust::now()?;
-    let keys = keys.update(transport.as_ref(), state_dir, &mut trusted, now, false)?;
-    // Same source choice as `apply`: every mirror's index verified, the
-    // highest serial wins, so `check` reports what `apply` would install.
-    let index = crate::mirrors::fetch_index(transport.as_ref(), |source| {
-        trust::fetch_index(source, &keys, &trusted, now)
-    })?;
-    let channel_index = index.index().channels.get(channel).ok_or_else(|| {
-        NodeError::Other(format!(
-            "channel {channel:?} is not in the repository; check repository.channel"
-        ))
-    })?;
+    let view = RepositoryView::open(config)?;
+    let (index, now) = (&view.index, view.now);
+    let channel_index = view.channel(channel)?;
     let latest = channel_index.latest.clone();
     let installed = installed::version(config)?;
     let policy = config.policy()?;
@@ -85,11 +71,7 @@ pub fn report(config: &Config) -> Result<CheckReport> {
         .choose_target(channel_index, installed.as_ref(), None)
         .map_err(|e| NodeError::Other(e.to_string()))?;
     let described = target.as_ref().unwrap_or(&latest);
-    let manifest = crate::mirrors::fetch_manifest(
-        transport.as_ref(),
-        &manifests::layout::manifest(described),
-        |source| trust::fetch_manifest(source, &keys, index.index(), channel, described, now),
-    )?;
+    let manifest = view.manifest(channel, described)?;
     let manifest = manifest.manifest();
     let update_available = target
         .as_ref()
@@ -161,38 +143,74 @@ pub fn report(config: &Config) -> Result<CheckReport> {
 /// even the newer serial, which only an apply records. `ferry preflight`
 /// uses it too.
 pub fn fetch_verified(config: &Config, version: Option<&Version>) -> Result<VerifiedManifest> {
-    let state_dir = &config.install.state_dir;
     let channel = &config.repository.channel;
-    let keys = config.trusted_keys()?;
-    let transport = transport::open(&config.repository)?;
-    let mut trusted = TrustedState::load(state_dir)?;
-    // Walk the roots in memory only: `check` writes nothing.
-    let now = trust::now()?;
-    let keys = keys.update(transport.as_ref(), state_dir, &mut trusted, now, false)?;
-    // Same source choice as `apply`: every mirror's index verified, the
-    // highest serial wins, so `check` reports what `apply` would install.
-    let index = crate::mirrors::fetch_index(transport.as_ref(), |source| {
-        trust::fetch_index(source, &keys, &trusted, now)
-    })?;
+    let view = RepositoryView::open(config)?;
     let target = match version {
         Some(v) => v.clone(),
-        None => index
-            .index()
-            .channels
-            .get(channel)
-            .ok_or_else(|| {
-                NodeError::Other(format!(
-                    "channel {channel:?} is not in the repository; check repository.channel"
-                ))
-            })?
-            .latest
-            .clone(),
+        None => view.channel(channel)?.latest.clone(),
     };
-    crate::mirrors::fetch_manifest(
-        transport.as_ref(),
-        &manifests::layout::manifest(&target),
-        |source| trust::fetch_manifest(source, &keys, index.index(), channel, &target, now),
-    )
+    view.manifest(channel, &target)
+}
+
+/// The repository as this node verifies it, read without writing anything:
+/// the roots walked in memory only, every mirror's index verified and the
+/// highest serial chosen (the same source choice as `apply`, so `check`
+/// reports what `apply` would install).
+struct RepositoryView {
+    transport: Box<dyn crate::transport::Transport>,
+    keys: crate::trust::NodeTrust,
+    index: manifests::VerifiedIndex,
+    now: Timestamp,
+}
+
+impl RepositoryView {
+    fn open(config: &Config) -> Result<RepositoryView> {
+        let state_dir = &config.install.state_dir;
+        let transport = transport::open(&config.repository)?;
+        let mut trusted = TrustedState::load(state_dir)?;
+        let now = trust::now()?;
+        let keys = config.trusted_keys()?.update(
+            transport.as_ref(),
+            state_dir,
+            &mut trusted,
+            now,
+            false,
+        )?;
+        let index = crate::mirrors::fetch_index(transport.as_ref(), |source| {
+            trust::fetch_index(source, &keys, &trusted, now)
+        })?;
+        Ok(RepositoryView {
+            transport,
+            keys,
+            index,
+            now,
+        })
+    }
+
+    fn channel(&self, channel: &str) -> Result<&manifests::index::ChannelIndex> {
+        self.index.index().channels.get(channel).ok_or_else(|| {
+            NodeError::Other(format!(
+                "channel {channel:?} is not in the repository; check repository.channel"
+            ))
+        })
+    }
+
+    fn manifest(&self, channel: &str, version: &Version) -> Result<VerifiedManifest> {
+        crate::mirrors::fetch_manifest(
+            self.transport.as_ref(),
+            &manifests::layout::manifest(version),
+            |source| {
+                trust::fetch_manifest(
+                    source,
+                    &self.keys,
+                    self.index.index(),
+                    channel,
+                    version,
+                    self.now,
+                )
+            },
+        )
+    }
 }
 
 /// Runs the check and returns the exit status to end with.
