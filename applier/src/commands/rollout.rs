@@ -1,0 +1,290 @@
+//! `ferry rollout ...`: the coordinator side of a cluster rollout (see
+//! `crate::rollout` for what a rollout is and its stage order).
+//!
+//! This build plans rollouts (`start --dry-run`) and reads the records
+//! (`list`, `status`); executing one (`start` without `--dry-run`,
+//! `resume`, `promote`, `abort`) is refused with a message saying so,
+//! rather than half done.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use semver::Version;
+use serde::Serialize;
+
+use crate::error::{NodeError, Result};
+use crate::rollout::inventory::{Canary, Inventory, Promote, RollbackScope, RolloutPolicy};
+use crate::rollout::plan::RolloutPlan;
+use crate::rollout::record::{NodeRolloutState, RolloutRecord};
+use crate::rollout::transport;
+
+/// `ferry rollout start`'s arguments.
+#[derive(Debug, Clone)]
+pub struct StartArgs {
+    pub inventory: PathBuf,
+    pub version: Version,
+    pub dry_run: bool,
+    pub json: bool,
+    pub state_dir: PathBuf,
+    pub overrides: PolicyOverrides,
+}
+
+/// Flags that override `[rollout]` keys for one rollout.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyOverrides {
+    pub canary: Option<Canary>,
+    pub max_unavailable: Option<u32>,
+    pub bake_seconds: Option<u64>,
+    pub promote: Option<Promote>,
+    pub rollback_on_failure: Option<RollbackScope>,
+}
+
+impl PolicyOverrides {
+    pub fn apply_to(&self, policy: &RolloutPolicy) -> Result<RolloutPolicy> {
+        let mut policy = policy.clone();
+        if let Some(canary) = self.canary {
+            policy.canary = canary;
+        }
+        if let Some(max) = self.max_unavailable {
+            if max == 0 {
+                return Err(NodeError::Other(
+                    "--max-unavailable 0: at least 1 node must be updated at a time".into(),
+                ));
+            }
+            policy.max_unavailable = max;
+        }
+        if let Some(bake) = self.bake_seconds {
+            policy.bake_seconds = bake;
+        }
+        if let Some(promote) = self.promote {
+            policy.promote = promote;
+        }
+        if let Some(scope) = self.rollback_on_failure {
+            policy.rollback_on_failure = scope;
+        }
+        Ok(policy)
+    }
+}
+
+/// What `start --dry-run --json` prints.
+#[derive(Serialize)]
+struct DryRun<'a> {
+    dry_run: bool,
+    policy: &'a RolloutPolicy,
+    current_versions: &'a BTreeMap<String, Option<Version>>,
+    plan: &'a RolloutPlan,
+}
+
+pub fn start(args: &StartArgs) -> Result<()> {
+    if !args.dry_run {
+        return Err(not_available("rollout start without --dry-run"));
+    }
+    let inventory = Inventory::load(&args.inventory).map_err(NodeError::Other)?;
+    let policy = args.overrides.apply_to(&inventory.rollout)?;
+    let own_ferry = std::env::current_exe()
+        .map_err(|e| NodeError::io("cannot find this ferry executable", e))?;
+    let currents = current_versions(&inventory, &own_ferry)?;
+    let leader = inventory.current_leader().map_err(NodeError::Other)?;
+    let plan = RolloutPlan::compute(
+        &inventory,
+        &policy,
+        leader.as_deref(),
+        &currents,
+        &args.version,
+    )
+    .map_err(|e| NodeError::Other(format!("cannot plan the rollout: {e}")))?;
+    if args.json {
+        let out = DryRun {
+            dry_run: true,
+            policy: &policy,
+            current_versions: &currents,
+            plan: &plan,
+        };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("plans serialise")
+        );
+    } else {
+        print_plan(&plan, &currents);
+        println!("dry run: nothing was changed");
+    }
+    Ok(())
+}
+
+/// Asks every node for its version, all at once (a node that hangs costs
+/// its timeout once, not once per node before it). Every unreachable node
+/// is named, not only the first.
+fn current_versions(
+    inventory: &Inventory,
+    own_ferry: &Path,
+) -> Result<BTreeMap<String, Option<Version>>> {
+    let answers: Vec<(String, std::result::Result<Option<Version>, String>)> =
+        std::thread::scope(|scope| {
+            let asks: Vec<_> = inventory
+                .nodes
+                .iter()
+                .map(|node| {
+                    scope.spawn(move || {
+                        (
+                            node.name.clone(),
+                            transport::current_version(&inventory.transport, node, own_ferry),
+                        )
+                    })
+                })
+                .collect();
+            asks.into_iter()
+                .map(|ask| ask.join().expect("a status thread panicked"))
+                .collect()
+        });
+    let mut currents = BTreeMap::new();
+    let mut failures = Vec::new();
+    for (name, answer) in answers {
+        match answer {
+            Ok(version) => {
+                currents.insert(name, version);
+            }
+            Err(e) => failures.push((name, e)),
+        }
+    }
+    if failures.is_empty() {
+        return Ok(currents);
+    }
+    let names: Vec<&str> = failures.iter().map(|(n, _)| n.as_str()).collect();
+    let details: Vec<String> = failures.iter().map(|(_, e)| format!("  {e}")).collect();
+    Err(NodeError::Other(format!(
+        "unreachable nodes: {} (their status could not be read; fix them or remove them from the inventory):\n{}",
+        names.join(", "),
+        details.join("\n")
+    )))
+}
+
+fn print_plan(plan: &RolloutPlan, currents: &BTreeMap<String, Option<Version>>) {
+    println!(
+        "rollout of {} to {} nodes, at most {} at a time, leader: {}",
+        plan.target,
+        plan.cluster_size,
+        plan.batch_size,
+        plan.leader.as_deref().unwrap_or("none")
+    );
+    let version = |name: &str| {
+        currents
+            .get(name)
+            .cloned()
+            .flatten()
+            .map_or("nothing".to_string(), |v| v.to_string())
+    };
+    for stage in &plan.stages {
+        let nodes: Vec<String> = stage
+            .nodes
+            .iter()
+            .map(|n| format!("{n} ({})", version(n)))
+            .collect();
+        println!("  {:<10} {}: {}", stage.name, nodes.join(", "), stage.why);
+    }
+    if plan.stages.is_empty() {
+        println!("  nothing to do: every node runs {}", plan.target);
+    }
+    if !plan.skipped.is_empty() {
+        println!(
+            "  skipped (already on {}): {}",
+            plan.target,
+            plan.skipped.join(", ")
+        );
+    }
+    for warning in &plan.warnings {
+        println!("warning: {warning}");
+    }
+}
+
+pub fn list(state_dir: &Path, json: bool) -> Result<()> {
+    let records = RolloutRecord::list(state_dir)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&records).expect("records serialise")
+        );
+        return Ok(());
+    }
+    if records.is_empty() {
+        println!("no rollouts in {}", RolloutRecord::dir(state_dir).display());
+    }
+    for r in &records {
+        println!(
+            "{}  {:<18} {}  stage {}/{}  {} of {} nodes updated",
+            r.id,
+            format!("{:?}", r.state).to_lowercase(),
+            r.version,
+            r.stage_index.min(r.plan.stages.len()),
+            r.plan.stages.len(),
+            r.count(NodeRolloutState::Updated),
+            r.plan.nodes_in_order().count()
+        );
+    }
+    Ok(())
+}
+
+pub fn status(state_dir: &Path, id: &str, json: bool) -> Result<()> {
+    let r = RolloutRecord::load(state_dir, id)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&r).expect("records serialise")
+        );
+        return Ok(());
+    }
+    println!("rollout:   {}", r.id);
+    println!("version:   {}", r.version);
+    println!(
+        "state:     {}",
+        serde_json::to_value(r.state)
+            .expect("serialises")
+            .as_str()
+            .unwrap_or("?")
+    );
+    println!(
+        "stage:     {} of {}",
+        r.stage_index.min(r.plan.stages.len()),
+        r.plan.stages.len()
+    );
+    println!("inventory: {}", r.inventory.display());
+    println!("created:   {}", r.created);
+    println!("updated:   {}", r.updated);
+    for (i, stage) in r.plan.stages.iter().enumerate() {
+        println!("stage {} ({}):", i + 1, stage.name);
+        for name in &stage.nodes {
+            print_node(&r, name);
+        }
+    }
+    for name in &r.plan.skipped {
+        print_node(&r, name);
+    }
+    Ok(())
+}
+
+fn print_node(r: &RolloutRecord, name: &str) {
+    let Some(node) = r.nodes.get(name) else {
+        return;
+    };
+    let state = serde_json::to_value(node.state).expect("serialises");
+    let from = node
+        .from
+        .as_ref()
+        .map_or("nothing".into(), |v| v.to_string());
+    match &node.message {
+        Some(message) => println!(
+            "  {name:<16} {:<12} from {from}: {message}",
+            state.as_str().unwrap_or("?")
+        ),
+        None => println!(
+            "  {name:<16} {:<12} from {from}",
+            state.as_str().unwrap_or("?")
+        ),
+    }
+}
+
+/// The answer of the subcommands this build does not execute yet.
+pub fn not_available(what: &str) -> NodeError {
+    NodeError::Other(format!(
+        "{what} is not available in this build of ferry yet: only `rollout start --dry-run`, `rollout list` and `rollout status` are"
+    ))
+}
