@@ -6,7 +6,7 @@
 //! too far away) by naming the cause, and it changes nothing.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ferry_tests::binaries;
@@ -60,7 +60,7 @@ fn coordinator(ws: &Workspace, args: &[&str]) -> Output {
     run(&mut command)
 }
 
-fn dry_run(ws: &Workspace, inventory: &PathBuf, version: &str, json: bool) -> Output {
+fn dry_run(ws: &Workspace, inventory: &Path, version: &str, json: bool) -> Output {
     let inventory = inventory.to_string_lossy();
     let mut args = vec![
         "rollout",
