@@ -159,6 +159,7 @@ fn the_plan_puts_a_canary_first_batches_within_the_majority_and_the_leader_last(
         "canary     n2 (1.0.0), n3 (1.0.0)",
         "batch 1    n4 (1.0.0), n5 (1.0.0)",
         "leader     n1 (1.0.0)",
+        "after the canary: promote manual, bake 0s between stages; on a failed node roll back every updated node",
         "dry run: nothing was changed",
     ] {
         out.assert_stdout_contains(line);

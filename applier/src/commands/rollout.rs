@@ -105,7 +105,7 @@ pub fn start(args: &StartArgs) -> Result<()> {
             serde_json::to_string_pretty(&out).expect("plans serialise")
         );
     } else {
-        print_plan(&plan, &currents);
+        print_plan(&plan, &policy, &currents);
         println!("dry run: nothing was changed");
     }
     Ok(())
@@ -158,13 +158,30 @@ fn current_versions(
     )))
 }
 
-fn print_plan(plan: &RolloutPlan, currents: &BTreeMap<String, Option<Version>>) {
+fn print_plan(
+    plan: &RolloutPlan,
+    policy: &RolloutPolicy,
+    currents: &BTreeMap<String, Option<Version>>,
+) {
     println!(
         "rollout of {} to {} nodes, at most {} at a time, leader: {}",
         plan.target,
         plan.cluster_size,
         plan.batch_size,
         plan.leader.as_deref().unwrap_or("none")
+    );
+    println!(
+        "after the canary: promote {}, bake {}s between stages{}; on a failed node roll back {}",
+        label(policy.promote),
+        policy.bake_seconds,
+        policy
+            .metrics_gate
+            .as_ref()
+            .map_or(String::new(), |g| format!(", gate: {} <= {}", g.url, g.max)),
+        match policy.rollback_on_failure {
+            RollbackScope::Node => "that node",
+            RollbackScope::All => "every updated node",
+        }
     );
     let version = |name: &str| {
         currents
@@ -212,7 +229,7 @@ pub fn list(state_dir: &Path, json: bool) -> Result<()> {
         println!(
             "{}  {:<18} {}  stage {}/{}  {} of {} nodes updated",
             r.id,
-            format!("{:?}", r.state).to_lowercase(),
+            label(r.state),
             r.version,
             r.stage_index.min(r.plan.stages.len()),
             r.plan.stages.len(),
@@ -265,20 +282,23 @@ fn print_node(r: &RolloutRecord, name: &str) {
     let Some(node) = r.nodes.get(name) else {
         return;
     };
-    let state = serde_json::to_value(node.state).expect("serialises");
+    let state = label(node.state);
     let from = node
         .from
         .as_ref()
         .map_or("nothing".into(), |v| v.to_string());
     match &node.message {
-        Some(message) => println!(
-            "  {name:<16} {:<12} from {from}: {message}",
-            state.as_str().unwrap_or("?")
-        ),
-        None => println!(
-            "  {name:<16} {:<12} from {from}",
-            state.as_str().unwrap_or("?")
-        ),
+        Some(message) => println!("  {name:<16} {:<12} from {from}: {message}", state),
+        None => println!("  {name:<16} {:<12} from {from}", state),
+    }
+}
+
+/// A state as its JSON spelling ("awaiting-promotion", "rolled-back"), so
+/// the human and machine outputs use the same words.
+fn label<T: Serialize>(state: T) -> String {
+    match serde_json::to_value(state) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => "?".into(),
     }
 }
 
@@ -287,4 +307,44 @@ pub fn not_available(what: &str) -> NodeError {
     NodeError::Other(format!(
         "{what} is not available in this build of ferry yet: only `rollout start --dry-run`, `rollout list` and `rollout status` are"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_only_the_keys_they_name() {
+        let file = RolloutPolicy {
+            bake_seconds: 60,
+            ..RolloutPolicy::default()
+        };
+        let overrides = PolicyOverrides {
+            canary: Some(Canary::Percent(20)),
+            promote: Some(Promote::Auto),
+            ..PolicyOverrides::default()
+        };
+        let policy = overrides.apply_to(&file).unwrap();
+        assert_eq!(policy.canary, Canary::Percent(20));
+        assert_eq!(policy.promote, Promote::Auto);
+        assert_eq!(policy.bake_seconds, 60);
+        assert_eq!(policy.max_unavailable, 1);
+        let zero = PolicyOverrides {
+            max_unavailable: Some(0),
+            ..PolicyOverrides::default()
+        };
+        assert!(zero
+            .apply_to(&file)
+            .unwrap_err()
+            .to_string()
+            .contains("--max-unavailable 0"));
+    }
+
+    #[test]
+    fn states_print_as_their_json_spelling() {
+        use crate::rollout::record::RolloutState;
+        assert_eq!(label(RolloutState::AwaitingPromotion), "awaiting-promotion");
+        assert_eq!(label(NodeRolloutState::RolledBack), "rolled-back");
+        assert_eq!(label(Promote::Manual), "manual");
+    }
 }
