@@ -482,6 +482,23 @@ metrics_gate = { url = "http://m/err", max = 0.5 }
         assert_eq!(inv.rollout.metrics_gate.as_ref().unwrap().max, 0.5);
     }
 
+    /// The README's example inventory is one the coordinator accepts.
+    #[test]
+    fn the_readme_example_inventory_is_valid() {
+        let readme = include_str!("../../../README.md");
+        let section = &readme[readme
+            .find("## Cluster rollouts")
+            .expect("the README has a rollout section")..];
+        let start = section.find("```toml\n").expect("an example") + "```toml\n".len();
+        let example = &section[start..start + section[start..].find("```").unwrap()];
+        let inv = Inventory::parse(example)
+            .unwrap_or_else(|e| panic!("the README example is refused: {e}"));
+        assert_eq!(inv.nodes.len(), 3);
+        assert_eq!(inv.configured_leader(), Some("db1"));
+        assert!(matches!(inv.transport, Transport::Ssh(_)));
+        assert!(inv.rollout.metrics_gate.is_some());
+    }
+
     #[test]
     fn defaults_are_one_canary_one_at_a_time_manual_and_roll_back_all() {
         let inv = Inventory::parse(&format!("{}{COMMAND_TRANSPORT}", nodes(3))).unwrap();
