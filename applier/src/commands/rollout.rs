@@ -220,24 +220,31 @@ pub fn list(state_dir: &Path, json: bool) -> Result<()> {
             "{}",
             serde_json::to_string_pretty(&records).expect("records serialise")
         );
-        return Ok(());
-    }
-    if records.is_empty() {
+    } else if records.is_empty() {
         println!("no rollouts in {}", RolloutRecord::dir(state_dir).display());
-    }
-    for r in &records {
-        println!(
-            "{}  {:<18} {}  stage {}/{}  {} of {} nodes updated",
-            r.id,
-            label(r.state),
-            r.version,
-            r.stage_index.min(r.plan.stages.len()),
-            r.plan.stages.len(),
-            r.count(NodeRolloutState::Updated),
-            r.plan.nodes_in_order().count()
-        );
+    } else {
+        print!("{}", render_list(&records));
     }
     Ok(())
+}
+
+/// One line per rollout: id, state, version, progress.
+fn render_list(records: &[RolloutRecord]) -> String {
+    records
+        .iter()
+        .map(|r| {
+            format!(
+                "{}  {:<18} {}  stage {}/{}  {} of {} nodes updated\n",
+                r.id,
+                label(r.state),
+                r.version,
+                r.stage_index.min(r.plan.stages.len()),
+                r.plan.stages.len(),
+                r.count(NodeRolloutState::Updated),
+                r.plan.nodes_in_order().count()
+            )
+        })
+        .collect()
 }
 
 pub fn status(state_dir: &Path, id: &str, json: bool) -> Result<()> {
@@ -247,50 +254,57 @@ pub fn status(state_dir: &Path, id: &str, json: bool) -> Result<()> {
             "{}",
             serde_json::to_string_pretty(&r).expect("records serialise")
         );
-        return Ok(());
-    }
-    println!("rollout:   {}", r.id);
-    println!("version:   {}", r.version);
-    println!(
-        "state:     {}",
-        serde_json::to_value(r.state)
-            .expect("serialises")
-            .as_str()
-            .unwrap_or("?")
-    );
-    println!(
-        "stage:     {} of {}",
-        r.stage_index.min(r.plan.stages.len()),
-        r.plan.stages.len()
-    );
-    println!("inventory: {}", r.inventory.display());
-    println!("created:   {}", r.created);
-    println!("updated:   {}", r.updated);
-    for (i, stage) in r.plan.stages.iter().enumerate() {
-        println!("stage {} ({}):", i + 1, stage.name);
-        for name in &stage.nodes {
-            print_node(&r, name);
-        }
-    }
-    for name in &r.plan.skipped {
-        print_node(&r, name);
+    } else {
+        print!("{}", render_status(&r));
     }
     Ok(())
 }
 
-fn print_node(r: &RolloutRecord, name: &str) {
+/// The record for a person: the rollout, then each stage's nodes with
+/// their state, then the skipped nodes.
+fn render_status(r: &RolloutRecord) -> String {
+    let mut out = format!(
+        "rollout:   {}\nversion:   {}\nstate:     {}\nstage:     {} of {}\ninventory: {}\ncreated:   {}\nupdated:   {}\n",
+        r.id,
+        r.version,
+        label(r.state),
+        r.stage_index.min(r.plan.stages.len()),
+        r.plan.stages.len(),
+        r.inventory.display(),
+        r.created,
+        r.updated
+    );
+    for (i, stage) in r.plan.stages.iter().enumerate() {
+        out.push_str(&format!("stage {} ({}):\n", i + 1, stage.name));
+        for name in &stage.nodes {
+            out.push_str(&render_node(r, name));
+        }
+    }
+    if !r.plan.skipped.is_empty() {
+        out.push_str("skipped:\n");
+        for name in &r.plan.skipped {
+            out.push_str(&render_node(r, name));
+        }
+    }
+    out
+}
+
+fn render_node(r: &RolloutRecord, name: &str) -> String {
     let Some(node) = r.nodes.get(name) else {
-        return;
+        return format!("  {name:<16} (not in the record)\n");
     };
-    let state = label(node.state);
     let from = node
         .from
         .as_ref()
         .map_or("nothing".into(), |v| v.to_string());
-    match &node.message {
-        Some(message) => println!("  {name:<16} {:<12} from {from}: {message}", state),
-        None => println!("  {name:<16} {:<12} from {from}", state),
-    }
+    let message = node
+        .message
+        .as_ref()
+        .map_or(String::new(), |m| format!(": {m}"));
+    format!(
+        "  {name:<16} {:<12} from {from}{message}\n",
+        label(node.state)
+    )
 }
 
 /// A state as its JSON spelling ("awaiting-promotion", "rolled-back"), so
@@ -338,6 +352,68 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("--max-unavailable 0"));
+    }
+
+    #[test]
+    fn list_and_status_show_each_node_state() {
+        use crate::rollout::inventory::{CommandTransport, InventoryNode, Role, Transport};
+        use crate::rollout::record::RolloutState;
+        let inventory = Inventory {
+            nodes: ["a", "b", "c"]
+                .iter()
+                .map(|n| InventoryNode {
+                    name: n.to_string(),
+                    address: "x".into(),
+                    role: Role::Follower,
+                    labels: BTreeMap::new(),
+                })
+                .collect(),
+            leader_command: None,
+            transport: Transport::Command(CommandTransport {
+                template: "t".into(),
+                status_template: Some("s".into()),
+            }),
+            rollout: RolloutPolicy::default(),
+        };
+        let currents: BTreeMap<String, Option<Version>> = [
+            ("a".to_string(), Some(Version::new(1, 0, 0))),
+            ("b".to_string(), Some(Version::new(1, 0, 0))),
+            ("c".to_string(), Some(Version::new(1, 1, 0))),
+        ]
+        .into();
+        let target = Version::new(1, 1, 0);
+        let plan = RolloutPlan::compute(
+            &inventory,
+            &RolloutPolicy::default(),
+            Some("a"),
+            &currents,
+            &target,
+        )
+        .unwrap();
+        let now: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().unwrap();
+        let mut record = RolloutRecord::new(plan, "/c.toml".into(), &currents, now);
+        record.stage_index = 1;
+        record.state = RolloutState::AwaitingPromotion;
+        let b = record.nodes.get_mut("b").unwrap();
+        b.state = NodeRolloutState::Updated;
+        let a = record.nodes.get_mut("a").unwrap();
+        a.state = NodeRolloutState::Failed;
+        a.message = Some("health check failed".into());
+
+        assert_eq!(
+            render_list(std::slice::from_ref(&record)),
+            "20261201T100000Z-1.1.0  awaiting-promotion 1.1.0  stage 1/2  1 of 2 nodes updated\n"
+        );
+        let status = render_status(&record);
+        for line in [
+            "state:     awaiting-promotion\n",
+            "stage:     1 of 2\n",
+            "stage 1 (canary):\n  b                updated      from 1.0.0\n",
+            "stage 2 (leader):\n  a                failed       from 1.0.0: health check failed\n",
+            "skipped:\n  c                skipped      from 1.1.0\n",
+        ] {
+            assert!(status.contains(line), "{line:?} not in\n{status}");
+        }
     }
 
     #[test]
