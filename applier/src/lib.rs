@@ -38,6 +38,7 @@ pub mod release_dir;
 pub mod restore_point;
 pub mod retention;
 pub mod retry;
+pub mod rollout;
 pub mod shell;
 pub mod space;
 pub mod state;

@@ -4,10 +4,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use ferry::commands::rollout::{PolicyOverrides, StartArgs};
 use ferry::commands::{self, apply::ApplyArgs, install_units::InstallUnitsArgs};
 use ferry::config::{Config, DEFAULT_CONFIG_PATH};
 use ferry::error::NodeError;
 use ferry::events::{self, OutputMode};
+use ferry::rollout::inventory::{Canary, Promote, RollbackScope};
+use ferry::rollout::record::DEFAULT_STATE_DIR;
 use semver::Version;
 
 /// ferry updates this node from a signed release repository, atomically.
@@ -102,6 +105,83 @@ enum Command {
         /// Replace unit files that differ from what would be written.
         #[arg(long)]
         force: bool,
+    },
+    /// Coordinate a cluster rollout from an inventory (cluster.toml).
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
+}
+
+/// Where the coordinator keeps its rollout records (`<DIR>/rollouts/<id>.json`).
+#[derive(clap::Args)]
+struct CoordinatorState {
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum RolloutCommand {
+    /// Plan a rollout of --version to the inventory's nodes (this build: with --dry-run only).
+    Start {
+        /// The cluster: nodes, transport and [rollout] policy.
+        #[arg(long, value_name = "cluster.toml")]
+        inventory: PathBuf,
+        #[arg(long)]
+        version: Version,
+        /// Print the stages and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+        /// Overrides [rollout] canary: a node count or a percentage ("10%").
+        #[arg(long)]
+        canary: Option<Canary>,
+        /// Overrides [rollout] max_unavailable.
+        #[arg(long)]
+        max_unavailable: Option<u32>,
+        /// Overrides [rollout] bake_seconds.
+        #[arg(long)]
+        bake_seconds: Option<u64>,
+        /// Overrides [rollout] promote.
+        #[arg(long, value_enum)]
+        promote: Option<Promote>,
+        /// Overrides [rollout] rollback_on_failure.
+        #[arg(long, value_enum)]
+        rollback_on_failure: Option<RollbackScope>,
+        #[command(flatten)]
+        state: CoordinatorState,
+    },
+    /// Show one rollout: its stages and each node's state.
+    Status {
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: CoordinatorState,
+    },
+    /// List the rollouts, oldest first.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: CoordinatorState,
+    },
+    /// Stop a rollout (not available in this build yet).
+    Abort {
+        id: String,
+        #[command(flatten)]
+        state: CoordinatorState,
+    },
+    /// Continue a rollout a killed coordinator left (not available in this build yet).
+    Resume {
+        id: String,
+        #[command(flatten)]
+        state: CoordinatorState,
+    },
+    /// Go on past the canary (not available in this build yet).
+    Promote {
+        id: String,
+        #[command(flatten)]
+        state: CoordinatorState,
     },
 }
 
@@ -209,6 +289,45 @@ fn run(cli: Cli) -> Result<u8, NodeError> {
         Command::RestorePoints(RestorePointsCommand::Clean { keep }) => {
             commands::restore_points::clean(&config()?, keep)
         }
+        Command::Rollout(command) => run_rollout(command),
     }
     .map(|()| 0)
+}
+
+/// The coordinator's commands need no node configuration.
+fn run_rollout(command: RolloutCommand) -> Result<(), NodeError> {
+    match command {
+        RolloutCommand::Start {
+            inventory,
+            version,
+            dry_run,
+            json,
+            canary,
+            max_unavailable,
+            bake_seconds,
+            promote,
+            rollback_on_failure,
+            state,
+        } => commands::rollout::start(&StartArgs {
+            inventory,
+            version,
+            dry_run,
+            json,
+            state_dir: state.state_dir,
+            overrides: PolicyOverrides {
+                canary,
+                max_unavailable,
+                bake_seconds,
+                promote,
+                rollback_on_failure,
+            },
+        }),
+        RolloutCommand::Status { id, json, state } => {
+            commands::rollout::status(&state.state_dir, &id, json)
+        }
+        RolloutCommand::List { json, state } => commands::rollout::list(&state.state_dir, json),
+        RolloutCommand::Abort { .. } => Err(commands::rollout::not_available("rollout abort")),
+        RolloutCommand::Resume { .. } => Err(commands::rollout::not_available("rollout resume")),
+        RolloutCommand::Promote { .. } => Err(commands::rollout::not_available("rollout promote")),
+    }
 }

@@ -9,6 +9,7 @@ pub mod preflight;
 pub mod repair;
 pub mod restore_points;
 pub mod rollback;
+pub mod rollout;
 pub mod status;
 pub mod verify;
 

@@ -1,0 +1,426 @@
+//! `ferry rollout ...`: the coordinator side of a cluster rollout (see
+//! `crate::rollout` for what a rollout is and its stage order).
+//!
+//! This build plans rollouts (`start --dry-run`) and reads the records
+//! (`list`, `status`); executing one (`start` without `--dry-run`,
+//! `resume`, `promote`, `abort`) is refused with a message saying so,
+//! rather than half done.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use semver::Version;
+use serde::Serialize;
+
+use crate::error::{NodeError, Result};
+use crate::rollout::inventory::{Canary, Inventory, Promote, RollbackScope, RolloutPolicy};
+use crate::rollout::plan::RolloutPlan;
+use crate::rollout::record::{NodeRolloutState, RolloutRecord};
+use crate::rollout::transport;
+
+/// `ferry rollout start`'s arguments.
+#[derive(Debug, Clone)]
+pub struct StartArgs {
+    pub inventory: PathBuf,
+    pub version: Version,
+    pub dry_run: bool,
+    pub json: bool,
+    pub state_dir: PathBuf,
+    pub overrides: PolicyOverrides,
+}
+
+/// Flags that override `[rollout]` keys for one rollout.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyOverrides {
+    pub canary: Option<Canary>,
+    pub max_unavailable: Option<u32>,
+    pub bake_seconds: Option<u64>,
+    pub promote: Option<Promote>,
+    pub rollback_on_failure: Option<RollbackScope>,
+}
+
+impl PolicyOverrides {
+    pub fn apply_to(&self, policy: &RolloutPolicy) -> Result<RolloutPolicy> {
+        let mut policy = policy.clone();
+        if let Some(canary) = self.canary {
+            policy.canary = canary;
+        }
+        if let Some(max) = self.max_unavailable {
+            if max == 0 {
+                return Err(NodeError::Other(
+                    "--max-unavailable 0: at least 1 node must be updated at a time".into(),
+                ));
+            }
+            policy.max_unavailable = max;
+        }
+        if let Some(bake) = self.bake_seconds {
+            policy.bake_seconds = bake;
+        }
+        if let Some(promote) = self.promote {
+            policy.promote = promote;
+        }
+        if let Some(scope) = self.rollback_on_failure {
+            policy.rollback_on_failure = scope;
+        }
+        Ok(policy)
+    }
+}
+
+/// What `start --dry-run --json` prints.
+#[derive(Serialize)]
+struct DryRun<'a> {
+    dry_run: bool,
+    policy: &'a RolloutPolicy,
+    current_versions: &'a BTreeMap<String, Option<Version>>,
+    plan: &'a RolloutPlan,
+}
+
+pub fn start(args: &StartArgs) -> Result<()> {
+    if !args.dry_run {
+        return Err(not_available("rollout start without --dry-run"));
+    }
+    let inventory = Inventory::load(&args.inventory).map_err(NodeError::Other)?;
+    let policy = args.overrides.apply_to(&inventory.rollout)?;
+    let own_ferry = std::env::current_exe()
+        .map_err(|e| NodeError::io("cannot find this ferry executable", e))?;
+    let currents = current_versions(&inventory, &own_ferry)?;
+    let leader = inventory.current_leader().map_err(NodeError::Other)?;
+    let plan = RolloutPlan::compute(
+        &inventory,
+        &policy,
+        leader.as_deref(),
+        &currents,
+        &args.version,
+    )
+    .map_err(|e| NodeError::Other(format!("cannot plan the rollout: {e}")))?;
+    if args.json {
+        let out = DryRun {
+            dry_run: true,
+            policy: &policy,
+            current_versions: &currents,
+            plan: &plan,
+        };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("plans serialise")
+        );
+    } else {
+        print_plan(&plan, &policy, &currents);
+        println!("dry run: nothing was changed");
+    }
+    Ok(())
+}
+
+/// Asks every node for its version, all at once (a node that hangs costs
+/// its timeout once, not once per node before it). Every unreachable node
+/// is named, not only the first.
+fn current_versions(
+    inventory: &Inventory,
+    own_ferry: &Path,
+) -> Result<BTreeMap<String, Option<Version>>> {
+    let answers: Vec<(String, std::result::Result<Option<Version>, String>)> =
+        std::thread::scope(|scope| {
+            let asks: Vec<_> = inventory
+                .nodes
+                .iter()
+                .map(|node| {
+                    scope.spawn(move || {
+                        (
+                            node.name.clone(),
+                            transport::current_version(&inventory.transport, node, own_ferry),
+                        )
+                    })
+                })
+                .collect();
+            asks.into_iter()
+                .map(|ask| ask.join().expect("a status thread panicked"))
+                .collect()
+        });
+    let mut currents = BTreeMap::new();
+    let mut failures = Vec::new();
+    for (name, answer) in answers {
+        match answer {
+            Ok(version) => {
+                currents.insert(name, version);
+            }
+            Err(e) => failures.push((name, e)),
+        }
+    }
+    if failures.is_empty() {
+        return Ok(currents);
+    }
+    let names: Vec<&str> = failures.iter().map(|(n, _)| n.as_str()).collect();
+    let details: Vec<String> = failures.iter().map(|(_, e)| format!("  {e}")).collect();
+    Err(NodeError::Other(format!(
+        "unreachable nodes: {} (their status could not be read; fix them or remove them from the inventory):\n{}",
+        names.join(", "),
+        details.join("\n")
+    )))
+}
+
+fn print_plan(
+    plan: &RolloutPlan,
+    policy: &RolloutPolicy,
+    currents: &BTreeMap<String, Option<Version>>,
+) {
+    println!(
+        "rollout of {} to {} nodes, at most {} at a time, leader: {}",
+        plan.target,
+        plan.cluster_size,
+        plan.batch_size,
+        plan.leader.as_deref().unwrap_or("none")
+    );
+    println!(
+        "after the canary: promote {}, bake {}s between stages{}; on a failed node roll back {}",
+        label(policy.promote),
+        policy.bake_seconds,
+        policy
+            .metrics_gate
+            .as_ref()
+            .map_or(String::new(), |g| format!(", gate: {} <= {}", g.url, g.max)),
+        match policy.rollback_on_failure {
+            RollbackScope::Node => "that node",
+            RollbackScope::All => "every updated node",
+        }
+    );
+    let version = |name: &str| {
+        currents
+            .get(name)
+            .cloned()
+            .flatten()
+            .map_or("nothing".to_string(), |v| v.to_string())
+    };
+    for stage in &plan.stages {
+        let nodes: Vec<String> = stage
+            .nodes
+            .iter()
+            .map(|n| format!("{n} ({})", version(n)))
+            .collect();
+        println!("  {:<10} {}: {}", stage.name, nodes.join(", "), stage.why);
+    }
+    if plan.stages.is_empty() {
+        println!("  nothing to do: every node runs {}", plan.target);
+    }
+    if !plan.skipped.is_empty() {
+        println!(
+            "  skipped (already on {}): {}",
+            plan.target,
+            plan.skipped.join(", ")
+        );
+    }
+    for warning in &plan.warnings {
+        println!("warning: {warning}");
+    }
+}
+
+pub fn list(state_dir: &Path, json: bool) -> Result<()> {
+    let records = RolloutRecord::list(state_dir)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&records).expect("records serialise")
+        );
+    } else if records.is_empty() {
+        println!("no rollouts in {}", RolloutRecord::dir(state_dir).display());
+    } else {
+        print!("{}", render_list(&records));
+    }
+    Ok(())
+}
+
+/// One line per rollout: id, state, version, progress.
+fn render_list(records: &[RolloutRecord]) -> String {
+    records
+        .iter()
+        .map(|r| {
+            format!(
+                "{}  {:<18} {}  stage {}/{}  {} of {} nodes updated\n",
+                r.id,
+                label(r.state),
+                r.version,
+                r.stage_index.min(r.plan.stages.len()),
+                r.plan.stages.len(),
+                r.count(NodeRolloutState::Updated),
+                r.plan.nodes_in_order().count()
+            )
+        })
+        .collect()
+}
+
+pub fn status(state_dir: &Path, id: &str, json: bool) -> Result<()> {
+    let r = RolloutRecord::load(state_dir, id)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&r).expect("records serialise")
+        );
+    } else {
+        print!("{}", render_status(&r));
+    }
+    Ok(())
+}
+
+/// The record for a person: the rollout, then each stage's nodes with
+/// their state, then the skipped nodes.
+fn render_status(r: &RolloutRecord) -> String {
+    let mut out = format!(
+        "rollout:   {}\nversion:   {}\nstate:     {}\nstage:     {} of {}\ninventory: {}\ncreated:   {}\nupdated:   {}\n",
+        r.id,
+        r.version,
+        label(r.state),
+        r.stage_index.min(r.plan.stages.len()),
+        r.plan.stages.len(),
+        r.inventory.display(),
+        r.created,
+        r.updated
+    );
+    for (i, stage) in r.plan.stages.iter().enumerate() {
+        out.push_str(&format!("stage {} ({}):\n", i + 1, stage.name));
+        for name in &stage.nodes {
+            out.push_str(&render_node(r, name));
+        }
+    }
+    if !r.plan.skipped.is_empty() {
+        out.push_str("skipped:\n");
+        for name in &r.plan.skipped {
+            out.push_str(&render_node(r, name));
+        }
+    }
+    out
+}
+
+fn render_node(r: &RolloutRecord, name: &str) -> String {
+    let Some(node) = r.nodes.get(name) else {
+        return format!("  {name:<16} (not in the record)\n");
+    };
+    let from = node
+        .from
+        .as_ref()
+        .map_or("nothing".into(), |v| v.to_string());
+    let message = node
+        .message
+        .as_ref()
+        .map_or(String::new(), |m| format!(": {m}"));
+    format!(
+        "  {name:<16} {:<12} from {from}{message}\n",
+        label(node.state)
+    )
+}
+
+/// A state as its JSON spelling ("awaiting-promotion", "rolled-back"), so
+/// the human and machine outputs use the same words.
+fn label<T: Serialize>(state: T) -> String {
+    match serde_json::to_value(state) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => "?".into(),
+    }
+}
+
+/// The answer of the subcommands this build does not execute yet.
+pub fn not_available(what: &str) -> NodeError {
+    NodeError::Other(format!(
+        "{what} is not available in this build of ferry yet: only `rollout start --dry-run`, `rollout list` and `rollout status` are"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_only_the_keys_they_name() {
+        let file = RolloutPolicy {
+            bake_seconds: 60,
+            ..RolloutPolicy::default()
+        };
+        let overrides = PolicyOverrides {
+            canary: Some(Canary::Percent(20)),
+            promote: Some(Promote::Auto),
+            ..PolicyOverrides::default()
+        };
+        let policy = overrides.apply_to(&file).unwrap();
+        assert_eq!(policy.canary, Canary::Percent(20));
+        assert_eq!(policy.promote, Promote::Auto);
+        assert_eq!(policy.bake_seconds, 60);
+        assert_eq!(policy.max_unavailable, 1);
+        let zero = PolicyOverrides {
+            max_unavailable: Some(0),
+            ..PolicyOverrides::default()
+        };
+        assert!(zero
+            .apply_to(&file)
+            .unwrap_err()
+            .to_string()
+            .contains("--max-unavailable 0"));
+    }
+
+    #[test]
+    fn list_and_status_show_each_node_state() {
+        use crate::rollout::inventory::{CommandTransport, InventoryNode, Role, Transport};
+        use crate::rollout::record::RolloutState;
+        let inventory = Inventory {
+            nodes: ["a", "b", "c"]
+                .iter()
+                .map(|n| InventoryNode {
+                    name: n.to_string(),
+                    address: "x".into(),
+                    role: Role::Follower,
+                    labels: BTreeMap::new(),
+                })
+                .collect(),
+            leader_command: None,
+            transport: Transport::Command(CommandTransport {
+                template: "t".into(),
+                status_template: Some("s".into()),
+            }),
+            rollout: RolloutPolicy::default(),
+        };
+        let currents: BTreeMap<String, Option<Version>> = [
+            ("a".to_string(), Some(Version::new(1, 0, 0))),
+            ("b".to_string(), Some(Version::new(1, 0, 0))),
+            ("c".to_string(), Some(Version::new(1, 1, 0))),
+        ]
+        .into();
+        let target = Version::new(1, 1, 0);
+        let plan = RolloutPlan::compute(
+            &inventory,
+            &RolloutPolicy::default(),
+            Some("a"),
+            &currents,
+            &target,
+        )
+        .unwrap();
+        let now: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().unwrap();
+        let mut record = RolloutRecord::new(plan, "/c.toml".into(), &currents, now);
+        record.stage_index = 1;
+        record.state = RolloutState::AwaitingPromotion;
+        let b = record.nodes.get_mut("b").unwrap();
+        b.state = NodeRolloutState::Updated;
+        let a = record.nodes.get_mut("a").unwrap();
+        a.state = NodeRolloutState::Failed;
+        a.message = Some("health check failed".into());
+
+        assert_eq!(
+            render_list(std::slice::from_ref(&record)),
+            "20261201T100000Z-1.1.0  awaiting-promotion 1.1.0  stage 1/2  1 of 2 nodes updated\n"
+        );
+        let status = render_status(&record);
+        for line in [
+            "state:     awaiting-promotion\n",
+            "stage:     1 of 2\n",
+            "stage 1 (canary):\n  b                updated      from 1.0.0\n",
+            "stage 2 (leader):\n  a                failed       from 1.0.0: health check failed\n",
+            "skipped:\n  c                skipped      from 1.1.0\n",
+        ] {
+            assert!(status.contains(line), "{line:?} not in\n{status}");
+        }
+    }
+
+    #[test]
+    fn states_print_as_their_json_spelling() {
+        use crate::rollout::record::RolloutState;
+        assert_eq!(label(RolloutState::AwaitingPromotion), "awaiting-promotion");
+        assert_eq!(label(NodeRolloutState::RolledBack), "rolled-back");
+        assert_eq!(label(Promote::Manual), "manual");
+    }
+}

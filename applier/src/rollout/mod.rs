@@ -1,0 +1,32 @@
+//! Cluster rollouts: moving every node of a cluster to one version, a few
+//! nodes at a time, from a coordinator that runs `ferry` on each node.
+//!
+//! A rollout is a sequence of *stages*. Each stage updates a few nodes at
+//! once (each node runs its own `ferry apply`, with its own health check and
+//! its own rollback) and the next stage starts only when the previous one
+//! is healthy. The order is fixed, and each rule exists to limit the damage
+//! a bad release can do:
+//!
+//! 1. **canary**: a few followers first, so a bad release hurts as few
+//!    nodes as possible and is seen before it spreads;
+//! 2. **follower batches** of at most `max_unavailable` nodes, and never so
+//!    many that the nodes still up lose the Raft majority (a cluster that
+//!    loses its majority stops accepting writes, which is worse than a slow
+//!    rollout);
+//! 3. **the leader last, alone**: updating it forces an election, so it
+//!    happens once, when every follower already runs the new version and
+//!    can take over.
+//!
+//! Version skew is bounded (at most one minor version between the target
+//! and any node) because mixed versions must talk to each other for the
+//! whole rollout, and releases promise compatibility with their neighbours
+//! only.
+//!
+//! `inventory` reads `cluster.toml`, `plan` computes the stages (pure, so
+//! every rule above is unit-tested), `transport` runs `ferry` on a node and
+//! `record` persists a rollout so a killed coordinator can resume it.
+
+pub mod inventory;
+pub mod plan;
+pub mod record;
+pub mod transport;

@@ -1,0 +1,296 @@
+//! The persisted rollout record: `<state dir>/rollouts/<id>.json`, one per
+//! rollout (the coordinator's state dir is `--state-dir`, by default
+//! `/var/lib/ferry`, so records land in `/var/lib/ferry/rollouts/`).
+//!
+//! A coordinator can be killed at any point (an operator's laptop closes,
+//! a CI job times out), and a rollout half done is a cluster with mixed
+//! versions. So everything needed to continue — the plan, each node's
+//! state, the stage reached — is written, atomically and durably
+//! (`crate::durable`), before and after every step; `ferry rollout resume`
+//! continues from it without redoing finished nodes, and `status`/`list`
+//! read it while a coordinator runs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use semver::Version;
+use serde::{Deserialize, Serialize};
+
+use super::plan::RolloutPlan;
+use crate::durable;
+use crate::error::{NodeError, Result};
+
+/// The coordinator's state dir unless `--state-dir` says otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/ferry";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutRecord {
+    pub id: String,
+    pub version: Version,
+    /// The inventory the rollout was started with, for `resume`.
+    pub inventory: PathBuf,
+    pub plan: RolloutPlan,
+    pub nodes: BTreeMap<String, NodeProgress>,
+    /// The stage being worked on (== `plan.stages.len()` when all are done).
+    pub stage_index: usize,
+    pub state: RolloutState,
+    pub created: Timestamp,
+    pub updated: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RolloutState {
+    Running,
+    /// Canary done; waiting for `ferry rollout promote`.
+    AwaitingPromotion,
+    Succeeded,
+    Failed,
+    Aborted,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeProgress {
+    pub state: NodeRolloutState,
+    /// The version it ran before the rollout (what a rollback returns to).
+    pub from: Option<Version>,
+    /// Why it failed or was rolled back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeRolloutState {
+    Pending,
+    Updating,
+    Updated,
+    Failed,
+    RolledBack,
+    /// Already on the target when the rollout started.
+    Skipped,
+}
+
+impl RolloutRecord {
+    /// A new record for `plan`: planned nodes pending, the others skipped.
+    /// The id is the creation time and the version, so `list` sorts by age
+    /// and a name says what it was.
+    pub fn new(
+        plan: RolloutPlan,
+        inventory: PathBuf,
+        current_versions: &BTreeMap<String, Option<Version>>,
+        now: Timestamp,
+    ) -> RolloutRecord {
+        let mut nodes = BTreeMap::new();
+        for name in plan.nodes_in_order() {
+            nodes.insert(
+                name.to_string(),
+                NodeProgress {
+                    state: NodeRolloutState::Pending,
+                    from: current_versions.get(name).cloned().flatten(),
+                    message: None,
+                },
+            );
+        }
+        for name in &plan.skipped {
+            nodes.insert(
+                name.clone(),
+                NodeProgress {
+                    state: NodeRolloutState::Skipped,
+                    from: current_versions.get(name).cloned().flatten(),
+                    message: None,
+                },
+            );
+        }
+        let id = format!("{}-{}", now.strftime("%Y%m%dT%H%M%SZ"), plan.target);
+        RolloutRecord {
+            id,
+            version: plan.target.clone(),
+            inventory,
+            plan,
+            nodes,
+            stage_index: 0,
+            state: RolloutState::Running,
+            created: now,
+            updated: now,
+        }
+    }
+
+    /// `<state_dir>/rollouts`: where the records are.
+    pub fn dir(state_dir: &Path) -> PathBuf {
+        state_dir.join("rollouts")
+    }
+
+    pub fn path(state_dir: &Path, id: &str) -> PathBuf {
+        Self::dir(state_dir).join(format!("{id}.json"))
+    }
+
+    /// Writes the record atomically, creating the state directory.
+    pub fn save(&mut self, state_dir: &Path, now: Timestamp) -> Result<()> {
+        let dir = Self::dir(state_dir);
+        durable::create_dir_all(&dir, 0o755).map_err(|e| {
+            NodeError::io(
+                format!("cannot create the rollout directory {}", dir.display()),
+                e,
+            )
+        })?;
+        self.updated = now;
+        durable::save_json(&Self::path(state_dir, &self.id), self)
+    }
+
+    pub fn load(state_dir: &Path, id: &str) -> Result<RolloutRecord> {
+        if id.is_empty() || id.contains('/') || id.starts_with('.') {
+            return Err(NodeError::Other(format!(
+                "{id:?} is no rollout id: `ferry rollout list` shows them"
+            )));
+        }
+        let path = Self::path(state_dir, id);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                NodeError::Other(format!(
+                    "no rollout {id} in {}: `ferry rollout list --state-dir DIR` shows the rollouts there",
+                    Self::dir(state_dir).display()
+                ))
+            } else {
+                NodeError::io(format!("cannot read {}", path.display()), e)
+            }
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            NodeError::Other(format!(
+                "{} is corrupt ({e}); move it away to continue without it",
+                path.display()
+            ))
+        })
+    }
+
+    /// Every rollout in `state_dir`, oldest first. An unreadable record is
+    /// an error naming it rather than a silently shorter list.
+    pub fn list(state_dir: &Path) -> Result<Vec<RolloutRecord>> {
+        let dir = Self::dir(state_dir);
+        let cannot_list = |e| NodeError::io(format!("cannot list {}", dir.display()), e);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(cannot_list(e)),
+        };
+        let mut records = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(cannot_list)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // Atomic writes leave dot-named temporaries while they run.
+            if let Some(id) = name
+                .strip_suffix(".json")
+                .filter(|_| !name.starts_with('.'))
+            {
+                records.push(Self::load(state_dir, id)?);
+            }
+        }
+        records.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
+        Ok(records)
+    }
+
+    /// How many nodes are in `state`.
+    pub fn count(&self, state: NodeRolloutState) -> usize {
+        self.nodes.values().filter(|n| n.state == state).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::plan::{Stage, StageKind};
+
+    fn plan() -> RolloutPlan {
+        RolloutPlan {
+            target: Version::new(1, 1, 0),
+            cluster_size: 3,
+            batch_size: 1,
+            leader: Some("a".into()),
+            stages: vec![
+                Stage {
+                    name: "canary".into(),
+                    kind: StageKind::Canary,
+                    nodes: vec!["b".into()],
+                    why: "first".into(),
+                },
+                Stage {
+                    name: "leader".into(),
+                    kind: StageKind::Leader,
+                    nodes: vec!["a".into()],
+                    why: "last".into(),
+                },
+            ],
+            skipped: vec!["c".into()],
+            warnings: vec![],
+        }
+    }
+
+    fn currents() -> BTreeMap<String, Option<Version>> {
+        [
+            ("a".to_string(), Some(Version::new(1, 0, 0))),
+            ("b".to_string(), None),
+            ("c".to_string(), Some(Version::new(1, 1, 0))),
+        ]
+        .into()
+    }
+
+    #[test]
+    fn a_new_record_has_pending_and_skipped_nodes_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let now: Timestamp = "2026-12-01T10:00:00Z".parse().unwrap();
+        let mut record = RolloutRecord::new(plan(), "/c.toml".into(), &currents(), now);
+        assert_eq!(record.id, "20261201T100000Z-1.1.0");
+        assert_eq!(record.nodes["a"].state, NodeRolloutState::Pending);
+        assert_eq!(record.nodes["a"].from, Some(Version::new(1, 0, 0)));
+        assert_eq!(record.nodes["c"].state, NodeRolloutState::Skipped);
+        assert_eq!(record.count(NodeRolloutState::Pending), 2);
+        let later: Timestamp = "2026-12-01T10:05:00Z".parse().unwrap();
+        record.save(dir.path(), later).unwrap();
+        let loaded = RolloutRecord::load(dir.path(), &record.id).unwrap();
+        assert_eq!(loaded, record);
+        assert_eq!(loaded.updated, later);
+        assert_eq!(loaded.created, now);
+    }
+
+    #[test]
+    fn list_is_oldest_first_and_ignores_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(RolloutRecord::list(&dir.path().join("none"))
+            .unwrap()
+            .is_empty());
+        for time in ["2026-12-02T00:00:00Z", "2026-12-01T00:00:00Z"] {
+            let now: Timestamp = time.parse().unwrap();
+            RolloutRecord::new(plan(), "/c.toml".into(), &currents(), now)
+                .save(dir.path(), now)
+                .unwrap();
+        }
+        std::fs::write(dir.path().join("rollouts/.tmp.json"), "partial").unwrap();
+        let ids: Vec<String> = RolloutRecord::list(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, ["20261201T000000Z-1.1.0", "20261202T000000Z-1.1.0"]);
+    }
+
+    #[test]
+    fn unknown_ids_and_corrupt_records_say_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = RolloutRecord::load(dir.path(), "nope")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no rollout nope") && err.contains("rollout list"),
+            "{err}"
+        );
+        let err = RolloutRecord::load(dir.path(), "../etc/passwd")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no rollout id"), "{err}");
+        std::fs::create_dir_all(dir.path().join("rollouts")).unwrap();
+        std::fs::write(dir.path().join("rollouts/bad.json"), "{").unwrap();
+        let err = RolloutRecord::list(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("bad.json is corrupt"), "{err}");
+    }
+}

@@ -1,0 +1,285 @@
+//! Running `ferry` on a node: the command lines the `[transport]` makes,
+//! and reading a node's `ferry status --json`.
+//!
+//! Both transports produce one shell line, run with
+//! [`ShellCommand`](crate::shell::ShellCommand) so a node that hangs (a
+//! dead host, an ssh waiting on a password) is killed at a deadline
+//! instead of hanging the coordinator. ssh runs with `BatchMode=yes` for
+//! the same reason: a prompt nobody answers is a hang.
+
+use std::path::Path;
+use std::time::Duration;
+
+use semver::Version;
+
+use super::inventory::{InventoryNode, SshTransport, Transport, APPLY_ARGS};
+use crate::shell::ShellCommand;
+
+/// How long reading one node's status may take.
+pub const STATUS_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What to run on a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteCommand<'a> {
+    /// `ferry apply --version V --output json`.
+    Apply(&'a Version),
+    /// `ferry status --json`.
+    Status,
+}
+
+/// The shell line that runs `what` on `node`. `own_ferry` is this
+/// executable, for `{ferry}` in a command template.
+pub fn command_line(
+    transport: &Transport,
+    node: &InventoryNode,
+    what: RemoteCommand<'_>,
+    own_ferry: &Path,
+) -> String {
+    match transport {
+        Transport::Ssh(ssh) => ssh_line(ssh, node, what),
+        Transport::Command(command) => {
+            let template = match what {
+                RemoteCommand::Apply(_) => command.template.clone(),
+                RemoteCommand::Status => command
+                    .status_template
+                    .clone()
+                    .unwrap_or_else(|| command.template.replace(APPLY_ARGS, "status --json")),
+            };
+            let version = match what {
+                RemoteCommand::Apply(v) => v.to_string(),
+                RemoteCommand::Status => String::new(),
+            };
+            template
+                .replace("{name}", &shell_quote(&node.name))
+                .replace("{address}", &shell_quote(&node.address))
+                .replace("{version}", &shell_quote(&version))
+                .replace("{ferry}", &shell_quote(&own_ferry.to_string_lossy()))
+        }
+    }
+}
+
+fn ssh_line(ssh: &SshTransport, node: &InventoryNode, what: RemoteCommand<'_>) -> String {
+    let mut args: Vec<String> = vec!["ssh".into(), "-o".into(), "BatchMode=yes".into()];
+    if let Some(port) = ssh.port {
+        args.extend(["-p".into(), port.to_string()]);
+    }
+    if let Some(identity) = &ssh.identity {
+        args.extend(["-i".into(), identity.to_string_lossy().into_owned()]);
+    }
+    args.extend(ssh.extra_args.iter().cloned());
+    args.push(match &ssh.user {
+        Some(user) => format!("{user}@{}", node.address),
+        None => node.address.clone(),
+    });
+    args.push("--".into());
+    // ssh joins the remote words with spaces and hands them to the
+    // remote shell: quote each for that shell.
+    let mut remote = vec![ssh.ferry_path.clone()];
+    if let Some(config) = &ssh.config {
+        remote.extend(["--config".into(), config.clone()]);
+    }
+    match what {
+        RemoteCommand::Apply(v) => remote.extend([
+            "apply".into(),
+            "--version".into(),
+            v.to_string(),
+            "--output".into(),
+            "json".into(),
+        ]),
+        RemoteCommand::Status => remote.extend(["status".into(), "--json".into()]),
+    }
+    let remote_line = remote
+        .iter()
+        .map(|w| shell_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ");
+    args.push(remote_line);
+    args.iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `word` as one shell word: as is when it holds only safe characters,
+/// else in single quotes.
+pub fn shell_quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._/:@%+=-,".contains(c))
+    {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// Runs `ferry status --json` on `node` and returns its current version
+/// (`None`: nothing installed). The error says what ran and how it failed.
+pub fn current_version(
+    transport: &Transport,
+    node: &InventoryNode,
+    own_ferry: &Path,
+) -> Result<Option<Version>, String> {
+    let line = command_line(transport, node, RemoteCommand::Status, own_ferry);
+    let what = format!("status of node {}", node.name);
+    // ShellCommand keeps only the tail of the output, mixed with stderr:
+    // fine for messages, not for a JSON document. So stdout goes to a file
+    // of our own (created exclusively, so the redirection cannot be
+    // pointed elsewhere), and stderr stays for the error message.
+    let stdout_path = std::env::temp_dir().join(format!(
+        "ferry-rollout-status-{}-{}-{}.json",
+        std::process::id(),
+        node.name,
+        jiff::Timestamp::now().as_nanosecond()
+    ));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&stdout_path)
+        .map_err(|e| format!("{what}: cannot create {}: {e}", stdout_path.display()))?;
+    let redirected = format!(
+        "( {line}\n) >{}",
+        shell_quote(&stdout_path.to_string_lossy())
+    );
+    let finished = ShellCommand {
+        what: &what,
+        line: &redirected,
+        env: Vec::new(),
+        cwd: None,
+        timeout: STATUS_TIMEOUT,
+    }
+    .run();
+    let stdout = std::fs::read_to_string(&stdout_path);
+    let _ = std::fs::remove_file(&stdout_path);
+    let finished = finished.map_err(|e| format!("{what}: `{line}` could not be started: {e}"))?;
+    if !finished.success() {
+        return Err(format!(
+            "{what}: `{line}` {}",
+            finished.describe(STATUS_TIMEOUT)
+        ));
+    }
+    let stdout = stdout.map_err(|e| format!("{what}: cannot read its output: {e}"))?;
+    parse_status(&stdout).map_err(|e| format!("{what}: `{line}` printed no status JSON ({e})"))
+}
+
+/// `current_version` from `ferry status --json` output.
+pub fn parse_status(stdout: &str) -> Result<Option<Version>, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(stdout.trim()).map_err(|e| e.to_string())?;
+    match value.get("current_version") {
+        Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(v)) => Version::parse(v)
+            .map(Some)
+            .map_err(|e| format!("current_version {v:?}: {e}")),
+        _ => Err("no current_version".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::inventory::{CommandTransport, Role};
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    fn node() -> InventoryNode {
+        InventoryNode {
+            name: "db-1".into(),
+            address: "10.0.0.1".into(),
+            role: Role::Follower,
+            labels: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn command_templates_fill_placeholders_and_derive_the_status_line() {
+        let t = Transport::Command(CommandTransport {
+            template: "{ferry} --config /n/{name}/f.toml apply --version {version} --output json # {address}".into(),
+            status_template: None,
+        });
+        let own = Path::new("/usr/bin/my ferry");
+        let v = Version::new(1, 2, 3);
+        assert_eq!(
+            command_line(&t, &node(), RemoteCommand::Apply(&v), own),
+            "'/usr/bin/my ferry' --config /n/db-1/f.toml apply --version 1.2.3 --output json # 10.0.0.1"
+        );
+        assert_eq!(
+            command_line(&t, &node(), RemoteCommand::Status, own),
+            "'/usr/bin/my ferry' --config /n/db-1/f.toml status --json # 10.0.0.1"
+        );
+        let explicit = Transport::Command(CommandTransport {
+            template: "x".into(),
+            status_template: Some("cat /s/{name}.json".into()),
+        });
+        assert_eq!(
+            command_line(&explicit, &node(), RemoteCommand::Status, own),
+            "cat /s/db-1.json"
+        );
+    }
+
+    #[test]
+    fn ssh_lines_carry_every_option_and_quote_the_remote_command() {
+        let t = Transport::Ssh(SshTransport {
+            user: Some("deploy".into()),
+            port: Some(2222),
+            identity: Some(PathBuf::from("/k/id")),
+            extra_args: vec!["-o".into(), "StrictHostKeyChecking=yes".into()],
+            ferry_path: "/opt/ferry".into(),
+            config: Some("/etc/my ferry.toml".into()),
+        });
+        let v = Version::new(2, 0, 0);
+        assert_eq!(
+            command_line(&t, &node(), RemoteCommand::Apply(&v), Path::new("/x")),
+            "ssh -o BatchMode=yes -p 2222 -i /k/id -o StrictHostKeyChecking=yes deploy@10.0.0.1 -- \
+             '/opt/ferry --config '\\''/etc/my ferry.toml'\\'' apply --version 2.0.0 --output json'"
+        );
+        let bare = Transport::Ssh(SshTransport {
+            user: None,
+            port: None,
+            identity: None,
+            extra_args: vec![],
+            ferry_path: "ferry".into(),
+            config: None,
+        });
+        assert_eq!(
+            command_line(&bare, &node(), RemoteCommand::Status, Path::new("/x")),
+            "ssh -o BatchMode=yes 10.0.0.1 -- 'ferry status --json'"
+        );
+    }
+
+    #[test]
+    fn status_output_gives_the_current_version() {
+        assert_eq!(
+            parse_status("{\"current_version\": \"1.0.0\", \"x\": {}}\n").unwrap(),
+            Some(Version::new(1, 0, 0))
+        );
+        assert_eq!(parse_status("{\"current_version\": null}").unwrap(), None);
+        assert!(parse_status("error: no config").is_err());
+        assert!(parse_status("{\"other\": 1}").is_err());
+        assert!(parse_status("{\"current_version\": \"one\"}").is_err());
+    }
+
+    #[test]
+    fn a_failing_status_command_names_the_node() {
+        let t = Transport::Command(CommandTransport {
+            template: "x".into(),
+            status_template: Some("echo broken config >&2; exit 2".into()),
+        });
+        let err = current_version(&t, &node(), Path::new("/x")).unwrap_err();
+        assert!(
+            err.contains("status of node db-1") && err.contains("broken config"),
+            "{err}"
+        );
+        let printed = Transport::Command(CommandTransport {
+            template: "x".into(),
+            status_template: Some(
+                "echo notice >&2; echo '{\"current_version\": \"1.4.0\"}'".into(),
+            ),
+        });
+        assert_eq!(
+            current_version(&printed, &node(), Path::new("/x")).unwrap(),
+            Some(Version::new(1, 4, 0))
+        );
+    }
+}
