@@ -32,7 +32,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::error::{NodeError, Result, EXIT_UPDATE_AVAILABLE, EXIT_UPDATE_DEFERRED};
 use crate::plan::{human_bytes, saved_percent};
-use crate::policy::Gate;
+use crate::policy::{Gate, ReleaseFacts};
 use crate::trust::{self, TrustedState};
 use crate::waves::WaveReport;
 use crate::{installed, transport};
@@ -110,7 +110,17 @@ pub fn report(config: &Config) -> Result<CheckReport> {
                 .ok_or_else(|| {
                     NodeError::verification(format!("{t} is not pinned in the index"))
                 })?;
-            let facts = super::release_facts(config, manifest, created)?;
+            // Up to date, a node needs no place in the waves (nor an id).
+            let facts = if update_available {
+                super::release_facts(config, manifest, created)?
+            } else {
+                ReleaseFacts {
+                    version: t.clone(),
+                    created,
+                    critical: manifest.critical,
+                    wave: None,
+                }
+            };
             wave = facts.wave;
             policy.gate(&facts, now)
         }
@@ -151,7 +161,7 @@ pub fn report(config: &Config) -> Result<CheckReport> {
         policy_allows_now,
         policy_reason,
         next_allowed_at,
-        wave: wave.filter(|_| update_available).map(|w| w.report(now)),
+        wave: wave.map(|w| w.report(now)),
         download_bytes,
         full_bytes,
         from_delta_report: update_available && item.is_some(),
