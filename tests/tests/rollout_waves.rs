@@ -249,6 +249,11 @@ fn the_schedule_is_signed_content_and_checked_by_the_publisher() {
         ])
     );
 
+    // The repository's inventory shows it.
+    let out = run(ws.publisher().args(["list", "--repo"]).arg(&ws.repo));
+    out.assert_success()
+        .assert_stdout_contains(", waves 50%@1h,100%@2h");
+
     // The same schedule again: already published, nothing to do.
     let republish = |waves: &str| -> Output {
         run(ws
