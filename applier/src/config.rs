@@ -40,6 +40,9 @@ pub struct Config {
     /// `[preflight]`: the checks before every apply (see `crate::preflight`).
     #[serde(default)]
     pub preflight: crate::preflight::PreflightConfig,
+    /// `[node]`: this node's id in rollout waves (see `crate::node_id`).
+    #[serde(default)]
+    pub node: crate::node_id::NodeConfig,
 }
 
 /// `[trust]`: where the node's root of trust starts.
@@ -325,6 +328,7 @@ impl Config {
         }
         crate::metrics::check_config(&self.metrics).or_else(bad)?;
         self.preflight.check().or_else(bad)?;
+        self.node.check().or_else(bad)?;
         Ok(())
     }
 
@@ -340,6 +344,12 @@ impl Config {
         self.policy
             .compile()
             .map_err(|e| NodeError::Other(format!("configuration: {e}")))
+    }
+
+    /// This node's id in rollout waves: `[node] id`, else
+    /// `/etc/machine-id`, else the hostname (see `crate::node_id`).
+    pub fn node_id(&self) -> Result<crate::node_id::NodeId> {
+        crate::node_id::resolve(&self.node)
     }
 
     /// `repository.public_keys`, read.
@@ -374,6 +384,7 @@ mod tests {
         assert!(config.health.is_some());
         assert_eq!(config.notify.len(), 2);
         assert_eq!(config.policy.windows.len(), 1);
+        assert_eq!(config.node.id.as_deref(), Some("db-eu-07"));
     }
 
     const GOOD: &str = r#"

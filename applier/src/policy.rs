@@ -9,9 +9,10 @@
 //!   operator's too: a fleet pinned to `~2.1` must not drift to 3.0 because
 //!   someone typed `ferry apply` (`--ignore-policy` overrides on purpose).
 //! - *When?* ([`Policy::gate`]) maintenance windows, blackout dates, the
-//!   soak delay and `auto` bind only unattended runs (`ferry apply
-//!   --unattended`, the systemd timer). An operator at the console has
-//!   already decided that now is the time.
+//!   soak delay, the release's rollout wave (`crate::waves`) and `auto`
+//!   bind only unattended runs (`ferry apply --unattended`, the systemd
+//!   timer). An operator at the console has already decided that now is
+//!   the time.
 //!
 //! Everything here is a pure function of the policy, the signed facts of a
 //! release and an instant, so the decisions can be tested exhaustively
@@ -33,6 +34,13 @@
 //! - With `critical_bypasses_windows = true` a release signed `critical`
 //!   skips the windows *and* the soak delay: a security fix should not wait
 //!   two days for a soak meant to catch ordinary regressions.
+//! - A rollout wave is a "not before" like soak: the first allowed instant
+//!   is the first one in a window, off a blackout date, once both the soak
+//!   and the node's wave are over. `critical_bypasses_windows` does not
+//!   skip the wave: the node's operator may waive the node's own delays,
+//!   but the waves are the publisher's signed decision for the whole fleet
+//!   (a publisher who wants a fix everywhere at once publishes it without
+//!   waves).
 //! - The policy never downgrades: if the installed version is above every
 //!   release the policy allows, there is nothing to install (move down with
 //!   `ferry rollback` or `ferry apply --version V --allow-downgrade`).
@@ -183,6 +191,9 @@ pub struct ReleaseFacts {
     pub created: Timestamp,
     /// `critical` of the signed manifest.
     pub critical: bool,
+    /// This node's place in the release's rollout waves; `None` when the
+    /// release has none.
+    pub wave: Option<crate::waves::WavePlace>,
 }
 
 /// Whether an unattended run may install a release now.
@@ -355,6 +366,19 @@ impl Policy {
                     self.soak.as_secs_f64() / 3600.0
                 ));
                 earliest = soaked;
+            }
+        }
+        if let Some(wave) = &release.wave {
+            if now < wave.opens_at {
+                reasons.push(format!(
+                    "this node is in {} of the rollout of {}, which opens at {} (its position: \
+                     {:.2} of 100)",
+                    wave.describe(),
+                    release.version,
+                    wave.opens_at,
+                    wave.position()
+                ));
+                earliest = earliest.max(wave.opens_at);
             }
         }
         if let Some(blackout) = self.blackout_on(self.local_date(now)) {
@@ -638,6 +662,7 @@ mod tests {
             version: Version::new(2, 0, 0),
             created: t("2020-01-01T00:00:00Z"),
             critical: false,
+            wave: None,
         }
     }
 
@@ -882,6 +907,7 @@ windows = [{ days = ["sun"], start = "03:00", end = "04:00" }]
             version: Version::new(2, 0, 1),
             created: t("2030-06-03T10:00:00Z"),
             critical: true,
+            wave: None,
         };
         let now = t("2030-06-03T11:00:00Z");
         let strict = policy(text);
@@ -903,6 +929,97 @@ windows = [{ days = ["sun"], start = "03:00", end = "04:00" }]
             bypassing.gate(&ordinary, now),
             Gate::Deferred { .. }
         ));
+    }
+
+    /// A release created at 2030-06-03 10:00 whose wave for this node
+    /// opens `after_hours` later (wave 2 of 3, 25 %).
+    fn in_wave(after_hours: i64, critical: bool) -> ReleaseFacts {
+        let created = t("2030-06-03T10:00:00Z");
+        ReleaseFacts {
+            version: Version::new(2, 0, 0),
+            created,
+            critical,
+            wave: Some(crate::waves::WavePlace {
+                index: 2,
+                count: 3,
+                percent: 25,
+                opens_at: created
+                    .checked_add(SignedDuration::from_hours(after_hours))
+                    .unwrap(),
+                draw: 1 << 62,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_release_waits_for_the_nodes_wave() {
+        let p = policy("");
+        let r = in_wave(4, false);
+        let (reason, next) = deferred_until(p.gate(&r, t("2030-06-03T12:00:00Z")));
+        assert_eq!(next, Some(t("2030-06-03T14:00:00Z")));
+        assert!(
+            reason.contains(
+                "this node is in wave 2 of 3 (25%) of the rollout of 2.0.0, which opens at \
+                 2030-06-03T14:00:00Z (its position: 25.00 of 100)"
+            ),
+            "{reason}"
+        );
+        assert!(matches!(
+            p.gate(&r, t("2030-06-03T13:59:59Z")),
+            Gate::Deferred { .. }
+        ));
+        assert_eq!(p.gate(&r, t("2030-06-03T14:00:00Z")), Gate::Open);
+        assert_eq!(p.gate(&r, t("2030-06-10T00:00:00Z")), Gate::Open);
+        // A wave that opens at once holds nothing back.
+        assert_eq!(
+            p.gate(&in_wave(0, false), t("2030-06-03T10:00:00Z")),
+            Gate::Open
+        );
+    }
+
+    #[test]
+    fn the_wave_soak_and_windows_all_must_allow() {
+        let r = in_wave(4, false);
+        let now = "2030-06-03T11:00:00Z";
+        // The later of soak and wave.
+        assert_next(&policy("soak_hours = 2"), &r, now, "2030-06-03T14:00:00Z");
+        let (reason, _) = deferred_until(policy("soak_hours = 6").gate(&r, t(now)));
+        assert!(
+            reason.contains("soaking") && reason.contains("wave 2 of 3"),
+            "{reason}"
+        );
+        assert_next(&policy("soak_hours = 6"), &r, now, "2030-06-03T16:00:00Z");
+        // The first window after the wave opens: that day's is over at 14:00.
+        let nights = r#"windows = [{ start = "02:00", end = "04:00" }]"#;
+        assert_next(&policy(nights), &r, now, "2030-06-04T02:00:00Z");
+        // A window already open when the wave opens: the wave's instant.
+        let afternoons = r#"windows = [{ start = "13:00", end = "18:00" }]"#;
+        assert_next(&policy(afternoons), &r, now, "2030-06-03T14:00:00Z");
+        // A blackout on the day the wave opens: the day after.
+        let frozen = r#"blackout_dates = ["2030-06-03"]"#;
+        assert_next(&policy(frozen), &r, now, "2030-06-04T00:00:00Z");
+        // Once the wave is open only the windows speak.
+        let (reason, _) = deferred_until(policy(nights).gate(&r, t("2030-06-03T15:00:00Z")));
+        assert!(!reason.contains("wave"), "{reason}");
+    }
+
+    #[test]
+    fn a_critical_release_skips_windows_and_soak_but_not_its_wave() {
+        let p = policy(
+            r#"
+soak_hours = 72
+windows = [{ days = ["sun"], start = "03:00", end = "04:00" }]
+critical_bypasses_windows = true
+"#,
+        );
+        let r = in_wave(4, true);
+        let (reason, next) = deferred_until(p.gate(&r, t("2030-06-03T11:00:00Z")));
+        assert_eq!(next, Some(t("2030-06-03T14:00:00Z")), "{reason}");
+        assert!(
+            !reason.contains("soaking") && !reason.contains("outside"),
+            "{reason}"
+        );
+        assert_eq!(p.gate(&r, t("2030-06-03T14:00:00Z")), Gate::Open);
     }
 
     #[test]

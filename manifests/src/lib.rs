@@ -28,6 +28,7 @@ pub mod root;
 pub mod safe_path;
 pub mod signature;
 pub mod verified;
+pub mod wave;
 
 pub use digest::Sha256Digest;
 pub use error::FormatError;

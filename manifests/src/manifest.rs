@@ -3,11 +3,12 @@
 //! The manifest pins every file's content by SHA-256 and names the object
 //! that carries it, and lists the data migrations the release ships
 //! ([`crate::migration`]) and what a node must have to install it
-//! ([`crate::requirement`]). Sections later work will fill (hooks,
-//! rollout waves) are typed here already and empty in format 1
-//! publications, so that adding them does not change what existing fields
-//! mean. A node that meets a non-empty section it cannot honour refuses the
-//! release rather than install it half-understood.
+//! ([`crate::requirement`]), and when which part of a pull-mode fleet may
+//! install it ([`crate::wave`]). Hooks, which later work will fill, are
+//! typed here already and empty in format 1 publications, so that adding
+//! them does not change what existing fields mean. A node that meets a
+//! non-empty section it cannot honour refuses the release rather than
+//! install it half-understood.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -47,7 +48,8 @@ pub struct Manifest {
     /// installs this release; see [`crate::requirement`].
     #[serde(default)]
     pub requirements: Vec<Requirement>,
-    /// Reserved: staged rollout waves for pull-mode fleets (empty in format 1).
+    /// Staged rollout for pull-mode fleets, in order; empty: every node
+    /// may install at once. See [`crate::wave`].
     #[serde(default)]
     pub waves: Vec<Wave>,
     /// Bytes a node on each earlier version downloads, thanks to deltas.
@@ -171,13 +173,7 @@ impl Hooks {
 
 pub use crate::requirement::Requirement;
 
-/// Reserved for pull-mode rollout waves: `percent` of the fleet may install
-/// once `after_seconds` have passed since the release was created.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Wave {
-    pub percent: u8,
-    pub after_seconds: u64,
-}
+pub use crate::wave::Wave;
 
 impl FileEntry {
     /// The content of a regular file or executable.
@@ -192,7 +188,8 @@ impl FileEntry {
 impl Manifest {
     /// Every check that does not need the network: format, channel, paths,
     /// symlink targets, modes against kinds, object names, uniqueness and
-    /// order, and migrations (ids, order, scripts in the release). A
+    /// order, migrations (ids, order, scripts in the release), requirements
+    /// and waves (see [`crate::wave::validate`]). A
     /// manifest failing any of them is rejected whole, before a node writes
     /// anything.
     pub fn validate(&self) -> Result<(), FormatError> {
@@ -269,6 +266,7 @@ impl Manifest {
             crate::migration::validate_all(&self.migrations, &kinds).map_err(inconsistent)?;
         }
         crate::requirement::validate(&self.requirements).map_err(inconsistent)?;
+        crate::wave::validate(&self.waves).map_err(|e| inconsistent(format!("waves: {e}")))?;
         Ok(())
     }
 
@@ -284,5 +282,79 @@ impl Manifest {
             .filter_map(|f| f.content())
             .map(|c| c.size)
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal signed-manifest JSON with `waves` as given.
+    fn with_waves(waves: &str) -> Manifest {
+        serde_json::from_str(&format!(
+            r#"{{"format": 1, "version": "2.0.0", "channel": "stable",
+                "created": "2030-06-03T00:00:00Z", "files": [], "waves": {waves}}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_manifest_carries_its_waves_and_validates_them() {
+        let m = with_waves(
+            r#"[{"percent": 50, "after_seconds": 3600}, {"percent": 100, "after_seconds": 7200}]"#,
+        );
+        assert_eq!(
+            m.waves,
+            [
+                Wave {
+                    percent: 50,
+                    after_seconds: 3600
+                },
+                Wave {
+                    percent: 100,
+                    after_seconds: 7200
+                }
+            ]
+        );
+        m.validate().unwrap();
+        with_waves("[]").validate().unwrap();
+        // Written by an older publisher: no key at all means no waves.
+        let old: Manifest = serde_json::from_str(
+            r#"{"format": 1, "version": "1.0.0", "channel": "stable",
+                "created": "2030-06-03T00:00:00Z", "files": []}"#,
+        )
+        .unwrap();
+        assert!(old.waves.is_empty());
+    }
+
+    #[test]
+    fn a_manifest_with_a_bad_schedule_is_refused_whole() {
+        for (waves, expected) in [
+            (
+                r#"[{"percent": 50, "after_seconds": 3600}]"#,
+                "waves: the last wave reaches 50%, not 100%",
+            ),
+            (
+                r#"[{"percent": 50, "after_seconds": 7200}, {"percent": 100, "after_seconds": 3600}]"#,
+                "waves: wave 2 opens after 1h, before wave 1",
+            ),
+            (
+                r#"[{"percent": 0, "after_seconds": 0}, {"percent": 100, "after_seconds": 0}]"#,
+                "waves: wave 1 has percent 0",
+            ),
+        ] {
+            let err = with_waves(waves).validate().expect_err(waves).to_string();
+            assert!(
+                err.contains("manifest of 2.0.0") && err.contains(expected),
+                "{waves}: {err}"
+            );
+        }
+        // A percent beyond a byte does not even parse.
+        assert!(serde_json::from_str::<Manifest>(
+            r#"{"format": 1, "version": "2.0.0", "channel": "stable",
+                "created": "2030-06-03T00:00:00Z", "files": [],
+                "waves": [{"percent": 300, "after_seconds": 0}]}"#
+        )
+        .is_err());
     }
 }

@@ -8,7 +8,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use manifests::manifest::Requirement;
+use manifests::manifest::{Requirement, Wave};
 use semver::Version;
 
 use crate::deltas::DeltaFrom;
@@ -266,6 +266,14 @@ pub struct ReleaseArgs {
     #[arg(long, value_name = "NAME:CONSTRAINT:COMMAND", value_parser = parse_require_command)]
     pub require_command: Vec<Requirement>,
 
+    /// Staged rollout for pull-mode fleets, e.g. "1%@1h,5%@4h,25%@1d,100%@3d":
+    /// PERCENT%@DELAY items, cumulative whole percents rising to 100, each
+    /// opening DELAY (s, m, h or d) after the release's creation time.
+    /// Every node places itself in one wave by a hash of its node id and
+    /// the version, and its unattended runs install once that wave opens.
+    #[arg(long, value_name = "P%@DELAY,...", value_parser = parse_waves)]
+    pub waves: Option<WaveSchedule>,
+
     /// Days until the signed index expires and nodes refuse it.
     #[arg(long, value_name = "DAYS", default_value_t = 30,
           value_parser = clap::value_parser!(u32).range(1..=36500))]
@@ -430,6 +438,19 @@ fn parse_require_command(text: &str) -> Result<Requirement, String> {
     let requirement = Requirement::command(name.trim(), constraint.trim(), command.trim());
     requirement.need().map_err(|e| format!("{e}; {FORM}"))?;
     Ok(requirement)
+}
+
+/// The value of `--waves`: one flag holds the whole schedule, so it is one
+/// type (clap would read `Vec<Wave>` as a repeatable flag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaveSchedule(pub Vec<Wave>);
+
+/// `--waves 1%@1h,5%@4h,25%@1d,100%@3d`: the whole schedule, checked
+/// as a node would check it.
+fn parse_waves(text: &str) -> Result<WaveSchedule, String> {
+    manifests::wave::parse_list(text)
+        .map(WaveSchedule)
+        .map_err(|e| format!("{e}; write {}", manifests::wave::SPELLING))
 }
 
 fn parse_channel(text: &str) -> Result<String, String> {
@@ -618,6 +639,73 @@ mod tests {
             assert_eq!(err.exit_code(), 2, "{bad:?}");
             let text = err.to_string();
             assert!(text.contains(hint), "{bad:?}: {text}");
+        }
+    }
+
+    #[test]
+    fn waves_parse_whole_and_bad_spellings_show_the_form() {
+        let parse = |extra: &[&str]| {
+            let base = [
+                "ferry-publish",
+                "release",
+                "--repo",
+                "r",
+                "--key",
+                "k",
+                "--version",
+                "2.0.0",
+                "--channel",
+                "stable",
+            ];
+            let cli = Cli::try_parse_from(base.iter().chain(extra).chain(["in"].iter()))?;
+            let Command::Release(args) = cli.command else {
+                panic!("not release")
+            };
+            Ok::<_, clap::Error>(args)
+        };
+        let wave = |percent, after_seconds| Wave {
+            percent,
+            after_seconds,
+        };
+        assert_eq!(
+            parse(&["--waves", "1%@1h,5%@4h,25%@1d,100%@3d"])
+                .unwrap()
+                .waves,
+            Some(WaveSchedule(vec![
+                wave(1, 3600),
+                wave(5, 4 * 3600),
+                wave(25, 86_400),
+                wave(100, 3 * 86_400)
+            ]))
+        );
+        assert_eq!(
+            parse(&["--waves=50%@90m,100%@2h"]).unwrap().waves,
+            Some(WaveSchedule(vec![wave(50, 5400), wave(100, 7200)]))
+        );
+        assert_eq!(parse(&[]).unwrap().waves, None);
+        for (bad, hint) in [
+            (&["--waves", "50%@1h"][..], "not 100%"),
+            (&["--waves", "50%@2h,100%@1h"], "cannot open earlier"),
+            (&["--waves", "5%@1h,5%@2h,100%@3h"], "must rise"),
+            (&["--waves", "50%1h,100%@2h"], "expected PERCENT%@DELAY"),
+            (&["--waves", "50%@1w,100%@2h"], "s, m, h or d"),
+            (&["--waves", "0.5%@1h,100%@2h"], "whole percent"),
+            (&["--waves", ""], "empty"),
+            (
+                &["--waves", "50%@1h,100%@2h", "--waves", "100%@1h"],
+                "cannot be used multiple times",
+            ),
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+            let text = err.to_string();
+            assert!(text.contains(hint), "{bad:?}: {text}");
+            if !hint.contains("multiple") {
+                assert!(
+                    text.contains("\"1%@1h,5%@4h,25%@1d,100%@3d\""),
+                    "{bad:?}: {text}"
+                );
+            }
         }
     }
 

@@ -9,7 +9,7 @@ use jiff::{SignedDuration, Timestamp};
 use manifests::index::{ChannelIndex, Index, ManifestRef};
 use manifests::manifest::{
     Compression, DeltaRef, EntryKind, FileContent, FileEntry, Hooks, Manifest, Migration,
-    ObjectRef, Requirement,
+    ObjectRef, Requirement, Wave,
 };
 use manifests::{layout, Sha256Digest, FORMAT_VERSION};
 use semver::Version;
@@ -40,6 +40,9 @@ pub enum PublicationError {
 
     #[error("{0}; each --require and --require-command names its kind or tool once")]
     BadRequirements(String),
+
+    #[error("--waves: {0}")]
+    BadWaves(String),
 }
 
 /// What the release says about itself besides its files.
@@ -56,12 +59,15 @@ pub struct ReleaseMetadata {
     /// What nodes must have before they install the release, in any order:
     /// the manifest lists them sorted by label.
     pub requirements: Vec<Requirement>,
+    /// The rollout schedule (`--waves`); empty: every node at once.
+    pub waves: Vec<Wave>,
 }
 
 impl ReleaseMetadata {
     pub fn check(&self) -> Result<(), PublicationError> {
         manifests::requirement::validate(&self.requirements)
             .map_err(PublicationError::BadRequirements)?;
+        manifests::wave::validate(&self.waves).map_err(PublicationError::BadWaves)?;
         match &self.min_upgrade_from {
             Some(min) if *min >= self.version => Err(PublicationError::MinUpgradeNotBelow {
                 min: min.clone(),
@@ -154,7 +160,7 @@ pub fn build_manifest(
         migrations: metadata.migrations.clone(),
         hooks: Hooks::default(),
         requirements: sorted_requirements(&metadata.requirements),
-        waves: Vec::new(),
+        waves: metadata.waves.clone(),
         delta_report: Vec::new(),
     }
 }
@@ -227,6 +233,20 @@ pub fn release_differences(published: &Manifest, new: &Manifest) -> Vec<String> 
             "requirements were [{}], now [{}]",
             show(&old.requirements),
             show(&new.requirements)
+        ));
+    }
+    if old.waves != new.waves {
+        let show = |w: &[Wave]| {
+            if w.is_empty() {
+                "none".to_string()
+            } else {
+                manifests::wave::describe(w)
+            }
+        };
+        out.push(format!(
+            "waves were {}, now {}",
+            show(&old.waves),
+            show(&new.waves)
         ));
     }
     let old_files: BTreeMap<&str, &EntryKind> = old
@@ -471,6 +491,55 @@ mod tests {
         let mut stricter = required.clone();
         stricter.requirements = vec![Requirement::kernel(">=6.1")];
         assert!(!same_release(&required, &stricter));
+
+        // So are the waves: the schedule is a promise to the fleet.
+        let wave = |percent, after_seconds| Wave {
+            percent,
+            after_seconds,
+        };
+        let mut staged = base.clone();
+        staged.waves = vec![wave(50, 3600), wave(100, 7200)];
+        assert!(!same_release(&base, &staged));
+        assert_eq!(
+            release_differences(&base, &staged),
+            ["waves were none, now 50%@1h,100%@2h"]
+        );
+        let mut slower = staged.clone();
+        slower.waves = vec![wave(50, 3600), wave(100, 86_400)];
+        assert_eq!(
+            release_differences(&staged, &slower),
+            ["waves were 50%@1h,100%@2h, now 50%@1h,100%@1d"]
+        );
+        assert!(same_release(&staged, &staged.clone()));
+    }
+
+    #[test]
+    fn waves_are_checked_and_written_in_order() {
+        let meta = |waves: Vec<Wave>| ReleaseMetadata {
+            version: "2.0.0".parse().unwrap(),
+            channel: "stable".into(),
+            created: Timestamp::UNIX_EPOCH,
+            notes: String::new(),
+            critical: false,
+            min_upgrade_from: None,
+            migrations: Vec::new(),
+            requirements: Vec::new(),
+            waves,
+        };
+        let waves = manifests::wave::parse_list("1%@1h,5%@4h,25%@1d,100%@3d").unwrap();
+        meta(waves.clone()).check().unwrap();
+        let plan = ReleasePlan {
+            entries: Vec::new(),
+            contents: BTreeMap::new(),
+        };
+        let built = build_manifest(&plan, &meta(waves.clone()), placeholder_object);
+        assert_eq!(built.waves, waves);
+        built.validate().unwrap();
+        let err = meta(waves[..3].to_vec()).check().unwrap_err().to_string();
+        assert!(
+            err.starts_with("--waves: the last wave reaches 25%, not 100%"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -484,6 +553,7 @@ mod tests {
             min_upgrade_from: None,
             migrations: Vec::new(),
             requirements,
+            waves: Vec::new(),
         };
         let psql = Requirement::command("psql", ">=14", "psql --version");
         let given = vec![
@@ -523,6 +593,7 @@ mod tests {
             min_upgrade_from: Some(min.parse().unwrap()),
             migrations: Vec::new(),
             requirements: Vec::new(),
+            waves: Vec::new(),
         };
         meta("1.5.0").check().unwrap();
         assert!(meta("2.0.0").check().is_err());

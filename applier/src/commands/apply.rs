@@ -17,7 +17,7 @@ use crate::lifecycle::{GoLiveFailure, Transition};
 use crate::lock::StateLock;
 use crate::patching::{self, Arrival};
 use crate::plan::{human_bytes, UpdatePlan};
-use crate::policy::{Gate, Policy, ReleaseFacts};
+use crate::policy::{Gate, Policy};
 use crate::release_dir::Depth;
 use crate::state::{self, NodeState, Operation, OperationKind, Outcome, Transfer};
 use crate::store::ContentStore;
@@ -173,11 +173,7 @@ fn prepare(
             .ok_or_else(|| {
                 NodeError::verification(format!("{target} is not pinned in the index"))
             })?;
-        let facts = ReleaseFacts {
-            version: target.clone(),
-            created,
-            critical: manifest.manifest().critical,
-        };
+        let facts = super::release_facts(config, manifest.manifest(), created)?;
         if let Gate::Deferred {
             reason,
             next_allowed_at,

@@ -5,7 +5,8 @@
 //! max_version and exclude_versions allow: `target`, which may be below
 //! the channel's `latest`), and "now" is what an unattended run (`ferry
 //! apply --unattended`, the timer) would decide: windows, blackout dates,
-//! soak and `auto` (see `crate::policy`).
+//! soak, the node's rollout wave and `auto` (see `crate::policy`,
+//! `crate::waves`).
 //!
 //! Fetches and verifies the index and the target's manifest exactly
 //! as `apply` does (signatures, expiry, the serial this node already
@@ -33,6 +34,7 @@ use crate::error::{NodeError, Result, EXIT_UPDATE_AVAILABLE, EXIT_UPDATE_DEFERRE
 use crate::plan::{human_bytes, saved_percent};
 use crate::policy::{Gate, ReleaseFacts};
 use crate::trust::{self, TrustedState};
+use crate::waves::WaveReport;
 use crate::{installed, transport};
 
 #[derive(Debug, Clone, Serialize)]
@@ -50,6 +52,10 @@ pub struct CheckReport {
     pub policy_reason: Option<String>,
     /// When it may (null when allowed now, or never on its own).
     pub next_allowed_at: Option<Timestamp>,
+    /// This node's place in `target`'s rollout waves: `index` (1-based),
+    /// `count`, `percent`, `opens_at`, `position` (0-100), `open`; null
+    /// when the release has no waves or there is no update.
+    pub wave: Option<WaveReport>,
     /// Bytes a node on `installed` downloads to reach `target` (0 when up
     /// to date; the full release when the manifest has no report for it).
     pub download_bytes: u64,
@@ -76,6 +82,7 @@ pub fn report(config: &Config) -> Result<CheckReport> {
     let update_available = target
         .as_ref()
         .is_some_and(|t| installed.as_ref().is_none_or(|v| v < t));
+    let mut wave = None;
     let gate = match &target {
         Some(t) => {
             let created = index
@@ -85,14 +92,19 @@ pub fn report(config: &Config) -> Result<CheckReport> {
                 .ok_or_else(|| {
                     NodeError::verification(format!("{t} is not pinned in the index"))
                 })?;
-            policy.gate(
-                &ReleaseFacts {
+            // Up to date, a node needs no place in the waves (nor an id).
+            let facts = if update_available {
+                super::release_facts(config, manifest, created)?
+            } else {
+                ReleaseFacts {
                     version: t.clone(),
                     created,
                     critical: manifest.critical,
-                },
-                now,
-            )
+                    wave: None,
+                }
+            };
+            wave = facts.wave;
+            policy.gate(&facts, now)
         }
         None => Gate::Deferred {
             reason: format!(
@@ -131,6 +143,7 @@ pub fn report(config: &Config) -> Result<CheckReport> {
         policy_allows_now,
         policy_reason,
         next_allowed_at,
+        wave: wave.map(|w| w.report(now)),
         download_bytes,
         full_bytes,
         from_delta_report: update_available && item.is_some(),
@@ -248,6 +261,19 @@ pub fn run(config: &Config, json: bool) -> Result<u8> {
         } else {
             let target = r.target.as_ref().expect("an update has a target");
             println!("update available: {installed} -> {target}");
+            if let Some(wave) = &r.wave {
+                println!(
+                    "rollout:   wave {} of {} ({}%), {} at {} ({} {}); this node's position: {:.2} of 100",
+                    wave.index,
+                    wave.count,
+                    wave.percent,
+                    if wave.open { "opened" } else { "opens" },
+                    wave.opens_at,
+                    policy.local(wave.opens_at).strftime("%Y-%m-%d %H:%M"),
+                    policy.timezone_name,
+                    wave.position
+                );
+            }
             match &r.policy_reason {
                 None => println!("policy:    allows installing now"),
                 Some(reason) => println!(

@@ -13,10 +13,36 @@ pub mod rollout;
 pub mod status;
 pub mod verify;
 
+use jiff::Timestamp;
+
 use crate::config::Config;
 use crate::error::{NodeError, Result};
 use crate::lock::StateLock;
+use crate::policy::ReleaseFacts;
 use crate::recovery;
+
+/// What the policy gate weighs about a release: its signed facts (`created`
+/// is its pin's in the signed index, the manifest's own) and, when it has
+/// rollout waves, this node's place in them. The node id is looked up only
+/// then, so a node without one is bothered only by releases with waves.
+pub fn release_facts(
+    config: &Config,
+    manifest: &manifests::Manifest,
+    created: Timestamp,
+) -> Result<ReleaseFacts> {
+    let wave = if manifest.waves.is_empty() {
+        None
+    } else {
+        let node = config.node_id()?;
+        crate::waves::place(&manifest.waves, &node.id, &manifest.version, created)
+    };
+    Ok(ReleaseFacts {
+        version: manifest.version.clone(),
+        created,
+        critical: manifest.critical,
+        wave,
+    })
+}
 
 /// Tells the operator what recovery did, on stderr (stdout may be JSON).
 pub fn announce_recovery(message: Option<String>) {

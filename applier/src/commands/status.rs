@@ -21,6 +21,10 @@ pub struct StatusReport {
     /// The journal of an operation running right now (another ferry holds
     /// the lock), if any.
     pub operation_in_progress: Option<crate::journal::Journal>,
+    /// This node's id in rollout waves and where it came from (`config`,
+    /// `machine-id`, `hostname`); null when it has none (see
+    /// `crate::node_id`).
+    pub node_id: Option<crate::node_id::NodeId>,
 }
 
 pub fn report(config: &Config) -> Result<StatusReport> {
@@ -36,6 +40,8 @@ pub fn report(config: &Config) -> Result<StatusReport> {
         install_root: root.display().to_string(),
         state_dir: config.install.state_dir.display().to_string(),
         operation_in_progress: crate::journal::Journal::load(&config.install.state_dir)?,
+        // Only releases with waves need an id; status just shows it.
+        node_id: config.node_id().ok(),
     })
 }
 
@@ -75,6 +81,17 @@ pub fn run(config: &Config, json: bool) -> Result<()> {
             j.to_version,
             j.step
         );
+    }
+    match &r.node_id {
+        Some(node) => {
+            let from = match node.source {
+                crate::node_id::NodeIdSource::Config => "[node] id",
+                crate::node_id::NodeIdSource::MachineId => crate::node_id::MACHINE_ID_PATH,
+                crate::node_id::NodeIdSource::Hostname => "the hostname",
+            };
+            println!("node id:   {} (from {from})", node.id);
+        }
+        None => println!("node id:   none (set [node] id to take part in rollout waves)"),
     }
     match &r.last_operation {
         None => println!("last:      -"),

@@ -194,8 +194,8 @@ pub fn fetch_manifest(
 
 /// Refuses releases that declare things this applier cannot honour yet:
 /// installing them without their hooks would be worse than not installing
-/// them. (Migrations and requirements are honoured: `crate::migrations`,
-/// `crate::preflight`.)
+/// them. (Migrations, requirements and rollout waves are honoured:
+/// `crate::migrations`, `crate::preflight`, `crate::waves`.)
 pub fn check_supported(manifest: &manifests::Manifest) -> Result<()> {
     let mut unsupported = Vec::new();
     if !manifest.hooks.is_empty() {

@@ -48,6 +48,10 @@ pub struct ReleaseListing {
     pub files: Option<usize>,
     /// Uncompressed bytes of those files.
     pub content_bytes: Option<u64>,
+    /// The rollout schedule (`--waves`), e.g. `50%@1h,100%@2h`; omitted
+    /// when the release has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waves: Option<String>,
     /// Why `files` and `content_bytes` are missing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
@@ -104,6 +108,7 @@ pub fn list_repository(root: &Path) -> anyhow::Result<Listing> {
                     manifest: pin.path.clone(),
                     files: summary.as_ref().ok().map(|s| s.0),
                     content_bytes: summary.as_ref().ok().map(|s| s.1),
+                    waves: summary.as_ref().ok().and_then(|s| s.2.clone()),
                     problem: summary.err(),
                     version,
                 }
@@ -126,12 +131,12 @@ pub fn list_repository(root: &Path) -> anyhow::Result<Listing> {
     })
 }
 
-/// File count and content bytes of a release's manifest.
+/// File count, content bytes and rollout schedule of a release's manifest.
 fn manifest_summary(
     repo: &Repository,
     pinned_size: u64,
     version: &Version,
-) -> Result<(usize, u64), String> {
+) -> Result<(usize, u64, Option<String>), String> {
     let relative = layout::manifest(version);
     let bytes = repo
         .read(&relative, pinned_size)
@@ -147,7 +152,8 @@ fn manifest_summary(
         .iter()
         .filter(|f| f.content().is_some())
         .count();
-    Ok((files, manifest.content_bytes()))
+    let waves = (!manifest.waves.is_empty()).then(|| manifests::wave::describe(&manifest.waves));
+    Ok((files, manifest.content_bytes(), waves))
 }
 
 /// The human-readable listing.
@@ -171,13 +177,16 @@ pub fn render(listing: &Listing) -> String {
             } else {
                 "        "
             };
-            let detail = match (release.files, release.content_bytes, &release.problem) {
+            let mut detail = match (release.files, release.content_bytes, &release.problem) {
                 (Some(files), Some(bytes), _) => {
                     format!("{files} files, {} ({bytes} bytes)", ByteSize(bytes))
                 }
                 (_, _, Some(problem)) => format!("unreadable: {problem}"),
                 _ => "unreadable".to_string(),
             };
+            if let Some(waves) = &release.waves {
+                detail.push_str(&format!(", waves {waves}"));
+            }
             out.push_str(&format!(
                 "  {:<width$}  {marker}  {}  {detail}\n",
                 release.version.to_string(),

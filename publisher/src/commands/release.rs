@@ -155,6 +155,7 @@ pub fn publish(args: &ReleaseArgs) -> anyhow::Result<ReleaseOutcome> {
             .chain(&args.require_command)
             .cloned()
             .collect(),
+        waves: args.waves.clone().map(|w| w.0).unwrap_or_default(),
     };
     metadata.check()?;
     let expires = publication::expiry(created, args.expires_in)?;
