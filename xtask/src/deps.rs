@@ -11,6 +11,10 @@
 //! - `openssl`, `pkg-config` and `libssl-dev`, `perl` and `make`: X.509
 //!   signatures (the CLI in tests/tests/x509_chain.rs, the system OpenSSL
 //!   the publisher links, the vendored one `ferry-x509` builds).
+//! - `ip` (iproute2) and `sysctl` (procps): the blue-green and restart
+//!   tests, and `cargo xtask bench lifecycle`, run in network namespaces of
+//!   their own; `systemd-analyze` (systemd) checks the units
+//!   `ferry install-units` writes.
 //! - the `x86_64-unknown-linux-musl` Rust target: `cargo xtask dist`.
 //! - `actionlint`: `cargo xtask test` lints the GitHub workflows.
 //!
@@ -44,6 +48,12 @@ const APT_TOOLS: &[(&str, &str)] = &[
     ("pkg-config", "pkg-config"),
     ("perl", "perl"),
     ("make", "make"),
+    // Node lifecycle: the blue-green and restart tests run in network
+    // namespaces they make (`ip netns`, `sysctl` in procps), and the systemd
+    // units are checked with `systemd-analyze verify`.
+    ("ip", "iproute2"),
+    ("sysctl", "procps"),
+    ("systemd-analyze", "systemd"),
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
