@@ -120,7 +120,7 @@ struct CoordinatorState {
 
 #[derive(Subcommand)]
 enum RolloutCommand {
-    /// Plan a rollout of --version to the inventory's nodes (this build: with --dry-run only).
+    /// Roll --version out to the inventory's nodes (--dry-run: only show the plan).
     Start {
         /// The cluster: nodes, transport and [rollout] policy.
         #[arg(long, value_name = "cluster.toml")]
@@ -165,19 +165,19 @@ enum RolloutCommand {
         #[command(flatten)]
         state: CoordinatorState,
     },
-    /// Stop a rollout (not available in this build yet).
+    /// Stop a rollout: no more nodes, no rollback.
     Abort {
         id: String,
         #[command(flatten)]
         state: CoordinatorState,
     },
-    /// Continue a rollout a killed coordinator left (not available in this build yet).
+    /// Continue a rollout a killed coordinator left.
     Resume {
         id: String,
         #[command(flatten)]
         state: CoordinatorState,
     },
-    /// Go on past the canary (not available in this build yet).
+    /// Go on past the canary.
     Promote {
         id: String,
         #[command(flatten)]
@@ -326,8 +326,8 @@ fn run_rollout(command: RolloutCommand) -> Result<(), NodeError> {
             commands::rollout::status(&state.state_dir, &id, json)
         }
         RolloutCommand::List { json, state } => commands::rollout::list(&state.state_dir, json),
-        RolloutCommand::Abort { .. } => Err(commands::rollout::not_available("rollout abort")),
-        RolloutCommand::Resume { .. } => Err(commands::rollout::not_available("rollout resume")),
-        RolloutCommand::Promote { .. } => Err(commands::rollout::not_available("rollout promote")),
+        RolloutCommand::Abort { id, state } => commands::rollout::abort(&state.state_dir, &id),
+        RolloutCommand::Resume { id, state } => commands::rollout::resume(&state.state_dir, &id),
+        RolloutCommand::Promote { id, state } => commands::rollout::promote(&state.state_dir, &id),
     }
 }

@@ -177,23 +177,16 @@ fn the_plan_puts_a_canary_first_batches_within_the_majority_and_the_leader_last(
     coordinator(&ws, &["rollout", "status", "20260101T000000Z-1.1.0"])
         .assert_code(1)
         .assert_stderr_contains("no rollout 20260101T000000Z-1.1.0");
-    // Executing is not in this build: it says so instead of half doing it.
+    // Continuing or stopping a rollout that does not exist names it and
+    // creates nothing.
     for args in [
-        &[
-            "rollout",
-            "start",
-            "--inventory",
-            &inventory_arg,
-            "--version",
-            "1.1.0",
-        ][..],
-        &["rollout", "resume", "x"],
+        &["rollout", "resume", "x"][..],
         &["rollout", "promote", "x"],
         &["rollout", "abort", "x"],
     ] {
         coordinator(&ws, args)
             .assert_code(1)
-            .assert_stderr_contains("is not available in this build of ferry yet");
+            .assert_stderr_contains("no rollout x");
     }
     assert!(!ws.dir.join("coordinator").exists());
     for node in &nodes {

@@ -1,10 +1,9 @@
 //! `ferry rollout ...`: the coordinator side of a cluster rollout (see
 //! `crate::rollout` for what a rollout is and its stage order).
 //!
-//! This build plans rollouts (`start --dry-run`) and reads the records
-//! (`list`, `status`); executing one (`start` without `--dry-run`,
-//! `resume`, `promote`, `abort`) is refused with a message saying so,
-//! rather than half done.
+//! `start --dry-run` plans; `start` plans, saves a record and executes it
+//! (`crate::rollout::execute`); `promote`, `resume` and `abort` continue
+//! or stop a recorded rollout; `list` and `status` read the records.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,9 +12,10 @@ use semver::Version;
 use serde::Serialize;
 
 use crate::error::{NodeError, Result};
+use crate::rollout::execute::{self, RolloutLock};
 use crate::rollout::inventory::{Canary, Inventory, Promote, RollbackScope, RolloutPolicy};
 use crate::rollout::plan::RolloutPlan;
-use crate::rollout::record::{NodeRolloutState, RolloutRecord};
+use crate::rollout::record::{NodeRolloutState, RolloutRecord, RolloutState};
 use crate::rollout::transport;
 
 /// `ferry rollout start`'s arguments.
@@ -76,9 +76,6 @@ struct DryRun<'a> {
 }
 
 pub fn start(args: &StartArgs) -> Result<()> {
-    if !args.dry_run {
-        return Err(not_available("rollout start without --dry-run"));
-    }
     let inventory = Inventory::load(&args.inventory).map_err(NodeError::Other)?;
     let policy = args.overrides.apply_to(&inventory.rollout)?;
     let own_ferry = std::env::current_exe()
@@ -93,6 +90,20 @@ pub fn start(args: &StartArgs) -> Result<()> {
         &args.version,
     )
     .map_err(|e| NodeError::Other(format!("cannot plan the rollout: {e}")))?;
+    if !args.dry_run {
+        let mut record = RolloutRecord::new(
+            plan,
+            args.inventory.clone(),
+            &currents,
+            jiff::Timestamp::now(),
+        );
+        record.policy = Some(policy.clone());
+        let _lock = RolloutLock::acquire(&args.state_dir, &record.id)?;
+        record.save(&args.state_dir, jiff::Timestamp::now())?;
+        println!("rollout {}", record.id);
+        print_plan(&record.plan, &policy, &currents);
+        return execute::drive(&args.state_dir, record, &inventory, &policy, &own_ferry);
+    }
     if args.json {
         let out = DryRun {
             dry_run: true,
@@ -316,11 +327,59 @@ fn label<T: Serialize>(state: T) -> String {
     }
 }
 
-/// The answer of the subcommands this build does not execute yet.
-pub fn not_available(what: &str) -> NodeError {
-    NodeError::Other(format!(
-        "{what} is not available in this build of ferry yet: only `rollout start --dry-run`, `rollout list` and `rollout status` are"
-    ))
+/// Loads rollout `id` under its lock, with its inventory and policy.
+fn continue_rollout(state_dir: &Path, id: &str, allowed: RolloutState, verb: &str) -> Result<()> {
+    // Load first: an unknown id creates no lock file.
+    RolloutRecord::load(state_dir, id)?;
+    let _lock = RolloutLock::acquire(state_dir, id)?;
+    let record = RolloutRecord::load(state_dir, id)?;
+    if record.state != allowed {
+        return Err(NodeError::Other(format!(
+            "rollout {id} is {}: only a rollout that is {} can be {verb}",
+            label(record.state),
+            label(allowed)
+        )));
+    }
+    let inventory = Inventory::load(&record.inventory).map_err(NodeError::Other)?;
+    let policy = record
+        .policy
+        .clone()
+        .unwrap_or_else(|| inventory.rollout.clone());
+    let own_ferry = std::env::current_exe()
+        .map_err(|e| NodeError::io("cannot find this ferry executable", e))?;
+    println!("rollout {id}: {verb} from stage {}", record.stage_index + 1);
+    execute::drive(state_dir, record, &inventory, &policy, &own_ferry)
+}
+
+/// `ferry rollout promote ID`: go on past the canary.
+pub fn promote(state_dir: &Path, id: &str) -> Result<()> {
+    continue_rollout(state_dir, id, RolloutState::AwaitingPromotion, "promoted")
+}
+
+/// `ferry rollout resume ID`: continue what a dead coordinator left.
+pub fn resume(state_dir: &Path, id: &str) -> Result<()> {
+    continue_rollout(state_dir, id, RolloutState::Running, "resumed")
+}
+
+/// `ferry rollout abort ID`: no more nodes, no rollback. Refused while a
+/// coordinator drives it (the lock), so it never races one.
+pub fn abort(state_dir: &Path, id: &str) -> Result<()> {
+    RolloutRecord::load(state_dir, id)?;
+    let _lock = RolloutLock::acquire(state_dir, id)?;
+    let mut record = RolloutRecord::load(state_dir, id)?;
+    if !matches!(
+        record.state,
+        RolloutState::Running | RolloutState::AwaitingPromotion
+    ) {
+        return Err(NodeError::Other(format!(
+            "rollout {id} is already {}",
+            label(record.state)
+        )));
+    }
+    record.state = RolloutState::Aborted;
+    record.save(state_dir, jiff::Timestamp::now())?;
+    println!("rollout {id} aborted: no more nodes will be updated; nothing was rolled back");
+    Ok(())
 }
 
 #[cfg(test)]

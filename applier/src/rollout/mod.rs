@@ -26,6 +26,7 @@
 //! every rule above is unit-tested), `transport` runs `ferry` on a node and
 //! `record` persists a rollout so a killed coordinator can resume it.
 
+pub mod execute;
 pub mod inventory;
 pub mod plan;
 pub mod record;

@@ -17,6 +17,7 @@ use jiff::Timestamp;
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
+use super::inventory::RolloutPolicy;
 use super::plan::RolloutPlan;
 use crate::durable;
 use crate::error::{NodeError, Result};
@@ -37,6 +38,10 @@ pub struct RolloutRecord {
     pub state: RolloutState,
     pub created: Timestamp,
     pub updated: Timestamp,
+    /// The policy (with the flags' overrides) the rollout runs with, so
+    /// `promote` and `resume` go on with the same one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<RolloutPolicy>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +63,10 @@ pub struct NodeProgress {
     /// Why it failed or was rolled back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// 1 for the first node this rollout updated, 2 for the next...:
+    /// rollbacks go newest first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_order: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +99,7 @@ impl RolloutRecord {
                     state: NodeRolloutState::Pending,
                     from: current_versions.get(name).cloned().flatten(),
                     message: None,
+                    update_order: None,
                 },
             );
         }
@@ -100,6 +110,7 @@ impl RolloutRecord {
                     state: NodeRolloutState::Skipped,
                     from: current_versions.get(name).cloned().flatten(),
                     message: None,
+                    update_order: None,
                 },
             );
         }
@@ -114,6 +125,7 @@ impl RolloutRecord {
             state: RolloutState::Running,
             created: now,
             updated: now,
+            policy: None,
         }
     }
 

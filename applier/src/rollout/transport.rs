@@ -25,6 +25,8 @@ pub enum RemoteCommand<'a> {
     Apply(&'a Version),
     /// `ferry status --json`.
     Status,
+    /// `ferry rollback --to V`.
+    Rollback(&'a Version),
 }
 
 /// The shell line that runs `what` on `node`. `own_ferry` is this
@@ -44,9 +46,12 @@ pub fn command_line(
                     .status_template
                     .clone()
                     .unwrap_or_else(|| command.template.replace(APPLY_ARGS, "status --json")),
+                RemoteCommand::Rollback(_) => command
+                    .template
+                    .replace(APPLY_ARGS, "rollback --to {version}"),
             };
             let version = match what {
-                RemoteCommand::Apply(v) => v.to_string(),
+                RemoteCommand::Apply(v) | RemoteCommand::Rollback(v) => v.to_string(),
                 RemoteCommand::Status => String::new(),
             };
             template
@@ -87,6 +92,9 @@ fn ssh_line(ssh: &SshTransport, node: &InventoryNode, what: RemoteCommand<'_>) -
             "json".into(),
         ]),
         RemoteCommand::Status => remote.extend(["status".into(), "--json".into()]),
+        RemoteCommand::Rollback(v) => {
+            remote.extend(["rollback".into(), "--to".into(), v.to_string()])
+        }
     }
     let remote_line = remote
         .iter()
@@ -208,6 +216,11 @@ mod tests {
             command_line(&t, &node(), RemoteCommand::Status, own),
             "'/usr/bin/my ferry' --config /n/db-1/f.toml status --json # 10.0.0.1"
         );
+        let from = Version::new(1, 0, 0);
+        assert_eq!(
+            command_line(&t, &node(), RemoteCommand::Rollback(&from), own),
+            "'/usr/bin/my ferry' --config /n/db-1/f.toml rollback --to 1.0.0 # 10.0.0.1"
+        );
         let explicit = Transport::Command(CommandTransport {
             template: "x".into(),
             status_template: Some("cat /s/{name}.json".into()),
@@ -245,6 +258,15 @@ mod tests {
         assert_eq!(
             command_line(&bare, &node(), RemoteCommand::Status, Path::new("/x")),
             "ssh -o BatchMode=yes 10.0.0.1 -- 'ferry status --json'"
+        );
+        assert_eq!(
+            command_line(
+                &bare,
+                &node(),
+                RemoteCommand::Rollback(&Version::new(1, 9, 0)),
+                Path::new("/x")
+            ),
+            "ssh -o BatchMode=yes 10.0.0.1 -- 'ferry rollback --to 1.9.0'"
         );
     }
 

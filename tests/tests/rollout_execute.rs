@@ -1,0 +1,265 @@
+//! The promise: `ferry rollout start` (without --dry-run) moves every node
+//! to the version stage by stage (canary, batches, leader last) through the
+//! inventory's transport; a failed node stops the rollout and rolls back
+//! every node it updated, newest first; a manual promotion stops after the
+//! canary until `promote`; and `resume` finishes what a dead coordinator
+//! left without applying any node twice.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ferry_tests::binaries;
+use ferry_tests::fixtures::{Node, Workspace, CHANNEL};
+use ferry_tests::run::{run, Output};
+use jiff::Timestamp;
+use serde_json::Value;
+
+/// Five nodes on 1.0.0, installed by the real `ferry apply`, and 1.1.0
+/// published.
+fn cluster() -> (Workspace, Vec<Node>) {
+    let ws = Workspace::new();
+    ws.publish("1.0.0", CHANNEL, &ws.input(1));
+    let nodes: Vec<Node> = (1..=5).map(|i| ws.node(&format!("n{i}"))).collect();
+    for node in &nodes {
+        node.ferry_ok(&["apply", "--version", "1.0.0"]);
+    }
+    ws.publish("1.1.0", CHANNEL, &ws.input(2));
+    (ws, nodes)
+}
+
+/// A `cluster.toml` with n1 the leader and the `command` transport; the
+/// apply of `failing` (if any) exits 1 before running ferry.
+fn write_inventory(ws: &Workspace, nodes: &[Node], failing: Option<&str>) -> PathBuf {
+    let mut text = String::new();
+    for node in nodes {
+        text.push_str(&format!(
+            "[[node]]\nname = \"{}\"\naddress = \"127.0.0.1\"\nrole = \"{}\"\n",
+            node.name,
+            if node.name == "n1" {
+                "leader"
+            } else {
+                "follower"
+            },
+        ));
+    }
+    let config = format!("{}/nodes/{{name}}/ferry.toml", ws.dir.display());
+    let guard = failing.map_or(String::new(), |name| format!("test {{name}} != {name} && "));
+    text.push_str(&format!(
+        "[transport]\nkind = \"command\"\ntemplate = \"{guard}{{ferry}} --config {config} apply --version {{version}} --output json\"\nstatus_template = \"{{ferry}} --config {config} status --json\"\n"
+    ));
+    text.push_str("[rollout]\ncanary = 1\nmax_unavailable = 3\nbake_seconds = 0\n");
+    let path = ws.dir.join("cluster.toml");
+    fs::write(&path, text).unwrap();
+    path
+}
+
+fn coordinator(ws: &Workspace, args: &[&str]) -> Output {
+    let mut command = Command::new(binaries::ferry());
+    command
+        .env_remove("FERRY_CONFIG")
+        .env("NO_COLOR", "1")
+        .args(args)
+        .arg("--state-dir")
+        .arg(ws.dir.join("coordinator"));
+    run(&mut command)
+}
+
+fn start(ws: &Workspace, inventory: &Path, promote: &str) -> Output {
+    let inventory = inventory.to_string_lossy();
+    coordinator(
+        ws,
+        &[
+            "rollout",
+            "start",
+            "--inventory",
+            &inventory,
+            "--version",
+            "1.1.0",
+            "--promote",
+            promote,
+        ],
+    )
+}
+
+/// The id `start` printed first.
+fn rollout_id(out: &Output) -> String {
+    out.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("rollout "))
+        .unwrap_or_else(|| panic!("no rollout id printed\n{out}"))
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn record(ws: &Workspace, id: &str) -> Value {
+    let path = ws.dir.join(format!("coordinator/rollouts/{id}.json"));
+    serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
+}
+
+/// Each node's (operation, to_version, finished_at) in its history, after
+/// the initial 1.0.0 install.
+fn operations(node: &Node) -> Vec<(String, String, Timestamp)> {
+    node.history_json()
+        .iter()
+        .skip(1)
+        .map(|op| {
+            (
+                op["operation"].as_str().unwrap().to_string(),
+                op["to_version"].as_str().unwrap().to_string(),
+                op["finished_at"].as_str().unwrap().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn applied_once(nodes: &[Node]) {
+    for node in nodes {
+        let ops = operations(node);
+        assert_eq!(ops.len(), 1, "{}: {ops:?}", node.name);
+        assert_eq!((ops[0].0.as_str(), ops[0].1.as_str()), ("apply", "1.1.0"));
+        assert_eq!(node.current_version().as_deref(), Some("1.1.0"));
+    }
+}
+
+/// The leader's apply finished after every follower's.
+fn leader_last(nodes: &[Node]) {
+    let leader = operations(&nodes[0])[0].2;
+    for node in &nodes[1..] {
+        assert!(
+            operations(node)[0].2 < leader,
+            "{} after the leader",
+            node.name
+        );
+    }
+}
+
+#[test]
+fn auto_promotion_updates_every_node_with_the_leader_last() {
+    let (ws, nodes) = cluster();
+    let inventory = write_inventory(&ws, &nodes, None);
+    let out = start(&ws, &inventory, "auto");
+    out.assert_success().assert_stdout_contains("succeeded");
+    let id = rollout_id(&out);
+    let r = record(&ws, &id);
+    assert_eq!(r["state"], "succeeded", "{r}");
+    assert_eq!(r["stage_index"], 4, "{r}");
+    for node in &nodes {
+        assert_eq!(r["nodes"][&node.name]["state"], "updated", "{r}");
+    }
+    assert_eq!(r["nodes"]["n1"]["update_order"], 5, "{r}");
+    assert_eq!(r["nodes"]["n2"]["update_order"], 1, "{r}");
+    applied_once(&nodes);
+    leader_last(&nodes);
+    coordinator(&ws, &["rollout", "status", &id]).assert_stdout_contains("succeeded");
+}
+
+#[test]
+fn a_failed_node_rolls_back_every_updated_node_newest_first() {
+    let (ws, nodes) = cluster();
+    // Stages: canary n2, batch [n3, n4], batch [n5], leader n1; n4 fails.
+    let inventory = write_inventory(&ws, &nodes, Some("n4"));
+    let out = start(&ws, &inventory, "auto");
+    out.assert_code(1)
+        .assert_stderr_contains("failed at node n4");
+    let id = rollout_id(&out);
+    let r = record(&ws, &id);
+    assert_eq!(r["state"], "failed", "{r}");
+    assert_eq!(r["nodes"]["n4"]["state"], "failed", "{r}");
+    for name in ["n2", "n3"] {
+        assert_eq!(r["nodes"][name]["state"], "rolled-back", "{r}");
+    }
+    for name in ["n5", "n1"] {
+        assert_eq!(r["nodes"][name]["state"], "pending", "{r}");
+    }
+    for node in &nodes {
+        assert_eq!(
+            node.current_version().as_deref(),
+            Some("1.0.0"),
+            "{}",
+            node.name
+        );
+    }
+    // n2 and n3 applied then rolled back, n3 (updated last) first.
+    let n2 = operations(&nodes[1]);
+    let n3 = operations(&nodes[2]);
+    for ops in [&n2, &n3] {
+        let kinds: Vec<(&str, &str)> = ops
+            .iter()
+            .map(|(o, v, _)| (o.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(kinds, [("apply", "1.1.0"), ("rollback", "1.0.0")]);
+    }
+    assert!(n3[1].2 < n2[1].2, "n3 must be rolled back before n2");
+    for node in [&nodes[0], &nodes[3], &nodes[4]] {
+        assert!(operations(node).is_empty(), "{} was touched", node.name);
+    }
+}
+
+#[test]
+fn manual_promotion_stops_after_the_canary_until_promote() {
+    let (ws, nodes) = cluster();
+    let inventory = write_inventory(&ws, &nodes, None);
+    let out = start(&ws, &inventory, "manual");
+    out.assert_success()
+        .assert_stdout_contains("rollout promote");
+    let id = rollout_id(&out);
+    let r = record(&ws, &id);
+    assert_eq!(r["state"], "awaiting-promotion", "{r}");
+    assert_eq!(r["nodes"]["n2"]["state"], "updated", "{r}");
+    for node in &nodes {
+        let expected = if node.name == "n2" { "1.1.0" } else { "1.0.0" };
+        assert_eq!(node.current_version().as_deref(), Some(expected));
+    }
+    // resume refuses a rollout waiting for a person.
+    coordinator(&ws, &["rollout", "resume", &id])
+        .assert_code(1)
+        .assert_stderr_contains("awaiting-promotion");
+    coordinator(&ws, &["rollout", "promote", &id]).assert_success();
+    assert_eq!(record(&ws, &id)["state"], "succeeded");
+    applied_once(&nodes);
+    leader_last(&nodes);
+}
+
+#[test]
+fn resume_finishes_exactly_what_a_dead_coordinator_left() {
+    let (ws, nodes) = cluster();
+    let inventory = write_inventory(&ws, &nodes, None);
+    // The coordinator stops after the canary; then the record is edited
+    // to look like one killed in batch 1: n3 applied but still
+    // `updating`, n4 `updating` but never applied, the rest pending.
+    let id = rollout_id(&start(&ws, &inventory, "manual"));
+    nodes[2].ferry_ok(&["apply", "--version", "1.1.0"]);
+    let path = ws.dir.join(format!("coordinator/rollouts/{id}.json"));
+    let mut r = record(&ws, &id);
+    r["state"] = "running".into();
+    r["nodes"]["n3"]["state"] = "updating".into();
+    r["nodes"]["n4"]["state"] = "updating".into();
+    fs::write(&path, serde_json::to_vec_pretty(&r).unwrap()).unwrap();
+
+    coordinator(&ws, &["rollout", "resume", &id]).assert_success();
+    let r = record(&ws, &id);
+    assert_eq!(r["state"], "succeeded", "{r}");
+    applied_once(&nodes);
+    leader_last(&nodes);
+    // Finished: nothing is left to resume, and abort refuses it.
+    coordinator(&ws, &["rollout", "resume", &id]).assert_code(1);
+    coordinator(&ws, &["rollout", "abort", &id])
+        .assert_code(1)
+        .assert_stderr_contains("already succeeded");
+}
+
+#[test]
+fn abort_stops_a_waiting_rollout() {
+    let (ws, nodes) = cluster();
+    let inventory = write_inventory(&ws, &nodes, None);
+    let id = rollout_id(&start(&ws, &inventory, "manual"));
+    coordinator(&ws, &["rollout", "abort", &id]).assert_success();
+    assert_eq!(record(&ws, &id)["state"], "aborted");
+    coordinator(&ws, &["rollout", "promote", &id])
+        .assert_code(1)
+        .assert_stderr_contains("aborted");
+    assert_eq!(nodes[0].current_version().as_deref(), Some("1.0.0"));
+}
