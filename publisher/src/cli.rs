@@ -465,6 +465,28 @@ mod tests {
 
     use super::*;
 
+    /// `ferry-publish release` of version 2.0.0 on `stable` from `in`, with
+    /// `extra` options.
+    fn parse_release(extra: &[&str]) -> Result<ReleaseArgs, clap::Error> {
+        let base = [
+            "ferry-publish",
+            "release",
+            "--repo",
+            "r",
+            "--key",
+            "k",
+            "--version",
+            "2.0.0",
+            "--channel",
+            "stable",
+        ];
+        let cli = Cli::try_parse_from(base.iter().chain(extra).chain(["in"].iter()))?;
+        let Command::Release(args) = cli.command else {
+            panic!("not release")
+        };
+        Ok(args)
+    }
+
     #[test]
     fn command_line_definition_is_consistent() {
         Cli::command().debug_assert();
@@ -513,25 +535,7 @@ mod tests {
 
     #[test]
     fn delta_flags_parse() {
-        let parse = |extra: &[&str]| {
-            let base = [
-                "ferry-publish",
-                "release",
-                "--repo",
-                "r",
-                "--key",
-                "k",
-                "--version",
-                "2.0.0",
-                "--channel",
-                "stable",
-            ];
-            let cli = Cli::try_parse_from(base.iter().chain(extra).chain(["in"].iter()))?;
-            let Command::Release(args) = cli.command else {
-                panic!("not release")
-            };
-            Ok::<_, clap::Error>(args)
-        };
+        let parse = parse_release;
         let args = parse(&[
             "--delta-from",
             "1.0.0, 1.1.0",
@@ -568,25 +572,7 @@ mod tests {
 
     #[test]
     fn requirement_flags_parse_and_bad_spellings_show_the_form() {
-        let parse = |extra: &[&str]| {
-            let base = [
-                "ferry-publish",
-                "release",
-                "--repo",
-                "r",
-                "--key",
-                "k",
-                "--version",
-                "2.0.0",
-                "--channel",
-                "stable",
-            ];
-            let cli = Cli::try_parse_from(base.iter().chain(extra).chain(["in"].iter()))?;
-            let Command::Release(args) = cli.command else {
-                panic!("not release")
-            };
-            Ok::<_, clap::Error>(args)
-        };
+        let parse = parse_release;
         let args = parse(&[
             "--require",
             "kernel:>=5.10",
@@ -644,25 +630,7 @@ mod tests {
 
     #[test]
     fn waves_parse_whole_and_bad_spellings_show_the_form() {
-        let parse = |extra: &[&str]| {
-            let base = [
-                "ferry-publish",
-                "release",
-                "--repo",
-                "r",
-                "--key",
-                "k",
-                "--version",
-                "2.0.0",
-                "--channel",
-                "stable",
-            ];
-            let cli = Cli::try_parse_from(base.iter().chain(extra).chain(["in"].iter()))?;
-            let Command::Release(args) = cli.command else {
-                panic!("not release")
-            };
-            Ok::<_, clap::Error>(args)
-        };
+        let parse = parse_release;
         let wave = |percent, after_seconds| Wave {
             percent,
             after_seconds,

@@ -23,6 +23,7 @@
 //! - [`small_fs`]: size-limited tmpfs mounts for the disk-full tests;
 //! - [`threats`]: a repository served to a node over HTTP, and the
 //!   "refused, said why, changed nothing" assertion of the threat tests;
+//! - [`cluster`]: five real nodes and the coordinator, for the rollout tests;
 //! - [`demo`]: demo-service releases for the node lifecycle tests;
 //! - [`load`]: the load generator and idle connections for restart tests;
 //! - [`netns`]: throw-away network namespaces for per-namespace sysctls;
@@ -30,6 +31,7 @@
 //!   receivers that are down, for the notification tests.
 
 pub mod binaries;
+pub mod cluster;
 pub mod demo;
 pub mod fixtures;
 pub mod http_server;

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use ferry_demo_service::commands::blue_green_commands;
 use ferry_tests::binaries::{demo_load, ferry};
 use ferry_tests::demo::demo_release;
 use ferry_tests::fixtures::{Node, Workspace, CHANNEL};
@@ -37,14 +38,7 @@ impl<'a> BlueGreenNode<'a> {
         let node = ws.node("n1");
         let pid_dir = node.dir.join("pids");
         fs::create_dir_all(&pid_dir).unwrap();
-        let pid = format!("{}/demo-{{version}}.pid", pid_dir.display());
-        let start = format!(
-            "setsid {{release_dir}}/bin/demo-service --listen {ADDR} --pid-file {pid} >> {log} 2>&1 < /dev/null &",
-            log = node.dir.join("demo.log").display()
-        );
-        let stop = format!(
-            "pid=$(cat {pid}) && kill $pid && while kill -0 $pid 2>/dev/null; do sleep 0.02; done"
-        );
+        let (start, stop) = blue_green_commands(ADDR, &pid_dir, &node.dir.join("demo.log"));
         let mut config = fs::read_to_string(&node.config).unwrap();
         config.push_str(&format!(
             "\n[service]\nstrategy = \"blue-green\"\nstart_command = {start:?}\nstop_command = {stop:?}\ncommand_timeout_seconds = 20\n\

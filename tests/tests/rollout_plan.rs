@@ -7,25 +7,11 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use ferry_tests::binaries;
-use ferry_tests::fixtures::{Node, Workspace, CHANNEL};
-use ferry_tests::run::{run, Output};
+use ferry_tests::cluster::{coordinator, five_nodes_on_1_0_0 as cluster};
+use ferry_tests::fixtures::{Node, Workspace};
+use ferry_tests::run::Output;
 use serde_json::Value;
-
-/// Five nodes on 1.0.0, installed by the real `ferry apply`, and 1.1.0
-/// published.
-fn cluster() -> (Workspace, Vec<Node>) {
-    let ws = Workspace::new();
-    ws.publish("1.0.0", CHANNEL, &ws.input(1));
-    let nodes: Vec<Node> = (1..=5).map(|i| ws.node(&format!("n{i}"))).collect();
-    for node in &nodes {
-        node.ferry_ok(&["apply", "--version", "1.0.0"]);
-    }
-    ws.publish("1.1.0", CHANNEL, &ws.input(2));
-    (ws, nodes)
-}
 
 /// A `cluster.toml` for `nodes` with the `command` transport running this
 /// build's `ferry` against each node's configuration.
@@ -47,17 +33,6 @@ fn write_inventory(ws: &Workspace, nodes: &[Node], leader: &str, extra: &str) ->
     let path = ws.dir.join("cluster.toml");
     fs::write(&path, text).unwrap();
     path
-}
-
-fn coordinator(ws: &Workspace, args: &[&str]) -> Output {
-    let mut command = Command::new(binaries::ferry());
-    command
-        .env_remove("FERRY_CONFIG")
-        .env("NO_COLOR", "1")
-        .args(args)
-        .arg("--state-dir")
-        .arg(ws.dir.join("coordinator"));
-    run(&mut command)
 }
 
 fn dry_run(ws: &Workspace, inventory: &Path, version: &str, json: bool) -> Output {

@@ -11,6 +11,7 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use ferry_demo_service::commands::restart_command;
 use ferry_tests::demo::{demo_release, free_port};
 use ferry_tests::fixtures::{Node, Workspace, CHANNEL};
 
@@ -33,13 +34,11 @@ impl Service {
     /// Stops the running instance (if any) and starts the one in `current`:
     /// what a `systemctl restart` would do.
     fn restart_script(&self, node: &Node) -> String {
-        format!(
-            "pid=$(cat {pid} 2>/dev/null); if [ -n \"$pid\" ]; then kill $pid; while kill -0 $pid 2>/dev/null; do sleep 0.02; done; fi; \
-             setsid {exe} --listen 127.0.0.1:{port} --pid-file {pid} >>{log} 2>&1 < /dev/null &",
-            pid = self.pid_file.display(),
-            exe = node.root.join("current/bin/demo-service").display(),
-            port = self.port,
-            log = self.log.display(),
+        restart_command(
+            &node.root,
+            &format!("127.0.0.1:{}", self.port),
+            &self.pid_file,
+            &self.log,
         )
     }
 

@@ -277,13 +277,11 @@ impl Demo {
         ));
         // What `systemctl restart demo` would do: stop the running service,
         // start the one in `current`.
-        let pid = self.pid_file().display().to_string();
-        let restart = format!(
-            "pid=$(cat {pid} 2>/dev/null); if [ -n \"$pid\" ]; then kill $pid; while kill -0 $pid 2>/dev/null; do sleep 0.05; done; fi; \
-             setsid {current}/bin/demo-service --listen 127.0.0.1:{port} --pid-file {pid} >> {log} 2>&1 < /dev/null &",
-            current = self.root.join("current").display(),
-            port = self.port,
-            log = self.work.join("node/demo-service.log").display(),
+        let restart = ferry_demo_service::commands::restart_command(
+            &self.root,
+            &format!("127.0.0.1:{}", self.port),
+            &self.pid_file(),
+            &self.work.join("node/demo-service.log"),
         );
         let config = format!(
             "[repository]\nurl = {}\nchannel = \"stable\"\npublic_keys = [{}]\n\n[install]\nroot = {}\nstate_dir = {}\n\n\

@@ -19,8 +19,10 @@
 //! - [`connections`]: a thread per connection and how each ends on stop;
 //! - [`server`]: the accept loop and the order of a graceful stop;
 //! - [`signals`]: SIGTERM and SIGINT as values, not handlers;
-//! - [`load`]: the load generator and idle connection holder.
+//! - [`load`]: the load generator and idle connection holder;
+//! - [`commands`]: the `[service]` command lines a ferry node runs it with.
 
+pub mod commands;
 pub mod connections;
 pub mod http;
 pub mod listener;

@@ -29,6 +29,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use ferry_demo_service::commands::{blue_green_commands, restart_command};
 use ferry_demo_service::load::{hold_idle_connections, LoadGenerator, LoadReport};
 
 use super::{median, Binaries};
@@ -280,29 +281,17 @@ impl Node {
         let root = dir.join("root");
         let log = dir.join("demo.log");
         let service = match strategy {
-            Strategy::Restart => {
-                let pid = dir.join("pids/demo.pid");
-                let restart = format!(
-                    "pid=$(cat {pid} 2>/dev/null); if [ -n \"$pid\" ]; then kill $pid; while kill -0 $pid 2>/dev/null; do sleep 0.01; done; fi; \
-                     setsid {exe} --listen {addr} --pid-file {pid} >> {log} 2>&1 < /dev/null &",
-                    pid = pid.display(),
-                    exe = root.join("current/bin/demo-service").display(),
-                    log = log.display(),
-                );
-                format!(
-                    "strategy = \"restart\"\nrestart_command = {}\n",
-                    toml_string(&restart)
-                )
-            }
+            Strategy::Restart => format!(
+                "strategy = \"restart\"\nrestart_command = {}\n",
+                toml_string(&restart_command(
+                    &root,
+                    &addr.to_string(),
+                    &dir.join("pids/demo.pid"),
+                    &log
+                ))
+            ),
             Strategy::BlueGreen => {
-                let pid = format!("{}/demo-{{version}}.pid", dir.join("pids").display());
-                let start = format!(
-                    "setsid {{release_dir}}/bin/demo-service --listen {addr} --pid-file {pid} >> {} 2>&1 < /dev/null &",
-                    log.display()
-                );
-                let stop = format!(
-                    "pid=$(cat {pid}) && kill $pid && while kill -0 $pid 2>/dev/null; do sleep 0.01; done"
-                );
+                let (start, stop) = blue_green_commands(&addr.to_string(), &dir.join("pids"), &log);
                 format!(
                     "strategy = \"blue-green\"\nstart_command = {}\nstop_command = {}\n",
                     toml_string(&start),
