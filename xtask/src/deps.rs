@@ -15,6 +15,9 @@
 //!   tests, and `cargo xtask bench lifecycle`, run in network namespaces of
 //!   their own; `systemd-analyze` (systemd) checks the units
 //!   `ferry install-units` writes.
+//! - `ssh`/`sshd` (OpenSSH), `etcd`/`etcdctl` and `chromium`: the cluster
+//!   rollout tests drive nodes over a real sshd, coordinate pull-mode nodes
+//!   through a real etcd and load the rollout dashboard in headless Chromium.
 //! - the `x86_64-unknown-linux-musl` Rust target: `cargo xtask dist`.
 //! - `actionlint`: `cargo xtask test` lints the GitHub workflows.
 //!
@@ -54,6 +57,15 @@ const APT_TOOLS: &[(&str, &str)] = &[
     ("ip", "iproute2"),
     ("sysctl", "procps"),
     ("systemd-analyze", "systemd"),
+    // Cluster rollouts: the ssh transport is tested against a real sshd the
+    // test starts on 127.0.0.1, pull-mode coordination against a real etcd,
+    // and the rollout dashboard in headless Chromium.
+    ("ssh", "openssh-client"),
+    ("/usr/sbin/sshd", "openssh-server"),
+    ("ssh-keygen", "openssh-client"),
+    ("etcd", "etcd-server"),
+    ("etcdctl", "etcd-client"),
+    ("chromium", "chromium"),
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
