@@ -21,8 +21,15 @@ pub fn five_nodes_on_1_0_0() -> (Workspace, Vec<Node>) {
     (ws, nodes)
 }
 
-/// `ferry ARGS --state-dir <ws>/coordinator`, with a clean environment.
+/// `ferry ARGS --state-dir <ws>/coordinator`, with a clean environment,
+/// run to its end.
 pub fn coordinator(ws: &Workspace, args: &[&str]) -> Output {
+    run(&mut coordinator_command(ws, args))
+}
+
+/// The command [`coordinator`] runs, for tests that start it in the
+/// background (to kill it, or to act while it runs).
+pub fn coordinator_command(ws: &Workspace, args: &[&str]) -> Command {
     let mut command = Command::new(binaries::ferry());
     command
         .env_remove("FERRY_CONFIG")
@@ -30,5 +37,53 @@ pub fn coordinator(ws: &Workspace, args: &[&str]) -> Output {
         .args(args)
         .arg("--state-dir")
         .arg(ws.dir.join("coordinator"));
-    run(&mut command)
+    command
+}
+
+/// Writes `<ws>/cluster.toml` for `nodes`: n1 the leader, the `command`
+/// transport running each node's own `ferry` (the apply of `failing`, if
+/// any, exits 1 before running ferry), and `rollout` as the `[rollout]`
+/// table's body.
+pub fn command_inventory(
+    ws: &Workspace,
+    nodes: &[Node],
+    failing: Option<&str>,
+    rollout: &str,
+) -> std::path::PathBuf {
+    let mut text = String::new();
+    for node in nodes {
+        let role = if node.name == "n1" {
+            "leader"
+        } else {
+            "follower"
+        };
+        text.push_str(&format!(
+            "[[node]]\nname = \"{}\"\naddress = \"127.0.0.1\"\nrole = \"{role}\"\n",
+            node.name
+        ));
+    }
+    let config = format!("{}/nodes/{{name}}/ferry.toml", ws.dir.display());
+    let guard = failing.map_or(String::new(), |name| format!("test {{name}} != {name} && "));
+    text.push_str(&format!(
+        "[transport]\nkind = \"command\"\ntemplate = \"{guard}{{ferry}} --config {config} apply --version {{version}} --output json\"\nstatus_template = \"{{ferry}} --config {config} status --json\"\n"
+    ));
+    text.push_str(&format!("[rollout]\n{rollout}\n"));
+    let path = ws.dir.join("cluster.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The rollout record `<ws>/coordinator/rollouts/<id>.json`.
+pub fn rollout_record(ws: &Workspace, id: &str) -> serde_json::Value {
+    let path = ws.dir.join(format!("coordinator/rollouts/{id}.json"));
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The id `ferry rollout start` printed first ("rollout <id>").
+pub fn printed_rollout_id(stdout: &str) -> Option<String> {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("rollout "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
 }

@@ -26,6 +26,7 @@
 //! - [`cluster`]: five real nodes and the coordinator, for the rollout tests;
 //! - [`demo`]: demo-service releases for the node lifecycle tests;
 //! - [`load`]: the load generator and idle connections for restart tests;
+//! - [`metrics_endpoint`]: a settable number over HTTP for the metrics gate;
 //! - [`netns`]: throw-away network namespaces for per-namespace sysctls;
 //! - [`webhook`]: a webhook receiver that records what it is POSTed, and
 //!   receivers that are down, for the notification tests.
@@ -36,6 +37,7 @@ pub mod demo;
 pub mod fixtures;
 pub mod http_server;
 pub mod load;
+pub mod metrics_endpoint;
 pub mod netns;
 pub mod real_code;
 pub mod roots;

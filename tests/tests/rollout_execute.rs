@@ -8,7 +8,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use ferry_tests::cluster::{coordinator, five_nodes_on_1_0_0 as cluster};
+use ferry_tests::cluster::{
+    command_inventory, coordinator, five_nodes_on_1_0_0 as cluster, printed_rollout_id,
+    rollout_record,
+};
 use ferry_tests::fixtures::{Node, Workspace};
 use ferry_tests::run::Output;
 use jiff::Timestamp;
@@ -17,27 +20,12 @@ use serde_json::Value;
 /// A `cluster.toml` with n1 the leader and the `command` transport; the
 /// apply of `failing` (if any) exits 1 before running ferry.
 fn write_inventory(ws: &Workspace, nodes: &[Node], failing: Option<&str>) -> PathBuf {
-    let mut text = String::new();
-    for node in nodes {
-        text.push_str(&format!(
-            "[[node]]\nname = \"{}\"\naddress = \"127.0.0.1\"\nrole = \"{}\"\n",
-            node.name,
-            if node.name == "n1" {
-                "leader"
-            } else {
-                "follower"
-            },
-        ));
-    }
-    let config = format!("{}/nodes/{{name}}/ferry.toml", ws.dir.display());
-    let guard = failing.map_or(String::new(), |name| format!("test {{name}} != {name} && "));
-    text.push_str(&format!(
-        "[transport]\nkind = \"command\"\ntemplate = \"{guard}{{ferry}} --config {config} apply --version {{version}} --output json\"\nstatus_template = \"{{ferry}} --config {config} status --json\"\n"
-    ));
-    text.push_str("[rollout]\ncanary = 1\nmax_unavailable = 3\nbake_seconds = 0\n");
-    let path = ws.dir.join("cluster.toml");
-    fs::write(&path, text).unwrap();
-    path
+    command_inventory(
+        ws,
+        nodes,
+        failing,
+        "canary = 1\nmax_unavailable = 3\nbake_seconds = 0",
+    )
 }
 
 fn start(ws: &Workspace, inventory: &Path, promote: &str) -> Output {
@@ -59,19 +47,11 @@ fn start(ws: &Workspace, inventory: &Path, promote: &str) -> Output {
 
 /// The id `start` printed first.
 fn rollout_id(out: &Output) -> String {
-    out.stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("rollout "))
-        .unwrap_or_else(|| panic!("no rollout id printed\n{out}"))
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
+    printed_rollout_id(&out.stdout).unwrap_or_else(|| panic!("no rollout id printed\n{out}"))
 }
 
 fn record(ws: &Workspace, id: &str) -> Value {
-    let path = ws.dir.join(format!("coordinator/rollouts/{id}.json"));
-    serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
+    rollout_record(ws, id)
 }
 
 /// Each node's (operation, to_version, finished_at) in its history, after

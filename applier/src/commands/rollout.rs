@@ -297,8 +297,22 @@ fn render_status(r: &RolloutRecord) -> String {
             out.push_str(&render_node(r, name));
         }
     }
+    let recent = r.timeline.len().saturating_sub(STATUS_TIMELINE);
+    if !r.timeline.is_empty() {
+        out.push_str("timeline:\n");
+    }
+    for entry in &r.timeline[recent..] {
+        let node = entry
+            .node
+            .as_deref()
+            .map_or(String::new(), |n| format!("{n}: "));
+        out.push_str(&format!("  {}  {node}{}\n", entry.at, entry.message));
+    }
     out
 }
+
+/// Timeline entries `ferry rollout status` shows (the JSON has them all).
+const STATUS_TIMELINE: usize = 15;
 
 fn render_node(r: &RolloutRecord, name: &str) -> String {
     let Some(node) = r.nodes.get(name) else {
@@ -312,8 +326,12 @@ fn render_node(r: &RolloutRecord, name: &str) -> String {
         .message
         .as_ref()
         .map_or(String::new(), |m| format!(": {m}"));
+    let health = node
+        .health
+        .as_ref()
+        .map_or(String::new(), |h| format!(" [{h}]"));
     format!(
-        "  {name:<16} {:<12} from {from}{message}\n",
+        "  {name:<16} {:<12} from {from}{health}{message}\n",
         label(node.state)
     )
 }
@@ -361,11 +379,28 @@ pub fn resume(state_dir: &Path, id: &str) -> Result<()> {
     continue_rollout(state_dir, id, RolloutState::Running, "resumed")
 }
 
-/// `ferry rollout abort ID`: no more nodes, no rollback. Refused while a
-/// coordinator drives it (the lock), so it never races one.
+/// `ferry rollout abort ID`: no more nodes, no rollback. A rollout a
+/// coordinator is driving is asked to stop (it does before its next stage
+/// or during its bake; nodes updating now finish); one nobody drives is
+/// marked aborted at once.
 pub fn abort(state_dir: &Path, id: &str) -> Result<()> {
-    RolloutRecord::load(state_dir, id)?;
-    let _lock = RolloutLock::acquire(state_dir, id)?;
+    let record = RolloutRecord::load(state_dir, id)?;
+    if !matches!(
+        record.state,
+        RolloutState::Running | RolloutState::AwaitingPromotion
+    ) {
+        return Err(NodeError::Other(format!(
+            "rollout {id} is already {}",
+            label(record.state)
+        )));
+    }
+    let Some(_lock) = RolloutLock::try_acquire(state_dir, id)? else {
+        crate::rollout::lock::request_abort(state_dir, id)?;
+        println!(
+            "rollout {id}: abort requested; its coordinator stops before the next stage              (nodes updating now finish; nothing is rolled back). Follow it with `ferry rollout status {id}`"
+        );
+        return Ok(());
+    };
     let mut record = RolloutRecord::load(state_dir, id)?;
     if !matches!(
         record.state,
@@ -377,7 +412,9 @@ pub fn abort(state_dir: &Path, id: &str) -> Result<()> {
         )));
     }
     record.state = RolloutState::Aborted;
+    record.note(None, "aborted by `ferry rollout abort`");
     record.save(state_dir, jiff::Timestamp::now())?;
+    crate::rollout::lock::clear_abort_request(state_dir, id);
     println!("rollout {id} aborted: no more nodes will be updated; nothing was rolled back");
     Ok(())
 }

@@ -1,34 +1,46 @@
 //! Executing a rollout: walking the record's stages, running `ferry apply`
-//! on each stage's nodes at once, and rolling back when one fails.
+//! on each stage's nodes at once, gating each stage, and rolling back when
+//! something fails.
 //!
 //! The decisions (which nodes a stage still needs, what follows a stage,
 //! what to roll back and in which order, what an apply's result means)
 //! are pure functions of the record, unit-tested below; `drive` only runs
 //! commands and saves the record after every node state change, so a
 //! killed coordinator leaves a record `resume` can continue.
+//!
+//! A stage passes when every node's own `ferry apply` succeeded (the
+//! node's health gate is part of that: a node whose new release is
+//! unhealthy rolls itself back and exits 6) and, when `[rollout]` has a
+//! `metrics_gate`, when its reading is within bounds right after the stage
+//! and for the whole bake time that follows.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use rustix::fs::{flock, FlockOperation};
 use semver::Version;
 
+use super::gate::{self, Bake};
 use super::inventory::{Inventory, InventoryNode, Promote, RollbackScope, RolloutPolicy};
+use super::live_view::RolloutView;
+use super::lock;
+use super::node_apply;
 use super::plan::StageKind;
 use super::record::{NodeRolloutState, RolloutRecord, RolloutState};
-use super::transport::{self, command_line, shell_quote, RemoteCommand};
+use super::transport::{self, command_line, RemoteCommand};
 use crate::error::{NodeError, Result};
 use crate::shell::ShellCommand;
 
-/// How long one node's `ferry apply` may take (download, switch, health
-/// check) before it counts as failed.
-pub const APPLY_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+pub use super::lock::RolloutLock;
+pub use super::node_apply::APPLY_TIMEOUT;
+
 /// How long one node's `ferry rollback` may take.
 pub const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// How often the live view is redrawn.
+const REDRAW: Duration = Duration::from_millis(250);
 
 /// What one node's apply came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +58,20 @@ pub enum AfterStage {
     AwaitPromotion,
     /// Bake, then the next stage.
     Next,
+}
+
+/// Why a rollout stops with a failure: what to report, and which nodes
+/// `rollback_on_failure = "node"` rolls back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageFailure {
+    /// (node or gate, why).
+    pub failed: Vec<(String, String)>,
+    /// Nodes that failed their own apply: each is returned to its old
+    /// version if it is not there already, whatever the scope.
+    pub failed_nodes: Vec<String>,
+    /// Updated nodes a narrow rollback returns (a stage whose metrics
+    /// gate failed: each of its nodes is a suspect).
+    pub suspects: Vec<String>,
 }
 
 /// The nodes of stage `index` that still need work: pending, or left
@@ -104,17 +130,42 @@ pub fn record_outcome(record: &mut RolloutRecord, name: &str, outcome: &NodeOutc
     }
 }
 
-/// The nodes to roll back after a failure, newest update first, each with
-/// the version it ran before (nodes that ran nothing before cannot be
-/// rolled back and are left out; `rollback_unknown` names them).
-pub fn rollback_order(record: &RolloutRecord, scope: RollbackScope) -> Vec<(String, Version)> {
-    if scope == RollbackScope::Node {
-        return Vec::new();
+/// Records what a node's apply reported while it ran: its step, and its
+/// health once its own gate decided.
+pub fn record_event(record: &mut RolloutRecord, name: &str, event: &str) -> bool {
+    let Some(node) = record.nodes.get_mut(name) else {
+        return false;
+    };
+    let (phase, health) = match event {
+        "plan" | "fetched" | "staged" | "switched" => (Some(event), None),
+        "live" => (Some(event), Some("healthy")),
+        "rolled_back" => (None, Some("unhealthy")),
+        _ => return false,
+    };
+    let before = (node.phase.clone(), node.health.clone());
+    if let Some(phase) = phase {
+        node.phase = Some(phase.to_string());
     }
+    if let Some(health) = health {
+        node.health = Some(health.to_string());
+    }
+    before != (node.phase.clone(), node.health.clone())
+}
+
+/// The updated nodes to roll back after a failure, newest update first,
+/// each with the version it ran before (nodes that ran nothing before
+/// cannot be rolled back and are left out). Scope `all`: every updated
+/// node; scope `node`: the updated `suspects` only.
+pub fn rollback_order(
+    record: &RolloutRecord,
+    scope: RollbackScope,
+    suspects: &[String],
+) -> Vec<(String, Version)> {
     let mut updated: Vec<(u32, String, Version)> = record
         .nodes
         .iter()
         .filter(|(_, n)| n.state == NodeRolloutState::Updated)
+        .filter(|(name, _)| scope == RollbackScope::All || suspects.contains(name))
         .filter_map(|(name, n)| Some((n.update_order.unwrap_or(0), name.clone(), n.from.clone()?)))
         .collect();
     updated.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
@@ -135,6 +186,9 @@ pub fn judge_apply(code: Option<i32>, timed_out: bool, last_event: Option<&str>)
             "apply ended with `{event}` (exit {})",
             code.map_or("by signal".into(), |c| c.to_string())
         )),
+        (Some(255), None) => NodeOutcome::Failed(
+            "unreachable: the transport exited 255 before ferry printed anything (is the node up, and does ssh reach it?)".into(),
+        ),
         (code, None) => NodeOutcome::Failed(format!(
             "apply printed no outcome event (exit {}): unreachable or not a ferry?",
             code.map_or("by signal".into(), |c| c.to_string())
@@ -142,128 +196,34 @@ pub fn judge_apply(code: Option<i32>, timed_out: bool, last_event: Option<&str>)
     }
 }
 
-/// The `event` of the last JSON line of `stdout`.
-fn last_event(stdout: &str) -> Option<String> {
-    stdout.lines().rev().find_map(|line| {
-        let value: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
-        value.get("event")?.as_str().map(str::to_string)
-    })
+/// The record shared by a stage's node threads, the live view and the
+/// saver; saved after every change.
+struct SharedRecord<'a> {
+    record: Mutex<RolloutRecord>,
+    state_dir: &'a Path,
 }
 
-/// Runs `line` with stdout to a file of our own (`ShellCommand` keeps
-/// only a tail mixed with stderr); returns the outcome and stdout.
-fn run_captured(
-    what: &str,
-    line: &str,
-    timeout: Duration,
-) -> std::result::Result<(crate::shell::Finished, String), String> {
-    let path = std::env::temp_dir().join(format!(
-        "ferry-rollout-{}-{}.out",
-        std::process::id(),
-        Timestamp::now().as_nanosecond()
-    ));
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| format!("{what}: cannot create {}: {e}", path.display()))?;
-    let redirected = format!("( {line}\n) >{}", shell_quote(&path.to_string_lossy()));
-    let finished = ShellCommand {
-        what,
-        line: &redirected,
-        env: Vec::new(),
-        cwd: None,
-        timeout,
+impl SharedRecord<'_> {
+    /// Changes the record, then saves it.
+    fn update<T>(&self, change: impl FnOnce(&mut RolloutRecord) -> T) -> Result<T> {
+        let mut record = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        let out = change(&mut record);
+        record.save(self.state_dir, Timestamp::now())?;
+        Ok(out)
     }
-    .run();
-    let stdout = std::fs::read_to_string(&path).unwrap_or_default();
-    let _ = std::fs::remove_file(&path);
-    let finished = finished.map_err(|e| format!("{what}: `{line}` could not be started: {e}"))?;
-    Ok((finished, stdout))
-}
 
-fn apply_node(
-    inventory: &Inventory,
-    node: &InventoryNode,
-    version: &Version,
-    own_ferry: &Path,
-) -> NodeOutcome {
-    let line = command_line(
-        &inventory.transport,
-        node,
-        RemoteCommand::Apply(version),
-        own_ferry,
-    );
-    match run_captured(
-        &format!("apply on node {}", node.name),
-        &line,
-        APPLY_TIMEOUT,
-    ) {
-        Err(e) => NodeOutcome::Failed(e),
-        Ok((finished, stdout)) => {
-            let event = last_event(&stdout);
-            match judge_apply(finished.code, finished.timed_out, event.as_deref()) {
-                NodeOutcome::Failed(why) => {
-                    let tail = finished.output.trim();
-                    let tail = tail
-                        .char_indices()
-                        .rev()
-                        .nth(400)
-                        .map_or(tail, |(i, _)| &tail[i..]);
-                    NodeOutcome::Failed(if tail.is_empty() {
-                        why
-                    } else {
-                        format!("{why}; its output ends: {tail}")
-                    })
-                }
-                ok => ok,
-            }
-        }
+    fn read<T>(&self, look: impl FnOnce(&RolloutRecord) -> T) -> T {
+        look(&self.record.lock().unwrap_or_else(|p| p.into_inner()))
     }
-}
 
-/// Holds `<state>/rollouts/<id>.lock` while a coordinator drives a rollout.
-pub struct RolloutLock {
-    _file: File,
-}
-
-impl RolloutLock {
-    pub fn acquire(state_dir: &Path, id: &str) -> Result<RolloutLock> {
-        let dir = RolloutRecord::dir(state_dir);
-        crate::durable::create_dir_all(&dir, 0o755)
-            .map_err(|e| NodeError::io(format!("cannot create {}", dir.display()), e))?;
-        let path: PathBuf = dir.join(format!("{id}.lock"));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .open(&path)
-            .map_err(|e| NodeError::io(format!("cannot open {}", path.display()), e))?;
-        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(RolloutLock { _file: file }),
-            Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(NodeError::Other(format!(
-                "rollout {id} is being driven by another coordinator ({} is locked)",
-                path.display()
-            ))),
-            Err(e) => Err(NodeError::io(
-                format!("cannot lock {}", path.display()),
-                std::io::Error::from(e),
-            )),
-        }
+    fn into_inner(self) -> RolloutRecord {
+        self.record.into_inner().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-fn save(record: &Mutex<RolloutRecord>, state_dir: &Path) -> Result<()> {
-    record
-        .lock()
-        .expect("record lock poisoned")
-        .save(state_dir, Timestamp::now())
 }
 
 /// Walks `record` from its current stage until it succeeds, waits for
-/// promotion, or fails (then rolls back per policy and returns the error).
+/// promotion, is aborted, or fails (then rolls back per policy and returns
+/// the error).
 pub fn drive(
     state_dir: &Path,
     mut record: RolloutRecord,
@@ -271,88 +231,126 @@ pub fn drive(
     policy: &RolloutPolicy,
     own_ferry: &Path,
 ) -> Result<()> {
-    let version = record.version.clone();
+    let view = RolloutView::for_stdout();
     let id = record.id.clone();
     record.state = RolloutState::Running;
+    let from_stage = record.stage_index + 1;
+    record.note(None, format!("coordinator running from stage {from_stage}"));
     record.save(state_dir, Timestamp::now())?;
-    let record = Mutex::new(record);
+    let shared = SharedRecord {
+        record: Mutex::new(record),
+        state_dir,
+    };
+    let stop_drawing = AtomicBool::new(false);
+    let result = std::thread::scope(|scope| {
+        if view.is_live() {
+            scope.spawn(|| {
+                while !stop_drawing.load(Ordering::SeqCst) {
+                    shared.read(|r| view.draw(r));
+                    std::thread::sleep(REDRAW);
+                }
+            });
+        }
+        let result = walk_stages(&shared, inventory, policy, own_ferry, &view);
+        stop_drawing.store(true, Ordering::SeqCst);
+        result
+    });
+    let record = shared.into_inner();
+    view.finish(&record);
+    match result {
+        Ok(Walked::Done) => {
+            lock::clear_abort_request(state_dir, &id);
+            view.say(&format!(
+                "rollout {id} succeeded: every node runs {}",
+                record.version
+            ));
+            Ok(())
+        }
+        Ok(Walked::AwaitingPromotion) => {
+            view.say(&format!(
+                "canary done; check it, then continue with `ferry rollout promote {id} --state-dir {}`",
+                state_dir.display()
+            ));
+            Ok(())
+        }
+        Ok(Walked::Aborted) => {
+            lock::clear_abort_request(state_dir, &id);
+            Err(NodeError::Other(format!(
+                "rollout {id} was aborted on request before stage {}: nodes already updated stay on {}; nothing was rolled back",
+                record.stage_index + 1,
+                record.version
+            )))
+        }
+        Ok(Walked::Failed(failure)) => {
+            lock::clear_abort_request(state_dir, &id);
+            fail(
+                state_dir, record, inventory, policy, own_ferry, &view, &failure,
+            )
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// How walking the stages ended.
+enum Walked {
+    Done,
+    AwaitingPromotion,
+    Aborted,
+    Failed(StageFailure),
+}
+
+fn walk_stages(
+    shared: &SharedRecord<'_>,
+    inventory: &Inventory,
+    policy: &RolloutPolicy,
+    own_ferry: &Path,
+    view: &RolloutView,
+) -> Result<Walked> {
+    let (id, version) = shared.read(|r| (r.id.clone(), r.version.clone()));
+    let state_dir = shared.state_dir;
+    let aborted = || lock::abort_requested(state_dir, &id);
     loop {
-        let index = record.lock().expect("poisoned").stage_index;
-        let (stage_name, work) = {
-            let r = record.lock().expect("poisoned");
-            if index >= r.plan.stages.len() {
-                drop(r);
-                let mut r = record.into_inner().expect("poisoned");
+        if aborted() {
+            shared.update(|r| {
+                r.state = RolloutState::Aborted;
+                r.note(None, "aborted on request; no more nodes will be updated");
+            })?;
+            return Ok(Walked::Aborted);
+        }
+        let index = shared.read(|r| r.stage_index);
+        let Some((stage_name, stage_nodes, work)) = shared.read(|r| {
+            r.plan
+                .stages
+                .get(index)
+                .map(|s| (s.name.clone(), s.nodes.clone(), stage_work(r, index)))
+        }) else {
+            shared.update(|r| {
                 r.state = RolloutState::Succeeded;
-                r.save(state_dir, Timestamp::now())?;
-                println!("rollout {id} succeeded: every node runs {version}");
-                return Ok(());
-            }
-            (r.plan.stages[index].name.clone(), stage_work(&r, index))
+                r.note(None, format!("succeeded: every node runs {version}"));
+            })?;
+            return Ok(Walked::Done);
         };
-        println!("stage {} ({stage_name}): {} node(s)", index + 1, work.len());
-        let node_of = |name: &str| {
-            inventory.node(name).ok_or_else(|| {
-                NodeError::Other(format!(
-                    "node {name} of rollout {id} is no longer in the inventory"
-                ))
-            })
-        };
-        let mut nodes = Vec::new();
-        for (name, _) in &work {
-            nodes.push(node_of(name)?);
-        }
-        let errors: Vec<NodeError> = std::thread::scope(|scope| {
-            let runs: Vec<_> = work
-                .iter()
-                .zip(&nodes)
-                .map(|((name, state), node)| {
-                    let record = &record;
-                    let version = &version;
-                    scope.spawn(move || -> Result<()> {
-                        // Left `updating` by a dead coordinator: it may be done.
-                        if *state == NodeRolloutState::Updating {
-                            if let Ok(Some(current)) =
-                                transport::current_version(&inventory.transport, node, own_ferry)
-                            {
-                                if &current == version {
-                                    record_outcome(
-                                        &mut record.lock().expect("poisoned"),
-                                        name,
-                                        &NodeOutcome::Updated,
-                                    );
-                                    return save(record, state_dir);
-                                }
-                            }
-                        }
-                        {
-                            let mut r = record.lock().expect("poisoned");
-                            if let Some(n) = r.nodes.get_mut(name.as_str()) {
-                                n.state = NodeRolloutState::Updating;
-                            }
-                        }
-                        save(record, state_dir)?;
-                        let outcome = apply_node(inventory, node, version, own_ferry);
-                        match &outcome {
-                            NodeOutcome::Updated => println!("  {name}: updated to {version}"),
-                            NodeOutcome::Failed(why) => println!("  {name}: FAILED: {why}"),
-                        }
-                        record_outcome(&mut record.lock().expect("poisoned"), name, &outcome);
-                        save(record, state_dir)
-                    })
+        let nodes = work
+            .iter()
+            .map(|(name, state)| {
+                inventory.node(name).map(|n| (n, *state)).ok_or_else(|| {
+                    NodeError::Other(format!(
+                        "node {name} of rollout {id} is no longer in the inventory; put it back to resume"
+                    ))
                 })
-                .collect();
-            runs.into_iter()
-                .filter_map(|run| run.join().expect("a node thread panicked").err())
-                .collect()
-        });
-        if let Some(e) = errors.into_iter().next() {
-            return Err(e);
-        }
-        let failed: Vec<(String, String)> = {
-            let r = record.lock().expect("poisoned");
-            r.plan.stages[index]
-                .nodes
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let message = format!(
+            "stage {} ({stage_name}): {} node(s)",
+            index + 1,
+            nodes.len()
+        );
+        view.say(&message);
+        shared.update(|r| r.note(None, message))?;
+        run_stage(shared, inventory, &version, own_ferry, view, &nodes)?;
+
+        let failed: Vec<(String, String)> = shared.read(|r| {
+            stage_nodes
                 .iter()
                 .filter_map(|n| {
                     let p = r.nodes.get(n)?;
@@ -360,104 +358,279 @@ pub fn drive(
                         .then(|| (n.clone(), p.message.clone().unwrap_or_default()))
                 })
                 .collect()
-        };
+        });
         if !failed.is_empty() {
-            let record = record.into_inner().expect("poisoned");
-            return fail(state_dir, record, inventory, policy, own_ferry, &failed);
+            return Ok(Walked::Failed(StageFailure {
+                failed_nodes: failed.iter().map(|(n, _)| n.clone()).collect(),
+                failed: failed
+                    .into_iter()
+                    .map(|(n, why)| (format!("node {n}"), why))
+                    .collect(),
+                suspects: Vec::new(),
+            }));
         }
-        let next = {
-            let mut r = record.lock().expect("poisoned");
-            r.stage_index = index + 1;
-            after_stage(&r, index, policy.promote)
+        let gate_failure = |why: String| {
+            Walked::Failed(StageFailure {
+                failed: vec![("the metrics gate".into(), why)],
+                failed_nodes: Vec::new(),
+                suspects: stage_nodes.clone(),
+            })
         };
-        match next {
-            AfterStage::AwaitPromotion => {
-                let mut r = record.into_inner().expect("poisoned");
-                r.state = RolloutState::AwaitingPromotion;
-                r.save(state_dir, Timestamp::now())?;
-                println!(
-                    "canary done; check it, then continue with `ferry rollout promote {id} --state-dir {}`",
-                    state_dir.display()
-                );
-                return Ok(());
+        let updated = updated_nodes(shared, inventory);
+        if let Some(metrics) = &policy.metrics_gate {
+            if let Err(why) = gate::check(metrics, &updated) {
+                return Ok(gate_failure(why));
             }
-            AfterStage::Succeeded => save(&record, state_dir)?,
-            AfterStage::Next => {
-                save(&record, state_dir)?;
-                if policy.bake_seconds > 0 {
-                    println!("baking {}s", policy.bake_seconds);
-                    std::thread::sleep(Duration::from_secs(policy.bake_seconds));
+        }
+        let next = shared.update(|r| {
+            r.stage_index = index + 1;
+            after_stage(r, index, policy.promote)
+        })?;
+        match next {
+            AfterStage::Succeeded => {}
+            AfterStage::AwaitPromotion => {
+                shared.update(|r| {
+                    r.state = RolloutState::AwaitingPromotion;
+                    r.note(None, "canary done: awaiting `ferry rollout promote`");
+                })?;
+                return Ok(Walked::AwaitingPromotion);
+            }
+            AfterStage::Next if policy.bake_seconds > 0 || policy.metrics_gate.is_some() => {
+                let message = match &policy.metrics_gate {
+                    Some(_) => format!(
+                        "baking {}s; the metrics gate must hold",
+                        policy.bake_seconds
+                    ),
+                    None => format!("baking {}s", policy.bake_seconds),
+                };
+                view.say(&message);
+                shared.update(|r| r.note(None, message))?;
+                match gate::bake(
+                    policy.metrics_gate.as_ref(),
+                    &updated,
+                    policy.bake_seconds,
+                    &aborted,
+                ) {
+                    Bake::Held => {}
+                    // The loop's first check marks it aborted.
+                    Bake::Stopped => {}
+                    Bake::Broken(why) => return Ok(gate_failure(why)),
                 }
             }
+            AfterStage::Next => {}
         }
     }
 }
 
-/// A node failed: roll back per policy, mark the rollout failed, and
-/// return the error naming the node(s).
+/// The inventory entries of every node the rollout has updated so far.
+fn updated_nodes<'i>(
+    shared: &SharedRecord<'_>,
+    inventory: &'i Inventory,
+) -> Vec<&'i InventoryNode> {
+    shared.read(|r| {
+        inventory
+            .nodes
+            .iter()
+            .filter(|n| {
+                r.nodes
+                    .get(&n.name)
+                    .is_some_and(|p| p.state == NodeRolloutState::Updated)
+            })
+            .collect()
+    })
+}
+
+/// Updates a stage's nodes at once; each thread records its node's steps
+/// and outcome. `Err` only when the record cannot be saved.
+fn run_stage(
+    shared: &SharedRecord<'_>,
+    inventory: &Inventory,
+    version: &Version,
+    own_ferry: &Path,
+    view: &RolloutView,
+    nodes: &[(&InventoryNode, NodeRolloutState)],
+) -> Result<()> {
+    let errors: Vec<NodeError> = std::thread::scope(|scope| {
+        let runs: Vec<_> = nodes
+            .iter()
+            .map(|&(node, state)| {
+                scope.spawn(move || -> Result<()> {
+                    let name = node.name.as_str();
+                    // Left `updating` by a dead coordinator: it may be done.
+                    if state == NodeRolloutState::Updating {
+                        if let Ok(Some(current)) =
+                            transport::current_version(&inventory.transport, node, own_ferry)
+                        {
+                            if &current == version {
+                                return shared.update(|r| {
+                                    record_outcome(r, name, &NodeOutcome::Updated);
+                                    r.note(
+                                        Some(name),
+                                        format!(
+                                            "found on {version} after a restart of the coordinator"
+                                        ),
+                                    );
+                                });
+                            }
+                        }
+                    }
+                    shared.update(|r| {
+                        if let Some(n) = r.nodes.get_mut(name) {
+                            n.state = NodeRolloutState::Updating;
+                            n.phase = None;
+                            n.health = None;
+                        }
+                        r.note(Some(name), format!("updating to {version}"));
+                    })?;
+                    let on_event = |event: &str| {
+                        let _ = shared.update(|r| {
+                            if record_event(r, name, event) {
+                                r.note(Some(name), event.replace('_', " "));
+                            }
+                        });
+                    };
+                    let outcome = node_apply::apply(inventory, node, version, own_ferry, &on_event);
+                    match &outcome {
+                        NodeOutcome::Updated => {
+                            view.say(&format!("  {name}: updated to {version}"))
+                        }
+                        NodeOutcome::Failed(why) => view.say(&format!("  {name}: FAILED: {why}")),
+                    }
+                    shared.update(|r| {
+                        record_outcome(r, name, &outcome);
+                        let note = match &outcome {
+                            NodeOutcome::Updated => format!("updated to {version}"),
+                            NodeOutcome::Failed(why) => format!("failed: {why}"),
+                        };
+                        r.note(Some(name), note);
+                    })
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .filter_map(|run| run.join().expect("a node thread panicked").err())
+            .collect()
+    });
+    match errors.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Runs `ferry rollback --to from` on `node`.
+fn roll_back_node(
+    inventory: &Inventory,
+    node: &InventoryNode,
+    from: &Version,
+    own_ferry: &Path,
+) -> std::result::Result<(), String> {
+    let line = command_line(
+        &inventory.transport,
+        node,
+        RemoteCommand::Rollback(from),
+        own_ferry,
+    );
+    let what = format!("rollback of node {}", node.name);
+    ShellCommand {
+        what: &what,
+        line: &line,
+        env: Vec::new(),
+        cwd: None,
+        timeout: ROLLBACK_TIMEOUT,
+    }
+    .run_checked()
+    .map(|_| ())
+}
+
+/// Something failed: return the failed nodes to their old version where
+/// they are not on it already, roll back per policy, mark the rollout
+/// failed, and return the error naming what failed.
 fn fail(
     state_dir: &Path,
     mut record: RolloutRecord,
     inventory: &Inventory,
     policy: &RolloutPolicy,
     own_ferry: &Path,
-    failed: &[(String, String)],
+    view: &RolloutView,
+    failure: &StageFailure,
 ) -> Result<()> {
     record.state = RolloutState::Failed;
+    let what: Vec<String> = failure
+        .failed
+        .iter()
+        .map(|(n, why)| format!("{n} ({why})"))
+        .collect();
+    record.note(None, format!("failed at {}", what.join(", ")));
     record.save(state_dir, Timestamp::now())?;
     let mut rollback_errors = Vec::new();
-    for (name, from) in rollback_order(&record, policy.rollback_on_failure) {
-        let Some(node) = inventory.node(&name) else {
-            rollback_errors.push(format!("{name}: no longer in the inventory"));
-            continue;
-        };
-        let line = command_line(
-            &inventory.transport,
-            node,
-            RemoteCommand::Rollback(&from),
-            own_ferry,
-        );
-        let what = format!("rollback of node {name}");
-        let result = ShellCommand {
-            what: &what,
-            line: &line,
-            env: Vec::new(),
-            cwd: None,
-            timeout: ROLLBACK_TIMEOUT,
-        }
-        .run_checked();
+    // Records one rollback; the error for the summary when it failed.
+    let rolled_back = |record: &mut RolloutRecord,
+                       name: &str,
+                       from: &Version,
+                       result: std::result::Result<(), String>|
+     -> Option<String> {
         let progress = record
             .nodes
-            .get_mut(&name)
+            .get_mut(name)
             .expect("rolled back nodes are in the record");
         match result {
-            Ok(_) => {
-                println!("  {name}: rolled back to {from}");
+            Ok(()) => {
+                view.say(&format!("  {name}: rolled back to {from}"));
                 progress.state = NodeRolloutState::RolledBack;
                 progress.message = Some(format!("rolled back to {from}"));
+                record.note(Some(name), format!("rolled back to {from}"));
+                None
             }
             Err(e) => {
-                println!("  {name}: ROLLBACK FAILED: {e}");
+                view.say(&format!("  {name}: ROLLBACK FAILED: {e}"));
                 progress.message = Some(format!("rollback to {from} failed: {e}"));
-                rollback_errors.push(format!("{name}: {e}"));
+                record.note(Some(name), format!("rollback to {from} failed"));
+                Some(format!("{name}: {e}"))
+            }
+        }
+    };
+    // A failed node normally put itself back (its health gate failed, or
+    // it never switched); one that did not (killed mid-switch, a failing
+    // post_apply with no rollback of its own) is put back here.
+    for name in &failure.failed_nodes {
+        let (Some(node), Some(from)) = (
+            inventory.node(name),
+            record.nodes.get(name).and_then(|p| p.from.clone()),
+        ) else {
+            continue;
+        };
+        match transport::current_version(&inventory.transport, node, own_ferry) {
+            Ok(Some(current)) if current != from => {
+                let result = roll_back_node(inventory, node, &from, own_ferry);
+                rollback_errors.extend(rolled_back(&mut record, name, &from, result));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let message = format!("its version could not be checked after the failure: {e}");
+                record.note(Some(name), message.clone());
+                rollback_errors.push(format!("{name}: {message}"));
             }
         }
         record.save(state_dir, Timestamp::now())?;
     }
-    let names: Vec<String> = failed
-        .iter()
-        .map(|(n, why)| format!("{n} ({why})"))
-        .collect();
+    for (name, from) in rollback_order(&record, policy.rollback_on_failure, &failure.suspects) {
+        let Some(node) = inventory.node(&name) else {
+            rollback_errors.push(format!("{name}: no longer in the inventory"));
+            continue;
+        };
+        let result = roll_back_node(inventory, node, &from, own_ferry);
+        rollback_errors.extend(rolled_back(&mut record, &name, &from, result));
+        record.save(state_dir, Timestamp::now())?;
+    }
     let rolled = match policy.rollback_on_failure {
         RollbackScope::All => "every node it had updated was rolled back",
-        // A node whose health gate failed rolled itself back; one that
-        // failed before switching still runs its old version.
-        RollbackScope::Node => "only the failed node is back on its old version (it rolled itself back, or never switched); the other updated nodes stay on the new version",
+        RollbackScope::Node if failure.suspects.is_empty() => "only the failed node is back on its old version; the other updated nodes stay on the new version",
+        RollbackScope::Node => "the nodes of the failed stage were rolled back; the nodes updated before it stay on the new version",
     };
     let mut message = format!(
-        "rollout {} failed at node {}; {rolled}",
+        "rollout {} failed at {}; {rolled}",
         record.id,
-        names.join(", ")
+        what.join(", ")
     );
     if !rollback_errors.is_empty() {
         message.push_str(&format!(
@@ -533,7 +706,7 @@ mod tests {
     }
 
     #[test]
-    fn rollbacks_go_newest_update_first_and_only_with_scope_all() {
+    fn rollbacks_go_newest_update_first_and_scope_node_takes_only_suspects() {
         let mut r = record();
         for name in ["b", "d", "c"] {
             record_outcome(&mut r, name, &NodeOutcome::Updated);
@@ -543,14 +716,35 @@ mod tests {
         assert_eq!(r.nodes["a"].message.as_deref(), Some("boom"));
         let v1 = Version::new(1, 0, 0);
         assert_eq!(
-            rollback_order(&r, RollbackScope::All),
+            rollback_order(&r, RollbackScope::All, &[]),
             vec![
                 ("c".to_string(), v1.clone()),
                 ("d".to_string(), v1.clone()),
-                ("b".to_string(), v1)
+                ("b".to_string(), v1.clone())
             ]
         );
-        assert!(rollback_order(&r, RollbackScope::Node).is_empty());
+        assert!(rollback_order(&r, RollbackScope::Node, &[]).is_empty());
+        // A stage whose gate failed: its nodes, newest first; the failed
+        // node is not "updated" and is handled on its own.
+        let suspects = ["c".to_string(), "d".to_string(), "a".to_string()];
+        assert_eq!(
+            rollback_order(&r, RollbackScope::Node, &suspects),
+            vec![("c".to_string(), v1.clone()), ("d".to_string(), v1)]
+        );
+    }
+
+    #[test]
+    fn node_events_set_its_step_and_health() {
+        let mut r = record();
+        assert!(record_event(&mut r, "b", "fetched"));
+        assert!(!record_event(&mut r, "b", "fetched"));
+        assert_eq!(r.nodes["b"].phase.as_deref(), Some("fetched"));
+        assert!(record_event(&mut r, "b", "live"));
+        assert_eq!(r.nodes["b"].health.as_deref(), Some("healthy"));
+        assert!(record_event(&mut r, "c", "rolled_back"));
+        assert_eq!(r.nodes["c"].health.as_deref(), Some("unhealthy"));
+        assert!(!record_event(&mut r, "c", "applied"));
+        assert!(!record_event(&mut r, "nobody", "live"));
     }
 
     #[test]
@@ -576,24 +770,13 @@ mod tests {
                 "{code:?} {timed_out} {event:?}"
             );
         }
+        assert!(matches!(
+            judge_apply(Some(255), false, None),
+            NodeOutcome::Failed(why) if why.starts_with("unreachable")
+        ));
         assert_eq!(
-            last_event("{\"event\":\"started\"}\nnoise\n{\"event\":\"applied\"}\n").as_deref(),
-            Some("applied")
+            node_apply::events("{\"event\":\"started\"}\nnoise\n{\"event\":\"applied\"}\n"),
+            ["started", "applied"]
         );
-    }
-
-    #[test]
-    fn a_second_coordinator_cannot_drive_a_locked_rollout() {
-        let dir = tempfile::tempdir().unwrap();
-        let held = RolloutLock::acquire(dir.path(), "r1").unwrap();
-        let err = RolloutLock::acquire(dir.path(), "r1")
-            .err()
-            .expect("the second lock must fail")
-            .to_string();
-        assert!(err.contains("another coordinator"), "{err}");
-        // Other rollouts are independent.
-        RolloutLock::acquire(dir.path(), "r2").unwrap();
-        drop(held);
-        RolloutLock::acquire(dir.path(), "r1").unwrap();
     }
 }

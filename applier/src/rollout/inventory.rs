@@ -278,11 +278,30 @@ pub enum RollbackScope {
 
 /// `metrics_gate = { url, max }`: an HTTP endpoint whose body is a number
 /// (an error rate, a latency) that must stay `<= max` for a stage to pass.
+///
+/// A `url` with `{name}` or `{address}` is a per-node gate, read for every
+/// node the rollout has updated; without them it is one cluster-wide
+/// number. It is read after every stage and every `interval_seconds`
+/// while baking, so automatic promotion happens only when the gate held
+/// for the whole bake time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsGate {
     pub url: String,
     pub max: f64,
+    #[serde(default = "default_gate_interval")]
+    pub interval_seconds: u64,
+    /// One reading's deadline; a reading that times out fails the gate.
+    #[serde(default = "default_gate_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_gate_interval() -> u64 {
+    5
+}
+
+fn default_gate_timeout() -> u64 {
+    5
 }
 
 impl Inventory {
@@ -358,6 +377,9 @@ impl Inventory {
             }
             if !gate.max.is_finite() {
                 return Err("[rollout] metrics_gate.max must be a finite number".into());
+            }
+            if gate.interval_seconds == 0 || gate.timeout_seconds == 0 {
+                return Err("[rollout] metrics_gate: interval_seconds and timeout_seconds must be at least 1".into());
             }
         }
         match &self.transport {

@@ -24,10 +24,17 @@
 //!
 //! `inventory` reads `cluster.toml`, `plan` computes the stages (pure, so
 //! every rule above is unit-tested), `transport` runs `ferry` on a node and
-//! `record` persists a rollout so a killed coordinator can resume it.
+//! `record` persists a rollout so a killed coordinator can resume it;
+//! `execute` drives one, with `node_apply` running each node's update,
+//! `gate` reading the metrics gate, `lock` keeping coordinators apart and
+//! `live_view` drawing the cluster on a terminal.
 
 pub mod execute;
+pub mod gate;
 pub mod inventory;
+pub mod live_view;
+pub mod lock;
+pub mod node_apply;
 pub mod plan;
 pub mod record;
 pub mod transport;

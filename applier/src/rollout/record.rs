@@ -42,6 +42,9 @@ pub struct RolloutRecord {
     /// `promote` and `resume` go on with the same one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<RolloutPolicy>,
+    /// The newest [`TIMELINE_ENTRIES`] events, oldest first.
+    #[serde(default)]
+    pub timeline: Vec<TimelineEntry>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,7 +70,30 @@ pub struct NodeProgress {
     /// rollbacks go newest first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_order: Option<u32>,
+    /// The last step the node's own `ferry apply` reported (`plan`,
+    /// `fetched`, `staged`, `switched`, `live`), while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// What its own health gate said: `healthy` once its apply reached
+    /// `live`, `unhealthy` when it rolled itself back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
 }
+
+/// One line of a rollout's timeline (`ferry rollout status`, the
+/// dashboard): what happened, when, and to which node if to one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    pub at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    pub message: String,
+}
+
+/// The timeline keeps its newest entries only: a record is rewritten
+/// after every change, and a 1,000-node rollout must not make that
+/// quadratic.
+pub const TIMELINE_ENTRIES: usize = 200;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -100,6 +126,8 @@ impl RolloutRecord {
                     from: current_versions.get(name).cloned().flatten(),
                     message: None,
                     update_order: None,
+                    phase: None,
+                    health: None,
                 },
             );
         }
@@ -111,6 +139,8 @@ impl RolloutRecord {
                     from: current_versions.get(name).cloned().flatten(),
                     message: None,
                     update_order: None,
+                    phase: None,
+                    health: None,
                 },
             );
         }
@@ -126,6 +156,21 @@ impl RolloutRecord {
             created: now,
             updated: now,
             policy: None,
+            timeline: Vec::new(),
+        }
+    }
+
+    /// Adds an event to the timeline, dropping the oldest past
+    /// [`TIMELINE_ENTRIES`].
+    pub fn note(&mut self, node: Option<&str>, message: impl Into<String>) {
+        self.timeline.push(TimelineEntry {
+            at: Timestamp::now(),
+            node: node.map(str::to_string),
+            message: message.into(),
+        });
+        if self.timeline.len() > TIMELINE_ENTRIES {
+            let excess = self.timeline.len() - TIMELINE_ENTRIES;
+            self.timeline.drain(..excess);
         }
     }
 

@@ -1,0 +1,196 @@
+//! Running `ferry apply` (or `rollback`) on one node through the
+//! transport, and following its JSON events while it runs.
+//!
+//! The node's stdout goes to a file of ours rather than a pipe
+//! [`ShellCommand`] would keep only the tail of: the whole stream is the
+//! node's report, and reading the file while the command runs gives the
+//! coordinator each step (`fetched`, `staged`, `switched`, `live`) as it
+//! happens, for the live view and the dashboard, the same over ssh as for
+//! a local command.
+
+use std::fs::OpenOptions;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use semver::Version;
+
+use super::execute::{judge_apply, NodeOutcome};
+use super::inventory::{Inventory, InventoryNode};
+use super::transport::{command_line, shell_quote, RemoteCommand};
+use crate::shell::{Finished, ShellCommand};
+
+/// How long one node's `ferry apply` may take (download, switch, health
+/// check) before it counts as failed.
+pub const APPLY_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// How often a running node's events are read.
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The `event` of every complete JSON line of `text`, in order.
+pub fn events(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
+            value.get("event")?.as_str().map(str::to_string)
+        })
+        .collect()
+}
+
+/// Runs `line` with its stdout in a file of our own, calling `on_event`
+/// with each JSON event as the command prints it; returns how it ended and
+/// the whole stdout.
+pub fn run_following(
+    what: &str,
+    line: &str,
+    timeout: Duration,
+    on_event: &(dyn Fn(&str) + Sync),
+) -> Result<(Finished, String), String> {
+    let path = std::env::temp_dir().join(format!(
+        "ferry-rollout-{}-{}.out",
+        std::process::id(),
+        Timestamp::now().as_nanosecond()
+    ));
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| format!("{what}: cannot create {}: {e}", path.display()))?;
+    let redirected = format!("( {line}\n) >{}", shell_quote(&path.to_string_lossy()));
+    let done = AtomicBool::new(false);
+    let (finished, stdout) = std::thread::scope(|scope| {
+        let follower = scope.spawn(|| follow(&path, &done, on_event));
+        let finished = ShellCommand {
+            what,
+            line: &redirected,
+            env: Vec::new(),
+            cwd: None,
+            timeout,
+        }
+        .run();
+        done.store(true, Ordering::SeqCst);
+        let stdout = follower.join().unwrap_or_default();
+        (finished, stdout)
+    });
+    let _ = std::fs::remove_file(&path);
+    let finished = finished.map_err(|e| format!("{what}: `{line}` could not be started: {e}"))?;
+    Ok((finished, stdout))
+}
+
+/// Reads `path` as it grows until `done`, then once more; hands each
+/// complete line's event to `on_event` and returns everything read.
+fn follow(path: &Path, done: &AtomicBool, on_event: &(dyn Fn(&str) + Sync)) -> String {
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let mut text = String::new();
+    let mut consumed = 0;
+    loop {
+        let finished = done.load(Ordering::SeqCst);
+        let mut chunk = Vec::new();
+        if file.seek(SeekFrom::Start(text.len() as u64)).is_ok() {
+            let _ = file.read_to_end(&mut chunk);
+        }
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        // Only whole lines: a line being written is read next time.
+        if let Some(end) = text.rfind('\n') {
+            if end + 1 > consumed {
+                for event in events(&text[consumed..=end]) {
+                    on_event(&event);
+                }
+                consumed = end + 1;
+            }
+        }
+        if finished {
+            if consumed < text.len() {
+                for event in events(&text[consumed..]) {
+                    on_event(&event);
+                }
+            }
+            return text;
+        }
+        std::thread::sleep(FOLLOW_INTERVAL);
+    }
+}
+
+/// Runs `ferry apply --version V --output json` on `node` and judges it.
+pub fn apply(
+    inventory: &Inventory,
+    node: &InventoryNode,
+    version: &Version,
+    own_ferry: &Path,
+    on_event: &(dyn Fn(&str) + Sync),
+) -> NodeOutcome {
+    let line = command_line(
+        &inventory.transport,
+        node,
+        RemoteCommand::Apply(version),
+        own_ferry,
+    );
+    let what = format!("apply on node {}", node.name);
+    let (finished, stdout) = match run_following(&what, &line, APPLY_TIMEOUT, on_event) {
+        Err(e) => return NodeOutcome::Failed(e),
+        Ok(ran) => ran,
+    };
+    let last = events(&stdout).pop();
+    match judge_apply(finished.code, finished.timed_out, last.as_deref()) {
+        NodeOutcome::Failed(why) => {
+            let tail = finished.output.trim();
+            let tail = tail
+                .char_indices()
+                .rev()
+                .nth(400)
+                .map_or(tail, |(i, _)| &tail[i..]);
+            NodeOutcome::Failed(if tail.is_empty() {
+                why
+            } else {
+                format!("{why}; its output ends: {tail}")
+            })
+        }
+        ok => ok,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn events_are_reported_while_the_command_runs_and_all_of_stdout_is_kept() {
+        let seen = Mutex::new(Vec::new());
+        let started = std::time::Instant::now();
+        let line =
+            r#"echo '{"event":"plan"}'; echo not json; sleep 0.6; echo '{"event":"applied"}'"#;
+        let (finished, stdout) =
+            run_following("test", line, Duration::from_secs(10), &|e: &str| {
+                seen.lock()
+                    .unwrap()
+                    .push((e.to_string(), started.elapsed()))
+            })
+            .unwrap();
+        assert!(finished.success());
+        assert!(stdout.contains("not json") && stdout.ends_with("{\"event\":\"applied\"}\n"));
+        let seen = seen.into_inner().unwrap();
+        let names: Vec<&str> = seen.iter().map(|(e, _)| e.as_str()).collect();
+        assert_eq!(names, ["plan", "applied"]);
+        // `plan` was seen before the command slept its 0.6 s out.
+        assert!(seen[0].1 < Duration::from_millis(550), "{seen:?}");
+    }
+
+    #[test]
+    fn a_last_line_without_newline_is_still_read() {
+        let seen = Mutex::new(Vec::new());
+        let (_, stdout) = run_following(
+            "test",
+            r#"printf '{"event":"failed"}'; exit 3"#,
+            Duration::from_secs(10),
+            &|e: &str| seen.lock().unwrap().push(e.to_string()),
+        )
+        .unwrap();
+        assert_eq!(events(&stdout), ["failed"]);
+        assert_eq!(seen.into_inner().unwrap(), ["failed"]);
+    }
+}
