@@ -43,6 +43,10 @@ pub struct Config {
     /// `[node]`: this node's id in rollout waves (see `crate::node_id`).
     #[serde(default)]
     pub node: crate::node_id::NodeConfig,
+    /// `[policy]` compiled once (its time-zone lookup reads the zone
+    /// database), by validation or by the first `policy()`.
+    #[serde(skip)]
+    compiled_policy: std::sync::OnceLock<crate::policy::Policy>,
 }
 
 /// `[trust]`: where the node's root of trust starts.
@@ -320,8 +324,11 @@ impl Config {
         if self.repository.timeout_seconds == 0 {
             return bad("repository.timeout_seconds must be at least 1".into());
         }
-        if let Err(e) = self.policy.compile() {
-            return bad(e.to_string());
+        match self.policy.compile() {
+            Ok(policy) => {
+                let _ = self.compiled_policy.set(policy);
+            }
+            Err(e) => return bad(e.to_string()),
         }
         for (index, receiver) in self.notify.iter().enumerate() {
             crate::notify::check_config(index, receiver).or_else(bad)?;
@@ -341,9 +348,15 @@ impl Config {
 
     /// `[policy]`, checked and with its time zone resolved.
     pub fn policy(&self) -> Result<crate::policy::Policy> {
-        self.policy
+        if let Some(policy) = self.compiled_policy.get() {
+            return Ok(policy.clone());
+        }
+        let policy = self
+            .policy
             .compile()
-            .map_err(|e| NodeError::Other(format!("configuration: {e}")))
+            .map_err(|e| NodeError::Other(format!("configuration: {e}")))?;
+        let _ = self.compiled_policy.set(policy.clone());
+        Ok(policy)
     }
 
     /// This node's id in rollout waves: `[node] id`, else
@@ -413,6 +426,18 @@ state_dir = "/var/lib/ferry"
             0
         );
         assert_eq!(c.repository.channel, "stable");
+    }
+
+    #[test]
+    fn the_policy_is_compiled_once_by_validation_and_then_reused() {
+        let c = Config::parse(GOOD, Path::new("t.toml")).unwrap();
+        let validated = c.compiled_policy.get().expect("validation compiled it");
+        let first = c.policy().unwrap();
+        assert_eq!(format!("{first:?}"), format!("{validated:?}"));
+        assert_eq!(
+            format!("{:?}", c.policy().unwrap()),
+            format!("{:?}", c.clone().policy().unwrap())
+        );
     }
 
     #[test]

@@ -358,9 +358,11 @@ fn store_and_compute(
         settings: &settings,
         budget: &budget,
     };
+    // Each result carries what it belongs to, so sorting them needs no
+    // pairing with the task list.
     enum Done {
         Object((Sha256Digest, ObjectRef)),
-        Pair(Option<FoundPatch>),
+        Pair(usize, Option<FoundPatch>),
     }
     let tasks = schedule::tasks(plan, pairs);
     let done = schedule::run_in_order(&tasks, |task| -> anyhow::Result<Done> {
@@ -368,16 +370,15 @@ fn store_and_compute(
             Task::Object(digest) => {
                 Done::Object(plan.store_one(repo.root(), &digest, args.zstd_level)?)
             }
-            Task::Pair(i) => Done::Pair(deltas::compute_pair(&inputs, &pairs[i])?),
+            Task::Pair(i) => Done::Pair(i, deltas::compute_pair(&inputs, &pairs[i])?),
         })
     })?;
     let mut written = Vec::new();
     let mut found: Vec<Option<FoundPatch>> = vec![None; pairs.len()];
-    for (task, done) in tasks.iter().zip(done) {
-        match (task, done) {
-            (Task::Object(_), Done::Object(object)) => written.push(object),
-            (Task::Pair(i), Done::Pair(patch)) => found[*i] = patch,
-            _ => unreachable!("each task's result is of its kind"),
+    for done in done {
+        match done {
+            Done::Object(object) => written.push(object),
+            Done::Pair(i, patch) => found[i] = patch,
         }
     }
     let stored = plan.stored(repo.root(), written)?;
