@@ -310,11 +310,15 @@ pub fn drive(
                     let record = &record;
                     let version = &version;
                     scope.spawn(move || -> Result<()> {
-                        // Left `updating` by a dead coordinator: it may be done.
+                        // Left `updating` by a dead coordinator: it may be done,
+                        // or still applying (then wait for it, not re-apply).
                         if *state == NodeRolloutState::Updating {
-                            if let Ok(Some(current)) =
-                                transport::current_version(&inventory.transport, node, own_ferry)
-                            {
+                            if let Ok(Some(current)) = transport::settled_version(
+                                &inventory.transport,
+                                node,
+                                own_ferry,
+                                APPLY_TIMEOUT,
+                            ) {
                                 if &current == version {
                                     record_outcome(
                                         &mut record.lock().expect("poisoned"),
