@@ -27,6 +27,9 @@
 //! - [`demo`]: demo-service releases for the node lifecycle tests;
 //! - [`load`]: the load generator and idle connections for restart tests;
 //! - [`netns`]: throw-away network namespaces for per-namespace sysctls;
+//! - [`sshd`]: a real OpenSSH server on 127.0.0.1 and the client files
+//!   that trust exactly it, for the `ssh` transport;
+//! - [`ssh_cluster`]: the five rollout nodes reached over that sshd;
 //! - [`webhook`]: a webhook receiver that records what it is POSTed, and
 //!   receivers that are down, for the notification tests.
 
@@ -41,6 +44,8 @@ pub mod real_code;
 pub mod roots;
 pub mod run;
 pub mod small_fs;
+pub mod ssh_cluster;
+pub mod sshd;
 pub mod tamper;
 pub mod threats;
 pub mod webhook;
