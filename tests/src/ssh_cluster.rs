@@ -152,9 +152,14 @@ impl SshCluster {
     }
 
     /// Starts `ferry rollout start` in the background (to be killed).
+    /// Its temporary files go to the workspace: a killed coordinator
+    /// cannot remove the output file its orphaned ssh still writes.
     pub fn spawn_start(&self, inventory: &std::path::Path, flags: &[&str]) -> Child {
+        let tmp = self.ws.dir.join("coordinator-tmp");
+        fs::create_dir_all(&tmp).unwrap();
         Command::new(binaries::ferry())
             .env_remove("FERRY_CONFIG")
+            .env("TMPDIR", &tmp)
             .env("NO_COLOR", "1")
             .args(self.start_args(inventory, flags))
             .arg("--state-dir")

@@ -10,8 +10,10 @@
 //! `StrictHostKeyChecking yes`, so a test connects to this server or
 //! fails; nothing of the user's `~/.ssh` is read (`-F` replaces it).
 //!
-//! The server is killed when the guard drops. Without `sshd`, `ssh` or
-//! `ssh-keygen` (or without root on a machine lacking `/run/sshd`) a test
+//! The server is killed when the guard drops. It runs as whoever runs the
+//! test and logs that user in (as root, `PermitRootLogin
+//! prohibit-password` allows the test's key). Without `sshd`, `ssh` or
+//! `ssh-keygen` a test
 //! prints why and passes as a no-op, except under CI (`CI=true`), where it
 //! panics with what to install.
 
@@ -67,11 +69,16 @@ impl TestSshd {
             }
         }
         fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        // sshd refuses to start without its privilege-separation directory;
-        // a fresh container has none.
-        fs::create_dir_all("/run/sshd").map_err(|e| {
-            format!("sshd needs /run/sshd and it cannot be created: {e} (run the tests as root)")
-        })?;
+        // sshd run as root refuses to start without its privilege-separation
+        // directory, and a fresh container has none. Run by another user it
+        // needs none (and can only log that user in, which is all we ask).
+        if let Err(e) = fs::create_dir_all("/run/sshd") {
+            if current_uid()? == "0" {
+                return Err(format!(
+                    "sshd needs /run/sshd and it cannot be created: {e}"
+                ));
+            }
+        }
         let host_key = dir.join("host_ed25519");
         let identity = dir.join("client_ed25519");
         keygen(&host_key)?;
@@ -263,15 +270,23 @@ fn keygen(path: &Path) -> Result<(), String> {
 }
 
 fn current_user() -> Result<String, String> {
+    id("-un")
+}
+
+fn current_uid() -> Result<String, String> {
+    id("-u")
+}
+
+fn id(flag: &str) -> Result<String, String> {
     let out = Command::new("id")
-        .arg("-un")
+        .arg(flag)
         .output()
-        .map_err(|e| format!("cannot run `id -un`: {e}"))?;
-    let user = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if !out.status.success() || user.is_empty() {
-        return Err("`id -un` named no user".into());
+        .map_err(|e| format!("cannot run `id {flag}`: {e}"))?;
+    let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || answer.is_empty() {
+        return Err(format!("`id {flag}` printed nothing"));
     }
-    Ok(user)
+    Ok(answer)
 }
 
 fn write(path: &Path, text: &str) -> Result<(), String> {
