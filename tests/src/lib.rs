@@ -28,6 +28,9 @@
 //! - [`load`]: the load generator and idle connections for restart tests;
 //! - [`metrics_endpoint`]: a settable number over HTTP for the metrics gate;
 //! - [`netns`]: throw-away network namespaces for per-namespace sysctls;
+//! - [`sshd`]: a real OpenSSH server on 127.0.0.1 and the client files
+//!   that trust exactly it, for the `ssh` transport;
+//! - [`ssh_cluster`]: the five rollout nodes reached over that sshd;
 //! - [`webhook`]: a webhook receiver that records what it is POSTed, and
 //!   receivers that are down, for the notification tests.
 
@@ -43,6 +46,8 @@ pub mod real_code;
 pub mod roots;
 pub mod run;
 pub mod small_fs;
+pub mod ssh_cluster;
+pub mod sshd;
 pub mod tamper;
 pub mod threats;
 pub mod webhook;

@@ -456,11 +456,15 @@ fn run_stage(
             .map(|&(node, state)| {
                 scope.spawn(move || -> Result<()> {
                     let name = node.name.as_str();
-                    // Left `updating` by a dead coordinator: it may be done.
+                    // Left `updating` by a dead coordinator: it may be done,
+                    // or still applying (then wait for it, not re-apply).
                     if state == NodeRolloutState::Updating {
-                        if let Ok(Some(current)) =
-                            transport::current_version(&inventory.transport, node, own_ferry)
-                        {
+                        if let Ok(Some(current)) = transport::settled_version(
+                            &inventory.transport,
+                            node,
+                            own_ferry,
+                            APPLY_TIMEOUT,
+                        ) {
                             if &current == version {
                                 return shared.update(|r| {
                                     record_outcome(r, name, &NodeOutcome::Updated);
@@ -599,7 +603,7 @@ fn fail(
         ) else {
             continue;
         };
-        match transport::current_version(&inventory.transport, node, own_ferry) {
+        match transport::settled_version(&inventory.transport, node, own_ferry, ROLLBACK_TIMEOUT) {
             Ok(Some(current)) if current != from => {
                 let result = roll_back_node(inventory, node, &from, own_ferry);
                 rollback_errors.extend(rolled_back(&mut record, name, &from, result));

@@ -20,6 +20,8 @@
 //! extra_args = ["-o", "StrictHostKeyChecking=yes"]
 //! ferry_path = "ferry"       # the default
 //! config = "/etc/ferry/ferry.toml"   # optional: the node's ferry config
+//! # In `ferry_path` and `config`, `{name}` is the node's name, for several
+//! # nodes on one host: config = "/srv/nodes/{name}/ferry.toml"
 //!
 //! [rollout]
 //! canary = 1                 # a count, or a fraction: "10%"
@@ -99,9 +101,11 @@ pub struct SshTransport {
     /// Passed to `ssh` before the destination, verbatim.
     #[serde(default)]
     pub extra_args: Vec<String>,
+    /// The `ferry` executable on the node; `{name}` is the node's name.
     #[serde(default = "default_ferry_path")]
     pub ferry_path: String,
-    /// The node's ferry configuration (`--config`); ferry's default if unset.
+    /// The node's ferry configuration (`--config`); ferry's default if
+    /// unset. `{name}` is the node's name.
     #[serde(default)]
     pub config: Option<String>,
 }

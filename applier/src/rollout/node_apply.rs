@@ -19,12 +19,16 @@ use semver::Version;
 
 use super::execute::{judge_apply, NodeOutcome};
 use super::inventory::{Inventory, InventoryNode};
-use super::transport::{command_line, shell_quote, RemoteCommand};
+use super::transport::{command_line, settled_version, shell_quote, RemoteCommand};
+use crate::error::EXIT_LOCKED;
 use crate::shell::{Finished, ShellCommand};
 
 /// How long one node's `ferry apply` may take (download, switch, health
 /// check) before it counts as failed.
 pub const APPLY_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Applies tried on a node whose lock is held by another operation.
+const LOCKED_ATTEMPTS: u32 = 3;
 
 /// How often a running node's events are read.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
@@ -130,9 +134,24 @@ pub fn apply(
         own_ferry,
     );
     let what = format!("apply on node {}", node.name);
-    let (finished, stdout) = match run_following(&what, &line, APPLY_TIMEOUT, on_event) {
-        Err(e) => return NodeOutcome::Failed(e),
-        Ok(ran) => ran,
+    let mut attempts = 0;
+    let (finished, stdout) = loop {
+        let (finished, stdout) = match run_following(&what, &line, APPLY_TIMEOUT, on_event) {
+            Err(e) => return NodeOutcome::Failed(e),
+            Ok(ran) => ran,
+        };
+        // The node was busy with an operation of its own (its timer's
+        // apply, an operator's repair): wait for it to end and try again,
+        // rather than fail the node and roll back the cluster for it.
+        attempts += 1;
+        if finished.code != Some(i32::from(EXIT_LOCKED)) || attempts >= LOCKED_ATTEMPTS {
+            break (finished, stdout);
+        }
+        if let Err(e) = settled_version(&inventory.transport, node, own_ferry, APPLY_TIMEOUT) {
+            return NodeOutcome::Failed(format!(
+                "it was busy with another ferry operation, and then: {e}"
+            ));
+        }
     };
     let last = events(&stdout).pop();
     match judge_apply(finished.code, finished.timed_out, last.as_deref()) {

@@ -78,10 +78,13 @@ fn ssh_line(ssh: &SshTransport, node: &InventoryNode, what: RemoteCommand<'_>) -
     });
     args.push("--".into());
     // ssh joins the remote words with spaces and hands them to the
-    // remote shell: quote each for that shell.
-    let mut remote = vec![ssh.ferry_path.clone()];
+    // remote shell: quote each for that shell. `{name}` lets one inventory
+    // reach several ferry installs on one host (one per node), as the
+    // end-to-end tests do; filled before quoting, so a name is one word.
+    let per_node = |s: &str| s.replace("{name}", &node.name);
+    let mut remote = vec![per_node(&ssh.ferry_path)];
     if let Some(config) = &ssh.config {
-        remote.extend(["--config".into(), config.clone()]);
+        remote.extend(["--config".into(), per_node(config)]);
     }
     match what {
         RemoteCommand::Apply(v) => remote.extend([
@@ -122,6 +125,17 @@ pub fn shell_quote(word: &str) -> String {
     }
 }
 
+/// What the coordinator reads from a node's `ferry status --json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// `None`: nothing installed.
+    pub current: Option<Version>,
+    /// Another ferry operation runs on the node right now
+    /// (`operation_in_progress`: status recovers a dead one first, so a
+    /// journal it still shows belongs to a live process).
+    pub busy: bool,
+}
+
 /// Runs `ferry status --json` on `node` and returns its current version
 /// (`None`: nothing installed). The error says what ran and how it failed.
 pub fn current_version(
@@ -129,6 +143,48 @@ pub fn current_version(
     node: &InventoryNode,
     own_ferry: &Path,
 ) -> Result<Option<Version>, String> {
+    status(transport, node, own_ferry).map(|s| s.current)
+}
+
+/// How often [`settled_version`] asks a busy node again.
+const SETTLE_POLL: Duration = Duration::from_millis(500);
+
+/// The node's current version once no ferry operation runs on it, waiting
+/// at most `limit`. A coordinator killed mid-apply leaves that apply
+/// running on the node (ssh carries on without it); asking for the
+/// version at once would read the old one, and applying again would only
+/// find the node locked and fail it.
+pub fn settled_version(
+    transport: &Transport,
+    node: &InventoryNode,
+    own_ferry: &Path,
+    limit: Duration,
+) -> Result<Option<Version>, String> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let status = status(transport, node, own_ferry)?;
+        if !status.busy {
+            return Ok(status.current);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!(
+                "node {} still runs another ferry operation after {}s; wait for it \
+                 (`ferry status` on the node), then resume",
+                node.name,
+                limit.as_secs()
+            ));
+        }
+        std::thread::sleep(SETTLE_POLL);
+    }
+}
+
+/// Runs `ferry status --json` on `node`. The error says what ran and how
+/// it failed.
+pub fn status(
+    transport: &Transport,
+    node: &InventoryNode,
+    own_ferry: &Path,
+) -> Result<NodeStatus, String> {
     let line = command_line(transport, node, RemoteCommand::Status, own_ferry);
     let what = format!("status of node {}", node.name);
     // ShellCommand keeps only the tail of the output, mixed with stderr:
@@ -171,17 +227,22 @@ pub fn current_version(
     parse_status(&stdout).map_err(|e| format!("{what}: `{line}` printed no status JSON ({e})"))
 }
 
-/// `current_version` from `ferry status --json` output.
-pub fn parse_status(stdout: &str) -> Result<Option<Version>, String> {
+/// [`NodeStatus`] from `ferry status --json` output.
+pub fn parse_status(stdout: &str) -> Result<NodeStatus, String> {
     let value: serde_json::Value =
         serde_json::from_str(stdout.trim()).map_err(|e| e.to_string())?;
-    match value.get("current_version") {
-        Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::String(v)) => Version::parse(v)
-            .map(Some)
-            .map_err(|e| format!("current_version {v:?}: {e}")),
-        _ => Err("no current_version".into()),
-    }
+    let current = match value.get("current_version") {
+        Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(v)) => {
+            Some(Version::parse(v).map_err(|e| format!("current_version {v:?}: {e}"))?)
+        }
+        _ => return Err("no current_version".into()),
+    };
+    // Absent (an older ferry) reads as idle, as before this field was read.
+    let busy = value
+        .get("operation_in_progress")
+        .is_some_and(|j| !j.is_null());
+    Ok(NodeStatus { current, busy })
 }
 
 #[cfg(test)]
@@ -271,15 +332,93 @@ mod tests {
     }
 
     #[test]
+    fn ssh_config_and_ferry_path_take_the_node_name() {
+        let t = Transport::Ssh(SshTransport {
+            user: None,
+            port: None,
+            identity: None,
+            extra_args: vec![],
+            ferry_path: "/opt/{name}/ferry".into(),
+            config: Some("/srv/nodes/{name}/ferry.toml".into()),
+        });
+        assert_eq!(
+            command_line(&t, &node(), RemoteCommand::Status, Path::new("/x")),
+            "ssh -o BatchMode=yes 10.0.0.1 -- '/opt/db-1/ferry --config /srv/nodes/db-1/ferry.toml status --json'"
+        );
+        // A name with a space or a quote stays inside its word on the node.
+        let mut odd = node();
+        odd.name = "db 1'".into();
+        let remote = format!(
+            "{} --config {} status --json",
+            shell_quote("/opt/db 1'/ferry"),
+            shell_quote("/srv/nodes/db 1'/ferry.toml")
+        );
+        assert_eq!(
+            command_line(&t, &odd, RemoteCommand::Status, Path::new("/x")),
+            format!("ssh -o BatchMode=yes 10.0.0.1 -- {}", shell_quote(&remote))
+        );
+    }
+
+    #[test]
     fn status_output_gives_the_current_version() {
         assert_eq!(
             parse_status("{\"current_version\": \"1.0.0\", \"x\": {}}\n").unwrap(),
-            Some(Version::new(1, 0, 0))
+            NodeStatus {
+                current: Some(Version::new(1, 0, 0)),
+                busy: false
+            }
         );
-        assert_eq!(parse_status("{\"current_version\": null}").unwrap(), None);
+        assert_eq!(
+            parse_status("{\"current_version\": null, \"operation_in_progress\": null}").unwrap(),
+            NodeStatus {
+                current: None,
+                busy: false
+            }
+        );
+        assert_eq!(
+            parse_status(
+                "{\"current_version\": \"1.0.0\", \"operation_in_progress\": {\"operation\": \"apply\"}}"
+            )
+            .unwrap(),
+            NodeStatus {
+                current: Some(Version::new(1, 0, 0)),
+                busy: true
+            }
+        );
         assert!(parse_status("error: no config").is_err());
         assert!(parse_status("{\"other\": 1}").is_err());
         assert!(parse_status("{\"current_version\": \"one\"}").is_err());
+    }
+
+    #[test]
+    fn a_busy_node_is_asked_again_until_its_operation_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = dir.path().join("seen");
+        // Busy (still on 1.0.0) the first time, then idle on 1.1.0.
+        let t = Transport::Command(CommandTransport {
+            template: "x".into(),
+            status_template: Some(format!(
+                "if [ -e {0} ]; then echo '{{\"current_version\": \"1.1.0\", \"operation_in_progress\": null}}'; \
+                 else touch {0}; echo '{{\"current_version\": \"1.0.0\", \"operation_in_progress\": {{}}}}'; fi",
+                seen.display()
+            )),
+        });
+        assert_eq!(
+            settled_version(&t, &node(), Path::new("/x"), Duration::from_secs(30)).unwrap(),
+            Some(Version::new(1, 1, 0))
+        );
+        let always_busy = Transport::Command(CommandTransport {
+            template: "x".into(),
+            status_template: Some(
+                "echo '{\"current_version\": \"1.0.0\", \"operation_in_progress\": {}}'".into(),
+            ),
+        });
+        let err =
+            settled_version(&always_busy, &node(), Path::new("/x"), Duration::ZERO).unwrap_err();
+        assert!(
+            err.contains("node db-1 still runs another ferry operation"),
+            "{err}"
+        );
     }
 
     #[test]
