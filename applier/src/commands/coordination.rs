@@ -43,8 +43,8 @@ pub fn status(config: &Config, as_json: bool) -> Result<()> {
     );
     match &halt {
         Some(halt) => println!(
-            "HALTED: node {} failed to update to {} at {}: {}\n  after a look: ferry coordination clear-halt",
-            halt.node, halt.version, halt.at, halt.reason
+            "HALTED: {}\n  after a look: ferry coordination clear-halt",
+            halt.describe()
         ),
         None => println!("not halted"),
     }
@@ -83,8 +83,9 @@ pub fn clear_halt(config: &Config) -> Result<()> {
     let fleet = fleet(config)?;
     match fleet.clear_halt()? {
         Some(halt) => println!(
-            "cleared the halt of {}/halt (node {} failed to update to {} at {}: {}); nodes update again on their next run",
-            fleet.config.prefix, halt.node, halt.version, halt.at, halt.reason
+            "cleared the halt of {}/halt ({}); nodes update again on their next run",
+            fleet.config.prefix,
+            halt.describe()
         ),
         None => println!("{} was not halted", fleet.config.prefix),
     }

@@ -165,11 +165,23 @@ pub struct Halt {
 }
 
 impl Halt {
+    /// Why the fleet stopped, in a sentence.
+    pub fn describe(&self) -> String {
+        if self.node.is_empty() {
+            // Not a ferry record: someone halted the fleet with etcdctl.
+            return format!("halted by hand: {}", self.reason);
+        }
+        format!(
+            "node {} failed to update to {} at {}: {}",
+            self.node, self.version, self.at, self.reason
+        )
+    }
+
     /// The refusal every node gives while the fleet is halted.
     pub fn refusal(&self, prefix: &str) -> String {
         format!(
-            "the fleet is halted ({prefix}/halt): node {} failed to update to {} at {}: {}; no node updates until an operator has looked at it and run `ferry coordination clear-halt`",
-            self.node, self.version, self.at, self.reason
+            "the fleet is halted ({prefix}/halt): {}; no node updates until an operator has looked at it and run `ferry coordination clear-halt`",
+            self.describe()
         )
     }
 }
@@ -262,10 +274,10 @@ impl Fleet {
         // A halt written by hand (`etcdctl put <prefix>/halt why`) halts too.
         Ok(Some(serde_json::from_slice(&kv.value).unwrap_or_else(
             |_| Halt {
-                node: "?".into(),
-                version: "?".into(),
+                node: String::new(),
+                version: String::new(),
                 reason: String::from_utf8_lossy(&kv.value).into_owned(),
-                at: "?".into(),
+                at: String::new(),
             },
         )))
     }
@@ -410,6 +422,25 @@ mod tests {
         assert!(followers_behind(&members, &target, 2)
             .unwrap()
             .contains("c (nothing)"));
+    }
+
+    #[test]
+    fn a_halt_says_who_failed_or_that_it_was_written_by_hand() {
+        let mut halt = Halt {
+            node: "db2".into(),
+            version: "1.1.0".into(),
+            reason: "health gate failed".into(),
+            at: "2026-01-01T00:00:00Z".into(),
+        };
+        let refusal = halt.refusal("/ferry/db");
+        assert!(
+            refusal.contains("/ferry/db/halt")
+                && refusal.contains("node db2 failed to update to 1.1.0")
+                && refusal.contains("ferry coordination clear-halt"),
+            "{refusal}"
+        );
+        halt.node.clear();
+        assert_eq!(halt.describe(), "halted by hand: health gate failed");
     }
 
     #[test]
