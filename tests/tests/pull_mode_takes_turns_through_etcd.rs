@@ -335,15 +335,41 @@ fn a_failing_canary_halts_the_fleet_until_the_halt_is_cleared() {
     else {
         return;
     };
-    let (_ws, nodes, _log) = cluster(&etcd, 1, None);
+    let (ws, nodes, _log) = cluster(&etcd, 1, None);
     // The canary's post_apply fails: the node rolls itself back (exit 6).
+    // Its pre_apply holds it until the others queue behind it.
     let canary = &nodes[0];
-    let text =
-        fs::read_to_string(&canary.config)
-            .unwrap()
-            .replacen("echo end n1 >> ", "exit 3; echo ", 1);
+    let go = ws.dir.join("canary-may-go");
+    let text = fs::read_to_string(&canary.config)
+        .unwrap()
+        .replacen(
+            "echo start n1 >> ",
+            &format!(
+                "until test -e {}; do sleep 0.1; done; echo start n1 >> ",
+                go.display()
+            ),
+            1,
+        )
+        .replacen("echo end n1 >> ", "exit 3; echo ", 1);
     fs::write(&canary.config, text).unwrap();
-    let out = apply(canary);
+    let canary_run = thread::spawn({
+        let canary = canary.clone();
+        move || apply(&canary)
+    });
+    let updating = format!("{PREFIX}/updating/");
+    wait_until("the canary holds the slot", || {
+        names(&etcd.get_prefix(&updating, None), "updating").contains("n1")
+    });
+    let queued = thread::spawn({
+        let nodes = nodes[1..].to_vec();
+        move || apply_all(&nodes, Duration::ZERO)
+    });
+    wait_until("four nodes queue behind the canary", || {
+        names(&etcd.get_prefix(&format!("{PREFIX}/slots/"), None), "slots").len() == 5
+    });
+    fs::write(&go, "").unwrap();
+
+    let out = canary_run.join().unwrap();
     out.assert_code(6);
     assert_eq!(last_event(&out)["event"], "rolled_back", "{out}");
     assert_eq!(canary.current_version().as_deref(), Some("1.0.0"));
@@ -358,8 +384,20 @@ fn a_failing_canary_halts_the_fleet_until_the_halt_is_cleared() {
         halt["reason"].as_str().unwrap().contains("post_apply"),
         "{halt}"
     );
+    // The nodes queued behind it gave up their places instead of updating.
+    let outputs = queued.join().unwrap();
+    for node in &nodes[1..] {
+        let out = &outputs[&node.name];
+        out.assert_code(7);
+        assert_eq!(last_event(out)["event"], "halted", "{out}");
+        assert_eq!(node.current_version().as_deref(), Some("1.0.0"));
+    }
+    assert!(etcd
+        .get_prefix(&format!("{PREFIX}/slots/"), None)
+        .is_empty());
 
-    // Every other node refuses, with its own outcome, and changes nothing.
+    // A node starting now refuses as well, with its own outcome, and
+    // changes nothing.
     let outputs = apply_all(&nodes[1..], Duration::ZERO);
     for node in &nodes[1..] {
         let out = &outputs[&node.name];
