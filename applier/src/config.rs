@@ -43,6 +43,10 @@ pub struct Config {
     /// `[node]`: this node's id in rollout waves (see `crate::node_id`).
     #[serde(default)]
     pub node: crate::node_id::NodeConfig,
+    /// `[coordination]`: pull-mode turns through etcd (see
+    /// `crate::coordination`).
+    #[serde(default)]
+    pub coordination: Option<crate::coordination::CoordinationConfig>,
     /// `[policy]` compiled once (its time-zone lookup reads the zone
     /// database), by validation or by the first `policy()`.
     #[serde(skip)]
@@ -336,6 +340,9 @@ impl Config {
         crate::metrics::check_config(&self.metrics).or_else(bad)?;
         self.preflight.check().or_else(bad)?;
         self.node.check().or_else(bad)?;
+        if let Some(coordination) = &self.coordination {
+            coordination.check().or_else(bad)?;
+        }
         Ok(())
     }
 

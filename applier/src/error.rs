@@ -44,6 +44,9 @@ pub const EXIT_PREFLIGHT: u8 = 5;
 /// command, the health gate or `post_apply`) and was rolled back: the node
 /// runs its old release.
 pub const EXIT_ROLLED_BACK: u8 = 6;
+/// `ferry apply`: the fleet is halted (`<prefix>/halt` in etcd); this
+/// node did not update.
+pub const EXIT_HALTED: u8 = 7;
 pub const EXIT_LOCKED: u8 = 75;
 /// `ferry check`: a newer release is available and the policy allows
 /// installing it now (0 means up to date).
@@ -82,6 +85,9 @@ pub enum NodeError {
     /// The update was undone after its switch; the old release runs.
     #[error("{0}")]
     RolledBack(String),
+    /// The fleet is halted: the update was refused, nothing switched.
+    #[error("{0}")]
+    Halted(String),
 
     #[error("{0}")]
     Other(String),
@@ -106,6 +112,7 @@ impl NodeError {
             NodeError::Drift(_) => EXIT_DRIFT,
             NodeError::Preflight(_) => EXIT_PREFLIGHT,
             NodeError::RolledBack(_) => EXIT_ROLLED_BACK,
+            NodeError::Halted(_) => EXIT_HALTED,
             NodeError::Io { .. } | NodeError::Other(_) => EXIT_ERROR,
         }
     }

@@ -6,7 +6,7 @@
 //! stdout: in JSON mode nothing else is printed there (logs go to stderr
 //! through tracing, where journald picks them up), each line is one
 //! complete object with an `event` name and a `timestamp`, and the last
-//! line is always `applied`, `up_to_date`, `rolled_back`, `failed` or
+//! line is always `applied`, `up_to_date`, `rolled_back`, `halted`, `failed` or
 //! `dry_run`. Progress bars are drawn only in human mode and only when
 //! stderr is a terminal: a timer's journal gets the plain lines instead.
 

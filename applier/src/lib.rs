@@ -13,6 +13,7 @@ pub mod bundle;
 pub mod commands;
 pub mod config;
 pub mod converge;
+pub mod coordination;
 pub mod drift;
 pub mod durable;
 pub mod error;

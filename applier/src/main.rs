@@ -109,6 +109,20 @@ enum Command {
     /// Coordinate a cluster rollout from an inventory (cluster.toml).
     #[command(subcommand)]
     Rollout(RolloutCommand),
+    /// The fleet's turns in etcd ([coordination]): status, clear-halt.
+    #[command(subcommand)]
+    Coordination(CoordinationCommand),
+}
+
+#[derive(Subcommand)]
+enum CoordinationCommand {
+    /// Show the halt key, the nodes updating and waiting, and every member's version.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the halt key a failed update wrote, so that nodes update again.
+    ClearHalt,
 }
 
 /// Where the coordinator keeps its rollout records (`<DIR>/rollouts/<id>.json`).
@@ -224,6 +238,7 @@ fn main() -> ExitCode {
             eprintln!("ferry: error: {e}");
             let outcome = match e {
                 NodeError::RolledBack(_) => "rolled_back",
+                NodeError::Halted(_) => "halted",
                 _ => "failed",
             };
             events::emit(
@@ -290,6 +305,12 @@ fn run(cli: Cli) -> Result<u8, NodeError> {
             commands::restore_points::clean(&config()?, keep)
         }
         Command::Rollout(command) => run_rollout(command),
+        Command::Coordination(CoordinationCommand::Status { json }) => {
+            commands::coordination::status(&config()?, json)
+        }
+        Command::Coordination(CoordinationCommand::ClearHalt) => {
+            commands::coordination::clear_halt(&config()?)
+        }
     }
     .map(|()| 0)
 }

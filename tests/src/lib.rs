@@ -24,6 +24,8 @@
 //! - [`threats`]: a repository served to a node over HTTP, and the
 //!   "refused, said why, changed nothing" assertion of the threat tests;
 //! - [`cluster`]: five real nodes and the coordinator, for the rollout tests;
+//! - [`etcd`]: a real etcd on 127.0.0.1 and its history, for the
+//!   pull-mode coordination tests;
 //! - [`demo`]: demo-service releases for the node lifecycle tests;
 //! - [`load`]: the load generator and idle connections for restart tests;
 //! - [`metrics_endpoint`]: a settable number over HTTP for the metrics gate;
@@ -37,6 +39,7 @@
 pub mod binaries;
 pub mod cluster;
 pub mod demo;
+pub mod etcd;
 pub mod fixtures;
 pub mod http_server;
 pub mod load;

@@ -10,6 +10,7 @@ use semver::Version;
 use serde_json::json;
 
 use crate::config::{Config, InstallMode};
+use crate::coordination::{Fleet, Turn};
 use crate::error::{NodeError, Result};
 use crate::events;
 use crate::journal::{Journal, Step};
@@ -55,11 +56,29 @@ pub fn run(config: &Config, args: &ApplyArgs) -> Result<()> {
     let started = Timestamp::now();
     let from = installed::version(config)?;
     let mut target = args.version.clone();
+    let fleet = crate::coordination::Fleet::from_config(config)?;
     match prepare(config, args, bundle, from.clone(), &mut target) {
-        Ok(Prepared::Update(update)) => execute(config, from, *update),
+        Ok(Prepared::Update(update)) => {
+            let mut turn = None;
+            let result = execute(config, from, *update, fleet.as_ref(), &mut turn);
+            // Still held: the update failed during its turn.
+            if let (Some(turn), Err(e)) = (turn, &result) {
+                turn.finish(Err(e));
+            }
+            result
+        }
+        Ok(Prepared::AlreadyCurrent) => {
+            // So that a leader waiting on this follower sees it is done.
+            if let Some(fleet) = &fleet {
+                if let Err(e) = fleet.report_version(from.as_ref()) {
+                    eprintln!("ferry: warning: {e}");
+                }
+            }
+            Ok(())
+        }
         // A deferral is the policy working, not a failure: nothing is
         // recorded and the timer's run ends with 0.
-        Ok(Prepared::AlreadyCurrent | Prepared::DryRun | Prepared::Deferred) => Ok(()),
+        Ok(Prepared::DryRun | Prepared::Deferred) => Ok(()),
         Err(e) => {
             // Refused before the journal began: nothing changed, but the
             // operator should see the refusal in `status` and `history`.
@@ -273,7 +292,15 @@ fn prepare(
     })))
 }
 
-fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()> {
+/// With `fleet`, the node waits for its turn after staging and before
+/// `pre_apply`; the turn is left in `turn` until it is finished.
+fn execute<'a>(
+    config: &Config,
+    from: Option<Version>,
+    update: Update,
+    fleet: Option<&'a Fleet>,
+    turn: &mut Option<Turn<'a>>,
+) -> Result<()> {
     let root = &config.install.root;
     let state_dir = &config.install.state_dir;
     let Update {
@@ -346,6 +373,12 @@ fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()>
         // `current` was not touched: record the failure, keep the old release.
         return Err(recovery::fail(config, &mut journal, e));
     }
+    if let Some(fleet) = fleet {
+        match fleet.take_turn(from.as_ref(), &target) {
+            Ok(taken) => *turn = Some(taken),
+            Err(e) => return Err(recovery::fail(config, &mut journal, e)),
+        }
+    }
     let transition = Transition::new(config, from.as_ref(), &target);
     if let Err(e) = transition.pre_apply() {
         let e = NodeError::Other(format!(
@@ -370,6 +403,9 @@ fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()>
             from.map_or("nothing".to_string(), |v| v.to_string()),
         ));
         events::emit("applied", applied_fields(versions, &journal));
+        if let Some(turn) = turn.take() {
+            turn.finish(Ok(()));
+        }
         return in_place::finish(config);
     }
     // --- Migrations (issue 6; the lead refines this with the lifecycle) ---
@@ -457,6 +493,9 @@ fn execute(config: &Config, from: Option<Version>, update: Update) -> Result<()>
         human_bytes(plan.reused_bytes)
     ));
     events::emit("applied", applied_fields(versions, &journal));
+    if let Some(turn) = turn.take() {
+        turn.finish(Ok(()));
+    }
     let node = NodeState::load(state_dir)?;
     let current = switch::current_version(root)
         .map_err(|e| NodeError::io("cannot read the current release", e))?;

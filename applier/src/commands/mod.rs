@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod check;
+pub mod coordination;
 pub mod history;
 pub mod install_units;
 pub mod migrations;

@@ -182,6 +182,9 @@ pub fn judge_apply(code: Option<i32>, timed_out: bool, last_event: Option<&str>)
         (_, Some("rolled_back")) => NodeOutcome::Failed(
             "its health check failed and it rolled itself back (`rolled_back`)".into(),
         ),
+        (_, Some("halted")) => NodeOutcome::Failed(
+            "the fleet is halted in etcd (`ferry coordination status` on the node says why; `clear-halt` lets it go on)".into(),
+        ),
         (code, Some(event)) => NodeOutcome::Failed(format!(
             "apply ended with `{event}` (exit {})",
             code.map_or("by signal".into(), |c| c.to_string())

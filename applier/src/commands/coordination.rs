@@ -1,0 +1,93 @@
+//! `ferry coordination status` and `ferry coordination clear-halt`: the
+//! fleet's state in etcd as this node's `[coordination]` sees it.
+
+use serde_json::json;
+
+use crate::config::Config;
+use crate::coordination::Fleet;
+use crate::error::{NodeError, Result};
+
+fn fleet(config: &Config) -> Result<Fleet> {
+    Fleet::from_config(config)?.ok_or_else(|| {
+        NodeError::Other(
+            "this node has no [coordination] section: configure it (see the README's \"Pull mode coordination\") to use the fleet commands".into(),
+        )
+    })
+}
+
+/// The halt key, who is updating, who waits, and every member's version.
+pub fn status(config: &Config, as_json: bool) -> Result<()> {
+    let fleet = fleet(config)?;
+    let halt = fleet.halt()?;
+    let (queue, updating) = fleet.slots()?;
+    let members = fleet.members()?;
+    let max = fleet.config.max_unavailable as usize;
+    let waiting = &queue[max.min(queue.len())..];
+    if as_json {
+        let text = json!({
+            "prefix": fleet.config.prefix,
+            "endpoints": fleet.config.endpoints,
+            "max_unavailable": fleet.config.max_unavailable,
+            "halt": halt,
+            "updating": updating,
+            "waiting": waiting,
+            "members": members,
+        });
+        println!("{}", serde_json::to_string_pretty(&text).expect("JSON"));
+        return Ok(());
+    }
+    println!(
+        "fleet {} (etcd {})",
+        fleet.config.prefix,
+        fleet.client.endpoints()
+    );
+    match &halt {
+        Some(halt) => println!(
+            "HALTED: {}\n  after a look: ferry coordination clear-halt",
+            halt.describe()
+        ),
+        None => println!("not halted"),
+    }
+    println!("updating ({} of at most {max}):", updating.len());
+    for slot in &updating {
+        println!(
+            "  {} {} -> {} since {}",
+            slot.node,
+            slot.from_version.as_deref().unwrap_or("nothing"),
+            slot.to_version,
+            slot.since
+        );
+    }
+    if !waiting.is_empty() {
+        let names: Vec<&str> = waiting.iter().map(|s| s.node.as_str()).collect();
+        println!("waiting for a slot: {}", names.join(", "));
+    }
+    println!("members ({}):", members.len());
+    for member in &members {
+        println!(
+            "  {:<24} {:<8} {:<12} reported {}",
+            member.node,
+            serde_json::to_value(member.role)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            member.version.as_deref().unwrap_or("nothing"),
+            member.reported_at
+        );
+    }
+    Ok(())
+}
+
+/// Removes the halt key so that nodes update again.
+pub fn clear_halt(config: &Config) -> Result<()> {
+    let fleet = fleet(config)?;
+    match fleet.clear_halt()? {
+        Some(halt) => println!(
+            "cleared the halt of {}/halt ({}); nodes update again on their next run",
+            fleet.config.prefix,
+            halt.describe()
+        ),
+        None => println!("{} was not halted", fleet.config.prefix),
+    }
+    Ok(())
+}

@@ -1,0 +1,304 @@
+//! A node's turn to update: waiting for it (the leader for its followers,
+//! every node for a slot), holding it, and giving it back.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use semver::Version;
+use serde_json::json;
+
+use super::etcd::{EtcdClient, KeyValue, SortBy};
+use super::{followers_behind, Fleet, Role, SlotHolder};
+use crate::error::{NodeError, Result};
+use crate::events;
+
+/// Where a node stands in the slot queue.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Place {
+    /// Among the first `max_unavailable`: it may update.
+    Holds,
+    /// Behind these holders and earlier waiters.
+    Waits { ahead: Vec<String> },
+    /// Its key is gone: its lease expired.
+    Lost,
+}
+
+/// `node`'s place in `slots` (sorted by creation revision).
+pub fn place(slots: &[KeyValue], own_key: &str, max_unavailable: u32) -> Place {
+    match slots.iter().position(|kv| kv.key == own_key) {
+        None => Place::Lost,
+        Some(i) if i < max_unavailable as usize => Place::Holds,
+        Some(i) => Place::Waits {
+            ahead: slots[..i]
+                .iter()
+                .map(|kv| kv.key.rsplit('/').next().unwrap_or(&kv.key).to_string())
+                .collect(),
+        },
+    }
+}
+
+/// A lease renewed every third of its TTL by a thread until dropped.
+struct Lease {
+    id: i64,
+    client: EtcdClient,
+    stop: Arc<AtomicBool>,
+    lost: Arc<AtomicBool>,
+    renewer: Option<JoinHandle<()>>,
+}
+
+impl Lease {
+    fn grant(client: &EtcdClient, ttl_seconds: u64) -> std::result::Result<Lease, String> {
+        let id = client.grant(ttl_seconds)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewer = {
+            let (client, stop, lost) = (client.clone(), stop.clone(), lost.clone());
+            let every = Duration::from_millis(ttl_seconds * 1000 / 3);
+            thread::spawn(move || {
+                let mut last = Instant::now();
+                while !stop.load(Ordering::Relaxed) {
+                    thread::sleep(Duration::from_millis(50));
+                    if last.elapsed() < every {
+                        continue;
+                    }
+                    last = Instant::now();
+                    match client.keep_alive(id) {
+                        Ok(0) => {
+                            lost.store(true, Ordering::Relaxed);
+                            tracing::error!(lease = id, "the coordination lease expired: this node no longer holds its slot");
+                            return;
+                        }
+                        Ok(_) => {}
+                        // A blip: the next renewal may get through before
+                        // the TTL runs out; if not, etcd answers TTL 0.
+                        Err(e) => {
+                            tracing::warn!(lease = id, error = %e, "cannot renew the coordination lease")
+                        }
+                    }
+                }
+            })
+        };
+        Ok(Lease {
+            id,
+            client: client.clone(),
+            stop,
+            lost,
+            renewer: Some(renewer),
+        })
+    }
+
+    fn lost(&self) -> bool {
+        self.lost.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Lease {
+    /// Stops renewing and revokes: the slot keys go with the lease.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(renewer) = self.renewer.take() {
+            let _ = renewer.join();
+        }
+        if let Err(e) = self.client.revoke(self.id) {
+            // Not fatal: the lease expires by itself after its TTL.
+            eprintln!("ferry: warning: cannot release the coordination slot now ({e}); it frees itself when its lease expires");
+        }
+    }
+}
+
+/// This node's turn: a slot held until [`Turn::finish`] (or drop).
+pub struct Turn<'a> {
+    fleet: &'a Fleet,
+    to: Version,
+    lease: Lease,
+}
+
+impl Fleet {
+    /// Waits for this node's turn to update `from` → `to`: no halt, the
+    /// followers done (leader), then a slot. Fails closed: any doubt is an
+    /// error, and the node must not update.
+    pub fn take_turn(&self, from: Option<&Version>, to: &Version) -> Result<Turn<'_>> {
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(self.config.wait_timeout_seconds);
+        let poll = Duration::from_millis(self.config.poll_interval_ms);
+        self.report_version(from)?;
+        self.refuse_if_halted()?;
+        if self.config.role == Role::Leader {
+            self.wait_for_followers(to, deadline, poll)?;
+        }
+
+        let lease = Lease::grant(&self.client, self.config.lease_seconds)
+            .map_err(|e| self.unreachable("take a lease", e))?;
+        let holder = SlotHolder {
+            node: self.node.clone(),
+            from_version: from.map(Version::to_string),
+            to_version: to.to_string(),
+            since: Timestamp::now().to_string(),
+        };
+        let value = serde_json::to_vec(&holder).expect("a slot holder serializes");
+        let own_key = self.key("slots", &self.node);
+        self.client
+            .put(&own_key, &value, lease.id)
+            .map_err(|e| self.unreachable("queue for a slot", e))?;
+        let max = self.config.max_unavailable;
+        let mut said_waiting = None;
+        loop {
+            // Checked on every round: a node that failed meanwhile stops
+            // the queue, including nodes that were next.
+            self.refuse_if_halted()?;
+            let slots = self
+                .client
+                .range(&self.section("slots"), true, SortBy::CreateRevision, None)
+                .map_err(|e| self.unreachable("read the slot queue", e))?;
+            match place(&slots.kvs, &own_key, max) {
+                Place::Holds => break,
+                Place::Lost => return Err(self.lease_lost()),
+                Place::Waits { ahead } => {
+                    if said_waiting.as_ref() != Some(&ahead.len()) {
+                        events::say(format!(
+                            "waiting for a slot: {} of {max} taken, {} ahead ({})",
+                            ahead.len().min(max as usize),
+                            ahead.len(),
+                            ahead.join(", ")
+                        ));
+                        events::emit(
+                            "waiting",
+                            json!({ "for": "slot", "ahead": ahead, "max_unavailable": max }),
+                        );
+                        said_waiting = Some(ahead.len());
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(NodeError::Other(format!(
+                    "no coordination slot came free within coordination.wait_timeout_seconds = {} ({max} at most updating in {}); the update was not started, the next run queues again",
+                    self.config.wait_timeout_seconds, self.config.prefix
+                )));
+            }
+            thread::sleep(poll);
+        }
+        if lease.lost() {
+            return Err(self.lease_lost());
+        }
+        self.client
+            .put(&self.key("updating", &self.node), &value, lease.id)
+            .map_err(|e| self.unreachable("mark this node as updating", e))?;
+        let waited = started.elapsed().as_secs_f64();
+        events::say(format!(
+            "took a coordination slot ({max} at most updating at once) after {waited:.1}s"
+        ));
+        events::emit(
+            "slot_acquired",
+            json!({ "node": self.node, "max_unavailable": max, "waited_seconds": waited }),
+        );
+        Ok(Turn {
+            fleet: self,
+            to: to.clone(),
+            lease,
+        })
+    }
+
+    fn refuse_if_halted(&self) -> Result<()> {
+        match self.halt()? {
+            None => Ok(()),
+            Some(halt) => Err(NodeError::Halted(halt.refusal(&self.config.prefix))),
+        }
+    }
+
+    fn lease_lost(&self) -> NodeError {
+        NodeError::Other(format!(
+            "this node's coordination lease expired while it waited (etcd {} unreachable for longer than lease_seconds = {}?); the update was not started",
+            self.client.endpoints(),
+            self.config.lease_seconds
+        ))
+    }
+
+    fn wait_for_followers(&self, to: &Version, deadline: Instant, poll: Duration) -> Result<()> {
+        let expected = self.config.followers.unwrap_or(0);
+        let mut said = None;
+        loop {
+            let members = self.members()?;
+            let Some(behind) = followers_behind(&members, to, expected) else {
+                return Ok(());
+            };
+            if said.as_ref() != Some(&behind) {
+                events::say(format!(
+                    "leader: waiting for the followers before updating: {behind}"
+                ));
+                events::emit("waiting", json!({ "for": "followers", "detail": behind }));
+                said = Some(behind.clone());
+            }
+            if Instant::now() >= deadline {
+                return Err(NodeError::Other(format!(
+                    "the leader updates last, and the followers were not done within coordination.wait_timeout_seconds = {}: {behind}; update them (or fix coordination.followers), the next run tries again",
+                    self.config.wait_timeout_seconds
+                )));
+            }
+            thread::sleep(poll);
+            self.refuse_if_halted()?;
+        }
+    }
+}
+
+impl Turn<'_> {
+    /// Ends the turn after the update: on success the new version is
+    /// reported; on failure the fleet is halted (`halt_on_failure`)
+    /// before the slot is given back, so no waiting node slips in.
+    pub fn finish(self, outcome: std::result::Result<(), &NodeError>) {
+        let fleet = self.fleet;
+        if self.lease.lost() {
+            eprintln!("ferry: warning: this node's coordination lease expired during the update: another node may have started updating alongside it (etcd unreachable for longer than lease_seconds?)");
+        }
+        let reported = match outcome {
+            Ok(()) => fleet.report_version(Some(&self.to)),
+            Err(e) if fleet.config.halt_on_failure => {
+                let written = fleet.write_halt(&self.to, &e.to_string());
+                if written.is_ok() {
+                    eprintln!(
+                        "ferry: this failure halted the fleet ({}/halt); after a look, `ferry coordination clear-halt` lets the nodes go on",
+                        fleet.config.prefix
+                    );
+                }
+                written
+            }
+            Err(_) => Ok(()),
+        };
+        if let Err(e) = reported {
+            eprintln!("ferry: warning: {e}");
+        }
+        drop(self.lease);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(node: &str, revision: i64) -> KeyValue {
+        KeyValue {
+            key: format!("/p/slots/{node}"),
+            value: Vec::new(),
+            create_revision: revision,
+            mod_revision: revision,
+            lease: 1,
+        }
+    }
+
+    #[test]
+    fn the_first_max_unavailable_in_creation_order_hold_a_slot() {
+        let queue = [slot("c", 3), slot("a", 5), slot("b", 9)];
+        assert_eq!(place(&queue, "/p/slots/c", 2), Place::Holds);
+        assert_eq!(place(&queue, "/p/slots/a", 2), Place::Holds);
+        assert_eq!(
+            place(&queue, "/p/slots/b", 2),
+            Place::Waits {
+                ahead: vec!["c".into(), "a".into()]
+            }
+        );
+        assert_eq!(place(&queue, "/p/slots/b", 3), Place::Holds);
+        assert_eq!(place(&queue, "/p/slots/gone", 3), Place::Lost);
+    }
+}

@@ -1,0 +1,469 @@
+//! The promise: nodes that update themselves (`ferry apply`, pull mode)
+//! with `[coordination]` take turns through a real etcd — never more than
+//! `max_unavailable` updating at once (checked in etcd's history of every
+//! revision, and by the nodes' own hooks), a crashed node's slot frees
+//! itself when its lease expires, the leader updates only after every
+//! follower reported the new version, a failing canary halts the fleet
+//! until `ferry coordination clear-halt`, and without etcd no node updates.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ferry_tests::cluster::five_nodes_on_1_0_0;
+use ferry_tests::etcd::{free_port, Etcd, Key};
+use ferry_tests::fixtures::{Node, Workspace};
+use ferry_tests::run::Output;
+use serde_json::Value;
+
+const PREFIX: &str = "/ferry/test";
+
+/// What a node's `ferry.toml` gets on top of the fixture's.
+struct Coordinated<'a> {
+    endpoint: &'a str,
+    max_unavailable: u32,
+    /// `Some(followers)` makes the node the leader.
+    leader_of: Option<u32>,
+    pre_apply: String,
+    post_apply: String,
+}
+
+/// Appends `[node]`, `[service]` hooks and `[coordination]` to `node`'s
+/// configuration. The hooks log `start <name>` and `end <name>` to `log`.
+fn coordinate(node: &Node, log: &Path, c: &Coordinated) {
+    let log = log.display();
+    let name = &node.name;
+    let role = match c.leader_of {
+        Some(followers) => format!("role = \"leader\"\nfollowers = {followers}\n"),
+        None => "role = \"follower\"\n".into(),
+    };
+    let extra = format!(
+        "\n[node]\nid = \"{name}\"\n\n[service]\npre_apply = \"echo start {name} >> {log}; {}\"\npost_apply = \"echo end {name} >> {log}; {}\"\n\n[coordination]\nkind = \"etcd\"\nendpoints = [\"{}\"]\nprefix = \"{PREFIX}\"\nmax_unavailable = {}\nlease_seconds = 2\npoll_interval_ms = 100\nwait_timeout_seconds = 120\n{role}",
+        c.pre_apply, c.post_apply, c.endpoint, c.max_unavailable
+    );
+    let mut text = fs::read_to_string(&node.config).unwrap();
+    text.push_str(&extra);
+    fs::write(&node.config, text).unwrap();
+}
+
+fn cluster(
+    etcd: &Etcd,
+    max_unavailable: u32,
+    leader: Option<&str>,
+) -> (Workspace, Vec<Node>, PathBuf) {
+    let (ws, nodes) = five_nodes_on_1_0_0();
+    let log = ws.dir.join("hooks.log");
+    for node in &nodes {
+        coordinate(
+            node,
+            &log,
+            &Coordinated {
+                endpoint: &etcd.url,
+                max_unavailable,
+                leader_of: (leader == Some(node.name.as_str())).then_some(4),
+                pre_apply: "sleep 2".into(),
+                post_apply: "true".into(),
+            },
+        );
+    }
+    (ws, nodes, log)
+}
+
+fn apply(node: &Node) -> Output {
+    node.ferry(&["apply", "--version", "1.1.0", "--output", "json"])
+}
+
+/// Runs `apply` on every node at once (each started `stagger` after the
+/// previous one); returns each node's output by name.
+fn apply_all(nodes: &[Node], stagger: Duration) -> BTreeMap<String, Output> {
+    let handles: Vec<_> = nodes
+        .iter()
+        .map(|node| {
+            let node = node.clone();
+            let handle = thread::spawn(move || (node.name.clone(), apply(&node)));
+            thread::sleep(stagger);
+            handle
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+/// The last JSON event `apply --output json` printed.
+fn last_event(out: &Output) -> Value {
+    let line = out
+        .stdout
+        .lines()
+        .rfind(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON event\n{out}"));
+    serde_json::from_str(line).unwrap()
+}
+
+/// The node names under `<PREFIX>/<section>/` in `keys`.
+fn names(keys: &[Key], section: &str) -> BTreeSet<String> {
+    let prefix = format!("{PREFIX}/{section}/");
+    keys.iter()
+        .filter_map(|k| k.key.strip_prefix(&prefix).map(str::to_string))
+        .collect()
+}
+
+/// The most `start`s without their `end` at any point of the hook log.
+fn hook_peak(log: &Path) -> usize {
+    let mut running = BTreeSet::new();
+    let mut peak = 0;
+    for line in fs::read_to_string(log).unwrap().lines() {
+        match line.split_once(' ') {
+            Some(("start", name)) => {
+                assert!(running.insert(name.to_string()), "{name} started twice")
+            }
+            Some(("end", name)) => assert!(running.remove(name), "{name} ended without a start"),
+            _ => panic!("unexpected hook log line {line:?}"),
+        }
+        peak = peak.max(running.len());
+    }
+    peak
+}
+
+#[test]
+fn never_more_than_max_unavailable_nodes_update_at_once() {
+    let Some(etcd) = Etcd::start_or_skip("never_more_than_max_unavailable_nodes_update_at_once")
+    else {
+        return;
+    };
+    let (_ws, nodes, log) = cluster(&etcd, 2, None);
+    let outputs = apply_all(&nodes, Duration::ZERO);
+    for node in &nodes {
+        let out = &outputs[&node.name];
+        out.assert_success();
+        assert_eq!(last_event(out)["event"], "applied", "{out}");
+        assert_eq!(node.current_version().as_deref(), Some("1.1.0"));
+    }
+
+    // etcd's own record, revision by revision: who held an updating key.
+    let history = etcd.history(&format!("{PREFIX}/updating/"));
+    let mut seen = BTreeSet::new();
+    let mut peak = 0;
+    for (revision, keys) in &history {
+        let updating = names(keys, "updating");
+        assert!(
+            updating.len() <= 2,
+            "at revision {revision} {} nodes were updating: {updating:?}",
+            updating.len()
+        );
+        peak = peak.max(updating.len());
+        seen.extend(updating);
+    }
+    let all: BTreeSet<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    assert_eq!(seen, all, "every node had its turn");
+    // Five nodes asking at once with a 2 s pre_apply: the two slots were
+    // used together, so the limit was what held the others back.
+    assert_eq!(peak, 2, "two nodes updated side by side at some point");
+    // The nodes' own view: no more than two between pre_apply and post_apply.
+    assert!((1..=2).contains(&hook_peak(&log)));
+    // Every slot and updating key went with its lease; members report 1.1.0.
+    assert!(etcd
+        .get_prefix(&format!("{PREFIX}/slots/"), None)
+        .is_empty());
+    assert!(etcd
+        .get_prefix(&format!("{PREFIX}/updating/"), None)
+        .is_empty());
+    let members = etcd.get_prefix(&format!("{PREFIX}/members/"), None);
+    assert_eq!(members.len(), 5);
+    for member in members {
+        let value: Value = serde_json::from_str(&member.value).unwrap();
+        assert_eq!(value["version"], "1.1.0", "{}", member.key);
+    }
+}
+
+#[test]
+fn a_node_killed_holding_a_slot_frees_it_when_its_lease_expires() {
+    let Some(etcd) =
+        Etcd::start_or_skip("a_node_killed_holding_a_slot_frees_it_when_its_lease_expires")
+    else {
+        return;
+    };
+    let (_ws, nodes, log) = cluster(&etcd, 1, None);
+    // n1 hangs in pre_apply, holding the only slot, until it is killed.
+    let hanging = nodes[0].config.clone();
+    let text = fs::read_to_string(&hanging).unwrap().replacen(
+        "echo start n1 >> ",
+        "sleep 600; echo start n1 >> ",
+        1,
+    );
+    fs::write(&hanging, text).unwrap();
+    let mut n1 = nodes[0].command(&["apply", "--version", "1.1.0", "--output", "json"]);
+    // Its own process group, so that the kill takes its hook with it, as
+    // a crash of the machine would.
+    let mut n1 = n1
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let updating = format!("{PREFIX}/updating/");
+    wait_until("n1 holds the slot", || {
+        names(&etcd.get_prefix(&updating, None), "updating").contains("n1")
+    });
+
+    let others = thread::spawn({
+        let nodes = nodes[1..].to_vec();
+        move || apply_all(&nodes, Duration::ZERO)
+    });
+    // The others queue behind n1.
+    wait_until("four nodes queue behind n1", || {
+        names(&etcd.get_prefix(&format!("{PREFIX}/slots/"), None), "slots").len() == 5
+    });
+    let killed_at_revision = etcd.revision();
+    let killed = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", n1.id())])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    n1.wait().unwrap();
+    wait_until("another node takes the freed slot", || {
+        !names(&etcd.get_prefix(&updating, None), "updating")
+            .iter()
+            .all(|n| n == "n1")
+    });
+    let waited = killed.elapsed();
+
+    let outputs = others.join().unwrap();
+    for node in &nodes[1..] {
+        outputs[&node.name].assert_success();
+        assert_eq!(node.current_version().as_deref(), Some("1.1.0"));
+    }
+    assert_eq!(nodes[0].current_version().as_deref(), Some("1.0.0"));
+    // Nobody took n1's slot while its lease lived: the first other node
+    // became `updating` only after n1's key was gone, and that took about
+    // the lease's 2 s (less at most the third since its last renewal), not
+    // the 120 s the nodes would have waited for a slot.
+    let history = etcd.history(&updating);
+    let freed = history
+        .iter()
+        .find(|(revision, keys)| {
+            *revision > killed_at_revision && !names(keys, "updating").contains("n1")
+        })
+        .map(|(revision, _)| *revision)
+        .expect("n1's slot was freed");
+    for (revision, keys) in &history {
+        let holders = names(keys, "updating");
+        assert!(holders.len() <= 1, "at revision {revision}: {holders:?}");
+        if *revision < freed {
+            assert!(
+                holders.iter().all(|h| h == "n1"),
+                "at revision {revision}: {holders:?}"
+            );
+        }
+    }
+    assert!(
+        waited >= Duration::from_millis(1300) && waited < Duration::from_secs(10),
+        "another node went on {waited:?} after the kill: n1's lease lives 2 s"
+    );
+    assert!(!fs::read_to_string(&log).unwrap().contains("start n1"));
+}
+
+#[test]
+fn the_leader_updates_only_after_every_follower_reported_the_new_version() {
+    let Some(etcd) = Etcd::start_or_skip(
+        "the_leader_updates_only_after_every_follower_reported_the_new_version",
+    ) else {
+        return;
+    };
+    let (_ws, nodes, log) = cluster(&etcd, 2, Some("n1"));
+    // The leader asks first; it must still go last.
+    let outputs = apply_all(&nodes, Duration::from_millis(300));
+    for node in &nodes {
+        outputs[&node.name].assert_success();
+        assert_eq!(node.current_version().as_deref(), Some("1.1.0"));
+    }
+    let leader = &outputs["n1"];
+    assert!(
+        leader.stdout.contains("\"for\":\"followers\""),
+        "the leader said it waited for the followers\n{leader}"
+    );
+
+    // In etcd: the revision the leader began updating at, and those at
+    // which each follower reported 1.1.0.
+    let history = etcd.history(&format!("{PREFIX}/"));
+    let leader_began = history
+        .iter()
+        .find(|(_, keys)| names(keys, "updating").contains("n1"))
+        .map(|(revision, _)| *revision)
+        .expect("the leader updated");
+    for follower in ["n2", "n3", "n4", "n5"] {
+        let reported = history
+            .iter()
+            .find(|(_, keys)| {
+                keys.iter().any(|k| {
+                    k.key == format!("{PREFIX}/members/{follower}") && k.value.contains("\"1.1.0\"")
+                })
+            })
+            .map(|(revision, _)| *revision)
+            .unwrap_or_else(|| panic!("{follower} reported 1.1.0"));
+        assert!(
+            reported < leader_began,
+            "{follower} reported 1.1.0 at revision {reported}, after the leader began at {leader_began}"
+        );
+    }
+    // And by the hooks: the leader's pre_apply after every follower's end.
+    let lines: Vec<String> = fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let leader_start = lines.iter().position(|l| l == "start n1").unwrap();
+    assert_eq!(lines.iter().filter(|l| l.starts_with("end ")).count(), 5);
+    assert_eq!(
+        lines[..leader_start]
+            .iter()
+            .filter(|l| l.starts_with("end "))
+            .count(),
+        4,
+        "every follower finished before the leader started\n{lines:?}"
+    );
+    assert!(hook_peak(&log) <= 2);
+}
+
+#[test]
+fn a_failing_canary_halts_the_fleet_until_the_halt_is_cleared() {
+    let Some(etcd) =
+        Etcd::start_or_skip("a_failing_canary_halts_the_fleet_until_the_halt_is_cleared")
+    else {
+        return;
+    };
+    let (ws, nodes, _log) = cluster(&etcd, 1, None);
+    // The canary's post_apply fails: the node rolls itself back (exit 6).
+    // Its pre_apply holds it until the others queue behind it.
+    let canary = &nodes[0];
+    let go = ws.dir.join("canary-may-go");
+    let text = fs::read_to_string(&canary.config)
+        .unwrap()
+        .replacen(
+            "echo start n1 >> ",
+            &format!(
+                "until test -e {}; do sleep 0.1; done; echo start n1 >> ",
+                go.display()
+            ),
+            1,
+        )
+        .replacen("echo end n1 >> ", "exit 3; echo ", 1);
+    fs::write(&canary.config, text).unwrap();
+    let canary_run = thread::spawn({
+        let canary = canary.clone();
+        move || apply(&canary)
+    });
+    let updating = format!("{PREFIX}/updating/");
+    wait_until("the canary holds the slot", || {
+        names(&etcd.get_prefix(&updating, None), "updating").contains("n1")
+    });
+    let queued = thread::spawn({
+        let nodes = nodes[1..].to_vec();
+        move || apply_all(&nodes, Duration::ZERO)
+    });
+    wait_until("four nodes queue behind the canary", || {
+        names(&etcd.get_prefix(&format!("{PREFIX}/slots/"), None), "slots").len() == 5
+    });
+    fs::write(&go, "").unwrap();
+
+    let out = canary_run.join().unwrap();
+    out.assert_code(6);
+    assert_eq!(last_event(&out)["event"], "rolled_back", "{out}");
+    assert_eq!(canary.current_version().as_deref(), Some("1.0.0"));
+    let halt = etcd.get_prefix(&format!("{PREFIX}/halt"), None);
+    assert_eq!(halt.len(), 1, "the canary wrote the halt key");
+    let halt: Value = serde_json::from_str(&halt[0].value).unwrap();
+    assert_eq!(
+        (halt["node"].as_str(), halt["version"].as_str()),
+        (Some("n1"), Some("1.1.0"))
+    );
+    assert!(
+        halt["reason"].as_str().unwrap().contains("post_apply"),
+        "{halt}"
+    );
+    // The nodes queued behind it gave up their places instead of updating.
+    let outputs = queued.join().unwrap();
+    for node in &nodes[1..] {
+        let out = &outputs[&node.name];
+        out.assert_code(7);
+        assert_eq!(last_event(out)["event"], "halted", "{out}");
+        assert_eq!(node.current_version().as_deref(), Some("1.0.0"));
+    }
+    assert!(etcd
+        .get_prefix(&format!("{PREFIX}/slots/"), None)
+        .is_empty());
+
+    // A node starting now refuses as well, with its own outcome, and
+    // changes nothing.
+    let outputs = apply_all(&nodes[1..], Duration::ZERO);
+    for node in &nodes[1..] {
+        let out = &outputs[&node.name];
+        out.assert_code(7);
+        let event = last_event(out);
+        assert_eq!(event["event"], "halted", "{out}");
+        assert!(
+            event["message"]
+                .as_str()
+                .unwrap()
+                .contains("n1 failed to update to 1.1.0"),
+            "{out}"
+        );
+        out.assert_stderr_contains("ferry coordination clear-halt");
+        assert_eq!(node.current_version().as_deref(), Some("1.0.0"));
+    }
+    // Nobody took a slot while halted.
+    assert!(etcd
+        .history(&format!("{PREFIX}/updating/"))
+        .iter()
+        .all(|(_, keys)| names(keys, "updating").iter().all(|n| n == "n1")));
+
+    let status = nodes[1].ferry_ok(&["coordination", "status", "--json"]);
+    let status: Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status["halt"]["node"], "n1");
+    nodes[1]
+        .ferry_ok(&["coordination", "clear-halt"])
+        .assert_stdout_contains("cleared the halt");
+    assert!(etcd.get_prefix(&format!("{PREFIX}/halt"), None).is_empty());
+    let status = nodes[1].ferry_ok(&["coordination", "status", "--json"]);
+    assert!(serde_json::from_str::<Value>(&status.stdout).unwrap()["halt"].is_null());
+
+    for node in &nodes[1..] {
+        apply(node).assert_success();
+        assert_eq!(node.current_version().as_deref(), Some("1.1.0"));
+    }
+}
+
+#[test]
+fn without_etcd_no_node_updates() {
+    let (ws, nodes) = five_nodes_on_1_0_0();
+    let endpoint = format!("http://127.0.0.1:{}", free_port());
+    let node = &nodes[0];
+    coordinate(
+        node,
+        &ws.dir.join("hooks.log"),
+        &Coordinated {
+            endpoint: &endpoint,
+            max_unavailable: 1,
+            leader_of: None,
+            pre_apply: "true".into(),
+            post_apply: "true".into(),
+        },
+    );
+    let out = apply(node);
+    out.assert_code(1);
+    out.assert_stderr_contains(&endpoint)
+        .assert_stderr_contains("does not update without its turn");
+    assert_eq!(node.current_version().as_deref(), Some("1.0.0"));
+    assert!(!ws.dir.join("hooks.log").exists(), "no hook ran");
+}
+
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
