@@ -255,11 +255,11 @@ impl RolloutLock {
     }
 }
 
+/// A group commit (see `RolloutRecord::save_shared`): at fleet scale the
+/// nodes of a stage finish together, and one write each was the
+/// coordinator's bottleneck.
 fn save(record: &Mutex<RolloutRecord>, state_dir: &Path) -> Result<()> {
-    record
-        .lock()
-        .expect("record lock poisoned")
-        .save(state_dir, Timestamp::now())
+    RolloutRecord::save_shared(record, state_dir)
 }
 
 /// Walks `record` from its current stage until it succeeds, waits for
