@@ -24,6 +24,8 @@
 //! - [`threats`]: a repository served to a node over HTTP, and the
 //!   "refused, said why, changed nothing" assertion of the threat tests;
 //! - [`cluster`]: five real nodes and the coordinator, for the rollout tests;
+//! - [`fleet`]: a thousand fake nodes (`fake_node.sh`) behind the `command`
+//!   transport, for the fleet-scale rollout test and benchmark;
 //! - [`demo`]: demo-service releases for the node lifecycle tests;
 //! - [`load`]: the load generator and idle connections for restart tests;
 //! - [`netns`]: throw-away network namespaces for per-namespace sysctls;
@@ -34,6 +36,7 @@ pub mod binaries;
 pub mod cluster;
 pub mod demo;
 pub mod fixtures;
+pub mod fleet;
 pub mod http_server;
 pub mod load;
 pub mod netns;
