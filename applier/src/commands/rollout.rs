@@ -130,8 +130,9 @@ pub fn start(args: &StartArgs) -> Result<()> {
 const STATUS_QUERIES_AT_ONCE: usize = 64;
 
 /// Asks every node for its version, [`STATUS_QUERIES_AT_ONCE`] at a time
-/// (a node that hangs costs its timeout once, not once per node before
-/// it). Every unreachable node is named, not only the first.
+/// (a node that hangs holds one query for its timeout, not every node
+/// after it; only more hanging nodes than that delay the others). Every
+/// unreachable node is named, not only the first.
 fn current_versions(
     inventory: &Inventory,
     own_ferry: &Path,

@@ -256,8 +256,8 @@ impl RolloutLock {
 }
 
 /// A group commit (see `RolloutRecord::save_shared`): at fleet scale the
-/// nodes of a stage finish together, and one write each was the
-/// coordinator's bottleneck.
+/// nodes of a stage finish together, and a write each queued every one of
+/// them behind the others' fsyncs.
 fn save(record: &Mutex<RolloutRecord>, state_dir: &Path) -> Result<()> {
     RolloutRecord::save_shared(record, state_dir)
 }
