@@ -26,6 +26,8 @@
 //! - [`cluster`]: five real nodes and the coordinator, for the rollout tests;
 //! - [`etcd`]: a real etcd on 127.0.0.1 and its history, for the
 //!   pull-mode coordination tests;
+//! - [`fleet`]: a thousand fake nodes (`fake_node.sh`) behind the `command`
+//!   transport, for the fleet-scale rollout test and benchmark;
 //! - [`demo`]: demo-service releases for the node lifecycle tests;
 //! - [`load`]: the load generator and idle connections for restart tests;
 //! - [`metrics_endpoint`]: a settable number over HTTP for the metrics gate;
@@ -41,6 +43,7 @@ pub mod cluster;
 pub mod demo;
 pub mod etcd;
 pub mod fixtures;
+pub mod fleet;
 pub mod http_server;
 pub mod load;
 pub mod metrics_endpoint;

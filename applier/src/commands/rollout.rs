@@ -122,29 +122,46 @@ pub fn start(args: &StartArgs) -> Result<()> {
     Ok(())
 }
 
-/// Asks every node for its version, all at once (a node that hangs costs
-/// its timeout once, not once per node before it). Every unreachable node
-/// is named, not only the first.
+/// At most this many status queries run at once. Each costs a thread,
+/// a shell, the transport (an ssh connection) and a handful of file
+/// descriptors: a thread per node would ask 1,000 nodes with 1,000 ssh
+/// clients and run out of descriptors (the usual limit is 1,024) long
+/// before the network is the limit.
+const STATUS_QUERIES_AT_ONCE: usize = 64;
+
+/// Asks every node for its version, [`STATUS_QUERIES_AT_ONCE`] at a time
+/// (a node that hangs holds one query for its timeout, not every node
+/// after it; only more hanging nodes than that delay the others). Every
+/// unreachable node is named, not only the first.
 fn current_versions(
     inventory: &Inventory,
     own_ferry: &Path,
 ) -> Result<BTreeMap<String, Option<Version>>> {
+    let nodes = &inventory.nodes;
+    let next = std::sync::atomic::AtomicUsize::new(0);
     let answers: Vec<(String, std::result::Result<Option<Version>, String>)> =
         std::thread::scope(|scope| {
-            let asks: Vec<_> = inventory
-                .nodes
-                .iter()
-                .map(|node| {
+            let askers: Vec<_> = (0..STATUS_QUERIES_AT_ONCE.min(nodes.len()))
+                .map(|_| {
+                    let next = &next;
                     scope.spawn(move || {
-                        (
-                            node.name.clone(),
-                            transport::current_version(&inventory.transport, node, own_ferry),
-                        )
+                        let mut answers = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(node) = nodes.get(i) else {
+                                return answers;
+                            };
+                            answers.push((
+                                node.name.clone(),
+                                transport::current_version(&inventory.transport, node, own_ferry),
+                            ));
+                        }
                     })
                 })
                 .collect();
-            asks.into_iter()
-                .map(|ask| ask.join().expect("a status thread panicked"))
+            askers
+                .into_iter()
+                .flat_map(|asker| asker.join().expect("a status thread panicked"))
                 .collect()
         });
     let mut currents = BTreeMap::new();
@@ -160,6 +177,7 @@ fn current_versions(
     if failures.is_empty() {
         return Ok(currents);
     }
+    failures.sort();
     let names: Vec<&str> = failures.iter().map(|(n, _)| n.as_str()).collect();
     let details: Vec<String> = failures.iter().map(|(_, e)| format!("  {e}")).collect();
     Err(NodeError::Other(format!(

@@ -207,11 +207,12 @@ struct SharedRecord<'a> {
 }
 
 impl SharedRecord<'_> {
-    /// Changes the record, then saves it.
+    /// Changes the record, then saves it: a group commit
+    /// ([`RolloutRecord::save_shared`]), so the nodes of a stage finishing
+    /// together do not queue behind each other's fsyncs.
     fn update<T>(&self, change: impl FnOnce(&mut RolloutRecord) -> T) -> Result<T> {
-        let mut record = self.record.lock().unwrap_or_else(|p| p.into_inner());
-        let out = change(&mut record);
-        record.save(self.state_dir, Timestamp::now())?;
+        let out = change(&mut self.record.lock().unwrap_or_else(|p| p.into_inner()));
+        RolloutRecord::save_shared(&self.record, self.state_dir)?;
         Ok(out)
     }
 

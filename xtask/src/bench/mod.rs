@@ -2,7 +2,7 @@
 //! binaries, each against a baseline measured in the same run.
 //!
 //! One file per benchmark (`apply.rs`, `deltas.rs` with its corpus in
-//! `corpus.rs`, `verify.rs`, `lifecycle.rs`). This
+//! `corpus.rs`, `verify.rs`, `lifecycle.rs`, `rollout.rs`). This
 //! file holds what they share: the release build, a scratch directory on a
 //! chosen filesystem, a signed repository and a node to drive, timing of
 //! child processes, the disk's own fsync'd write speed (`dd conv=fsync`), the
@@ -15,6 +15,7 @@ pub mod apply;
 mod corpus;
 pub mod deltas;
 pub mod lifecycle;
+pub mod rollout;
 mod syscalls;
 pub mod verify;
 
@@ -47,6 +48,10 @@ pub enum Bench {
     /// with 1,000 idle connections held, `ferry preflight`, and requests
     /// failed under load with blue-green against restart.
     Lifecycle(lifecycle::Args),
+    /// The rollout coordinator at fleet scale: 1,000 fake nodes through
+    /// the `command` transport; wall time against the ideal, coordinator
+    /// CPU and peak RSS, and the initial status query.
+    Rollout(rollout::Args),
 }
 
 pub fn run(bench: &Bench) -> Result<()> {
@@ -55,6 +60,7 @@ pub fn run(bench: &Bench) -> Result<()> {
         Bench::Deltas(args) => deltas::run(args),
         Bench::Verify(args) => verify::run(args),
         Bench::Lifecycle(args) => lifecycle::run(args),
+        Bench::Rollout(args) => rollout::run(args),
     }
 }
 
