@@ -172,6 +172,33 @@ pub fn rollback_order(
     updated.into_iter().map(|(_, n, v)| (n, v)).collect()
 }
 
+/// Splits a rollback order into waves: consecutive nodes of one stage go
+/// together, later stages first (the order is newest update first, so a
+/// stage's nodes are next to each other in it).
+pub fn rollback_waves(
+    record: &RolloutRecord,
+    order: Vec<(String, Version)>,
+) -> Vec<Vec<(String, Version)>> {
+    let stage_of = |name: &str| {
+        record
+            .plan
+            .stages
+            .iter()
+            .position(|s| s.nodes.iter().any(|n| n == name))
+    };
+    // (stage, its nodes to roll back)
+    type Wave = (Option<usize>, Vec<(String, Version)>);
+    let mut waves: Vec<Wave> = Vec::new();
+    for (name, from) in order {
+        let stage = stage_of(&name);
+        match waves.last_mut() {
+            Some((last, wave)) if *last == stage => wave.push((name, from)),
+            _ => waves.push((stage, vec![(name, from)])),
+        }
+    }
+    waves.into_iter().map(|(_, wave)| wave).collect()
+}
+
 /// What an apply's exit code and last JSON event mean.
 pub fn judge_apply(code: Option<i32>, timed_out: bool, last_event: Option<&str>) -> NodeOutcome {
     if timed_out {
@@ -621,13 +648,31 @@ fn fail(
         }
         record.save(state_dir, Timestamp::now())?;
     }
-    for (name, from) in rollback_order(&record, policy.rollback_on_failure, &failure.suspects) {
-        let Some(node) = inventory.node(&name) else {
-            rollback_errors.push(format!("{name}: no longer in the inventory"));
-            continue;
-        };
-        let result = roll_back_node(inventory, node, &from, own_ferry);
-        rollback_errors.extend(rolled_back(&mut record, &name, &from, result));
+    let order = rollback_order(&record, policy.rollback_on_failure, &failure.suspects);
+    for wave in rollback_waves(&record, order) {
+        // A wave is one stage's nodes: as many as were down at once on the
+        // way up, so rolling them back together costs no more quorum.
+        let results: Vec<(String, Version, std::result::Result<(), String>)> =
+            std::thread::scope(|scope| {
+                let runs: Vec<_> = wave
+                    .into_iter()
+                    .map(|(name, from)| {
+                        scope.spawn(move || {
+                            let result = match inventory.node(&name) {
+                                Some(node) => roll_back_node(inventory, node, &from, own_ferry),
+                                None => Err("no longer in the inventory".to_string()),
+                            };
+                            (name, from, result)
+                        })
+                    })
+                    .collect();
+                runs.into_iter()
+                    .map(|run| run.join().expect("a rollback thread panicked"))
+                    .collect()
+            });
+        for (name, from, result) in results {
+            rollback_errors.extend(rolled_back(&mut record, &name, &from, result));
+        }
         record.save(state_dir, Timestamp::now())?;
     }
     let rolled = match policy.rollback_on_failure {
@@ -739,6 +784,20 @@ mod tests {
             rollback_order(&r, RollbackScope::Node, &suspects),
             vec![("c".to_string(), v1.clone()), ("d".to_string(), v1)]
         );
+    }
+
+    #[test]
+    fn rollbacks_run_a_stage_at_a_time_later_stages_first() {
+        let mut r = record();
+        for name in ["b", "d", "c"] {
+            record_outcome(&mut r, name, &NodeOutcome::Updated);
+        }
+        let order = rollback_order(&r, RollbackScope::All, &[]);
+        let waves: Vec<Vec<String>> = rollback_waves(&r, order)
+            .into_iter()
+            .map(|w| w.into_iter().map(|(n, _)| n).collect())
+            .collect();
+        assert_eq!(waves, vec![vec!["c", "d"], vec!["b"]]);
     }
 
     #[test]
