@@ -9,6 +9,7 @@
 //! awslabs/tough's tests).
 //!
 //! The modules here are the plumbing those tests share:
+//! - [`browser`]: headless Chromium over the DevTools pipe, for the dashboard;
 //! - [`binaries`]: builds and finds the two binaries (and the demo
 //!   service's), once per test process;
 //! - [`run`]: runs a command with a deadline and keeps everything it printed;
@@ -24,6 +25,7 @@
 //! - [`threats`]: a repository served to a node over HTTP, and the
 //!   "refused, said why, changed nothing" assertion of the threat tests;
 //! - [`cluster`]: five real nodes and the coordinator, for the rollout tests;
+//! - [`rollout_api`]: a real `ferry rollout serve` and a raw HTTP/SSE client;
 //! - [`demo`]: demo-service releases for the node lifecycle tests;
 //! - [`load`]: the load generator and idle connections for restart tests;
 //! - [`netns`]: throw-away network namespaces for per-namespace sysctls;
@@ -31,6 +33,7 @@
 //!   receivers that are down, for the notification tests.
 
 pub mod binaries;
+pub mod browser;
 pub mod cluster;
 pub mod demo;
 pub mod fixtures;
@@ -38,6 +41,7 @@ pub mod http_server;
 pub mod load;
 pub mod netns;
 pub mod real_code;
+pub mod rollout_api;
 pub mod roots;
 pub mod run;
 pub mod small_fs;

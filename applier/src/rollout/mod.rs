@@ -25,9 +25,15 @@
 //! `inventory` reads `cluster.toml`, `plan` computes the stages (pure, so
 //! every rule above is unit-tested), `transport` runs `ferry` on a node and
 //! `record` persists a rollout so a killed coordinator can resume it.
+//! `prepare` saves a planned rollout for a later `execute`, `revert` rolls
+//! a rollout's nodes back, and `api` serves all of it over HTTP with a
+//! live dashboard (`ferry rollout serve`).
 
+pub mod api;
 pub mod execute;
 pub mod inventory;
 pub mod plan;
+pub mod prepare;
 pub mod record;
+pub mod revert;
 pub mod transport;
