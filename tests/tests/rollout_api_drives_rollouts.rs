@@ -2,8 +2,9 @@
 //! reports every node's version, plans (canary, followers, leader last)
 //! without touching a node, executes a plan in the background while its
 //! watch stream sends one event per state change until the end, keeps the
-//! history, promotes a manual rollout after its canary, and rolls a
-//! finished rollout back to the old version on every node.
+//! history, promotes a manual rollout after its canary, rolls a finished
+//! rollout back to the old version on every node, and reports a node it
+//! cannot reach as unreachable.
 
 use std::time::Duration;
 
@@ -226,4 +227,16 @@ fn plan_execute_watch_history_and_rollback() {
     assert_eq!(rollouts[0]["state"], "succeeded");
     assert_eq!(rollouts[1]["state"], "rolled-back");
     assert_eq!(rollouts[0]["updated_nodes"], 5);
+
+    // A node that cannot be asked is reported as unreachable, not as a
+    // failed request.
+    let config = ws.dir.join("nodes/n5/ferry.toml");
+    std::fs::rename(&config, config.with_extension("away")).unwrap();
+    let versions = server.json("GET", "/api/v1/updates/version", None, 200);
+    std::fs::rename(config.with_extension("away"), &config).unwrap();
+    let n5 = &versions["nodes"][4];
+    assert_eq!(n5["name"], "n5", "{versions:#}");
+    assert_eq!(n5["reachable"], false, "{versions:#}");
+    assert!(n5["error"].as_str().unwrap().contains("n5"), "{versions:#}");
+    assert_eq!(versions["nodes"][0]["version"], "1.1.0", "{versions:#}");
 }

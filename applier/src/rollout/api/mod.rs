@@ -159,15 +159,31 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
             );
             continue;
         }
-        in_flight.fetch_add(1, Ordering::SeqCst);
         let api = Arc::clone(&api);
-        let in_flight = Arc::clone(&in_flight);
+        let slot = InFlight::take(&in_flight);
         std::thread::spawn(move || {
+            // Held to the end, even if the handler panics.
+            let _slot = slot;
             api.handle(request);
-            in_flight.fetch_sub(1, Ordering::SeqCst);
         });
     }
     Ok(())
+}
+
+/// One request being served; counted until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn take(count: &Arc<AtomicUsize>) -> InFlight {
+        count.fetch_add(1, Ordering::SeqCst);
+        InFlight(Arc::clone(count))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Api {
