@@ -21,8 +21,9 @@ pub const TOKEN: &str = "test-token-5f1c2a9e7b3d4c68";
 
 /// A `cluster.toml` with n1 the leader, the `command` transport, canary 1,
 /// batches of up to 3. Each apply (and rollback) first sleeps
-/// `delay_seconds`, so watchers see the rollout in progress; the apply of
-/// `failing` (if any) exits 1 before running ferry.
+/// `delay_seconds`, so watchers see the rollout in progress, then waits
+/// while the node's [`hold_file`] exists; the apply of `failing` (if any)
+/// exits 1 before running ferry.
 pub fn write_inventory(
     ws: &Workspace,
     nodes: &[Node],
@@ -43,13 +44,20 @@ pub fn write_inventory(
     }
     let config = format!("{}/nodes/{{name}}/ferry.toml", ws.dir.display());
     let guard = failing.map_or(String::new(), |name| format!("test {{name}} != {name} && "));
+    let hold = hold_file(ws, "{name}").display().to_string();
     text.push_str(&format!(
-        "[transport]\nkind = \"command\"\ntemplate = \"sleep {delay_seconds} && {guard}{{ferry}} --config {config} apply --version {{version}} --output json\"\nstatus_template = \"{{ferry}} --config {config} status --json\"\n"
+        "[transport]\nkind = \"command\"\ntemplate = \"sleep {delay_seconds} && while test -e {hold}; do sleep 0.1; done && {guard}{{ferry}} --config {config} apply --version {{version}} --output json\"\nstatus_template = \"{{ferry}} --config {config} status --json\"\n"
     ));
     text.push_str("[rollout]\ncanary = 1\nmax_unavailable = 3\nbake_seconds = 0\n");
     let path = ws.dir.join("cluster.toml");
     fs::write(&path, text).unwrap();
     path
+}
+
+/// While this file exists, `node`'s apply waits (see [`write_inventory`]):
+/// a test holds a rollout at a known point, then lets it go on.
+pub fn hold_file(ws: &Workspace, node: &str) -> PathBuf {
+    ws.dir.join(format!("hold-{node}"))
 }
 
 /// A running `ferry rollout serve`, killed on drop.

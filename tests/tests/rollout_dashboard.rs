@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ferry_tests::binaries::workspace_root;
 use ferry_tests::browser::{chromium_or_skip, Browser};
 use ferry_tests::cluster::five_nodes_on_1_0_0;
-use ferry_tests::rollout_api::{wait_for, write_inventory, ApiServer, TOKEN};
+use ferry_tests::rollout_api::{hold_file, wait_for, write_inventory, ApiServer, TOKEN};
 
 /// The attributes of the dashboard's element for `node`.
 fn node_element<'a>(dom: &'a str, node: &str) -> &'a str {
@@ -60,6 +60,9 @@ fn the_dashboard_shows_a_rollout_live_in_a_browser() {
         201,
     );
     let id = plan["id"].as_str().unwrap().to_string();
+    // The leader waits until the browser has seen the rollout mid-way.
+    let hold = hold_file(&ws, "n1");
+    std::fs::write(&hold, "").unwrap();
     server.json(
         "POST",
         "/api/v1/updates/execute",
@@ -120,6 +123,7 @@ fn the_dashboard_shows_a_rollout_live_in_a_browser() {
     );
 
     // The same page, never reloaded, follows the rollout to its end.
+    std::fs::remove_file(&hold).unwrap();
     wait_in_page(
         &mut browser,
         "document.body.dataset.rolloutState === 'succeeded'",
