@@ -6,7 +6,7 @@
 //! wrong: 400 bad JSON or fields, 404 unknown ids and paths, 405 wrong
 //! methods, 409 a rollout not in a state for the action.
 
-use ferry_tests::cluster::five_nodes_on_1_0_0;
+use ferry_tests::cluster::{coordinator, five_nodes_on_1_0_0};
 use ferry_tests::rollout_api::{watch, write_inventory, ApiServer, TOKEN};
 use std::time::Duration;
 
@@ -33,13 +33,25 @@ fn every_endpoint_needs_the_token_and_bad_requests_say_why() {
     step("cluster ready");
     let inventory = write_inventory(&ws, &nodes, 0.0, None);
     let server = ApiServer::start(&ws, &inventory);
-    let plan = server.json(
-        "POST",
-        "/api/v1/updates/plan",
-        Some(r#"{"version":"1.1.0","promote":"auto"}"#),
-        201,
+    // Planned from the command line; the API sees the same records.
+    let inventory_arg = inventory.to_string_lossy();
+    let planned = coordinator(
+        &ws,
+        &[
+            "rollout",
+            "plan",
+            "--inventory",
+            &inventory_arg,
+            "--version",
+            "1.1.0",
+            "--promote",
+            "auto",
+        ],
     );
-    let id = plan["id"].as_str().unwrap().to_string();
+    planned
+        .assert_success()
+        .assert_stdout_contains("planned: start it with");
+    let id = planned.stdout.lines().next().unwrap().trim().to_string();
     let body = format!(r#"{{"id":"{id}"}}"#);
 
     let wrong = format!("{}x", &TOKEN[..TOKEN.len() - 1]);
