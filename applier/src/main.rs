@@ -9,6 +9,7 @@ use ferry::commands::{self, apply::ApplyArgs, install_units::InstallUnitsArgs};
 use ferry::config::{Config, DEFAULT_CONFIG_PATH};
 use ferry::error::NodeError;
 use ferry::events::{self, OutputMode};
+use ferry::rollout::api::ServeArgs;
 use ferry::rollout::inventory::{Canary, Promote, RollbackScope};
 use ferry::rollout::record::DEFAULT_STATE_DIR;
 use semver::Version;
@@ -197,6 +198,64 @@ enum RolloutCommand {
         #[command(flatten)]
         state: CoordinatorState,
     },
+    /// Plan a rollout of --version and save it, without starting it (prints its id).
+    Plan {
+        /// The cluster: nodes, transport and [rollout] policy.
+        #[arg(long, value_name = "cluster.toml")]
+        inventory: PathBuf,
+        #[arg(long)]
+        version: Version,
+        #[command(flatten)]
+        policy: PolicyFlags,
+        #[command(flatten)]
+        state: CoordinatorState,
+    },
+    /// Start a planned rollout.
+    Execute {
+        id: String,
+        #[command(flatten)]
+        state: CoordinatorState,
+    },
+    /// Return every node a rollout updated to its old version, newest first.
+    Rollback {
+        id: String,
+        #[command(flatten)]
+        state: CoordinatorState,
+    },
+    /// Serve the rollout HTTP API and the live dashboard.
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8480.
+        #[arg(long, value_name = "ADDR")]
+        listen: String,
+        /// File holding the bearer token every request must carry (mode 0600).
+        #[arg(long, value_name = "FILE")]
+        token_file: PathBuf,
+        /// The cluster the API plans rollouts for.
+        #[arg(long, value_name = "cluster.toml")]
+        inventory: PathBuf,
+        #[command(flatten)]
+        state: CoordinatorState,
+    },
+}
+
+/// Flags that override the inventory's [rollout] keys for one rollout.
+#[derive(clap::Args)]
+struct PolicyFlags {
+    /// Overrides [rollout] canary: a node count or a percentage ("10%").
+    #[arg(long)]
+    canary: Option<Canary>,
+    /// Overrides [rollout] max_unavailable.
+    #[arg(long)]
+    max_unavailable: Option<u32>,
+    /// Overrides [rollout] bake_seconds.
+    #[arg(long)]
+    bake_seconds: Option<u64>,
+    /// Overrides [rollout] promote.
+    #[arg(long, value_enum)]
+    promote: Option<Promote>,
+    /// Overrides [rollout] rollback_on_failure.
+    #[arg(long, value_enum)]
+    rollback_on_failure: Option<RollbackScope>,
 }
 
 #[derive(Subcommand)]
@@ -350,5 +409,37 @@ fn run_rollout(command: RolloutCommand) -> Result<(), NodeError> {
         RolloutCommand::Abort { id, state } => commands::rollout::abort(&state.state_dir, &id),
         RolloutCommand::Resume { id, state } => commands::rollout::resume(&state.state_dir, &id),
         RolloutCommand::Promote { id, state } => commands::rollout::promote(&state.state_dir, &id),
+        RolloutCommand::Plan {
+            inventory,
+            version,
+            policy,
+            state,
+        } => commands::rollout::plan(
+            &inventory,
+            &version,
+            &PolicyOverrides {
+                canary: policy.canary,
+                max_unavailable: policy.max_unavailable,
+                bake_seconds: policy.bake_seconds,
+                promote: policy.promote,
+                rollback_on_failure: policy.rollback_on_failure,
+            },
+            &state.state_dir,
+        ),
+        RolloutCommand::Execute { id, state } => commands::rollout::execute(&state.state_dir, &id),
+        RolloutCommand::Rollback { id, state } => {
+            commands::rollout::rollback(&state.state_dir, &id)
+        }
+        RolloutCommand::Serve {
+            listen,
+            token_file,
+            inventory,
+            state,
+        } => commands::rollout_serve::run(&ServeArgs {
+            listen,
+            token_file,
+            inventory,
+            state_dir: state.state_dir,
+        }),
     }
 }

@@ -9,6 +9,7 @@
 //! awslabs/tough's tests).
 //!
 //! The modules here are the plumbing those tests share:
+//! - [`browser`]: headless Chromium over the DevTools pipe, for the dashboard;
 //! - [`binaries`]: builds and finds the two binaries (and the demo
 //!   service's), once per test process;
 //! - [`run`]: runs a command with a deadline and keeps everything it printed;
@@ -28,6 +29,7 @@
 //!   pull-mode coordination tests;
 //! - [`fleet`]: a thousand fake nodes (`fake_node.sh`) behind the `command`
 //!   transport, for the fleet-scale rollout test and benchmark;
+//! - [`rollout_api`]: a real `ferry rollout serve` and a raw HTTP/SSE client;
 //! - [`demo`]: demo-service releases for the node lifecycle tests;
 //! - [`load`]: the load generator and idle connections for restart tests;
 //! - [`metrics_endpoint`]: a settable number over HTTP for the metrics gate;
@@ -39,6 +41,7 @@
 //!   receivers that are down, for the notification tests.
 
 pub mod binaries;
+pub mod browser;
 pub mod cluster;
 pub mod demo;
 pub mod etcd;
@@ -49,6 +52,7 @@ pub mod load;
 pub mod metrics_endpoint;
 pub mod netns;
 pub mod real_code;
+pub mod rollout_api;
 pub mod roots;
 pub mod run;
 pub mod small_fs;

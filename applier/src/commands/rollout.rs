@@ -4,6 +4,9 @@
 //! `start --dry-run` plans; `start` plans, saves a record and executes it
 //! (`crate::rollout::execute`); `promote`, `resume` and `abort` continue
 //! or stop a recorded rollout; `list` and `status` read the records.
+//! `plan` saves a planned rollout that `execute` starts (the API's two
+//! steps), `rollback` returns a rollout's updated nodes to their old
+//! versions, and `serve` runs the HTTP API and dashboard.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,7 +19,7 @@ use crate::rollout::execute::{self, RolloutLock};
 use crate::rollout::inventory::{Canary, Inventory, Promote, RollbackScope, RolloutPolicy};
 use crate::rollout::plan::RolloutPlan;
 use crate::rollout::record::{NodeRolloutState, RolloutRecord, RolloutState};
-use crate::rollout::transport;
+use crate::rollout::{prepare, revert};
 
 /// `ferry rollout start`'s arguments.
 #[derive(Debug, Clone)]
@@ -80,7 +83,7 @@ pub fn start(args: &StartArgs) -> Result<()> {
     let policy = args.overrides.apply_to(&inventory.rollout)?;
     let own_ferry = std::env::current_exe()
         .map_err(|e| NodeError::io("cannot find this ferry executable", e))?;
-    let currents = current_versions(&inventory, &own_ferry)?;
+    let currents = prepare::current_versions(&inventory, &own_ferry)?;
     let leader = inventory.current_leader().map_err(NodeError::Other)?;
     let plan = RolloutPlan::compute(
         &inventory,
@@ -120,71 +123,6 @@ pub fn start(args: &StartArgs) -> Result<()> {
         println!("dry run: nothing was changed");
     }
     Ok(())
-}
-
-/// At most this many status queries run at once. Each costs a thread,
-/// a shell, the transport (an ssh connection) and a handful of file
-/// descriptors: a thread per node would ask 1,000 nodes with 1,000 ssh
-/// clients and run out of descriptors (the usual limit is 1,024) long
-/// before the network is the limit.
-const STATUS_QUERIES_AT_ONCE: usize = 64;
-
-/// Asks every node for its version, [`STATUS_QUERIES_AT_ONCE`] at a time
-/// (a node that hangs holds one query for its timeout, not every node
-/// after it; only more hanging nodes than that delay the others). Every
-/// unreachable node is named, not only the first.
-fn current_versions(
-    inventory: &Inventory,
-    own_ferry: &Path,
-) -> Result<BTreeMap<String, Option<Version>>> {
-    let nodes = &inventory.nodes;
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let answers: Vec<(String, std::result::Result<Option<Version>, String>)> =
-        std::thread::scope(|scope| {
-            let askers: Vec<_> = (0..STATUS_QUERIES_AT_ONCE.min(nodes.len()))
-                .map(|_| {
-                    let next = &next;
-                    scope.spawn(move || {
-                        let mut answers = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some(node) = nodes.get(i) else {
-                                return answers;
-                            };
-                            answers.push((
-                                node.name.clone(),
-                                transport::current_version(&inventory.transport, node, own_ferry),
-                            ));
-                        }
-                    })
-                })
-                .collect();
-            askers
-                .into_iter()
-                .flat_map(|asker| asker.join().expect("a status thread panicked"))
-                .collect()
-        });
-    let mut currents = BTreeMap::new();
-    let mut failures = Vec::new();
-    for (name, answer) in answers {
-        match answer {
-            Ok(version) => {
-                currents.insert(name, version);
-            }
-            Err(e) => failures.push((name, e)),
-        }
-    }
-    if failures.is_empty() {
-        return Ok(currents);
-    }
-    failures.sort();
-    let names: Vec<&str> = failures.iter().map(|(n, _)| n.as_str()).collect();
-    let details: Vec<String> = failures.iter().map(|(_, e)| format!("  {e}")).collect();
-    Err(NodeError::Other(format!(
-        "unreachable nodes: {} (their status could not be read; fix them or remove them from the inventory):\n{}",
-        names.join(", "),
-        details.join("\n")
-    )))
 }
 
 fn print_plan(
@@ -397,6 +335,47 @@ pub fn resume(state_dir: &Path, id: &str) -> Result<()> {
     continue_rollout(state_dir, id, RolloutState::Running, "resumed")
 }
 
+/// `ferry rollout plan`: computes and saves a planned rollout, prints its
+/// id first (for scripts) and then the plan.
+pub fn plan(
+    inventory: &Path,
+    version: &Version,
+    overrides: &PolicyOverrides,
+    state_dir: &Path,
+) -> Result<()> {
+    let loaded = Inventory::load(inventory).map_err(NodeError::Other)?;
+    let policy = overrides.apply_to(&loaded.rollout)?;
+    let own_ferry = std::env::current_exe()
+        .map_err(|e| NodeError::io("cannot find this ferry executable", e))?;
+    let record = prepare::plan_rollout(inventory, version, &policy, state_dir, &own_ferry)?;
+    println!("{}", record.id);
+    let currents: BTreeMap<String, Option<Version>> = record
+        .nodes
+        .iter()
+        .map(|(name, node)| (name.clone(), node.from.clone()))
+        .collect();
+    print_plan(&record.plan, &policy, &currents);
+    println!(
+        "planned: start it with `ferry rollout execute {} --state-dir {}`",
+        record.id,
+        state_dir.display()
+    );
+    Ok(())
+}
+
+/// `ferry rollout execute ID`: start a planned rollout.
+pub fn execute(state_dir: &Path, id: &str) -> Result<()> {
+    continue_rollout(state_dir, id, RolloutState::Planned, "executed")
+}
+
+/// `ferry rollout rollback ID`: every node the rollout updated back to its
+/// old version, newest first.
+pub fn rollback(state_dir: &Path, id: &str) -> Result<()> {
+    let own_ferry = std::env::current_exe()
+        .map_err(|e| NodeError::io("cannot find this ferry executable", e))?;
+    revert::rollback_rollout(state_dir, id, &own_ferry)
+}
+
 /// `ferry rollout abort ID`: no more nodes, no rollback. A rollout a
 /// coordinator is driving is asked to stop (it does before its next stage
 /// or during its bake; nodes updating now finish); one nobody drives is
@@ -422,7 +401,7 @@ pub fn abort(state_dir: &Path, id: &str) -> Result<()> {
     let mut record = RolloutRecord::load(state_dir, id)?;
     if !matches!(
         record.state,
-        RolloutState::Running | RolloutState::AwaitingPromotion
+        RolloutState::Planned | RolloutState::Running | RolloutState::AwaitingPromotion
     ) {
         return Err(NodeError::Other(format!(
             "rollout {id} is already {}",

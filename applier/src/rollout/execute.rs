@@ -29,9 +29,9 @@ use super::lock;
 use super::node_apply;
 use super::plan::StageKind;
 use super::record::{NodeRolloutState, RolloutRecord, RolloutState};
-use super::transport::{self, command_line, RemoteCommand};
+use super::revert;
+use super::transport;
 use crate::error::{NodeError, Result};
-use crate::shell::ShellCommand;
 
 pub use super::lock::RolloutLock;
 pub use super::node_apply::APPLY_TIMEOUT;
@@ -150,53 +150,6 @@ pub fn record_event(record: &mut RolloutRecord, name: &str, event: &str) -> bool
         node.health = Some(health.to_string());
     }
     before != (node.phase.clone(), node.health.clone())
-}
-
-/// The updated nodes to roll back after a failure, newest update first,
-/// each with the version it ran before (nodes that ran nothing before
-/// cannot be rolled back and are left out). Scope `all`: every updated
-/// node; scope `node`: the updated `suspects` only.
-pub fn rollback_order(
-    record: &RolloutRecord,
-    scope: RollbackScope,
-    suspects: &[String],
-) -> Vec<(String, Version)> {
-    let mut updated: Vec<(u32, String, Version)> = record
-        .nodes
-        .iter()
-        .filter(|(_, n)| n.state == NodeRolloutState::Updated)
-        .filter(|(name, _)| scope == RollbackScope::All || suspects.contains(name))
-        .filter_map(|(name, n)| Some((n.update_order.unwrap_or(0), name.clone(), n.from.clone()?)))
-        .collect();
-    updated.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
-    updated.into_iter().map(|(_, n, v)| (n, v)).collect()
-}
-
-/// Splits a rollback order into waves: consecutive nodes of one stage go
-/// together, later stages first (the order is newest update first, so a
-/// stage's nodes are next to each other in it).
-pub fn rollback_waves(
-    record: &RolloutRecord,
-    order: Vec<(String, Version)>,
-) -> Vec<Vec<(String, Version)>> {
-    let stage_of = |name: &str| {
-        record
-            .plan
-            .stages
-            .iter()
-            .position(|s| s.nodes.iter().any(|n| n == name))
-    };
-    // (stage, its nodes to roll back)
-    type Wave = (Option<usize>, Vec<(String, Version)>);
-    let mut waves: Vec<Wave> = Vec::new();
-    for (name, from) in order {
-        let stage = stage_of(&name);
-        match waves.last_mut() {
-            Some((last, wave)) if *last == stage => wave.push((name, from)),
-            _ => waves.push((stage, vec![(name, from)])),
-        }
-    }
-    waves.into_iter().map(|(_, wave)| wave).collect()
 }
 
 /// What an apply's exit code and last JSON event mean.
@@ -552,31 +505,6 @@ fn run_stage(
     }
 }
 
-/// Runs `ferry rollback --to from` on `node`.
-fn roll_back_node(
-    inventory: &Inventory,
-    node: &InventoryNode,
-    from: &Version,
-    own_ferry: &Path,
-) -> std::result::Result<(), String> {
-    let line = command_line(
-        &inventory.transport,
-        node,
-        RemoteCommand::Rollback(from),
-        own_ferry,
-    );
-    let what = format!("rollback of node {}", node.name);
-    ShellCommand {
-        what: &what,
-        line: &line,
-        env: Vec::new(),
-        cwd: None,
-        timeout: ROLLBACK_TIMEOUT,
-    }
-    .run_checked()
-    .map(|_| ())
-}
-
 /// Something failed: return the failed nodes to their old version where
 /// they are not on it already, roll back per policy, mark the rollout
 /// failed, and return the error naming what failed.
@@ -598,32 +526,7 @@ fn fail(
     record.note(None, format!("failed at {}", what.join(", ")));
     record.save(state_dir, Timestamp::now())?;
     let mut rollback_errors = Vec::new();
-    // Records one rollback; the error for the summary when it failed.
-    let rolled_back = |record: &mut RolloutRecord,
-                       name: &str,
-                       from: &Version,
-                       result: std::result::Result<(), String>|
-     -> Option<String> {
-        let progress = record
-            .nodes
-            .get_mut(name)
-            .expect("rolled back nodes are in the record");
-        match result {
-            Ok(()) => {
-                view.say(&format!("  {name}: rolled back to {from}"));
-                progress.state = NodeRolloutState::RolledBack;
-                progress.message = Some(format!("rolled back to {from}"));
-                record.note(Some(name), format!("rolled back to {from}"));
-                None
-            }
-            Err(e) => {
-                view.say(&format!("  {name}: ROLLBACK FAILED: {e}"));
-                progress.message = Some(format!("rollback to {from} failed: {e}"));
-                record.note(Some(name), format!("rollback to {from} failed"));
-                Some(format!("{name}: {e}"))
-            }
-        }
-    };
+    let say = |line: &str| view.say(line);
     // A failed node normally put itself back (its health gate failed, or
     // it never switched); one that did not (killed mid-switch, a failing
     // post_apply with no rollback of its own) is put back here.
@@ -636,8 +539,14 @@ fn fail(
         };
         match transport::settled_version(&inventory.transport, node, own_ferry, ROLLBACK_TIMEOUT) {
             Ok(Some(current)) if current != from => {
-                let result = roll_back_node(inventory, node, &from, own_ferry);
-                rollback_errors.extend(rolled_back(&mut record, name, &from, result));
+                let result = revert::revert_node(inventory, node, &from, own_ferry);
+                rollback_errors.extend(revert::record_rollback(
+                    &mut record,
+                    name,
+                    &from,
+                    result,
+                    &say,
+                ));
             }
             Ok(_) => {}
             Err(e) => {
@@ -648,33 +557,15 @@ fn fail(
         }
         record.save(state_dir, Timestamp::now())?;
     }
-    let order = rollback_order(&record, policy.rollback_on_failure, &failure.suspects);
-    for wave in rollback_waves(&record, order) {
-        // A wave is one stage's nodes: as many as were down at once on the
-        // way up, so rolling them back together costs no more quorum.
-        let results: Vec<(String, Version, std::result::Result<(), String>)> =
-            std::thread::scope(|scope| {
-                let runs: Vec<_> = wave
-                    .into_iter()
-                    .map(|(name, from)| {
-                        scope.spawn(move || {
-                            let result = match inventory.node(&name) {
-                                Some(node) => roll_back_node(inventory, node, &from, own_ferry),
-                                None => Err("no longer in the inventory".to_string()),
-                            };
-                            (name, from, result)
-                        })
-                    })
-                    .collect();
-                runs.into_iter()
-                    .map(|run| run.join().expect("a rollback thread panicked"))
-                    .collect()
-            });
-        for (name, from, result) in results {
-            rollback_errors.extend(rolled_back(&mut record, &name, &from, result));
-        }
-        record.save(state_dir, Timestamp::now())?;
-    }
+    let order = revert::rollback_order(&record, policy.rollback_on_failure, &failure.suspects);
+    rollback_errors.extend(revert::roll_back_in_waves(
+        &mut record,
+        order,
+        inventory,
+        own_ferry,
+        state_dir,
+        &say,
+    )?);
     let rolled = match policy.rollback_on_failure {
         RollbackScope::All => "every node it had updated was rolled back",
         RollbackScope::Node if failure.suspects.is_empty() => "only the failed node is back on its old version; the other updated nodes stay on the new version",
@@ -698,6 +589,7 @@ fn fail(
 mod tests {
     use super::*;
     use crate::rollout::plan::{RolloutPlan, Stage};
+    use crate::rollout::revert::{rollback_order, rollback_waves};
     use std::collections::BTreeMap;
 
     fn record() -> RolloutRecord {

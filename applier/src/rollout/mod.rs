@@ -28,7 +28,11 @@
 //! `execute` drives one, with `node_apply` running each node's update,
 //! `gate` reading the metrics gate, `lock` keeping coordinators apart and
 //! `live_view` drawing the cluster on a terminal.
+//! `prepare` saves a planned rollout for a later `execute`, `revert` rolls
+//! a rollout's nodes back, and `api` serves all of it over HTTP with a
+//! live dashboard (`ferry rollout serve`).
 
+pub mod api;
 pub mod execute;
 pub mod gate;
 pub mod inventory;
@@ -36,5 +40,7 @@ pub mod live_view;
 pub mod lock;
 pub mod node_apply;
 pub mod plan;
+pub mod prepare;
 pub mod record;
+pub mod revert;
 pub mod transport;

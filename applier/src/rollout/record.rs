@@ -51,12 +51,34 @@ pub struct RolloutRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RolloutState {
+    /// Planned (`ferry rollout plan`, `POST /api/v1/updates/plan`) and not
+    /// started yet: `ferry rollout execute` starts it.
+    Planned,
     Running,
     /// Canary done; waiting for `ferry rollout promote`.
     AwaitingPromotion,
     Succeeded,
     Failed,
     Aborted,
+    /// `ferry rollout rollback` is returning its updated nodes to their old
+    /// versions.
+    RollingBack,
+    /// `ferry rollout rollback` returned its updated nodes to their old
+    /// versions.
+    RolledBack,
+}
+
+impl RolloutState {
+    /// Nothing more will happen to a rollout in this state on its own.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RolloutState::Succeeded
+                | RolloutState::Failed
+                | RolloutState::Aborted
+                | RolloutState::RolledBack
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
