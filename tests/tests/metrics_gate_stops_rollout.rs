@@ -147,6 +147,13 @@ fn auto_promotion_waits_for_the_gate_to_hold_through_each_bake() {
         .filter(|e| e["message"].as_str().unwrap().starts_with("baking 2s"))
         .count();
     assert_eq!(bakes, 3, "{r}");
+    let held = r["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["message"] == "metrics gate holds: 0.01 (max 0.05)")
+        .count();
+    assert_eq!(held, 4, "one reading noted after each stage: {r}");
     assert!(gate.readings() >= 4 + 3 * 2, "{} readings", gate.readings());
     // Each node's own health gate passed: its apply reached `live`.
     for node in &nodes {

@@ -362,8 +362,14 @@ fn walk_stages(
         };
         let updated = updated_nodes(shared, inventory);
         if let Some(metrics) = &policy.metrics_gate {
-            if let Err(why) = gate::check(metrics, &updated) {
-                return Ok(gate_failure(why));
+            match gate::check(metrics, &updated) {
+                Err(why) => return Ok(gate_failure(why)),
+                Ok(highest) => shared.update(|r| {
+                    r.note(
+                        None,
+                        format!("metrics gate holds: {highest} (max {})", metrics.max),
+                    )
+                })?,
             }
         }
         let next = shared.update(|r| {

@@ -18,8 +18,10 @@ const MAX_BODY: u64 = 4096;
 
 /// Reads the gate once for each URL it stands for: once when the URL is
 /// cluster-wide, once per node in `nodes` when it names `{name}` or
-/// `{address}`. `Err` names the URL, the reading and the threshold.
-pub fn check(gate: &MetricsGate, nodes: &[&InventoryNode]) -> Result<(), String> {
+/// `{address}`. `Ok` gives the highest reading; `Err` names the URL, the
+/// reading and the threshold.
+pub fn check(gate: &MetricsGate, nodes: &[&InventoryNode]) -> Result<f64, String> {
+    let mut highest = f64::NEG_INFINITY;
     for url in urls(gate, nodes) {
         let value = read(&url, Duration::from_secs(gate.timeout_seconds))?;
         if value > gate.max {
@@ -28,8 +30,9 @@ pub fn check(gate: &MetricsGate, nodes: &[&InventoryNode]) -> Result<(), String>
                 gate.max
             ));
         }
+        highest = highest.max(value);
     }
-    Ok(())
+    Ok(highest)
 }
 
 /// The URLs a gate reads for `nodes`.
@@ -218,7 +221,7 @@ mod tests {
     #[test]
     fn a_reading_above_the_maximum_or_not_a_number_fails_the_gate() {
         let (url, _) = serve(vec![(200, "0.01")]);
-        assert_eq!(check(&gate(&url, 0.05), &[]), Ok(()));
+        assert_eq!(check(&gate(&url, 0.05), &[]), Ok(0.01));
         let (url, _) = serve(vec![(200, "0.2")]);
         let e = check(&gate(&url, 0.05), &[]).unwrap_err();
         assert!(
