@@ -19,6 +19,7 @@ pub mod durable;
 pub mod error;
 pub mod events;
 pub mod faults;
+pub mod http_probe;
 pub mod in_place;
 pub mod installed;
 pub mod journal;

@@ -147,21 +147,8 @@ enum RolloutCommand {
         dry_run: bool,
         #[arg(long)]
         json: bool,
-        /// Overrides [rollout] canary: a node count or a percentage ("10%").
-        #[arg(long)]
-        canary: Option<Canary>,
-        /// Overrides [rollout] max_unavailable.
-        #[arg(long)]
-        max_unavailable: Option<u32>,
-        /// Overrides [rollout] bake_seconds.
-        #[arg(long)]
-        bake_seconds: Option<u64>,
-        /// Overrides [rollout] promote.
-        #[arg(long, value_enum)]
-        promote: Option<Promote>,
-        /// Overrides [rollout] rollback_on_failure.
-        #[arg(long, value_enum)]
-        rollback_on_failure: Option<RollbackScope>,
+        #[command(flatten)]
+        policy: PolicyFlags,
         #[command(flatten)]
         state: CoordinatorState,
     },
@@ -256,6 +243,18 @@ struct PolicyFlags {
     /// Overrides [rollout] rollback_on_failure.
     #[arg(long, value_enum)]
     rollback_on_failure: Option<RollbackScope>,
+}
+
+impl From<PolicyFlags> for PolicyOverrides {
+    fn from(flags: PolicyFlags) -> PolicyOverrides {
+        PolicyOverrides {
+            canary: flags.canary,
+            max_unavailable: flags.max_unavailable,
+            bake_seconds: flags.bake_seconds,
+            promote: flags.promote,
+            rollback_on_failure: flags.rollback_on_failure,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -382,11 +381,7 @@ fn run_rollout(command: RolloutCommand) -> Result<(), NodeError> {
             version,
             dry_run,
             json,
-            canary,
-            max_unavailable,
-            bake_seconds,
-            promote,
-            rollback_on_failure,
+            policy,
             state,
         } => commands::rollout::start(&StartArgs {
             inventory,
@@ -394,13 +389,7 @@ fn run_rollout(command: RolloutCommand) -> Result<(), NodeError> {
             dry_run,
             json,
             state_dir: state.state_dir,
-            overrides: PolicyOverrides {
-                canary,
-                max_unavailable,
-                bake_seconds,
-                promote,
-                rollback_on_failure,
-            },
+            overrides: policy.into(),
         }),
         RolloutCommand::Status { id, json, state } => {
             commands::rollout::status(&state.state_dir, &id, json)
@@ -414,18 +403,7 @@ fn run_rollout(command: RolloutCommand) -> Result<(), NodeError> {
             version,
             policy,
             state,
-        } => commands::rollout::plan(
-            &inventory,
-            &version,
-            &PolicyOverrides {
-                canary: policy.canary,
-                max_unavailable: policy.max_unavailable,
-                bake_seconds: policy.bake_seconds,
-                promote: policy.promote,
-                rollback_on_failure: policy.rollback_on_failure,
-            },
-            &state.state_dir,
-        ),
+        } => commands::rollout::plan(&inventory, &version, &policy.into(), &state.state_dir),
         RolloutCommand::Execute { id, state } => commands::rollout::execute(&state.state_dir, &id),
         RolloutCommand::Rollback { id, state } => {
             commands::rollout::rollback(&state.state_dir, &id)

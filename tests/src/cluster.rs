@@ -50,6 +50,19 @@ pub fn command_inventory(
     failing: Option<&str>,
     rollout: &str,
 ) -> std::path::PathBuf {
+    command_inventory_with(ws, nodes, "", failing, rollout)
+}
+
+/// [`command_inventory`] with `before` (a shell line, `{name}` allowed)
+/// run before each apply and rollback, e.g. to slow nodes down or hold
+/// them at a known point.
+pub fn command_inventory_with(
+    ws: &Workspace,
+    nodes: &[Node],
+    before: &str,
+    failing: Option<&str>,
+    rollout: &str,
+) -> std::path::PathBuf {
     let mut text = String::new();
     for node in nodes {
         let role = if node.name == "n1" {
@@ -63,14 +76,56 @@ pub fn command_inventory(
         ));
     }
     let config = format!("{}/nodes/{{name}}/ferry.toml", ws.dir.display());
+    let before = if before.is_empty() {
+        String::new()
+    } else {
+        format!("{before} && ")
+    };
     let guard = failing.map_or(String::new(), |name| format!("test {{name}} != {name} && "));
     text.push_str(&format!(
-        "[transport]\nkind = \"command\"\ntemplate = \"{guard}{{ferry}} --config {config} apply --version {{version}} --output json\"\nstatus_template = \"{{ferry}} --config {config} status --json\"\n"
+        "[transport]\nkind = \"command\"\ntemplate = \"{before}{guard}{{ferry}} --config {config} apply --version {{version}} --output json\"\nstatus_template = \"{{ferry}} --config {config} status --json\"\n"
     ));
     text.push_str(&format!("[rollout]\n{rollout}\n"));
     let path = ws.dir.join("cluster.toml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// `ferry rollout start --inventory INVENTORY --version 1.1.0`, run to its end.
+pub fn start_rollout(ws: &Workspace, inventory: &std::path::Path) -> Output {
+    run(&mut start_rollout_command(ws, inventory))
+}
+
+/// The command [`start_rollout`] runs, to start it in the background.
+pub fn start_rollout_command(ws: &Workspace, inventory: &std::path::Path) -> Command {
+    coordinator_command(
+        ws,
+        &[
+            "rollout",
+            "start",
+            "--inventory",
+            &inventory.to_string_lossy(),
+            "--version",
+            "1.1.0",
+        ],
+    )
+}
+
+/// The stages of a rollout record (or plan) as lists of node names.
+pub fn stage_nodes(stages: &serde_json::Value) -> Vec<Vec<String>> {
+    stages
+        .as_array()
+        .expect("stages are an array")
+        .iter()
+        .map(|s| {
+            s["nodes"]
+                .as_array()
+                .expect("a stage has nodes")
+                .iter()
+                .map(|n| n.as_str().expect("node names are strings").to_string())
+                .collect()
+        })
+        .collect()
 }
 
 /// The rollout record `<ws>/coordinator/rollouts/<id>.json`.

@@ -30,28 +30,14 @@ pub fn write_inventory(
     delay_seconds: f64,
     failing: Option<&str>,
 ) -> PathBuf {
-    let mut text = String::new();
-    for node in nodes {
-        let role = if node.name == "n1" {
-            "leader"
-        } else {
-            "follower"
-        };
-        text.push_str(&format!(
-            "[[node]]\nname = \"{}\"\naddress = \"127.0.0.1\"\nrole = \"{role}\"\n",
-            node.name
-        ));
-    }
-    let config = format!("{}/nodes/{{name}}/ferry.toml", ws.dir.display());
-    let guard = failing.map_or(String::new(), |name| format!("test {{name}} != {name} && "));
     let hold = hold_file(ws, "{name}").display().to_string();
-    text.push_str(&format!(
-        "[transport]\nkind = \"command\"\ntemplate = \"sleep {delay_seconds} && while test -e {hold}; do sleep 0.1; done && {guard}{{ferry}} --config {config} apply --version {{version}} --output json\"\nstatus_template = \"{{ferry}} --config {config} status --json\"\n"
-    ));
-    text.push_str("[rollout]\ncanary = 1\nmax_unavailable = 3\nbake_seconds = 0\n");
-    let path = ws.dir.join("cluster.toml");
-    fs::write(&path, text).unwrap();
-    path
+    crate::cluster::command_inventory_with(
+        ws,
+        nodes,
+        &format!("sleep {delay_seconds} && while test -e {hold}; do sleep 0.1; done"),
+        failing,
+        "canary = 1\nmax_unavailable = 3\nbake_seconds = 0",
+    )
 }
 
 /// While this file exists, `node`'s apply waits (see [`write_inventory`]):

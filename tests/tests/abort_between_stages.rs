@@ -7,8 +7,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use ferry_tests::cluster::{
-    command_inventory, coordinator, coordinator_command, five_nodes_on_1_0_0 as cluster,
-    rollout_record,
+    command_inventory, coordinator, five_nodes_on_1_0_0 as cluster, rollout_record,
+    start_rollout_command,
 };
 
 #[test]
@@ -20,21 +20,11 @@ fn an_abort_during_the_bake_stops_the_rollout_before_the_next_stage() {
         None,
         "canary = 1\nmax_unavailable = 2\nbake_seconds = 60\npromote = \"auto\"",
     );
-    let child = coordinator_command(
-        &ws,
-        &[
-            "rollout",
-            "start",
-            "--inventory",
-            &inventory.to_string_lossy(),
-            "--version",
-            "1.1.0",
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let child = start_rollout_command(&ws, &inventory)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
 
     // Wait for the canary to be done: the coordinator is then baking.
     let dir = ws.dir.join("coordinator/rollouts");

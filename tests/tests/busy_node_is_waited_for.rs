@@ -10,8 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ferry_tests::cluster::{
-    command_inventory, coordinator, five_nodes_on_1_0_0 as cluster, printed_rollout_id,
-    rollout_record,
+    command_inventory, five_nodes_on_1_0_0 as cluster, printed_rollout_id, rollout_record,
+    start_rollout,
 };
 
 #[test]
@@ -45,17 +45,7 @@ fn a_node_busy_with_its_own_apply_is_waited_for_and_the_rollout_succeeds() {
         None,
         "canary = 1\nmax_unavailable = 2\nbake_seconds = 0\npromote = \"auto\"",
     );
-    let out = coordinator(
-        &ws,
-        &[
-            "rollout",
-            "start",
-            "--inventory",
-            &inventory.to_string_lossy(),
-            "--version",
-            "1.1.0",
-        ],
-    );
+    let out = start_rollout(&ws, &inventory);
     let own = own.wait_with_output().unwrap();
     assert!(own.status.success(), "n2's own apply failed");
     out.assert_success().assert_stdout_contains("succeeded");

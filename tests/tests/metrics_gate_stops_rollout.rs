@@ -4,15 +4,12 @@
 //! automatic promotion past the canary happens only when the gate held for
 //! the whole bake time.
 
-use std::path::Path;
-
 use ferry_tests::cluster::{
-    command_inventory, coordinator, five_nodes_on_1_0_0 as cluster, printed_rollout_id,
-    rollout_record,
+    command_inventory, five_nodes_on_1_0_0 as cluster, printed_rollout_id, rollout_record,
+    start_rollout,
 };
 use ferry_tests::fixtures::{Node, Workspace};
 use ferry_tests::metrics_endpoint::MetricsEndpoint;
-use ferry_tests::run::Output;
 
 fn gated_inventory(
     ws: &Workspace,
@@ -32,20 +29,6 @@ fn gated_inventory(
     )
 }
 
-fn start(ws: &Workspace, inventory: &Path) -> Output {
-    coordinator(
-        ws,
-        &[
-            "rollout",
-            "start",
-            "--inventory",
-            &inventory.to_string_lossy(),
-            "--version",
-            "1.1.0",
-        ],
-    )
-}
-
 fn versions(nodes: &[Node]) -> Vec<String> {
     nodes
         .iter()
@@ -58,7 +41,7 @@ fn a_reading_above_the_maximum_after_the_canary_rolls_the_canary_back() {
     let (ws, nodes) = cluster();
     let gate = MetricsEndpoint::start("0.30");
     let inventory = gated_inventory(&ws, &nodes, &gate, 0);
-    let out = start(&ws, &inventory);
+    let out = start_rollout(&ws, &inventory);
     out.assert_code(1)
         .assert_stderr_contains("metrics gate")
         .assert_stderr_contains("above the maximum 0.05");
@@ -86,7 +69,7 @@ fn a_gate_that_breaks_during_the_bake_stops_promotion() {
     let gate = MetricsEndpoint::start("0.0");
     let inventory = gated_inventory(&ws, &nodes, &gate, 30);
     let id = std::thread::scope(|scope| {
-        let run = scope.spawn(|| start(&ws, &inventory));
+        let run = scope.spawn(|| start_rollout(&ws, &inventory));
         // Once the canary is updated the coordinator bakes for 30 s; the
         // error rate climbs during the bake.
         let dir = ws.dir.join("coordinator/rollouts");
@@ -132,7 +115,7 @@ fn auto_promotion_waits_for_the_gate_to_hold_through_each_bake() {
     let (ws, nodes) = cluster();
     let gate = MetricsEndpoint::start("0.01");
     let inventory = gated_inventory(&ws, &nodes, &gate, 2);
-    let out = start(&ws, &inventory);
+    let out = start_rollout(&ws, &inventory);
     out.assert_success().assert_stdout_contains("succeeded");
     assert_eq!(versions(&nodes), vec!["1.1.0"; 5]);
     let id = printed_rollout_id(&out.stdout).unwrap();

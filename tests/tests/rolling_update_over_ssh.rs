@@ -3,6 +3,7 @@
 //! cluster exactly once: the canary first, then the followers in batches,
 //! the leader last, after every follower's apply had finished.
 
+use ferry_tests::cluster::stage_nodes;
 use ferry_tests::ssh_cluster::{rollout_id, SshCluster, TARGET};
 
 #[test]
@@ -18,19 +19,7 @@ fn every_node_is_updated_once_canary_first_and_leader_last() {
     assert_eq!(r["state"], "succeeded", "{r}");
     // Canary n2, then [n3, n4] and [n5] (two down at most keeps a majority
     // of five), then the leader.
-    let stages: Vec<Vec<String>> = r["plan"]["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            s["nodes"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|n| n.as_str().unwrap().to_string())
-                .collect()
-        })
-        .collect();
+    let stages = stage_nodes(&r["plan"]["stages"]);
     assert_eq!(
         stages,
         [vec!["n2"], vec!["n3", "n4"], vec!["n5"], vec!["n1"]],

@@ -14,6 +14,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use ferry_tests::binaries;
+use ferry_tests::cluster::stage_nodes;
 use ferry_tests::fleet::{most_at_once, FakeFleet, Operation};
 use ferry_tests::run::{run, Output};
 use serde_json::Value;
@@ -63,19 +64,7 @@ fn record(state_dir: &Path) -> Value {
 
 /// Each stage's node names, in order.
 fn stages(record: &Value) -> Vec<Vec<String>> {
-    record["plan"]["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            s["nodes"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|n| n.as_str().unwrap().to_string())
-                .collect()
-        })
-        .collect()
+    stage_nodes(&record["plan"]["stages"])
 }
 
 /// The operations named `op` of every node of `stage`.

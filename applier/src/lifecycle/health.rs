@@ -7,7 +7,6 @@
 //! one) or a command. It probes every `interval_ms` until one probe
 //! passes, `retries` probes have failed, or `timeout_seconds` is up.
 
-use std::io::Read;
 use std::time::{Duration, Instant};
 
 use semver::Version;
@@ -138,25 +137,10 @@ impl HealthConfig {
     }
 
     fn probe_url(&self, url: &str, version: &Version) -> Result<(), String> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_millis(self.probe_timeout_ms)))
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let mut response = agent
-            .get(url)
-            .header("Connection", "close")
-            .call()
-            .map_err(|e| format!("GET {url}: {e}"))?;
-        let status = response.status().as_u16();
-        let mut body = String::new();
         // A health body is small; cap it so a broken service cannot make
         // the gate read forever.
-        let _ = response
-            .body_mut()
-            .as_reader()
-            .take(64 * 1024)
-            .read_to_string(&mut body);
+        let (status, body) =
+            crate::http_probe::get(url, Duration::from_millis(self.probe_timeout_ms), 64 * 1024)?;
         if status != self.expected_status {
             return Err(format!(
                 "GET {url} answered {status}, expected {}{}",

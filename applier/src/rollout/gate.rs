@@ -7,7 +7,6 @@
 //! is down, slow, or answers anything but one finite number stops the
 //! rollout exactly like a number above the threshold would.
 
-use std::io::Read;
 use std::time::{Duration, Instant};
 
 use super::inventory::{InventoryNode, MetricsGate};
@@ -52,24 +51,8 @@ pub fn urls(gate: &MetricsGate, nodes: &[&InventoryNode]) -> Vec<String> {
 
 /// One reading: a 2xx answer whose body, trimmed, is one finite number.
 pub fn read(url: &str, timeout: Duration) -> Result<f64, String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut response = agent
-        .get(url)
-        .header("Connection", "close")
-        .call()
-        .map_err(|e| format!("metrics gate: GET {url}: {e}"))?;
-    let status = response.status().as_u16();
-    let mut body = String::new();
-    response
-        .body_mut()
-        .as_reader()
-        .take(MAX_BODY)
-        .read_to_string(&mut body)
-        .map_err(|e| format!("metrics gate: reading {url}: {e}"))?;
+    let (status, body) =
+        crate::http_probe::get(url, timeout, MAX_BODY).map_err(|e| format!("metrics gate: {e}"))?;
     if !(200..300).contains(&status) {
         return Err(format!("metrics gate: GET {url} answered {status}"));
     }
@@ -148,7 +131,7 @@ pub fn bake(
 mod tests {
     use super::*;
     use crate::rollout::inventory::Role;
-    use std::io::Write;
+    use std::io::{Read, Write};
     use std::net::TcpListener;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
