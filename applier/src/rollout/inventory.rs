@@ -513,7 +513,7 @@ metrics_gate = { url = "http://m/err", max = 0.5 }
     fn the_readme_example_inventory_is_valid() {
         let readme = include_str!("../../../README.md");
         let section = &readme[readme
-            .find("## Cluster rollouts")
+            .find("## Rolling out to a cluster")
             .expect("the README has a rollout section")..];
         let start = section.find("```toml\n").expect("an example") + "```toml\n".len();
         let example = &section[start..start + section[start..].find("```").unwrap()];
