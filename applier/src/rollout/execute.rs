@@ -16,7 +16,6 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -30,6 +29,7 @@ use super::node_apply;
 use super::plan::StageKind;
 use super::record::{NodeRolloutState, RolloutRecord, RolloutState};
 use super::revert;
+use super::shared_record::SharedRecord;
 use super::transport;
 use crate::error::{NodeError, Result};
 
@@ -179,32 +179,6 @@ pub fn judge_apply(code: Option<i32>, timed_out: bool, last_event: Option<&str>)
     }
 }
 
-/// The record shared by a stage's node threads, the live view and the
-/// saver; saved after every change.
-struct SharedRecord<'a> {
-    record: Mutex<RolloutRecord>,
-    state_dir: &'a Path,
-}
-
-impl SharedRecord<'_> {
-    /// Changes the record, then saves it: a group commit
-    /// ([`RolloutRecord::save_shared`]), so the nodes of a stage finishing
-    /// together do not queue behind each other's fsyncs.
-    fn update<T>(&self, change: impl FnOnce(&mut RolloutRecord) -> T) -> Result<T> {
-        let out = change(&mut self.record.lock().unwrap_or_else(|p| p.into_inner()));
-        RolloutRecord::save_shared(&self.record, self.state_dir)?;
-        Ok(out)
-    }
-
-    fn read<T>(&self, look: impl FnOnce(&RolloutRecord) -> T) -> T {
-        look(&self.record.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    fn into_inner(self) -> RolloutRecord {
-        self.record.into_inner().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
 /// Walks `record` from its current stage until it succeeds, waits for
 /// promotion, is aborted, or fails (then rolls back per policy and returns
 /// the error).
@@ -221,10 +195,7 @@ pub fn drive(
     let from_stage = record.stage_index + 1;
     record.note(None, format!("coordinator running from stage {from_stage}"));
     record.save(state_dir, Timestamp::now())?;
-    let shared = SharedRecord {
-        record: Mutex::new(record),
-        state_dir,
-    };
+    let shared = SharedRecord::new(record, state_dir);
     let stop_drawing = AtomicBool::new(false);
     let result = std::thread::scope(|scope| {
         if view.is_live() {
@@ -291,7 +262,7 @@ fn walk_stages(
     view: &RolloutView,
 ) -> Result<Walked> {
     let (id, version) = shared.read(|r| (r.id.clone(), r.version.clone()));
-    let state_dir = shared.state_dir;
+    let state_dir = shared.state_dir();
     let aborted = || lock::abort_requested(state_dir, &id);
     loop {
         if aborted() {

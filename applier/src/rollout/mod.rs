@@ -43,4 +43,5 @@ pub mod plan;
 pub mod prepare;
 pub mod record;
 pub mod revert;
+pub mod shared_record;
 pub mod transport;

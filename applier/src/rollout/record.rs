@@ -12,7 +12,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
 
 use jiff::Timestamp;
 use semver::Version;
@@ -219,42 +218,6 @@ impl RolloutRecord {
         durable::save_json(&Self::path(state_dir, &self.id), self)
     }
 
-    /// Saves a record that the threads of a running stage update at once,
-    /// returning only when a version holding every change made before the
-    /// call is durable, like [`save`](Self::save) — but as a group commit:
-    /// the write (two fsyncs of a file of ~130 bytes per node) happens
-    /// outside the record's lock, and a caller whose change a write that
-    /// finished meanwhile already holds writes nothing. Without it, a batch
-    /// of 50 nodes finishing together waited for 50 serialised fsyncs of a
-    /// 1,000-node record, twice per node (`updating`, then `updated`).
-    pub fn save_shared(record: &Mutex<RolloutRecord>, state_dir: &Path) -> Result<()> {
-        // One writer at a time in this process: while a write runs, the
-        // file may hold bytes not yet durable, so comparing with it is
-        // only sound between writes.
-        static WRITING: Mutex<()> = Mutex::new(());
-        let _writing = WRITING.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut snapshot = record
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let path = Self::path(state_dir, &snapshot.id);
-        // Same serialisation as `save`: equal bytes mean the file on disk
-        // (written and fsynced by an earlier call) already holds this state.
-        let unchanged = std::fs::read(&path)
-            .is_ok_and(|on_disk| serde_json::to_vec_pretty(&snapshot).ok() == Some(on_disk));
-        if unchanged {
-            return Ok(());
-        }
-        let now = Timestamp::now();
-        snapshot.save(state_dir, now)?;
-        // Later snapshots compare equal only if they carry this time too.
-        record
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .updated = now;
-        Ok(())
-    }
-
     pub fn load(state_dir: &Path, id: &str) -> Result<RolloutRecord> {
         if id.is_empty() || id.contains('/') || id.starts_with('.') {
             return Err(NodeError::Other(format!(
@@ -367,33 +330,6 @@ mod tests {
         assert_eq!(loaded, record);
         assert_eq!(loaded.updated, later);
         assert_eq!(loaded.created, now);
-    }
-
-    #[test]
-    fn a_shared_save_writes_only_what_is_not_on_disk_yet() {
-        use std::os::unix::fs::MetadataExt;
-        let dir = tempfile::tempdir().unwrap();
-        let now: Timestamp = "2026-12-01T10:00:00Z".parse().unwrap();
-        let mut record = RolloutRecord::new(plan(), "/c.toml".into(), &currents(), now);
-        record.save(dir.path(), now).unwrap();
-        let path = RolloutRecord::path(dir.path(), &record.id);
-        let inode = || std::fs::metadata(&path).unwrap().ino();
-        let shared = Mutex::new(record);
-        let written = inode();
-        // Nothing changed: the file is not rewritten (a write is a rename
-        // of a new file, so a new inode).
-        RolloutRecord::save_shared(&shared, dir.path()).unwrap();
-        assert_eq!(inode(), written);
-        shared.lock().unwrap().nodes.get_mut("a").unwrap().state = NodeRolloutState::Updating;
-        RolloutRecord::save_shared(&shared, dir.path()).unwrap();
-        assert_ne!(inode(), written);
-        let loaded = RolloutRecord::load(dir.path(), &shared.lock().unwrap().id).unwrap();
-        assert_eq!(loaded.nodes["a"].state, NodeRolloutState::Updating);
-        assert_eq!(&loaded, &*shared.lock().unwrap());
-        assert!(loaded.updated > now);
-        let rewritten = inode();
-        RolloutRecord::save_shared(&shared, dir.path()).unwrap();
-        assert_eq!(inode(), rewritten);
     }
 
     #[test]
