@@ -152,8 +152,7 @@ impl SshCluster {
     }
 
     /// Starts `ferry rollout start` in the background (to be killed).
-    /// Its temporary files go to the workspace: a killed coordinator
-    /// cannot remove the output file its orphaned ssh still writes.
+    /// Its temporary files (status queries) go to the workspace.
     pub fn spawn_start(&self, inventory: &std::path::Path, flags: &[&str]) -> Child {
         let tmp = self.ws.dir.join("coordinator-tmp");
         fs::create_dir_all(&tmp).unwrap();

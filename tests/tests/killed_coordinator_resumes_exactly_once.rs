@@ -9,6 +9,7 @@
 //! outlives the coordinator (the ssh session goes on), so `resume` finds
 //! the node still busy and must wait for it instead of applying again.
 
+use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -58,6 +59,10 @@ fn resume_after_sigkill_finishes_with_every_node_applied_once() {
     // running, so resume must wait for it rather than apply again.
     let n3 = c.node("n3").status_json();
     assert!(!n3["operation_in_progress"].is_null(), "{n3}");
+    // Its output file is left in the rollout's capture directory, where
+    // the orphaned ssh still writes; the next coordinator clears it.
+    let captures = c.ws.dir.join(format!("coordinator/rollouts/{id}.out"));
+    assert_eq!(fs::read_dir(&captures).unwrap().count(), 1);
 
     let out = c.rollout(&["resume", &id]);
     out.assert_success().assert_stdout_contains("succeeded");
@@ -67,6 +72,7 @@ fn resume_after_sigkill_finishes_with_every_node_applied_once() {
         assert_eq!(r["nodes"][name]["state"], "updated", "{r}");
     }
     c.assert_applied_once(&["n1", "n2", "n3", "n4", "n5"]);
+    assert!(!captures.exists(), "the capture directory is left behind");
     let finished = |name: &str| c.operations(name)[0].finished_at;
     for name in ["n2", "n3", "n4", "n5"] {
         assert!(finished(name) < finished("n1"), "{name} after the leader");

@@ -179,6 +179,11 @@ pub fn judge_apply(code: Option<i32>, timed_out: bool, last_event: Option<&str>)
     }
 }
 
+/// `<state>/rollouts/<id>.out/`: the nodes' outputs while they run.
+fn capture_dir(state_dir: &Path, id: &str) -> std::path::PathBuf {
+    RolloutRecord::dir(state_dir).join(format!("{id}.out"))
+}
+
 /// Walks `record` from its current stage until it succeeds, waits for
 /// promotion, is aborted, or fails (then rolls back per policy and returns
 /// the error).
@@ -195,6 +200,12 @@ pub fn drive(
     let from_stage = record.stage_index + 1;
     record.note(None, format!("coordinator running from stage {from_stage}"));
     record.save(state_dir, Timestamp::now())?;
+    // Left by a coordinator killed mid-stage (its transports may still
+    // write to their files: removing them is fine).
+    let captures = capture_dir(state_dir, &id);
+    let _ = std::fs::remove_dir_all(&captures);
+    crate::durable::create_dir_all(&captures, 0o700)
+        .map_err(|e| NodeError::io(format!("cannot create {}", captures.display()), e))?;
     let shared = SharedRecord::new(record, state_dir);
     let stop_drawing = AtomicBool::new(false);
     let result = std::thread::scope(|scope| {
@@ -211,6 +222,7 @@ pub fn drive(
         result
     });
     let record = shared.into_inner();
+    let _ = std::fs::remove_dir_all(&captures);
     view.finish(&record);
     match result {
         Ok(Walked::Done) => {
@@ -302,7 +314,16 @@ fn walk_stages(
         );
         view.say(&message);
         shared.update(|r| r.note(None, message))?;
-        run_stage(shared, inventory, &version, own_ferry, view, &nodes)?;
+        let capture_dir = capture_dir(state_dir, &id);
+        run_stage(
+            shared,
+            inventory,
+            &version,
+            own_ferry,
+            &capture_dir,
+            view,
+            &nodes,
+        )?;
 
         let failed: Vec<(String, String)> = shared.read(|r| {
             stage_nodes
@@ -408,6 +429,7 @@ fn run_stage(
     inventory: &Inventory,
     version: &Version,
     own_ferry: &Path,
+    capture_dir: &Path,
     view: &RolloutView,
     nodes: &[(&InventoryNode, NodeRolloutState)],
 ) -> Result<()> {
@@ -454,7 +476,14 @@ fn run_stage(
                             }
                         });
                     };
-                    let outcome = node_apply::apply(inventory, node, version, own_ferry, &on_event);
+                    let outcome = node_apply::apply(
+                        inventory,
+                        node,
+                        version,
+                        own_ferry,
+                        capture_dir,
+                        &on_event,
+                    );
                     match &outcome {
                         NodeOutcome::Updated => {
                             view.say(&format!("  {name}: updated to {version}"))

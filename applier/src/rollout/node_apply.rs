@@ -43,16 +43,22 @@ pub fn events(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Runs `line` with its stdout in a file of our own, calling `on_event`
-/// with each JSON event as the command prints it; returns how it ended and
-/// the whole stdout.
+/// Runs `line` with its stdout in a file of our own in `capture_dir`,
+/// calling `on_event` with each JSON event as the command prints it;
+/// returns how it ended and the whole stdout.
+///
+/// The file is removed when the command ends. A coordinator killed
+/// meanwhile leaves it, with the orphaned transport still writing to it:
+/// that is why it lives in the rollout's own directory, which the next
+/// coordinator of the rollout clears, rather than in the system's.
 pub fn run_following(
     what: &str,
     line: &str,
     timeout: Duration,
+    capture_dir: &Path,
     on_event: &(dyn Fn(&str) + Sync),
 ) -> Result<(Finished, String), String> {
-    let path = std::env::temp_dir().join(format!(
+    let path = capture_dir.join(format!(
         "ferry-rollout-{}-{}.out",
         std::process::id(),
         Timestamp::now().as_nanosecond()
@@ -125,6 +131,7 @@ pub fn apply(
     node: &InventoryNode,
     version: &Version,
     own_ferry: &Path,
+    capture_dir: &Path,
     on_event: &(dyn Fn(&str) + Sync),
 ) -> NodeOutcome {
     let line = command_line(
@@ -136,10 +143,11 @@ pub fn apply(
     let what = format!("apply on node {}", node.name);
     let mut attempts = 0;
     let (finished, stdout) = loop {
-        let (finished, stdout) = match run_following(&what, &line, APPLY_TIMEOUT, on_event) {
-            Err(e) => return NodeOutcome::Failed(e),
-            Ok(ran) => ran,
-        };
+        let (finished, stdout) =
+            match run_following(&what, &line, APPLY_TIMEOUT, capture_dir, on_event) {
+                Err(e) => return NodeOutcome::Failed(e),
+                Ok(ran) => ran,
+            };
         // The node was busy with an operation of its own (its timer's
         // apply, an operator's repair): wait for it to end and try again,
         // rather than fail the node and roll back the cluster for it.
@@ -179,17 +187,23 @@ mod tests {
 
     #[test]
     fn events_are_reported_while_the_command_runs_and_all_of_stdout_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
         let seen = Mutex::new(Vec::new());
         let started = std::time::Instant::now();
         let line =
             r#"echo '{"event":"plan"}'; echo not json; sleep 0.6; echo '{"event":"applied"}'"#;
-        let (finished, stdout) =
-            run_following("test", line, Duration::from_secs(10), &|e: &str| {
+        let (finished, stdout) = run_following(
+            "test",
+            line,
+            Duration::from_secs(10),
+            dir.path(),
+            &|e: &str| {
                 seen.lock()
                     .unwrap()
                     .push((e.to_string(), started.elapsed()))
-            })
-            .unwrap();
+            },
+        )
+        .unwrap();
         assert!(finished.success());
         assert!(stdout.contains("not json") && stdout.ends_with("{\"event\":\"applied\"}\n"));
         let seen = seen.into_inner().unwrap();
@@ -197,15 +211,19 @@ mod tests {
         assert_eq!(names, ["plan", "applied"]);
         // `plan` was seen before the command slept its 0.6 s out.
         assert!(seen[0].1 < Duration::from_millis(550), "{seen:?}");
+        // The capture file is gone once the command ended.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]
     fn a_last_line_without_newline_is_still_read() {
+        let dir = tempfile::tempdir().unwrap();
         let seen = Mutex::new(Vec::new());
         let (_, stdout) = run_following(
             "test",
             r#"printf '{"event":"failed"}'; exit 3"#,
             Duration::from_secs(10),
+            dir.path(),
             &|e: &str| seen.lock().unwrap().push(e.to_string()),
         )
         .unwrap();
