@@ -30,25 +30,35 @@ impl StateLock {
             )
         })?;
         let path = state_dir.join("lock");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .open(&path)
-            .map_err(|e| NodeError::io(format!("cannot open lock file {}", path.display()), e))?;
-        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(StateLock { _file: file, path }),
-            Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(NodeError::LockHeld { path }),
-            Err(e) => Err(NodeError::io(
-                format!("cannot lock {}", path.display()),
-                io::Error::from(e),
-            )),
+        match try_lock_file(&path)? {
+            Some(file) => Ok(StateLock { _file: file, path }),
+            None => Err(NodeError::LockHeld { path }),
         }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Opens (creating it) and exclusively flocks `path` without waiting;
+/// `None` when another process holds it. flock, not a pid file: the
+/// kernel drops it when its holder dies, so a crash never leaves a lock.
+pub fn try_lock_file(path: &Path) -> Result<Option<File>, NodeError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(path)
+        .map_err(|e| NodeError::io(format!("cannot open lock file {}", path.display()), e))?;
+    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(file)),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(None),
+        Err(e) => Err(NodeError::io(
+            format!("cannot lock {}", path.display()),
+            io::Error::from(e),
+        )),
     }
 }

@@ -18,7 +18,7 @@ use crate::error::{NodeError, Result};
 use crate::rollout::execute::{self, RolloutLock};
 use crate::rollout::inventory::{Canary, Inventory, Promote, RollbackScope, RolloutPolicy};
 use crate::rollout::plan::RolloutPlan;
-use crate::rollout::record::{NodeRolloutState, RolloutRecord, RolloutState};
+use crate::rollout::record::{label, NodeRolloutState, RolloutRecord, RolloutState};
 use crate::rollout::{prepare, revert};
 
 /// `ferry rollout start`'s arguments.
@@ -290,15 +290,6 @@ fn render_node(r: &RolloutRecord, name: &str) -> String {
         "  {name:<16} {:<12} from {from}{health}{message}\n",
         label(node.state)
     )
-}
-
-/// A state as its JSON spelling ("awaiting-promotion", "rolled-back"), so
-/// the human and machine outputs use the same words.
-fn label<T: Serialize>(state: T) -> String {
-    match serde_json::to_value(state) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => "?".into(),
-    }
 }
 
 /// Loads rollout `id` under its lock, with its inventory and policy.

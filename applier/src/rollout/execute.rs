@@ -276,6 +276,7 @@ fn walk_stages(
     let (id, version) = shared.read(|r| (r.id.clone(), r.version.clone()));
     let state_dir = shared.state_dir();
     let aborted = || lock::abort_requested(state_dir, &id);
+    let capture_dir = capture_dir(state_dir, &id);
     loop {
         if aborted() {
             shared.update(|r| {
@@ -314,7 +315,6 @@ fn walk_stages(
         );
         view.say(&message);
         shared.update(|r| r.note(None, message))?;
-        let capture_dir = capture_dir(state_dir, &id);
         run_stage(
             shared,
             inventory,

@@ -12,9 +12,8 @@ use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
 use semver::Version;
-use serde::Serialize;
 
-use super::record::{NodeProgress, NodeRolloutState, RolloutRecord};
+use super::record::{label, NodeProgress, NodeRolloutState, RolloutRecord};
 
 /// Where a coordinator reports progress.
 pub struct RolloutView {
@@ -127,14 +126,6 @@ pub fn version_shown(node: &NodeProgress, target: &Version) -> String {
         NodeRolloutState::Updated | NodeRolloutState::Skipped => target.to_string(),
         NodeRolloutState::Updating => format!("{from} → {target}"),
         _ => from,
-    }
-}
-
-/// A state as its JSON spelling, like `ferry rollout status` prints it.
-fn label<T: Serialize>(state: T) -> String {
-    match serde_json::to_value(state) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => "?".into(),
     }
 }
 

@@ -9,11 +9,8 @@
 //! running coordinator; it leaves `<id>.abort` instead, which the
 //! coordinator reads before every stage and during every bake.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
-
-use rustix::fs::{flock, FlockOperation};
 
 use super::record::RolloutRecord;
 use crate::error::{NodeError, Result};
@@ -42,22 +39,7 @@ impl RolloutLock {
         crate::durable::create_dir_all(&dir, 0o755)
             .map_err(|e| NodeError::io(format!("cannot create {}", dir.display()), e))?;
         let path = lock_path(state_dir, id);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .open(&path)
-            .map_err(|e| NodeError::io(format!("cannot open {}", path.display()), e))?;
-        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(Some(RolloutLock { _file: file })),
-            Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(None),
-            Err(e) => Err(NodeError::io(
-                format!("cannot lock {}", path.display()),
-                std::io::Error::from(e),
-            )),
-        }
+        Ok(crate::lock::try_lock_file(&path)?.map(|file| RolloutLock { _file: file }))
     }
 }
 

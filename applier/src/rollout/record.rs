@@ -22,6 +22,15 @@ use super::plan::RolloutPlan;
 use crate::durable;
 use crate::error::{NodeError, Result};
 
+/// A state as its JSON spelling ("awaiting-promotion", "rolled-back"), so
+/// the human and machine outputs use the same words.
+pub fn label<T: Serialize>(state: T) -> String {
+    match serde_json::to_value(state) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => "?".into(),
+    }
+}
+
 /// The coordinator's state dir unless `--state-dir` says otherwise.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/ferry";
 
