@@ -94,8 +94,16 @@ fn the_dashboard_shows_a_rollout_live_in_a_browser() {
     assert_eq!(attribute(canary, "data-version"), "1.1.0", "{canary}");
     let leader = node_element(&dom, "n1");
     assert_eq!(attribute(leader, "data-role"), "leader", "{leader}");
-    assert_eq!(attribute(leader, "data-state"), "pending", "{leader}");
-    assert_eq!(attribute(leader, "data-version"), "1.0.0", "{leader}");
+    // Held by its hold file: not yet started on a quick machine, already
+    // applying (and waiting on the hold) on a slow one, never updated.
+    assert!(
+        ["pending", "updating"].contains(&attribute(leader, "data-state")),
+        "{leader}"
+    );
+    assert!(
+        attribute(leader, "data-version").starts_with("1.0.0"),
+        "{leader}"
+    );
     assert!(dom.contains("data-rollout-state=\"running\""), "{dom}");
     for stage in ["canary", "batch 1", "leader"] {
         assert!(
