@@ -110,7 +110,7 @@ enum Command {
     /// Coordinate a cluster rollout from an inventory (cluster.toml).
     #[command(subcommand)]
     Rollout(RolloutCommand),
-    /// The fleet's turns in etcd ([coordination]): status, clear-halt.
+    /// The fleet's turns in etcd ([coordination]): status, halt, clear-halt, forget.
     #[command(subcommand)]
     Coordination(CoordinationCommand),
 }
@@ -124,6 +124,17 @@ enum CoordinationCommand {
     },
     /// Remove the halt key a failed update wrote, so that nodes update again.
     ClearHalt,
+    /// Halt the fleet by hand: no node takes a slot until clear-halt.
+    Halt {
+        /// Why, for the operators who will read `coordination status`.
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+    /// Remove a node that left the fleet from the members a leader waits for.
+    Forget {
+        /// The node's id ([node] id), as `coordination status` lists it.
+        node: String,
+    },
 }
 
 /// Where the coordinator keeps its rollout records (`<DIR>/rollouts/<id>.json`).
@@ -365,6 +376,12 @@ fn run(cli: Cli) -> Result<u8, NodeError> {
         Command::Rollout(command) => run_rollout(command),
         Command::Coordination(CoordinationCommand::Status { json }) => {
             commands::coordination::status(&config()?, json)
+        }
+        Command::Coordination(CoordinationCommand::Halt { reason }) => {
+            commands::coordination::halt(&config()?, &reason)
+        }
+        Command::Coordination(CoordinationCommand::Forget { node }) => {
+            commands::coordination::forget(&config()?, &node)
         }
         Command::Coordination(CoordinationCommand::ClearHalt) => {
             commands::coordination::clear_halt(&config()?)

@@ -23,6 +23,7 @@ pub struct Etcd {
     child: Child,
     /// `http://127.0.0.1:<port>`, the client URL.
     pub url: String,
+    peer_url: String,
     _dir: TempDir,
     log: PathBuf,
 }
@@ -61,45 +62,43 @@ impl Etcd {
         let url = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let log = dir.path().join("etcd.log");
-        let child = Command::new(ETCD)
-            .args(["--name", "ferry-test", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args([
-                "--listen-client-urls",
-                &url,
-                "--advertise-client-urls",
-                &url,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer_url,
-                "--initial-advertise-peer-urls",
-                &peer_url,
-            ])
-            .arg("--initial-cluster")
-            .arg(format!("ferry-test={peer_url}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {ETCD}: {e}"));
+        let child = spawn(dir.path(), &url, &peer_url, &log);
         let etcd = Etcd {
             child,
             url,
+            peer_url,
             _dir: dir,
             log,
         };
+        etcd.wait_until_ready();
+        etcd
+    }
+
+    /// Kills etcd: connections to it are refused until [`restart`](Self::restart).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts etcd again on the same ports and data (a stopped one, or one
+    /// killed by `stop`), and waits until it answers.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = spawn(self._dir.path(), &self.url, &self.peer_url, &self.log);
+        self.wait_until_ready();
+    }
+
+    fn wait_until_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while etcd.try_ctl(&["get", "/ready-probe"]).is_err() {
+        while self.try_ctl(&["get", "/ready-probe"]).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "etcd did not answer on {} within 30 s; its log:\n{}",
-                etcd.url,
-                std::fs::read_to_string(&etcd.log).unwrap_or_default()
+                self.url,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
             );
             thread::sleep(Duration::from_millis(100));
         }
-        etcd
     }
 
     fn try_ctl(&self, args: &[&str]) -> Result<String, String> {
@@ -168,6 +167,33 @@ impl Drop for Etcd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One etcd member serving `url`, its data under `dir` (kept across a
+/// restart), its log appended to `log`.
+fn spawn(dir: &Path, url: &str, peer_url: &str, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(ETCD)
+        .args(["--name", "ferry-test", "--data-dir"])
+        .arg(dir.join("data"))
+        .args(["--listen-client-urls", url, "--advertise-client-urls", url])
+        .args([
+            "--listen-peer-urls",
+            peer_url,
+            "--initial-advertise-peer-urls",
+            peer_url,
+        ])
+        .arg("--initial-cluster")
+        .arg(format!("ferry-test={peer_url}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {ETCD}: {e}"))
 }
 
 /// A port nothing listens on right now.

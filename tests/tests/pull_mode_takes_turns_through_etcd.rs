@@ -4,7 +4,10 @@
 //! revision, and by the nodes' own hooks), a crashed node's slot frees
 //! itself when its lease expires, the leader updates only after every
 //! follower reported the new version, a failing canary halts the fleet
-//! until `ferry coordination clear-halt`, and without etcd no node updates.
+//! until `ferry coordination clear-halt` (even when etcd is down as it
+//! fails), a node that lost its slot stops
+//! before its switch, an operator can halt the fleet and forget a departed
+//! node by hand, and without etcd no node updates.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -434,6 +437,193 @@ fn a_failing_canary_halts_the_fleet_until_the_halt_is_cleared() {
         apply(node).assert_success();
         assert_eq!(node.current_version().as_deref(), Some("1.1.0"));
     }
+}
+
+#[test]
+fn a_node_that_lost_its_slot_stops_before_the_switch() {
+    let Some(etcd) = Etcd::start_or_skip("a_node_that_lost_its_slot_stops_before_the_switch")
+    else {
+        return;
+    };
+    let (ws, nodes, log) = cluster(&etcd, 1, None);
+    let (n1, n2) = (&nodes[0], &nodes[1]);
+    // Once, in n1's pre_apply: its slot key vanishes (as when its lease
+    // expires while etcd is out of reach), and n2, queued behind it, takes
+    // the slot and starts updating.
+    let once = ws.dir.join("lose-the-slot-once");
+    fs::write(&once, "").unwrap();
+    let ctl = format!("ETCDCTL_API=3 /usr/bin/etcdctl --endpoints={}", etcd.url);
+    let lose = format!(
+        "if test -e {once}; then rm {once}; {ctl} del {PREFIX}/slots/n1; until {ctl} get --prefix {PREFIX}/updating/n2 | grep -q n2; do sleep 0.1; done; fi; ",
+        once = once.display()
+    );
+    let text = fs::read_to_string(&n1.config).unwrap().replacen(
+        "echo start n1 >> ",
+        &format!("{lose}echo start n1 >> "),
+        1,
+    );
+    fs::write(&n1.config, text).unwrap();
+
+    let first = thread::spawn({
+        let n1 = n1.clone();
+        move || apply(&n1)
+    });
+    wait_until("n1 holds the slot", || {
+        names(
+            &etcd.get_prefix(&format!("{PREFIX}/updating/"), None),
+            "updating",
+        )
+        .contains("n1")
+    });
+    let second = thread::spawn({
+        let n2 = n2.clone();
+        move || apply(&n2)
+    });
+    let out = first.join().unwrap();
+    assert!(!out.success(), "{out}");
+    out.assert_stderr_contains("no longer holds its coordination slot")
+        .assert_stderr_contains("stopped before the switch")
+        .assert_stderr_contains("1.0.0 still runs");
+    assert_eq!(last_event(&out)["event"], "failed", "{out}");
+    assert_eq!(n1.current_version().as_deref(), Some("1.0.0"));
+    second.join().unwrap().assert_success();
+    assert_eq!(n2.current_version().as_deref(), Some("1.1.0"));
+    // n1 never went past pre_apply, and a lost turn is not the version's
+    // fault: no halt.
+    let hooks = fs::read_to_string(&log).unwrap();
+    assert!(!hooks.contains("end n1"), "{hooks}");
+    assert!(etcd.get_prefix(&format!("{PREFIX}/halt"), None).is_empty());
+    // Nothing is left behind: the next run queues again and updates.
+    apply(n1).assert_success();
+    assert_eq!(n1.current_version().as_deref(), Some("1.1.0"));
+}
+
+#[test]
+fn a_halt_is_written_even_when_etcd_is_down_at_that_moment() {
+    let Some(mut etcd) =
+        Etcd::start_or_skip("a_halt_is_written_even_when_etcd_is_down_at_that_moment")
+    else {
+        return;
+    };
+    let (ws, nodes, _log) = cluster(&etcd, 1, None);
+    let canary = &nodes[0];
+    // The canary's post_apply fails, but only once the test has killed
+    // etcd: the node's first attempts to write the halt are refused.
+    let (reached, killed) = (
+        ws.dir.join("post-apply-reached"),
+        ws.dir.join("etcd-killed"),
+    );
+    let text = fs::read_to_string(&canary.config).unwrap().replacen(
+        "echo end n1 >> ",
+        &format!(
+            "touch {}; until test -e {}; do sleep 0.1; done; exit 3; echo ",
+            reached.display(),
+            killed.display()
+        ),
+        1,
+    );
+    fs::write(&canary.config, text).unwrap();
+    let run = thread::spawn({
+        let canary = canary.clone();
+        move || apply(&canary)
+    });
+    wait_until("the canary's post_apply runs", || reached.exists());
+    etcd.stop();
+    fs::write(&killed, "").unwrap();
+    thread::sleep(Duration::from_secs(3));
+    etcd.restart();
+    let out = run.join().unwrap();
+    out.assert_code(6);
+    assert_eq!(canary.current_version().as_deref(), Some("1.0.0"));
+    let halt = etcd.get_prefix(&format!("{PREFIX}/halt"), None);
+    assert_eq!(
+        halt.len(),
+        1,
+        "the halt key was written once etcd was back:\n{out}"
+    );
+    let halt: Value = serde_json::from_str(&halt[0].value).unwrap();
+    assert_eq!(halt["node"], "n1", "{halt}");
+    out.assert_stderr_contains("cannot write the halt key yet")
+        .assert_stderr_contains("this failure halted the fleet");
+    apply(&nodes[1]).assert_code(7);
+}
+
+#[test]
+fn an_operator_halts_the_fleet_and_forgets_a_departed_node() {
+    let Some(etcd) = Etcd::start_or_skip("an_operator_halts_the_fleet_and_forgets_a_departed_node")
+    else {
+        return;
+    };
+    let (_ws, nodes, _log) = cluster(&etcd, 1, Some("n5"));
+    let (n1, n2, n3, leader) = (&nodes[0], &nodes[1], &nodes[2], &nodes[4]);
+    let text = fs::read_to_string(&leader.config)
+        .unwrap()
+        .replace("followers = 4", "followers = 1");
+    fs::write(&leader.config, text).unwrap();
+
+    n1.ferry(&["coordination", "halt", "--reason", " "])
+        .assert_code(1)
+        .assert_stderr_contains("--reason is empty");
+    assert!(etcd.get_prefix(&format!("{PREFIX}/halt"), None).is_empty());
+    n1.ferry_ok(&["coordination", "halt", "--reason", "error rate too high"])
+        .assert_stdout_contains("no node takes a slot");
+    n2.ferry_ok(&["coordination", "halt", "--reason", "again"])
+        .assert_stdout_contains("already halted")
+        .assert_stdout_contains("error rate too high");
+    // n3 registers on 1.0.0 and is refused; it then "leaves the fleet".
+    let out = apply(n3);
+    out.assert_code(7);
+    let event = last_event(&out);
+    assert_eq!(event["event"], "halted", "{out}");
+    let message = event["message"].as_str().unwrap();
+    assert!(
+        message.contains("halted by hand from n1") && message.contains("error rate too high"),
+        "{out}"
+    );
+    assert_eq!(n3.current_version().as_deref(), Some("1.0.0"));
+    n1.ferry_ok(&["coordination", "clear-halt"]);
+    apply(n2).assert_success();
+
+    // The leader waits for every registered follower, n3 included.
+    let leader_run = thread::spawn({
+        let leader = leader.clone();
+        move || apply(&leader)
+    });
+    wait_until("the leader registers", || {
+        !etcd
+            .get_prefix(&format!("{PREFIX}/members/n5"), None)
+            .is_empty()
+    });
+    thread::sleep(Duration::from_secs(1));
+    let before_forget = etcd.revision();
+    n1.ferry_ok(&["coordination", "forget", "n3"])
+        .assert_stdout_contains("forgot n3 (it last reported 1.0.0)");
+    n1.ferry(&["coordination", "forget", "n3"])
+        .assert_code(1)
+        .assert_stderr_contains("n3 is not a member");
+    leader_run.join().unwrap().assert_success();
+    assert_eq!(leader.current_version().as_deref(), Some("1.1.0"));
+    assert_eq!(n3.current_version().as_deref(), Some("1.0.0"));
+    // The leader took its slot only after n3 was forgotten.
+    let first_turn = etcd
+        .history(&format!("{PREFIX}/updating/"))
+        .into_iter()
+        .find(|(_, keys)| names(keys, "updating").contains("n5"))
+        .map(|(revision, _)| revision)
+        .expect("the leader held a slot");
+    assert!(
+        first_turn > before_forget,
+        "leader updating at revision {first_turn}, before n3 was forgotten (after {before_forget})"
+    );
+    let status = n1.ferry_ok(&["coordination", "status", "--json"]);
+    let status: Value = serde_json::from_str(&status.stdout).unwrap();
+    let members: Vec<&str> = status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["node"].as_str().unwrap())
+        .collect();
+    assert!(!members.contains(&"n3"), "{status:#}");
 }
 
 #[test]

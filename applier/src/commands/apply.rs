@@ -388,6 +388,19 @@ fn execute<'a>(
         ));
         return Err(recovery::fail(config, &mut journal, e));
     }
+    // The last moment at which stopping changes nothing: make sure the
+    // turn taken before `pre_apply` is still this node's.
+    if let Some(Err(e)) = turn.as_ref().map(Turn::confirm) {
+        if let Some(lost) = turn.take() {
+            lost.give_up();
+        }
+        let e = NodeError::Other(format!(
+            "{e}; {} still runs",
+            from.as_ref()
+                .map_or("nothing".to_string(), |v| v.to_string())
+        ));
+        return Err(recovery::fail(config, &mut journal, e));
+    }
 
     if let Some(entries) = changeset {
         in_place::switch(config, &mut journal, &store, entries)?;

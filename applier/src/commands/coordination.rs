@@ -1,5 +1,6 @@
-//! `ferry coordination status` and `ferry coordination clear-halt`: the
-//! fleet's state in etcd as this node's `[coordination]` sees it.
+//! `ferry coordination status|halt|clear-halt|forget`: the fleet's state
+//! in etcd as this node's `[coordination]` sees it, and the operator's
+//! hands on it.
 
 use serde_json::json;
 
@@ -90,4 +91,45 @@ pub fn clear_halt(config: &Config) -> Result<()> {
         None => println!("{} was not halted", fleet.config.prefix),
     }
     Ok(())
+}
+
+/// Writes the halt key by hand: every node refuses to take a slot (nodes
+/// updating now finish their update).
+pub fn halt(config: &Config, reason: &str) -> Result<()> {
+    if reason.trim().is_empty() {
+        return Err(NodeError::Other(
+            "--reason is empty: say why the fleet is halted, for whoever clears it".into(),
+        ));
+    }
+    let fleet = fleet(config)?;
+    match fleet.halt_by_hand(reason)? {
+        None => println!(
+            "halted {}: no node takes a slot until `ferry coordination clear-halt` (nodes updating now finish)",
+            fleet.config.prefix
+        ),
+        Some(earlier) => println!(
+            "{} was already halted ({}); left as it was",
+            fleet.config.prefix,
+            earlier.describe()
+        ),
+    }
+    Ok(())
+}
+
+/// Removes a departed member, so that the leader stops waiting for it.
+pub fn forget(config: &Config, node: &str) -> Result<()> {
+    let fleet = fleet(config)?;
+    match fleet.forget_member(node)? {
+        Some(member) => {
+            println!(
+                "forgot {node} (it last reported {}); a leader no longer waits for it, and it registers again on its next run if it still exists",
+                member.version.as_deref().unwrap_or("nothing")
+            );
+            Ok(())
+        }
+        None => Err(NodeError::Other(format!(
+            "{node} is not a member of {}: `ferry coordination status` lists the members",
+            fleet.config.prefix
+        ))),
+    }
 }

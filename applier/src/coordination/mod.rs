@@ -26,7 +26,7 @@ pub mod etcd;
 pub mod turn;
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use semver::Version;
@@ -171,6 +171,13 @@ impl Halt {
             // Not a ferry record: someone halted the fleet with etcdctl.
             return format!("halted by hand: {}", self.reason);
         }
+        if self.version.is_empty() {
+            // `ferry coordination halt`, run on `node`.
+            return format!(
+                "halted by hand from {} at {}: {}",
+                self.node, self.at, self.reason
+            );
+        }
         format!(
             "node {} failed to update to {} at {}: {}",
             self.node, self.version, self.at, self.reason
@@ -296,6 +303,59 @@ impl Fleet {
             .create(&self.halt_key(), &value)
             .map(|_| ())
             .map_err(|e| self.unreachable("write the halt key", e))
+    }
+
+    /// [`Fleet::write_halt`], tried for about `lease_seconds` (at least
+    /// 5 s) before giving up: a node whose update failed is the only one
+    /// that knows the fleet must stop, and an etcd blip must not let the
+    /// next nodes install the same version.
+    pub fn write_halt_patiently(&self, version: &Version, reason: &str) -> Result<()> {
+        let patience = Duration::from_secs(self.config.lease_seconds.max(5));
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(200);
+        loop {
+            match self.write_halt(version, reason) {
+                Ok(()) => return Ok(()),
+                Err(e) if started.elapsed() + pause > patience => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot write the halt key yet; trying again");
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    /// Halts the fleet by hand: `node` and `version` say who asked.
+    pub fn halt_by_hand(&self, reason: &str) -> Result<Option<Halt>> {
+        let halt = Halt {
+            node: self.node.clone(),
+            version: String::new(),
+            reason: reason.to_string(),
+            at: Timestamp::now().to_string(),
+        };
+        let value = serde_json::to_vec(&halt).expect("a halt serializes");
+        let created = self
+            .client
+            .create(&self.halt_key(), &value)
+            .map_err(|e| self.unreachable("write the halt key", e))?;
+        if created {
+            Ok(None)
+        } else {
+            self.halt()
+        }
+    }
+
+    /// Removes a member that left the fleet, so that a leader stops
+    /// waiting for it. Returns what it last reported, `None` if unknown.
+    pub fn forget_member(&self, node: &str) -> Result<Option<Member>> {
+        let member = self.members()?.into_iter().find(|m| m.node == node);
+        if member.is_some() {
+            self.client
+                .delete(&self.key("members", node), false)
+                .map_err(|e| self.unreachable("delete the member", e))?;
+        }
+        Ok(member)
     }
 
     /// Removes the halt key; returns what it said.

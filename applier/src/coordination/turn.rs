@@ -244,6 +244,60 @@ impl Fleet {
 }
 
 impl Turn<'_> {
+    /// Confirms, with etcd itself and not the renewer's last word, that
+    /// this node still holds its slot: its lease alive and its key among
+    /// the first `max_unavailable`. Called just before the switch, the
+    /// last moment at which stopping leaves the node as it was. Any doubt
+    /// (etcd unreachable, lease gone, key gone) is a refusal: a node that
+    /// lost its slot may have been replaced by another one, and switching
+    /// now could take one node more than `max_unavailable` down.
+    pub fn confirm(&self) -> Result<()> {
+        let fleet = self.fleet;
+        let lost = |why: String| {
+            NodeError::Other(format!(
+                "this node no longer holds its coordination slot ({why}); another node may have taken it, so the update was stopped before the switch; the next run queues again"
+            ))
+        };
+        if self.lease.lost() {
+            return Err(lost(format!(
+                "its lease expired: etcd {} unreachable for longer than lease_seconds = {}?",
+                fleet.client.endpoints(),
+                fleet.config.lease_seconds
+            )));
+        }
+        match fleet.client.keep_alive(self.lease.id) {
+            Ok(ttl) if ttl > 0 => {}
+            Ok(_) => return Err(lost("etcd says its lease expired".into())),
+            Err(e) => {
+                return Err(lost(format!(
+                    "etcd {} did not answer: {e}",
+                    fleet.client.endpoints()
+                )))
+            }
+        }
+        let slots = fleet
+            .client
+            .range(&fleet.section("slots"), true, SortBy::CreateRevision, None)
+            .map_err(|e| lost(format!("cannot read the slot queue: {e}")))?;
+        let own_key = fleet.key("slots", &fleet.node);
+        match place(&slots.kvs, &own_key, fleet.config.max_unavailable) {
+            Place::Holds => Ok(()),
+            Place::Lost => Err(lost(format!("its key {own_key} is gone"))),
+            Place::Waits { ahead } => Err(lost(format!(
+                "{} nodes are now ahead of it: {}",
+                ahead.len(),
+                ahead.join(", ")
+            ))),
+        }
+    }
+
+    /// Gives the slot back without reporting or halting: for an update
+    /// stopped because the turn itself was lost, not because the version
+    /// failed.
+    pub fn give_up(self) {
+        drop(self.lease);
+    }
+
     /// Ends the turn after the update: on success the new version is
     /// reported; on failure the fleet is halted (`halt_on_failure`)
     /// before the slot is given back, so no waiting node slips in.
@@ -255,14 +309,25 @@ impl Turn<'_> {
         let reported = match outcome {
             Ok(()) => fleet.report_version(Some(&self.to)),
             Err(e) if fleet.config.halt_on_failure => {
-                let written = fleet.write_halt(&self.to, &e.to_string());
-                if written.is_ok() {
-                    eprintln!(
+                match fleet.write_halt_patiently(&self.to, &e.to_string()) {
+                    Ok(()) => {
+                        eprintln!(
                         "ferry: this failure halted the fleet ({}/halt); after a look, `ferry coordination clear-halt` lets the nodes go on",
                         fleet.config.prefix
                     );
+                        Ok(())
+                    }
+                    Err(e) => {
+                        // The slot is still held (the lease is revoked below,
+                        // after this): say loudly that the fleet goes on.
+                        events::emit("halt_failed", json!({ "error": e.to_string() }));
+                        eprintln!(
+                        "ferry: ERROR: this failure could NOT halt the fleet, other nodes may still install {}: {e}; stop them with `ferry coordination halt --reason \"...\"` once etcd answers",
+                        self.to
+                    );
+                        Ok(())
+                    }
                 }
-                written
             }
             Err(_) => Ok(()),
         };
