@@ -231,6 +231,11 @@ enum RolloutCommand {
         /// The cluster the API plans rollouts for.
         #[arg(long, value_name = "cluster.toml")]
         inventory: PathBuf,
+        /// Seconds between the comment lines that keep an idle watch stream
+        /// open through proxies with shorter idle timeouts.
+        #[arg(long, value_name = "SECONDS", default_value_t = 15,
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
+        heartbeat_seconds: u64,
         #[command(flatten)]
         state: CoordinatorState,
     },
@@ -429,12 +434,14 @@ fn run_rollout(command: RolloutCommand) -> Result<(), NodeError> {
             listen,
             token_file,
             inventory,
+            heartbeat_seconds,
             state,
         } => commands::rollout_serve::run(&ServeArgs {
             listen,
             token_file,
             inventory,
             state_dir: state.state_dir,
+            heartbeat: std::time::Duration::from_secs(heartbeat_seconds),
         }),
     }
 }

@@ -58,6 +58,11 @@ impl ApiServer {
     /// Starts the server on a free port of 127.0.0.1 with [`TOKEN`] (in a
     /// mode-0600 file) and the coordinator state dir the `cluster` helpers use.
     pub fn start(ws: &Workspace, inventory: &Path) -> ApiServer {
+        ApiServer::start_with(ws, inventory, &[])
+    }
+
+    /// [`start`](Self::start) with more `rollout serve` arguments.
+    pub fn start_with(ws: &Workspace, inventory: &Path, extra: &[&str]) -> ApiServer {
         let token_file = ws.dir.join("api-token");
         fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
         fs::set_permissions(&token_file, fs::Permissions::from_mode(0o600)).unwrap();
@@ -76,6 +81,7 @@ impl ApiServer {
             .arg(inventory)
             .arg("--state-dir")
             .arg(&state_dir)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -308,6 +314,30 @@ pub fn watch(addr: &str, path: &str, query_token: bool, deadline: Duration) -> (
         }
     }
     (head, events)
+}
+
+/// Every chunk of `GET path` (token in the header) that arrives within
+/// `listen`, heartbeat comments included, each with its arrival time
+/// since the request.
+pub fn raw_stream(addr: &str, path: &str, listen: Duration) -> Vec<(Duration, String)> {
+    let stream = send(addr, "GET", path, Some(TOKEN), None);
+    let started = Instant::now();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let (status, _) = read_head(&mut reader);
+    assert_eq!(status, 200, "GET {path}");
+    let mut chunks = Vec::new();
+    loop {
+        let Some(left) = listen.checked_sub(started.elapsed()) else {
+            return chunks;
+        };
+        stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        match read_chunk(&mut reader) {
+            Some(chunk) => chunks.push((started.elapsed(), String::from_utf8(chunk).unwrap())),
+            None => return chunks,
+        }
+    }
 }
 
 /// Waits until `check` holds for rollout `id`'s record (read through the

@@ -29,7 +29,8 @@ fn plan_execute_watch_history_and_rollback() {
     let (ws, nodes) = five_nodes_on_1_0_0();
     step("cluster ready");
     let inventory = write_inventory(&ws, &nodes, 0.3, None);
-    let server = ApiServer::start(&ws, &inventory);
+    // Heartbeats every second, so that an idle stream shows them soon.
+    let server = ApiServer::start_with(&ws, &inventory, &["--heartbeat-seconds", "1"]);
 
     step("server started");
     let versions = server.json("GET", "/api/v1/updates/version", None, 200);
@@ -196,6 +197,23 @@ fn plan_execute_watch_history_and_rollback() {
     assert_eq!(waiting["nodes"]["n2"]["state"], "updated", "{waiting:#}");
     for node in ["n1", "n3", "n4", "n5"] {
         assert_eq!(waiting["nodes"][node]["state"], "pending", "{waiting:#}");
+    }
+    // Nothing changes while it waits: the stream carries the state once,
+    // then only heartbeat comments, none before a second of silence.
+    let chunks = ferry_tests::rollout_api::raw_stream(
+        &server.addr,
+        &format!("/api/v1/updates/watch/{second}"),
+        Duration::from_millis(3500),
+    );
+    let (first, beats) = chunks.split_first().expect("no event at all");
+    assert!(
+        first.1.contains("event: state") && first.1.contains("awaiting-promotion"),
+        "{chunks:?}"
+    );
+    assert!((2..=4).contains(&beats.len()), "{chunks:?}");
+    for (at, text) in beats {
+        assert_eq!(text, ": heartbeat\n\n", "{chunks:?}");
+        assert!(*at >= first.0 + Duration::from_millis(950), "{chunks:?}");
     }
     server.json(
         "POST",

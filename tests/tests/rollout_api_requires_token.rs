@@ -4,7 +4,8 @@
 //! URL is accepted only where a browser cannot send a header (the page and
 //! its watch stream), and wrong requests get a JSON error saying what was
 //! wrong: 400 bad JSON or fields, 404 unknown ids and paths, 405 wrong
-//! methods, 409 a rollout not in a state for the action.
+//! methods, 409 a rollout not in a state for the action. A token file
+//! others can read, or a token too short, keeps the server from starting.
 
 use ferry_tests::cluster::{coordinator, five_nodes_on_1_0_0};
 use ferry_tests::rollout_api::{watch, write_inventory, ApiServer, TOKEN};
@@ -234,5 +235,53 @@ fn every_endpoint_needs_the_token_and_bad_requests_say_why() {
     assert!(reply.error().contains("is succeeded"), "{reply:?}");
     for node in &nodes {
         assert_eq!(node.current_version().as_deref(), Some("1.1.0"));
+    }
+}
+
+/// A token others can read, or one short enough to guess, is no guard:
+/// the server refuses to start on it, says how to fix it, and listens on
+/// nothing.
+#[test]
+fn the_server_refuses_a_weak_or_exposed_token_file() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let (ws, nodes) = five_nodes_on_1_0_0();
+    let inventory = write_inventory(&ws, &nodes, 0.0, None);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    let token_file = ws.dir.join("token");
+    let serve = || {
+        ferry_tests::run::run_with_deadline(
+            std::process::Command::new(ferry_tests::binaries::ferry())
+                .env_remove("FERRY_CONFIG")
+                .args(["rollout", "serve", "--listen", &addr, "--token-file"])
+                .arg(&token_file)
+                .arg("--inventory")
+                .arg(&inventory)
+                .arg("--state-dir")
+                .arg(ws.dir.join("coordinator")),
+            Duration::from_secs(30),
+        )
+    };
+    let cases = [
+        (None, 0o600, "cannot read the token file"),
+        (Some(format!("{TOKEN}\n")), 0o644, "chmod 600"),
+        (Some(format!("{TOKEN}\n")), 0o606, "open to every user"),
+        (Some("short-token\n".to_string()), 0o600, "shorter than 16"),
+        (Some("\n".to_string()), 0o600, "empty or shorter"),
+    ];
+    for (content, mode, says) in cases {
+        let _ = std::fs::remove_file(&token_file);
+        if let Some(content) = &content {
+            std::fs::write(&token_file, content).unwrap();
+            std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let out = serve();
+        out.assert_code(1).assert_stderr_contains(says);
+        assert!(
+            std::net::TcpStream::connect(&addr).is_err(),
+            "something listens on {addr} after a refusal"
+        );
     }
 }

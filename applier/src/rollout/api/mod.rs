@@ -42,6 +42,8 @@ pub struct ServeArgs {
     pub token_file: PathBuf,
     pub inventory: PathBuf,
     pub state_dir: PathBuf,
+    /// How often an idle watch stream gets a comment line.
+    pub heartbeat: std::time::Duration,
 }
 
 /// Requests served at once at most (watch streams included); more get 503
@@ -230,7 +232,7 @@ impl Api {
         if endpoint == routes::Endpoint::Watch {
             let id = id.unwrap_or_default();
             return match self.find(&id) {
-                Ok(_) => sse::watch(request, &self.args.state_dir, &id),
+                Ok(_) => sse::watch(request, &self.args.state_dir, &id, self.args.heartbeat),
                 Err(reply) => respond(request, reply),
             };
         }

@@ -22,15 +22,15 @@ use tiny_http::Request;
 use crate::rollout::record::RolloutRecord;
 
 const POLL: Duration = Duration::from_millis(50);
-/// A comment line this often keeps proxies and clients from timing out.
-const HEARTBEAT: Duration = Duration::from_secs(15);
 
 fn chunk(out: &mut dyn Write, text: &str) -> std::io::Result<()> {
     write!(out, "{:x}\r\n{text}\r\n", text.len())?;
     out.flush()
 }
 
-pub fn watch(request: Request, state_dir: &Path, id: &str) {
+/// Streams rollout `id`'s record; a comment line every `heartbeat` of
+/// silence keeps proxies and clients from timing the stream out.
+pub fn watch(request: Request, state_dir: &Path, id: &str, heartbeat: Duration) {
     let path = RolloutRecord::path(state_dir, id);
     let mut out = request.into_writer();
     let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\nTransfer-Encoding: chunked\r\n\r\n";
@@ -77,7 +77,7 @@ pub fn watch(request: Request, state_dir: &Path, id: &str) {
                     break;
                 }
             }
-            if sent.elapsed() >= HEARTBEAT {
+            if sent.elapsed() >= heartbeat {
                 chunk(&mut out, ": heartbeat\n\n")?;
                 sent = Instant::now();
             }
