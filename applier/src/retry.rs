@@ -95,6 +95,10 @@ pub enum Verdict<E> {
     Retry(E),
     /// Not worth another attempt.
     Fail(E),
+    /// Worth another attempt, but not before this pause: the server said
+    /// when (HTTP `Retry-After`). The caller caps it; the schedule's own
+    /// pause applies when it is longer.
+    RetryAfter(E, Duration),
 }
 
 /// The error of the last attempt, and how many attempts were made.
@@ -126,15 +130,19 @@ pub fn run<T, E: fmt::Display>(
                     exhausted: false,
                 })
             }
-            Err(Verdict::Retry(error)) if n >= attempts => {
+            Err(Verdict::Retry(error) | Verdict::RetryAfter(error, _)) if n >= attempts => {
                 return Err(GaveUp {
                     error,
                     attempts: n,
                     exhausted: true,
                 })
             }
-            Err(Verdict::Retry(error)) => {
-                let delay = policy.delay(n, random_unit());
+            Err(verdict @ (Verdict::Retry(_) | Verdict::RetryAfter(..))) => {
+                let (error, asked) = match verdict {
+                    Verdict::RetryAfter(error, asked) => (error, asked),
+                    Verdict::Retry(error) | Verdict::Fail(error) => (error, Duration::ZERO),
+                };
+                let delay = policy.delay(n, random_unit()).max(asked);
                 tracing::warn!(
                     "{what}: attempt {n} of {attempts} failed: {error}; retrying in {} ms",
                     delay.as_millis()
@@ -273,5 +281,27 @@ mod tests {
         let worst: Duration = (1..p.attempts()).map(|r| p.delay(r, 1.0)).sum();
         assert_eq!(p.attempts(), 6);
         assert_eq!(worst, ms(200 + 400 + 800 + 1600 + 3200));
+    }
+
+    #[test]
+    fn a_pause_the_server_asked_for_is_waited_when_longer_than_the_schedule() {
+        let policy = RetryPolicy {
+            retries: 1,
+            base_delay: ms(1),
+            max_delay: ms(1),
+        };
+        let started = std::time::Instant::now();
+        let result: Result<(), GaveUp<&str>> = run(&policy, &"asking", |n| match n {
+            1 => Err(Verdict::RetryAfter("busy", ms(150))),
+            _ => Ok(()),
+        });
+        assert!(result.is_ok());
+        assert!(started.elapsed() >= ms(150), "{:?}", started.elapsed());
+        // The budget still bounds the attempts.
+        let gave_up = run(&RetryPolicy::never(), &"asking", |_| {
+            Err::<(), _>(Verdict::RetryAfter("busy", ms(1)))
+        })
+        .unwrap_err();
+        assert_eq!((gave_up.attempts, gave_up.exhausted), (1, true));
     }
 }

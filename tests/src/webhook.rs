@@ -18,7 +18,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
@@ -30,6 +30,8 @@ pub struct Delivery {
     pub body: Vec<u8>,
     /// The status the receiver answered.
     pub status: u16,
+    /// When the request had been read, before the answer.
+    pub at: Instant,
 }
 
 impl Delivery {
@@ -48,9 +50,18 @@ impl Delivery {
 
 struct State {
     shutdown: AtomicBool,
-    /// Statuses for the next requests, in order; 200 once it is empty.
-    script: Mutex<VecDeque<u16>>,
+    /// Answers to the next requests, in order; 200 once it is empty.
+    script: Mutex<VecDeque<Answer>>,
+    /// How long every answer is held back.
+    delay: Duration,
     log: Mutex<Vec<Delivery>>,
+}
+
+/// One scripted answer: a status and, if set, a `Retry-After` header.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub retry_after: Option<String>,
 }
 
 /// A running receiver. Dropping it stops it.
@@ -69,11 +80,30 @@ impl WebhookReceiver {
     /// A receiver answering `statuses` to its first requests, one each,
     /// then 200.
     pub fn answering(statuses: &[u16]) -> WebhookReceiver {
+        let script: Vec<Answer> = statuses
+            .iter()
+            .map(|&status| Answer {
+                status,
+                retry_after: None,
+            })
+            .collect();
+        Self::scripted(&script, Duration::ZERO)
+    }
+
+    /// A receiver that takes `delay` to answer anything (200).
+    pub fn slow(delay: Duration) -> WebhookReceiver {
+        Self::scripted(&[], delay)
+    }
+
+    /// A receiver giving `script`'s answers first, then 200, each after
+    /// `delay`.
+    pub fn scripted(script: &[Answer], delay: Duration) -> WebhookReceiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local address");
         let state = Arc::new(State {
             shutdown: AtomicBool::new(false),
-            script: Mutex::new(statuses.iter().copied().collect()),
+            script: Mutex::new(script.iter().cloned().collect()),
+            delay,
             log: Mutex::new(Vec::new()),
         });
         let accept_state = Arc::clone(&state);
@@ -86,7 +116,8 @@ impl WebhookReceiver {
                     }
                     if let Ok(stream) = stream {
                         // One at a time: the order of the log is the order
-                        // of arrival, and ferry sends one after the other.
+                        // of arrival (ferry sends to several receivers at
+                        // once; their requests wait in the backlog here).
                         let _ = handle(stream, &accept_state);
                     }
                 }
@@ -186,14 +217,24 @@ fn handle(mut stream: TcpStream, state: &State) -> io::Result<()> {
         body.extend_from_slice(&chunk[..n]);
     }
     body.truncate(length);
-    let status = state.script.lock().unwrap().pop_front().unwrap_or(200);
+    let answer = state.script.lock().unwrap().pop_front().unwrap_or(Answer {
+        status: 200,
+        retry_after: None,
+    });
+    let status = answer.status;
     state.log.lock().unwrap().push(Delivery {
         method,
         path,
         content_type,
         body,
         status,
+        at: Instant::now(),
     });
+    thread::sleep(state.delay);
+    let retry_after = answer
+        .retry_after
+        .map(|value| format!("Retry-After: {value}\r\n"))
+        .unwrap_or_default();
     let reason = match status {
         200 => "OK",
         202 => "Accepted",
@@ -204,8 +245,10 @@ fn handle(mut stream: TcpStream, state: &State) -> io::Result<()> {
         _ => "Status",
     };
     stream.write_all(
-        format!("HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            .as_bytes(),
+        format!(
+            "HTTP/1.1 {status} {reason}\r\n{retry_after}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
     )?;
     stream.flush()
 }

@@ -1,8 +1,9 @@
 //! The promise: a node tells its operators what happened — in the shape of
 //! their tool (generic JSON, Slack, PagerDuty Events v2) and in a Prometheus
 //! textfile — and a notification never fails or stalls an update: an
-//! overloaded receiver gets it on a retry, a receiver that is down or
-//! silent costs no more than the configured timeouts, and the update
+//! overloaded receiver gets it on a retry (no sooner than its
+//! `Retry-After`), a receiver that is down or silent costs no more than the
+//! configured timeouts and delays no other receiver, and the update
 //! succeeds regardless.
 //!
 //! Real `ferry-publish` releases, the real `ferry` binary, webhook
@@ -17,7 +18,7 @@ use ferry_tests::fixtures::{flip_byte, Node, NodeConfig, Workspace, CHANNEL};
 use ferry_tests::http_server::TestServer;
 use ferry_tests::real_code::{config, next_build, small_binary};
 use ferry_tests::run::run;
-use ferry_tests::webhook::{closed_port_url, Unresponsive, WebhookReceiver};
+use ferry_tests::webhook::{closed_port_url, Answer, Unresponsive, WebhookReceiver};
 use serde_json::Value;
 
 /// Appends `text` (TOML tables) to the node's configuration.
@@ -240,6 +241,71 @@ fn an_overloaded_receiver_gets_the_notification_on_the_third_try() {
     assert_eq!(misconfigured.deliveries().len(), 1);
     out.assert_stderr_contains("http 404");
     out.assert_stderr_contains("not delivered");
+}
+
+#[test]
+fn a_throttling_receiver_is_retried_no_sooner_than_it_asked() {
+    let (_ws, node) = two_releases();
+    let throttling = WebhookReceiver::scripted(
+        &[Answer {
+            status: 429,
+            retry_after: Some("2".into()),
+        }],
+        Duration::ZERO,
+    );
+    // Asking for an hour: a node does not wait that long, nor hammer it.
+    let closed_for_maintenance = WebhookReceiver::scripted(
+        &[Answer {
+            status: 503,
+            retry_after: Some("3600".into()),
+        }],
+        Duration::ZERO,
+    );
+    let retrying = "retries = 3\ninitial_backoff_ms = 20";
+    configure(
+        &node,
+        &[
+            receiver(&throttling.url("hook"), retrying),
+            receiver(&closed_for_maintenance.url("hook"), retrying),
+        ]
+        .concat(),
+    );
+    let out = node.ferry_ok(&["apply", "--version", "1.0.0"]);
+    let tries = throttling.deliveries();
+    let statuses: Vec<u16> = tries.iter().map(|d| d.status).collect();
+    assert_eq!(statuses, [429, 200], "{tries:#?}");
+    let waited = tries[1].at - tries[0].at;
+    assert!(
+        waited >= Duration::from_millis(1950),
+        "retried {waited:?} after a Retry-After of 2 s (the backoff alone is 20 ms)"
+    );
+    assert_eq!(closed_for_maintenance.deliveries().len(), 1);
+    out.assert_stderr_contains("asked to wait 3600 s");
+}
+
+#[test]
+fn a_slow_receiver_delays_no_other_receiver() {
+    let (_ws, node) = two_releases();
+    let slow = WebhookReceiver::slow(Duration::from_secs(3));
+    let quick = WebhookReceiver::start();
+    configure(
+        &node,
+        &[
+            receiver(&slow.url("hook"), ""),
+            receiver(&quick.url("hook"), ""),
+        ]
+        .concat(),
+    );
+    node.ferry_ok(&["apply", "--version", "1.0.0"]);
+    let (slow, quick) = (slow.deliveries(), quick.deliveries());
+    assert_eq!((slow.len(), quick.len()), (1, 1));
+    // Sent one after the other, the quick one would wait for the slow
+    // one's 3 s answer.
+    let apart = quick[0].at.max(slow[0].at) - quick[0].at.min(slow[0].at);
+    assert!(
+        apart < Duration::from_millis(1500),
+        "the receivers got the notification {apart:?} apart"
+    );
 }
 
 #[test]
