@@ -404,18 +404,14 @@ fn deliver(config: &NotifyConfig, body: &[u8]) -> Result<(), String> {
             Ok(r) => {
                 let status = r.status();
                 let message = format!("the receiver answered HTTP {status}");
-                let asked = r
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| retry_after(v, Timestamp::now()));
+                let asked = retry::retry_after_of(r.headers());
                 match asked {
                     // Asked to wait longer than ferry ever waits: another
                     // attempt now would only add to the receiver's load.
-                    Some(asked) if asked > MAX_BACKOFF => Err(Verdict::Fail(format!(
+                    Some(asked) if asked > retry::LONGEST_ASKED_PAUSE => Err(Verdict::Fail(format!(
                         "{message} and asked to wait {} s (Retry-After), longer than the {} s a node waits; not retried",
                         asked.as_secs(),
-                        MAX_BACKOFF.as_secs()
+                        retry::LONGEST_ASKED_PAUSE.as_secs()
                     ))),
                     Some(asked) if status.is_server_error() || status.as_u16() == 429 => {
                         Err(Verdict::RetryAfter(message, asked))
@@ -447,22 +443,6 @@ fn deliver(config: &NotifyConfig, body: &[u8]) -> Result<(), String> {
             if gave_up.attempts == 1 { "" } else { "s" }
         )
     })
-}
-
-/// The pause a `Retry-After` value asks for: delay-seconds, or an
-/// HTTP-date (RFC 9110) counted from `now` (a date already past is no
-/// pause). `None` when it is neither, and the schedule's own pause applies.
-fn retry_after(value: &str, now: Timestamp) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let date = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
-    Some(
-        date.duration_since(now)
-            .try_into()
-            .unwrap_or(Duration::ZERO),
-    )
 }
 
 /// `state_dir/notified.json`: the last version `update_available` was sent
@@ -660,24 +640,5 @@ mod tests {
         assert_eq!(routing_key(&c).unwrap(), "R0UT1NG");
         c.routing_key_file = Some(dir.path().join("missing"));
         assert!(routing_key(&c).unwrap_err().contains("missing"));
-    }
-
-    #[test]
-    fn retry_after_is_read_as_seconds_or_as_an_http_date() {
-        let now: Timestamp = "2026-12-01T12:00:00Z".parse().unwrap();
-        assert_eq!(retry_after("7", now), Some(Duration::from_secs(7)));
-        assert_eq!(retry_after(" 0 ", now), Some(Duration::ZERO));
-        assert_eq!(
-            retry_after("Tue, 01 Dec 2026 12:00:30 GMT", now),
-            Some(Duration::from_secs(30))
-        );
-        // A date already past asks for no pause at all.
-        assert_eq!(
-            retry_after("Tue, 01 Dec 2026 11:00:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        for garbage in ["", "-5", "soon", "1.5"] {
-            assert_eq!(retry_after(garbage, now), None, "{garbage:?}");
-        }
     }
 }

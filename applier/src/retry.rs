@@ -88,6 +88,35 @@ impl RetryPolicy {
     }
 }
 
+/// The longest pause a server's `Retry-After` gets from a node: a fetch
+/// waits at most this long before its next attempt, and a notification
+/// asked to wait longer gives up.
+pub const LONGEST_ASKED_PAUSE: Duration = Duration::from_secs(60);
+
+/// The pause an HTTP `Retry-After` value asks for: delay-seconds, or an
+/// HTTP-date (RFC 9110) counted from `now` (a date already past is no
+/// pause). `None` when it is neither, and the schedule's own pause applies.
+pub fn parse_retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
+    Some(
+        date.duration_since(now)
+            .try_into()
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// The `Retry-After` of an HTTP response, if it has a valid one.
+pub fn retry_after_of(headers: &ureq::http::HeaderMap) -> Option<Duration> {
+    headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, jiff::Timestamp::now()))
+}
+
 /// What one failed attempt means.
 #[derive(Debug)]
 pub enum Verdict<E> {
@@ -303,5 +332,24 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!((gave_up.attempts, gave_up.exhausted), (1, true));
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_an_http_date() {
+        let now: jiff::Timestamp = "2026-12-01T12:00:00Z".parse().unwrap();
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Tue, 01 Dec 2026 12:00:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        // A date already past asks for no pause at all.
+        assert_eq!(
+            parse_retry_after("Tue, 01 Dec 2026 11:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        for garbage in ["", "-5", "soon", "1.5"] {
+            assert_eq!(parse_retry_after(garbage, now), None, "{garbage:?}");
+        }
     }
 }

@@ -33,8 +33,9 @@ use crate::transport::{FetchError, Transport};
 
 /// Why one download attempt failed.
 enum Failure {
-    /// Worth another attempt: what is on disk is kept and continued.
-    Transient(NodeError),
+    /// Worth another attempt (not before the pause the server asked for,
+    /// if any): what is on disk is kept and continued.
+    Transient(NodeError, Option<std::time::Duration>),
     /// The complete download has the wrong digest; the part was deleted.
     Corrupt(NodeError),
     /// More attempts cannot help.
@@ -194,7 +195,8 @@ impl ContentStore {
         let downloaded = retry::run(transport.retry_policy(), &label, |_| {
             match self.download_once(transport, file, what, part, fetched) {
                 Ok(()) => Ok(()),
-                Err(Failure::Transient(e)) => Err(Verdict::Retry(e)),
+                Err(Failure::Transient(e, None)) => Err(Verdict::Retry(e)),
+                Err(Failure::Transient(e, Some(pause))) => Err(Verdict::RetryAfter(e, pause)),
                 Err(Failure::Corrupt(e)) if !refetched_corrupt => {
                     refetched_corrupt = true;
                     Err(Verdict::Retry(e))
@@ -274,7 +276,7 @@ impl ContentStore {
                 Ok(_) => {}
                 Err(e @ FetchError::RangeMismatch { .. }) => {
                     out.set_len(0).map_err(|e| local("cannot truncate", e))?;
-                    return Err(Failure::Transient(e.into()));
+                    return Err(Failure::Transient(e.into(), None));
                 }
                 Err(e @ FetchError::TooLarge { .. }) => {
                     // The server's file is not the signed one: what we have
@@ -291,15 +293,21 @@ impl ContentStore {
                     let _ = fs::remove_file(part);
                     return Err(Failure::Permanent(NodeError::io(context, source)));
                 }
-                Err(e) if e.is_transient() => return Err(Failure::Transient(e.into())),
+                Err(e) if e.is_transient() => {
+                    let pause = e.asked_pause();
+                    return Err(Failure::Transient(e.into(), pause));
+                }
                 Err(e) => return Err(Failure::Permanent(e.into())),
             }
             if now < file.size {
-                return Err(Failure::Transient(NodeError::Other(format!(
-                    "{} ended after {now} of its {} bytes",
-                    transport.url(file.path),
-                    file.size
-                ))));
+                return Err(Failure::Transient(
+                    NodeError::Other(format!(
+                        "{} ended after {now} of its {} bytes",
+                        transport.url(file.path),
+                        file.size
+                    )),
+                    None,
+                ));
             }
         }
         out.seek(SeekFrom::Start(0))
@@ -509,7 +517,13 @@ mod tests {
             match self.faults.borrow_mut().pop_front() {
                 None => {}
                 Some(Fault::CutAfter(n)) => cut = Some(n),
-                Some(Fault::Status(status)) => return Err(FetchError::Http { url, status }),
+                Some(Fault::Status(status)) => {
+                    return Err(FetchError::Http {
+                        url,
+                        status,
+                        retry_after: None,
+                    })
+                }
                 Some(Fault::Flip(at)) => {
                     if let Some(b) = (at as u64)
                         .checked_sub(offset)

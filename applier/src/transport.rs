@@ -38,8 +38,13 @@ pub enum FetchError {
     /// server sends endless data.
     #[error("{url} is larger than the {limit} bytes allowed for it (its signed size, or the fixed cap for index.json and signatures): the server does not serve the published file; refusing the rest")]
     TooLarge { url: String, limit: u64 },
-    #[error("{url}: server answered HTTP {status}")]
-    Http { url: String, status: u16 },
+    #[error("{url}: server answered HTTP {status}{}", asked_text(*retry_after))]
+    Http {
+        url: String,
+        status: u16,
+        /// The pause the server asked for (`Retry-After`), if any.
+        retry_after: Option<Duration>,
+    },
     /// A connection, timeout or read failure: worth retrying.
     #[error("{url}: {message}")]
     Network { url: String, message: String },
@@ -60,7 +65,36 @@ pub enum FetchError {
     },
 }
 
+fn asked_text(retry_after: Option<Duration>) -> String {
+    retry_after.map_or(String::new(), |pause| {
+        format!(" (Retry-After: {} s)", pause.as_secs())
+    })
+}
+
 impl FetchError {
+    /// The pause before the next attempt the server asked for, at most
+    /// [`retry::LONGEST_ASKED_PAUSE`]: a transient failure with it is
+    /// retried no sooner (so that a fleet backs off as its server asks).
+    pub fn asked_pause(&self) -> Option<Duration> {
+        match self {
+            FetchError::Http {
+                retry_after: Some(pause),
+                ..
+            } => Some((*pause).min(retry::LONGEST_ASKED_PAUSE)),
+            _ => None,
+        }
+    }
+
+    /// This failure as a retry verdict: transient ones are retried (after
+    /// the pause the server asked for, if any), the rest are final.
+    pub fn verdict(self) -> Verdict<FetchError> {
+        match self.asked_pause() {
+            _ if !self.is_transient() => Verdict::Fail(self),
+            Some(pause) => Verdict::RetryAfter(self, pause),
+            None => Verdict::Retry(self),
+        }
+    }
+
     /// True for failures that say nothing about the data and may well not
     /// happen again: connection errors, timeouts, HTTP 408, 425, 429 and 5xx,
     /// and a resume the server refused (retried from scratch).
@@ -125,11 +159,9 @@ pub fn fetch_bytes(t: &dyn Transport, path: &str, limit: u64) -> Result<Vec<u8>,
     let what = format!("fetching {}", t.url(path));
     retry::run(t.retry_policy(), &what, |_| {
         let mut buf = Vec::new();
-        match t.fetch(path, 0, limit, &mut buf) {
-            Ok(_) => Ok(buf),
-            Err(e) if e.is_transient() => Err(Verdict::Retry(e)),
-            Err(e) => Err(Verdict::Fail(e)),
-        }
+        t.fetch(path, 0, limit, &mut buf)
+            .map(|_| buf)
+            .map_err(FetchError::verdict)
     })
     .map_err(|gave_up| gave_up.error)
 }
@@ -409,7 +441,13 @@ impl Transport for HttpTransport {
                     message: format!("the server has no bytes from offset {offset} (HTTP 416)"),
                 })
             }
-            _ => return Err(FetchError::Http { url, status }),
+            _ => {
+                return Err(FetchError::Http {
+                    url,
+                    status,
+                    retry_after: retry::retry_after_of(response.headers()),
+                })
+            }
         }
         // Where the body starts in the file.
         let start = if status == 206 {
@@ -569,14 +607,17 @@ mod tests {
             FetchError::Http {
                 url: url(),
                 status: 500,
+                retry_after: None,
             },
             FetchError::Http {
                 url: url(),
                 status: 503,
+                retry_after: None,
             },
             FetchError::Http {
                 url: url(),
                 status: 429,
+                retry_after: None,
             },
         ];
         let permanent = [
@@ -588,6 +629,7 @@ mod tests {
             FetchError::Http {
                 url: url(),
                 status: 403,
+                retry_after: None,
             },
             FetchError::Refused {
                 url: url(),
@@ -600,6 +642,34 @@ mod tests {
         ];
         assert!(transient.iter().all(FetchError::is_transient));
         assert!(!permanent.iter().any(FetchError::is_transient));
+    }
+
+    #[test]
+    fn a_server_asked_pause_is_honoured_up_to_a_minute_and_only_when_transient() {
+        let http = |status, secs: Option<u64>| FetchError::Http {
+            url: "http://r/x".into(),
+            status,
+            retry_after: secs.map(Duration::from_secs),
+        };
+        assert_eq!(
+            http(503, Some(7)).asked_pause(),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            http(429, Some(86_400)).asked_pause(),
+            Some(retry::LONGEST_ASKED_PAUSE)
+        );
+        assert_eq!(http(503, None).asked_pause(), None);
+        assert!(matches!(
+            http(503, Some(7)).verdict(),
+            Verdict::RetryAfter(_, pause) if pause == Duration::from_secs(7)
+        ));
+        assert!(matches!(http(503, None).verdict(), Verdict::Retry(_)));
+        // A permanent failure stays permanent, whatever it asks.
+        assert!(matches!(http(403, Some(7)).verdict(), Verdict::Fail(_)));
+        assert!(http(503, Some(7))
+            .to_string()
+            .ends_with("HTTP 503 (Retry-After: 7 s)"));
     }
 
     /// An HTTP transport against a one-shot server on 127.0.0.1 that

@@ -1,5 +1,7 @@
 //! The promise: a misbehaving network — a connection dropped mid-body, HTTP
-//! 500s, a stalled transfer, a flipped bit, a server that ignores `Range` —
+//! 500s, a server shedding load with `Retry-After` (asked again no sooner
+//! than it says), a stalled transfer, a flipped bit, a server that ignores
+//! `Range` —
 //! either heals through retries (with backoff, resuming what is on disk) or
 //! leaves the node exactly as it was. Corrupt data is never installed.
 //!
@@ -131,6 +133,37 @@ fn http_500_twice_then_ok_completes() {
     net.node.assert_current("1.0.0", &net.ws.input(1));
     let statuses: Vec<u16> = net.gets(&object).iter().map(|r| r.status).collect();
     assert_eq!(statuses, [500, 500, 200], "{out}");
+}
+
+#[test]
+fn a_throttling_server_is_asked_again_no_sooner_than_it_said() {
+    let net = net(|_| {});
+    let (object, _) = net.object(1, "bin/app");
+    let throttle = |retry_after: &str| Fault::Throttle {
+        status: 503,
+        retry_after: retry_after.into(),
+    };
+    net.server.set_fault_times(&object, throttle("2"), 1);
+    net.server
+        .set_fault_times("manifests/", throttle("Thu, 01 Jan 1970 00:00:00 GMT"), 1);
+
+    let out = net.node.ferry_ok(&["apply", "--version", "1.0.0"]);
+    net.node.assert_current("1.0.0", &net.ws.input(1));
+    let gets = net.gets(&object);
+    let statuses: Vec<u16> = gets.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [503, 200], "{out}");
+    // The schedule alone would have asked again within 0.2 s.
+    let waited = gets[1].at - gets[0].at;
+    assert!(
+        waited >= std::time::Duration::from_millis(1950),
+        "asked again {waited:?} after a Retry-After of 2 s\n{out}"
+    );
+    out.assert_stderr_contains("Retry-After: 2 s");
+    // A date in the past asks for no pause: the schedule's own applies.
+    let manifest = net.gets("manifests/1.0.0.json");
+    let statuses: Vec<u16> = manifest.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [503, 200], "{out}");
+    assert!(manifest[1].at - manifest[0].at < std::time::Duration::from_millis(1500));
 }
 
 #[test]

@@ -20,6 +20,9 @@ pub enum Fault {
     Delay(Duration),
     /// Answer with this status and a short text body instead of the file.
     Status(u16),
+    /// Like `Status`, with a `Retry-After` header (seconds or an HTTP date):
+    /// a server shedding load and saying when to come back.
+    Throttle { status: u16, retry_after: String },
     /// Announce the full length, send this many body bytes, then close.
     TruncateBody(u64),
     /// Invert the byte at this offset of the file (if the response covers it).

@@ -45,6 +45,8 @@ pub struct Request {
     pub status: u16,
     /// Body bytes handed to the socket for this request.
     pub body_bytes: u64,
+    /// When its head had been read.
+    pub at: Instant,
 }
 
 struct FaultRule {
@@ -372,6 +374,7 @@ fn handle(mut stream: TcpStream, state: &State) -> io::Result<()> {
             range: request.range.clone(),
             status: 0,
             body_bytes: 0,
+            at: Instant::now(),
         });
         log.len() - 1
     };
@@ -387,14 +390,20 @@ fn handle(mut stream: TcpStream, state: &State) -> io::Result<()> {
         set_status(405);
         return simple(&mut stream, 405, "only GET and HEAD\n", head);
     }
-    if let Some(status) = faults.iter().find_map(|f| match f {
-        Fault::Status(s) => Some(*s),
+    if let Some((status, retry_after)) = faults.iter().find_map(|f| match f {
+        Fault::Status(s) => Some((*s, None)),
+        Fault::Throttle {
+            status,
+            retry_after,
+        } => Some((*status, Some(retry_after.as_str()))),
         _ => None,
     }) {
         set_status(status);
-        return simple(
+        let extra = retry_after.map_or(String::new(), |v| format!("Retry-After: {v}\r\n"));
+        return simple_with(
             &mut stream,
             status,
+            &extra,
             "fault injected by the test server\n",
             head,
         );
@@ -474,8 +483,19 @@ fn handle(mut stream: TcpStream, state: &State) -> io::Result<()> {
 }
 
 fn simple(stream: &mut TcpStream, status: u16, body: &str, head: bool) -> io::Result<()> {
+    simple_with(stream, status, "", body, head)
+}
+
+/// [`simple`] with `extra` header lines (each ending in CRLF).
+fn simple_with(
+    stream: &mut TcpStream,
+    status: u16,
+    extra: &str,
+    body: &str,
+    head: bool,
+) -> io::Result<()> {
     let headers = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+        "HTTP/1.1 {status} {}\r\n{extra}Content-Type: text/plain\r\nContent-Length: {}\r\n\
          Connection: close\r\n\r\n",
         reason(status),
         body.len()
