@@ -21,7 +21,9 @@
 //!
 //! Any failure of the delta path — a missing or corrupt patch, a patch that
 //! does not apply, a base that changed, a wrong result — is logged, counted,
-//! and the file's full object is fetched instead; the update goes on. The
+//! and the file's full object is fetched instead; the update goes on. A
+//! patch download that ran out of retries keeps what it got: if the full
+//! object fails too (the network is down), the next run resumes the patch. The
 //! exception is the node's own disk refusing to write or read (no space,
 //! quota, read-only, I/O error): the full object would hit the same wall, so
 //! that fails the update as it would without deltas, before anything is
@@ -77,6 +79,11 @@ pub fn fetch(
         }
     }
     *downloaded += store.fetch(transport, &fetch.content, fetch.mode, file)?;
+    if let Source::Delta { delta, .. } = &fetch.source {
+        // A patch download kept for resuming is of no use once the full
+        // object is in.
+        let _ = fs::remove_file(patch_part_path(store, delta));
+    }
     Ok(arrival)
 }
 
@@ -97,14 +104,17 @@ fn apply_delta(
     let file = fetch.files[0].as_str();
     let content = &fetch.content;
     let part = patch_part_path(store, delta);
+    // A download that gave up leaves in `part` only bytes worth resuming
+    // from (it deletes what it cannot use): kept, the next run continues
+    // the patch instead of starting it, or the full object, again.
+    store.download(
+        transport,
+        PinnedFile::from(delta),
+        &part,
+        &format!("delta {} for {file}", delta.path),
+        downloaded,
+    )?;
     let result = (|| {
-        store.download(
-            transport,
-            PinnedFile::from(delta),
-            &part,
-            &format!("delta {} for {file}", delta.path),
-            downloaded,
-        )?;
         faults::point("delta:patch-verified");
         let base_path = match &base.location {
             BaseLocation::Store => store.path_of(&delta.base_sha256),
@@ -150,8 +160,9 @@ fn apply_delta(
             Ok((applied.size, applied.sha256))
         })
     })();
-    // Used or failed, the patch is worth nothing now; removing it also
-    // gives its space back before a fallback downloads the full object.
+    // Downloaded, used or failed to apply, the patch is worth nothing now;
+    // removing it also gives its space back before a fallback downloads
+    // the full object.
     let _ = fs::remove_file(&part);
     result
 }

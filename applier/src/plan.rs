@@ -183,17 +183,21 @@ impl UpdatePlan {
     /// Bytes needed on the state_dir filesystem at the peak of an apply: the
     /// downloads and the contents they make coexist until each is admitted.
     ///
-    /// Budgeted for the worst case, every delta failing: a failed patch is
-    /// deleted before its full object is fetched, so the two never coexist
-    /// and a delta's share is the larger of patch and object — the object,
-    /// since only patches smaller than their object are planned. The output
-    /// of a patch is the content itself (written once, renamed into the
-    /// store), and a base is read where it lies, so neither adds more.
+    /// Budgeted for the worst case, every delta failing: a patch that
+    /// failed to apply is deleted before its full object is fetched, but
+    /// one whose download ran out of retries is kept (for the next run to
+    /// resume) while the object downloads, so a delta's share is its patch
+    /// plus its object. The output of a patch is the content itself
+    /// (written once, renamed into the store), and a base is read where it
+    /// lies, so neither adds more.
     pub fn state_bytes_needed(&self) -> u64 {
         let worst_downloads: u64 = self
             .fetches
             .iter()
-            .map(|f| f.planned_bytes().max(f.content.object.size))
+            .map(|f| match f.delta() {
+                Some(delta) => delta.size.saturating_add(f.content.object.size),
+                None => f.content.object.size,
+            })
             .sum();
         worst_downloads + self.new_content_bytes()
     }
@@ -414,8 +418,8 @@ mod tests {
         assert_eq!(plan.download_bytes(), 20);
         assert_eq!(plan.full_download_bytes(), 100);
         assert_eq!(plan.delta_count(), 1);
-        // The worst case is the full object, not the patch plus the object.
-        assert_eq!(plan.state_bytes_needed(), 100 + 2);
+        // The worst case: a patch kept half-downloaded beside the object.
+        assert_eq!(plan.state_bytes_needed(), 20 + 100 + 2);
 
         // Only v1 held: its larger delta is still better than the object.
         let v1 = HeldBases::from([held_base(b"v1")]);

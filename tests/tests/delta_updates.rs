@@ -260,6 +260,52 @@ fn an_update_fetches_patches_instead_of_the_changed_files() {
 }
 
 #[test]
+fn an_interrupted_patch_download_is_resumed_by_the_next_run() {
+    let r = Repo::new(&large_binary(), &[V1, V2]);
+    // No retries: the first cut ends the run's attempts at once.
+    let mut config = NodeConfig::new(r.server.url(), &r.ws.public_key);
+    config.retries = Some(0);
+    let node = r.ws.node_with("a", config);
+    node.ferry_ok(&["apply", "--version", V1]);
+
+    // The network fails mid-patch, and the full object is out of reach
+    // too: the update fails, the node stays on 1.0.0.
+    let delta = r.delta(V2, "bin/app", V1);
+    let patch = delta["path"].as_str().unwrap().to_string();
+    let size = u64_of(&delta, "size");
+    let cut = size / 2;
+    r.server
+        .set_fault_times(&patch, Fault::TruncateBody(cut), 1);
+    r.server
+        .set_fault(&r.object_path(V2, "bin/app"), Fault::Status(503));
+    let out = node.ferry(&["apply"]);
+    out.assert_code(1);
+    node.assert_current(V1, r.input(V1));
+
+    // The next run continues the patch where it stopped; the full object
+    // is not needed.
+    r.server.clear_faults();
+    r.server.reset_counters();
+    let out = node.ferry_ok(&["apply"]);
+    node.assert_current(V2, r.input(V2));
+    let requests: Vec<_> = r
+        .server
+        .requests_for(&patch)
+        .into_iter()
+        .filter(|q| q.method == "GET")
+        .collect();
+    assert_eq!(requests.len(), 1, "{requests:#?}\n{out}");
+    assert_eq!(
+        requests[0].range.as_deref(),
+        Some(format!("bytes={cut}-").as_str()),
+        "{out}"
+    );
+    assert_eq!(requests[0].body_bytes, size - cut);
+    assert_eq!(r.gets(&r.object_path(V2, "bin/app")), 0, "{out}");
+    assert_eq!(last_operation(&node)["delta_fallbacks"], 0);
+}
+
+#[test]
 fn a_dry_run_shows_deltas_and_totals_and_changes_nothing() {
     let r = Repo::new(&small_binary(), &[V1, V2]);
     let node = r.node_on("dry", V1);
