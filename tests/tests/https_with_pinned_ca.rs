@@ -1,5 +1,6 @@
-//! HTTPS: a node verifies the repository's TLS certificate against the
-//! system store, or against a CA pinned with `repository.ca_file`.
+//! HTTPS: a node verifies the TLS certificate of its repository and of its
+//! notification receivers against the system store, or against a CA
+//! pinned with `repository.ca_file` (`[[notify]] ca_file`).
 //!
 //! The server is Python's standard `http.server` wrapped in its `ssl`
 //! module (OpenSSL underneath) on 127.0.0.1, with a certificate from a CA
@@ -110,7 +111,30 @@ server.socket = context.wrap_socket(server.socket, server_side=True)
 server.serve_forever()
 "#;
 
-/// An HTTPS static file server for `root` on 127.0.0.1; killed on drop.
+/// A webhook receiver over HTTPS: every POST body is appended as one line
+/// to `<root>/received.jsonl`, answered 200.
+const HTTPS_RECEIVER: &str = r#"
+import http.server, ssl, sys
+port, cert, key, root = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+class Receiver(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        with open(root + "/received.jsonl", "ab") as f:
+            f.write(body + b"\n")
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Receiver)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"#;
+
+/// An HTTPS server (one of the scripts above) for `root` on 127.0.0.1;
+/// killed on drop.
 struct TlsServer {
     child: Child,
     port: u16,
@@ -118,6 +142,10 @@ struct TlsServer {
 
 impl TlsServer {
     fn start(root: &Path, pki: &Path) -> TlsServer {
+        TlsServer::run(HTTPS_SERVER, root, pki)
+    }
+
+    fn run(script: &str, root: &Path, pki: &Path) -> TlsServer {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -125,7 +153,7 @@ impl TlsServer {
             .port();
         let child = Command::new("python3")
             .arg("-c")
-            .arg(HTTPS_SERVER)
+            .arg(script)
             .arg(port.to_string())
             .arg(pki.join("server.pem"))
             .arg(pki.join("server.key"))
@@ -203,4 +231,58 @@ fn a_pinned_ca_lets_the_node_update_and_an_unknown_ca_is_refused() {
     pin_ca(&pinned.config, &pki.join("ca.pem"));
     pinned.ferry_ok(&["apply"]);
     pinned.assert_current("1.0.0", &ws.input(1));
+}
+
+#[test]
+fn notifications_over_https_reach_a_receiver_only_through_a_trusted_ca() {
+    let ws = Workspace::new();
+    ws.publish("1.0.0", CHANNEL, &ws.input(1));
+    let pki = ws.dir.join("pki");
+    make_pki(&pki, "receiver CA");
+    let inbox = ws.dir.join("inbox");
+    fs::create_dir_all(&inbox).unwrap();
+    let receiver = TlsServer::run(HTTPS_RECEIVER, &inbox, &pki);
+    let hook = format!("{}hook", receiver.url());
+    let received = || -> Vec<serde_json::Value> {
+        fs::read_to_string(inbox.join("received.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let notify = |node: &ferry_tests::fixtures::Node, keys: &str| {
+        let mut text = fs::read_to_string(&node.config).unwrap();
+        text.push_str(&format!(
+            "\n[[notify]]\nurl = \"{hook}\"\nretries = 0\nnode_name = \"{}\"\n{keys}\n",
+            node.name
+        ));
+        fs::write(&node.config, text).unwrap();
+    };
+
+    // Its CA pinned with `ca_file`: delivered.
+    let trusting = ws.node("trusting");
+    notify(
+        &trusting,
+        &format!("ca_file = \"{}\"", pki.join("ca.pem").display()),
+    );
+    trusting.ferry_ok(&["apply"]);
+    let got = received();
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(
+        (got[0]["event"].as_str(), got[0]["node"].as_str()),
+        (Some("applied"), Some("trusting"))
+    );
+
+    // The system store does not know the CA: not delivered, and the update
+    // succeeds all the same.
+    let unpinned = ws.node("unpinned");
+    notify(&unpinned, "");
+    let out = unpinned.ferry_ok(&["apply"]);
+    unpinned.assert_current("1.0.0", &ws.input(1));
+    out.assert_stderr_contains("not delivered");
+    assert!(
+        out.stderr.to_lowercase().contains("certificate"),
+        "expected a certificate error:\n{out}"
+    );
+    assert_eq!(received().len(), 1, "nothing reached the receiver");
 }

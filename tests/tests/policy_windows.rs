@@ -3,6 +3,8 @@
 //! outside the maintenance window, or before a release has soaked, installs
 //! nothing, says why and when it may, records no failure and exits 0; inside
 //! the window it installs. An operator's plain `ferry apply` installs now.
+//! A release signed `critical` skips the window and the soak only on nodes
+//! with `critical_bypasses_windows`, and never a blackout date.
 //! Version rules (`exclude_versions`) bind everyone unless
 //! `--ignore-policy`. `ferry check` reports all of it, with exit 100
 //! (install now), 101 (deferred) or 0 (nothing the policy allows).
@@ -42,12 +44,18 @@ fn epoch(at: &str) -> String {
 
 /// A repository with 1.0.0 and 2.0.0, each dated by `SOURCE_DATE_EPOCH`.
 fn repository() -> Workspace {
+    repository_with(&[])
+}
+
+/// [`repository`], 2.0.0 published with `extra` arguments.
+fn repository_with(extra: &[&str]) -> Workspace {
     let ws = Workspace::new();
     for (version, generation, at) in [("1.0.0", 1, PUBLISHED_1), ("2.0.0", 2, PUBLISHED_2)] {
-        let out = ferry_tests::run::run(
-            ws.release_command(version, CHANNEL, &ws.input(generation))
-                .env("SOURCE_DATE_EPOCH", epoch(at)),
-        );
+        let mut release = ws.release_command(version, CHANNEL, &ws.input(generation));
+        if version == "2.0.0" {
+            release.args(extra);
+        }
+        let out = ferry_tests::run::run(release.env("SOURCE_DATE_EPOCH", epoch(at)));
         out.assert_success();
     }
     ws
@@ -141,6 +149,48 @@ fn unattended_runs_wait_for_the_window_and_say_when() {
     let (code, report) = check(&node, TUESDAY_IN_WINDOW);
     assert_eq!(code, 0, "up to date: {report:#}");
     assert_eq!(report["update_available"], false, "{report:#}");
+}
+
+#[test]
+fn a_critical_release_skips_window_and_soak_when_allowed_but_never_a_blackout() {
+    let ws = repository_with(&["--critical"]);
+    let strict = format!("{TUESDAY_NIGHTS}soak_hours = 24\n");
+    let allowing = format!("{strict}critical_bypasses_windows = true\n");
+    let frozen = format!("{allowing}blackout_dates = [\"2030-06-03\"]\n");
+
+    // Monday afternoon: 6 h into a 24 h soak, outside the Tuesday window.
+    let node = node_on_v1(&ws, "allowing", &allowing);
+    let (code, report) = check(&node, MONDAY_AFTERNOON);
+    assert_eq!(code, 100, "{report:#}");
+    assert_eq!(report["policy_allows_now"], true, "{report:#}");
+    node.ferry_at(MONDAY_AFTERNOON, &["apply", "--unattended"])
+        .assert_success()
+        .assert_stdout_contains("updated 1.0.0 -> 2.0.0");
+    node.assert_current("2.0.0", &ws.input(2));
+
+    // Without the node's consent, critical changes nothing: the window
+    // and the soak both still hold it back (24 h after 06:00 Monday is
+    // Tuesday 08:00 Berlin, so the next Tuesday window opens a week later).
+    let node = node_on_v1(&ws, "strict", &strict);
+    let out = node.ferry_at(MONDAY_AFTERNOON, &["apply", "--unattended"]);
+    assert_deferred(
+        &node,
+        &out,
+        "outside the maintenance windows",
+        "2030-06-11T00:00:00Z",
+    );
+
+    // A blackout binds even a critical release the node lets through,
+    // until the local day ends (the window is still bypassed then).
+    let node = node_on_v1(&ws, "frozen", &frozen);
+    let out = node.ferry_at(MONDAY_AFTERNOON, &["apply", "--unattended"]);
+    assert_deferred(
+        &node,
+        &out,
+        "2030-06-03 is a blackout date",
+        "2030-06-03T22:00:00Z",
+    );
+    out.assert_stdout_contains("(2030-06-04 00:00 Europe/Berlin)");
 }
 
 #[test]
