@@ -4,7 +4,7 @@
 //! unmet requirement named: what was found and what is required. `ferry
 //! preflight` reports the same checks (exit 5 when one fails) and answers
 //! within its 2 s budget even when a version probe hangs. A release whose
-//! requirements are met installs as usual.
+//! requirements are met installs as usual, on in-place nodes too.
 //!
 //! Requirements are published with `ferry-publish release --require` and
 //! `--require-command` and travel in the signed manifest. The node's kernel
@@ -126,6 +126,35 @@ fn a_kernel_too_old_is_refused_before_anything_is_written() {
         "{out}"
     );
     assert_eq!(node.releases_on_disk(), ["1.0.0"]);
+}
+
+#[test]
+fn an_in_place_node_checks_requirements_before_touching_its_files() {
+    let ws = Workspace::new();
+    publish_with(&ws, "1.0.0", 1, &[]);
+    let node = ws.in_place_node("in-place", "");
+    node.ferry_ok(&["apply"]);
+    publish_with(&ws, "1.1.0", 2, &["--require", "kernel:>=999"]);
+
+    let root_before = tree_snapshot(&node.root);
+    let out = node.ferry(&["apply"]);
+    out.assert_code(EXIT_PREFLIGHT);
+    out.assert_stderr_contains(">=999")
+        .assert_stderr_contains("nothing was changed");
+    assert_eq!(tree_snapshot(&node.root), root_before, "{out}");
+    assert_eq!(node.status_json()["current_version"], "1.0.0");
+
+    // Met requirements install in place as usual.
+    let (_, major, _) = kernel();
+    publish_with(
+        &ws,
+        "1.2.0",
+        3,
+        &["--require", &format!("kernel:>={major}")],
+    );
+    node.ferry_ok(&["apply"]);
+    assert_eq!(node.status_json()["current_version"], "1.2.0");
+    assert_ne!(tree_snapshot(&node.root), root_before);
 }
 
 #[test]
