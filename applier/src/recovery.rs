@@ -158,7 +158,8 @@ fn finish_live(config: &Config, journal: &mut Journal, what: &str) -> Result<Str
 
 /// Switches back to the journal's origin, then brings the old release back
 /// into service as if its service had been stopped (after a crash nobody
-/// knows how far the way forward got), and records the rollback.
+/// knows how far the way forward got) unless a blue-green old instance
+/// still answers as itself, and records the rollback.
 fn switch_back_and_restore(config: &Config, journal: &mut Journal, cause: &str) -> Result<String> {
     let root = &config.install.root;
     match &journal.from_version {
@@ -171,7 +172,7 @@ fn switch_back_and_restore(config: &Config, journal: &mut Journal, cause: &str) 
     let transition = Transition::new(config, from.as_ref(), &to);
     let restored = transition.restore(&GoLiveFailure {
         message: cause.to_string(),
-        old_stopped: true,
+        old_stopped: !transition.restored_still_serving(),
     });
     let message = format!(
         "{} {} -> {} rolled back to {}: {cause}{reverted}; {}",

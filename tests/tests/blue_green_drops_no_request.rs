@@ -50,13 +50,33 @@ impl<'a> BlueGreenNode<'a> {
 
     /// `ferry ARGS` inside the namespace.
     fn ferry(&self, args: &[&str]) -> Output {
-        let mut command = self.ns.command(ferry());
+        run(&mut self.ferry_command(ferry(), args))
+    }
+
+    fn ferry_command(&self, binary: &std::path::Path, args: &[&str]) -> Command {
+        let mut command = self.ns.command(binary);
         command
             .env_remove("FERRY_CONFIG")
             .arg("--config")
             .arg(&self.node.config)
             .args(args);
-        run(&mut command)
+        command
+    }
+
+    /// Live processes of `version`'s demo service, whatever their pid
+    /// files say (one started twice overwrites its pid file).
+    fn instances(&self, version: &str) -> usize {
+        let pid_file = self.pid_dir.join(format!("demo-{version}.pid"));
+        let needle = pid_file.to_string_lossy().into_owned();
+        fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| fs::read(e.ok()?.path().join("cmdline")).ok())
+            .filter(|cmdline| {
+                cmdline
+                    .split(|b| *b == 0)
+                    .any(|arg| arg == needle.as_bytes())
+            })
+            .count()
     }
 
     /// Versions with a running instance (a pid file whose process lives).
@@ -170,4 +190,57 @@ fn an_unhealthy_candidate_is_stopped_while_the_old_release_keeps_serving() {
     // Requests the candidate answered while it was up got its 200
     // `/version`; what matters is that none failed.
     assert_eq!(report.failed, 0, "{:?}\n{out}", report.errors);
+}
+
+/// The threat: a crash on the way back from a failed candidate, then a
+/// recovery that starts the old release again while its first instance
+/// still serves: two copies of a database on one port, one of them
+/// orphaned. Recovery asks the health URL first, and leaves a serving old
+/// instance alone.
+#[test]
+fn a_crash_on_the_way_back_leaves_one_old_instance() {
+    let Some(ns) = namespace("a_crash_on_the_way_back_leaves_one_old_instance") else {
+        return;
+    };
+    let ws = Workspace::new();
+    ws.publish("1.0.0", CHANNEL, &demo_release(&ws, "1.0.0", true));
+    ws.publish("2.0.0", CHANNEL, &demo_release(&ws, "2.0.0", false));
+    let node = BlueGreenNode::new(&ws, &ns);
+    let config = fs::read_to_string(&node.node.config).unwrap().replace(
+        "retries = 100\ntimeout_seconds = 15",
+        "retries = 20\ntimeout_seconds = 3",
+    );
+    fs::write(&node.node.config, config).unwrap();
+    node.ferry(&["apply", "--version", "1.0.0"])
+        .assert_success();
+    assert_eq!(node.instances("1.0.0"), 1);
+
+    // The candidate fails its gate; ferry is killed right after switching
+    // back, before it stopped the candidate.
+    let killed = node
+        .ferry_command(
+            ferry_tests::binaries::ferry_with_fault_injection(),
+            &["apply"],
+        )
+        .env("FERRY_CRASH_AT", "apply:switched-back")
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        killed.status.signal(),
+        Some(9),
+        "{}",
+        String::from_utf8_lossy(&killed.stderr)
+    );
+    assert_eq!(node.instances("2.0.0"), 1, "the candidate still runs");
+
+    // The next run recovers: the candidate goes, the old instance stays
+    // the only one.
+    let out = node.ferry(&["apply", "--version", "1.0.0"]);
+    out.assert_success();
+    out.assert_stdout_or_stderr_contains("rolled back to 1.0.0");
+    assert_eq!(node.instances("2.0.0"), 0, "{out}");
+    assert_eq!(node.instances("1.0.0"), 1, "one old instance\n{out}");
+    assert_eq!(node.running(), ["1.0.0"]);
+    assert_eq!(node.node.current_version().as_deref(), Some("1.0.0"));
 }

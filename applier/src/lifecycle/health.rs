@@ -136,6 +136,17 @@ impl HealthConfig {
         Ok(())
     }
 
+    /// Whether `version` answers `url` as itself right now: `expect_version`
+    /// probes only (without it, any instance's answer would do), up to
+    /// `tries` GETs, since a port shared by two instances (blue-green,
+    /// SO_REUSEPORT) may hand any one of them to the other.
+    pub fn answers_as(&self, version: &Version, tries: u32) -> bool {
+        let Some(url) = self.url.as_deref().filter(|_| self.expect_version) else {
+            return false;
+        };
+        (0..tries).any(|_| self.probe_url(url, version).is_ok())
+    }
+
     fn probe_url(&self, url: &str, version: &Version) -> Result<(), String> {
         // A health body is small; cap it so a broken service cannot make
         // the gate read forever.

@@ -276,6 +276,21 @@ impl<'a> Transition<'a> {
     /// After the switch back to `self.from`: brings the old release back
     /// into service and checks it. Never fails: what went wrong is in the
     /// summary (the node runs the old files either way).
+    /// After a crash on the way back from a blue-green update: whether the
+    /// release being restored still serves. Blue-green stops the old
+    /// instance only once the candidate passed its gate, so a crash often
+    /// leaves it running; starting it again would run it twice. It counts
+    /// as serving only when the health URL answers naming its version
+    /// (`expect_version`); any doubt starts it, as for a stopped one.
+    pub fn restored_still_serving(&self) -> bool {
+        match (self.reversed(), &self.config.health) {
+            (Some(back), Some(health)) if self.service().strategy == Strategy::BlueGreen => {
+                health.answers_as(back.to, 5)
+            }
+            _ => false,
+        }
+    }
+
     pub fn restore(&self, failure: &GoLiveFailure) -> Restored {
         let Some(back) = self.reversed() else {
             // A first install: nothing ran before it. Stop the candidate if
