@@ -404,8 +404,11 @@ fn deliver(config: &NotifyConfig, body: &[u8]) -> Result<(), String> {
             Ok(r) => {
                 let status = r.status();
                 let message = format!("the receiver answered HTTP {status}");
-                let asked = retry::retry_after_of(r.headers());
-                match asked {
+                let retryable = status.is_server_error() || status.as_u16() == 429;
+                match retry::retry_after_of(r.headers()) {
+                    _ if !retryable => Err(Verdict::Fail(format!(
+                        "{message}; not retried (check the url and key of this [[notify]] entry)"
+                    ))),
                     // Asked to wait longer than ferry ever waits: another
                     // attempt now would only add to the receiver's load.
                     Some(asked) if asked > retry::LONGEST_ASKED_PAUSE => Err(Verdict::Fail(format!(
@@ -413,15 +416,8 @@ fn deliver(config: &NotifyConfig, body: &[u8]) -> Result<(), String> {
                         asked.as_secs(),
                         retry::LONGEST_ASKED_PAUSE.as_secs()
                     ))),
-                    Some(asked) if status.is_server_error() || status.as_u16() == 429 => {
-                        Err(Verdict::RetryAfter(message, asked))
-                    }
-                    _ if status.is_server_error() || status.as_u16() == 429 => {
-                        Err(Verdict::Retry(message))
-                    }
-                    _ => Err(Verdict::Fail(format!(
-                        "{message}; not retried (check the url and key of this [[notify]] entry)"
-                    ))),
+                    Some(asked) => Err(Verdict::RetryAfter(message, asked)),
+                    None => Err(Verdict::Retry(message)),
                 }
             }
             Err(

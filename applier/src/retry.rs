@@ -150,7 +150,7 @@ pub fn run<T, E: fmt::Display>(
     let attempts = policy.attempts();
     let mut n = 1;
     loop {
-        match attempt(n) {
+        let (error, asked) = match attempt(n) {
             Ok(value) => return Ok(value),
             Err(Verdict::Fail(error)) => {
                 return Err(GaveUp {
@@ -159,27 +159,23 @@ pub fn run<T, E: fmt::Display>(
                     exhausted: false,
                 })
             }
-            Err(Verdict::Retry(error) | Verdict::RetryAfter(error, _)) if n >= attempts => {
-                return Err(GaveUp {
-                    error,
-                    attempts: n,
-                    exhausted: true,
-                })
-            }
-            Err(verdict @ (Verdict::Retry(_) | Verdict::RetryAfter(..))) => {
-                let (error, asked) = match verdict {
-                    Verdict::RetryAfter(error, asked) => (error, asked),
-                    Verdict::Retry(error) | Verdict::Fail(error) => (error, Duration::ZERO),
-                };
-                let delay = policy.delay(n, random_unit()).max(asked);
-                tracing::warn!(
-                    "{what}: attempt {n} of {attempts} failed: {error}; retrying in {} ms",
-                    delay.as_millis()
-                );
-                std::thread::sleep(delay);
-                n += 1;
-            }
+            Err(Verdict::Retry(error)) => (error, Duration::ZERO),
+            Err(Verdict::RetryAfter(error, asked)) => (error, asked),
+        };
+        if n >= attempts {
+            return Err(GaveUp {
+                error,
+                attempts: n,
+                exhausted: true,
+            });
         }
+        let delay = policy.delay(n, random_unit()).max(asked);
+        tracing::warn!(
+            "{what}: attempt {n} of {attempts} failed: {error}; retrying in {} ms",
+            delay.as_millis()
+        );
+        std::thread::sleep(delay);
+        n += 1;
     }
 }
 

@@ -88,8 +88,10 @@ impl FetchError {
     /// This failure as a retry verdict: transient ones are retried (after
     /// the pause the server asked for, if any), the rest are final.
     pub fn verdict(self) -> Verdict<FetchError> {
+        if !self.is_transient() {
+            return Verdict::Fail(self);
+        }
         match self.asked_pause() {
-            _ if !self.is_transient() => Verdict::Fail(self),
             Some(pause) => Verdict::RetryAfter(self, pause),
             None => Verdict::Retry(self),
         }

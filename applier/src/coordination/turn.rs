@@ -309,25 +309,8 @@ impl Turn<'_> {
         let reported = match outcome {
             Ok(()) => fleet.report_version(Some(&self.to)),
             Err(e) if fleet.config.halt_on_failure => {
-                match fleet.write_halt_patiently(&self.to, &e.to_string()) {
-                    Ok(()) => {
-                        eprintln!(
-                        "ferry: this failure halted the fleet ({}/halt); after a look, `ferry coordination clear-halt` lets the nodes go on",
-                        fleet.config.prefix
-                    );
-                        Ok(())
-                    }
-                    Err(e) => {
-                        // The slot is still held (the lease is revoked below,
-                        // after this): say loudly that the fleet goes on.
-                        events::emit("halt_failed", json!({ "error": e.to_string() }));
-                        eprintln!(
-                        "ferry: ERROR: this failure could NOT halt the fleet, other nodes may still install {}: {e}; stop them with `ferry coordination halt --reason \"...\"` once etcd answers",
-                        self.to
-                    );
-                        Ok(())
-                    }
-                }
+                halt_fleet(fleet, &self.to, &e.to_string());
+                Ok(())
             }
             Err(_) => Ok(()),
         };
@@ -335,6 +318,23 @@ impl Turn<'_> {
             eprintln!("ferry: warning: {e}");
         }
         drop(self.lease);
+    }
+}
+
+/// Halts the fleet after this node's update to `version` failed; says
+/// loudly when etcd would not take the halt, since the fleet then goes on.
+fn halt_fleet(fleet: &Fleet, version: &Version, cause: &str) {
+    let prefix = &fleet.config.prefix;
+    match fleet.write_halt_patiently(version, cause) {
+        Ok(()) => eprintln!(
+            "ferry: this failure halted the fleet ({prefix}/halt); after a look, `ferry coordination clear-halt` lets the nodes go on"
+        ),
+        Err(e) => {
+            events::emit("halt_failed", json!({ "error": e.to_string() }));
+            eprintln!(
+                "ferry: ERROR: this failure could NOT halt the fleet, other nodes may still install {version}: {e}; stop them with `ferry coordination halt --reason \"...\"` once etcd answers"
+            );
+        }
     }
 }
 
