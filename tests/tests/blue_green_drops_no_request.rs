@@ -116,6 +116,23 @@ impl Drop for BlueGreenNode<'_> {
     }
 }
 
+/// A node serving healthy 1.0.0, with 2.0.0 published unhealthy and a
+/// health gate short enough to fail it in 3 s.
+fn serving_1_0_0_with_failing_2_0_0(ns: &NetworkNamespace) -> (Workspace, BlueGreenNode<'_>) {
+    let ws = Workspace::new();
+    ws.publish("1.0.0", CHANNEL, &demo_release(&ws, "1.0.0", true));
+    ws.publish("2.0.0", CHANNEL, &demo_release(&ws, "2.0.0", false));
+    let node = BlueGreenNode::new(&ws, ns);
+    let config = fs::read_to_string(&node.node.config).unwrap().replace(
+        "retries = 100\ntimeout_seconds = 15",
+        "retries = 20\ntimeout_seconds = 3",
+    );
+    fs::write(&node.node.config, config).unwrap();
+    node.ferry(&["apply", "--version", "1.0.0"])
+        .assert_success();
+    (ws, node)
+}
+
 fn namespace(test: &str) -> Option<NetworkNamespace> {
     let ns = NetworkNamespace::create_or_skip(test)?;
     ns.sysctl("net.ipv4.tcp_migrate_req", "1")
@@ -162,17 +179,7 @@ fn an_unhealthy_candidate_is_stopped_while_the_old_release_keeps_serving() {
     let Some(ns) = namespace("an_unhealthy_candidate_is_stopped") else {
         return;
     };
-    let ws = Workspace::new();
-    ws.publish("1.0.0", CHANNEL, &demo_release(&ws, "1.0.0", true));
-    ws.publish("2.0.0", CHANNEL, &demo_release(&ws, "2.0.0", false));
-    let node = BlueGreenNode::new(&ws, &ns);
-    let config = fs::read_to_string(&node.node.config).unwrap().replace(
-        "retries = 100\ntimeout_seconds = 15",
-        "retries = 20\ntimeout_seconds = 3",
-    );
-    fs::write(&node.node.config, config).unwrap();
-    node.ferry(&["apply", "--version", "1.0.0"])
-        .assert_success();
+    let (_ws, node) = serving_1_0_0_with_failing_2_0_0(&ns);
 
     let addr: SocketAddr = ADDR.parse().unwrap();
     let load = start_demo_load(ns.command(demo_load()), addr, 4, Duration::from_secs(5));
@@ -202,17 +209,7 @@ fn a_crash_on_the_way_back_leaves_one_old_instance() {
     let Some(ns) = namespace("a_crash_on_the_way_back_leaves_one_old_instance") else {
         return;
     };
-    let ws = Workspace::new();
-    ws.publish("1.0.0", CHANNEL, &demo_release(&ws, "1.0.0", true));
-    ws.publish("2.0.0", CHANNEL, &demo_release(&ws, "2.0.0", false));
-    let node = BlueGreenNode::new(&ws, &ns);
-    let config = fs::read_to_string(&node.node.config).unwrap().replace(
-        "retries = 100\ntimeout_seconds = 15",
-        "retries = 20\ntimeout_seconds = 3",
-    );
-    fs::write(&node.node.config, config).unwrap();
-    node.ferry(&["apply", "--version", "1.0.0"])
-        .assert_success();
+    let (_ws, node) = serving_1_0_0_with_failing_2_0_0(&ns);
     assert_eq!(node.instances("1.0.0"), 1);
 
     // The candidate fails its gate; ferry is killed right after switching

@@ -104,11 +104,6 @@ import functools, http.server, ssl, sys
 port, cert, key, root = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
 handler.log_message = lambda *args: None
-server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-context.load_cert_chain(cert, key)
-server.socket = context.wrap_socket(server.socket, server_side=True)
-server.serve_forever()
 "#;
 
 /// A webhook receiver over HTTPS: every POST body is appended as one line
@@ -126,7 +121,12 @@ class Receiver(http.server.BaseHTTPRequestHandler):
         self.end_headers()
     def log_message(self, *args):
         pass
-server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Receiver)
+handler = Receiver
+"#;
+
+/// What both scripts end with: `handler` served over TLS on 127.0.0.1.
+const SERVE_OVER_TLS: &str = r#"
+server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
 context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 context.load_cert_chain(cert, key)
 server.socket = context.wrap_socket(server.socket, server_side=True)
@@ -153,7 +153,7 @@ impl TlsServer {
             .port();
         let child = Command::new("python3")
             .arg("-c")
-            .arg(script)
+            .arg(format!("{script}{SERVE_OVER_TLS}"))
             .arg(port.to_string())
             .arg(pki.join("server.pem"))
             .arg(pki.join("server.key"))
