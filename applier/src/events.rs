@@ -37,7 +37,7 @@ pub fn mode() -> OutputMode {
 /// A line for people: printed in human mode only.
 pub fn say(text: impl std::fmt::Display) {
     if mode() == OutputMode::Human {
-        println!("{text}");
+        outln!("{text}");
     }
 }
 
@@ -56,7 +56,7 @@ pub fn emit(event: &str, fields: Value) {
     if let Value::Object(fields) = fields {
         object.extend(fields);
     }
-    println!("{}", Value::Object(object));
+    outln!("{}", Value::Object(object));
 }
 
 /// A progress bar over `total` units (bytes or files), drawn on a terminal

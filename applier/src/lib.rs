@@ -7,6 +7,10 @@
 //! by one atomic rename (`switch`). The binary in `main.rs` only parses
 //! arguments and dispatches to `commands`.
 
+// Lines on stdout/stderr that a closed pipe cannot turn into a panic.
+#[macro_use]
+extern crate ferry_output;
+
 pub mod announce;
 pub mod bases;
 pub mod bundle;

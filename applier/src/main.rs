@@ -1,5 +1,9 @@
 //! `ferry`: parses arguments, loads the configuration, dispatches.
 
+// Lines on stdout/stderr that a closed pipe cannot turn into a panic.
+#[macro_use]
+extern crate ferry_output;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -309,7 +313,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("ferry: error: {e}");
+            errln!("ferry: error: {e}");
             let outcome = match e {
                 NodeError::RolledBack(_) => "rolled_back",
                 NodeError::Halted(_) => "halted",

@@ -337,7 +337,7 @@ pub fn switch_back(
 /// stays open and the next ferry run records the operation as interrupted.
 pub fn fail(config: &Config, journal: &mut Journal, error: NodeError) -> NodeError {
     if let Err(record) = conclude(config, journal, Outcome::Failed, error.to_string()) {
-        eprintln!("ferry: could not record this failure ({record}); the next ferry run will");
+        errln!("ferry: could not record this failure ({record}); the next ferry run will");
     }
     error
 }

@@ -24,6 +24,10 @@
 //! - [`commands`]: one module per subcommand, tying the above together;
 //! - [`cli`]: the command line, whose spellings are a contract.
 
+// Lines on stdout/stderr that a closed pipe cannot turn into a panic.
+#[macro_use]
+extern crate ferry_output;
+
 pub mod byte_size;
 pub mod cli;
 pub mod commands;

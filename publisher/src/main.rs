@@ -5,6 +5,10 @@
 //! Exit status: 0 success (including "already published"), 1 any error or
 //! a failed `verify`, 2 usage errors (from clap).
 
+// Lines on stdout/stderr that a closed pipe cannot turn into a panic.
+#[macro_use]
+extern crate ferry_output;
+
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -18,9 +22,9 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error}");
+            errln!("error: {error}");
             for cause in error.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                errln!("  caused by: {cause}");
             }
             ExitCode::FAILURE
         }

@@ -126,7 +126,7 @@ pub fn write_signature(
     match signer {
         Some(signer) => repo.write_atomic(&p7s, &signer.sign(bytes)?)?,
         None => match fs::remove_file(repo.path(&p7s)) {
-            Ok(()) => eprintln!(
+            Ok(()) => errln!(
                 "note: removed {}, which signed the previous {path}; pass --x509-cert and \
                  --x509-key to sign with X.509 again",
                 repo.path(&p7s).display()

@@ -71,7 +71,7 @@ pub fn run(config: &Config, args: &ApplyArgs) -> Result<()> {
             // So that a leader waiting on this follower sees it is done.
             if let Some(fleet) = &fleet {
                 if let Err(e) = fleet.report_version(from.as_ref()) {
-                    eprintln!("ferry: warning: {e}");
+                    errln!("ferry: warning: {e}");
                 }
             }
             Ok(())

@@ -233,7 +233,7 @@ pub fn run(config: &Config, json: bool) -> Result<u8> {
     let policy = config.policy()?;
     crate::announce::update_available(config, &r);
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&r).expect("the check report serialises")
         );
@@ -242,27 +242,27 @@ pub fn run(config: &Config, json: bool) -> Result<u8> {
             .installed
             .as_ref()
             .map_or("nothing".to_string(), |v| v.to_string());
-        println!("installed: {installed}");
-        println!("latest:    {}", r.latest);
+        outln!("installed: {installed}");
+        outln!("latest:    {}", r.latest);
         match &r.target {
-            Some(target) if *target != r.latest => println!(
+            Some(target) if *target != r.latest => outln!(
                 "target:    {target} (the newest allowed by {})",
                 policy.describe_version_rules()
             ),
             Some(_) => {}
             None if !policy.has_version_rules() => {}
-            None => println!(
+            None => outln!(
                 "target:    none (nothing newer satisfies {})",
                 policy.describe_version_rules()
             ),
         }
         if !r.update_available {
-            println!("up to date");
+            outln!("up to date");
         } else {
             let target = r.target.as_ref().expect("an update has a target");
-            println!("update available: {installed} -> {target}");
+            outln!("update available: {installed} -> {target}");
             if let Some(wave) = &r.wave {
-                println!(
+                outln!(
                     "rollout:   wave {} of {} ({}%), {} at {} ({} {}); this node's position: {:.2} of 100",
                     wave.index,
                     wave.count,
@@ -275,26 +275,26 @@ pub fn run(config: &Config, json: bool) -> Result<u8> {
                 );
             }
             match &r.policy_reason {
-                None => println!("policy:    allows installing now"),
-                Some(reason) => println!(
+                None => outln!("policy:    allows installing now"),
+                Some(reason) => outln!(
                     "policy:    {}",
                     policy.describe_deferral(target, reason, r.next_allowed_at)
                 ),
             }
             if r.from_delta_report {
-                println!(
+                outln!(
                     "download:  {} of {} for the full release ({} saved by deltas)",
                     human_bytes(r.download_bytes),
                     human_bytes(r.full_bytes),
                     saved_percent(r.download_bytes, r.full_bytes)
                 );
             } else if r.installed.is_none() {
-                println!(
+                outln!(
                     "download:  {} (the full release)",
                     human_bytes(r.full_bytes)
                 );
             } else {
-                println!(
+                outln!(
                     "download:  no delta report for {installed}: full download {}",
                     human_bytes(r.full_bytes)
                 );

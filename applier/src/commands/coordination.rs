@@ -34,24 +34,24 @@ pub fn status(config: &Config, as_json: bool) -> Result<()> {
             "waiting": waiting,
             "members": members,
         });
-        println!("{}", serde_json::to_string_pretty(&text).expect("JSON"));
+        outln!("{}", serde_json::to_string_pretty(&text).expect("JSON"));
         return Ok(());
     }
-    println!(
+    outln!(
         "fleet {} (etcd {})",
         fleet.config.prefix,
         fleet.client.endpoints()
     );
     match &halt {
-        Some(halt) => println!(
+        Some(halt) => outln!(
             "HALTED: {}\n  after a look: ferry coordination clear-halt",
             halt.describe()
         ),
-        None => println!("not halted"),
+        None => outln!("not halted"),
     }
-    println!("updating ({} of at most {max}):", updating.len());
+    outln!("updating ({} of at most {max}):", updating.len());
     for slot in &updating {
-        println!(
+        outln!(
             "  {} {} -> {} since {}",
             slot.node,
             slot.from_version.as_deref().unwrap_or("nothing"),
@@ -61,11 +61,11 @@ pub fn status(config: &Config, as_json: bool) -> Result<()> {
     }
     if !waiting.is_empty() {
         let names: Vec<&str> = waiting.iter().map(|s| s.node.as_str()).collect();
-        println!("waiting for a slot: {}", names.join(", "));
+        outln!("waiting for a slot: {}", names.join(", "));
     }
-    println!("members ({}):", members.len());
+    outln!("members ({}):", members.len());
     for member in &members {
-        println!(
+        outln!(
             "  {:<24} {:<8} {:<12} reported {}",
             member.node,
             serde_json::to_value(member.role)
@@ -83,12 +83,12 @@ pub fn status(config: &Config, as_json: bool) -> Result<()> {
 pub fn clear_halt(config: &Config) -> Result<()> {
     let fleet = fleet(config)?;
     match fleet.clear_halt()? {
-        Some(halt) => println!(
+        Some(halt) => outln!(
             "cleared the halt of {}/halt ({}); nodes update again on their next run",
             fleet.config.prefix,
             halt.describe()
         ),
-        None => println!("{} was not halted", fleet.config.prefix),
+        None => outln!("{} was not halted", fleet.config.prefix),
     }
     Ok(())
 }
@@ -103,11 +103,11 @@ pub fn halt(config: &Config, reason: &str) -> Result<()> {
     }
     let fleet = fleet(config)?;
     match fleet.halt_by_hand(reason)? {
-        None => println!(
+        None => outln!(
             "halted {}: no node takes a slot until `ferry coordination clear-halt` (nodes updating now finish)",
             fleet.config.prefix
         ),
-        Some(earlier) => println!(
+        Some(earlier) => outln!(
             "{} was already halted ({}); left as it was",
             fleet.config.prefix,
             earlier.describe()
@@ -121,7 +121,7 @@ pub fn forget(config: &Config, node: &str) -> Result<()> {
     let fleet = fleet(config)?;
     match fleet.forget_member(node)? {
         Some(member) => {
-            println!(
+            outln!(
                 "forgot {node} (it last reported {}); a leader no longer waits for it, and it registers again on its next run if it still exists",
                 member.version.as_deref().unwrap_or("nothing")
             );

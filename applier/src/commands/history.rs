@@ -8,17 +8,17 @@ pub fn run(config: &Config, json: bool) -> Result<()> {
     super::recover_if_idle(config)?;
     let ops = state::history(&config.install.state_dir)?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&ops).expect("history serialises")
         );
         return Ok(());
     }
     if ops.is_empty() {
-        println!("no operations recorded yet");
+        outln!("no operations recorded yet");
     }
     for op in &ops {
-        println!("{}", super::status::describe(op));
+        outln!("{}", super::status::describe(op));
     }
     Ok(())
 }

@@ -120,7 +120,7 @@ pub fn run(args: &InstallUnitsArgs) -> Result<()> {
         let path = args.dir.join(unit.name);
         match std::fs::read_to_string(&path) {
             Ok(existing) if existing == unit.contents => {
-                println!("unchanged {}", path.display());
+                outln!("unchanged {}", path.display());
             }
             Ok(_) if !args.force => {
                 return Err(NodeError::Other(format!(
@@ -141,9 +141,9 @@ pub fn run(args: &InstallUnitsArgs) -> Result<()> {
     for (path, unit) in changed {
         write_atomic(&path, unit.contents.as_bytes(), 0o644)
             .map_err(|e| NodeError::io(format!("cannot write {}", path.display()), e))?;
-        println!("wrote {}", path.display());
+        outln!("wrote {}", path.display());
     }
-    println!(
+    outln!(
         "next (ferry does not run systemctl itself):\n  systemctl daemon-reload\n  \
          systemctl enable --now {TIMER_UNIT}"
     );

@@ -51,21 +51,25 @@ pub fn run(config: &Config, json: bool) -> Result<()> {
     super::recover_if_idle(config)?;
     let r = report(config)?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&r).expect("the migrations report serialises")
         );
         return Ok(());
     }
     if r.history.is_empty() {
-        println!("no migrations have run on this node");
+        outln!("no migrations have run on this node");
     } else {
-        println!(
+        outln!(
             "{:<28} {:<12} {:<23} {:>9}  {:<9} RELEASE",
-            "ID", "CHECKSUM", "APPLIED", "DURATION", "OUTCOME"
+            "ID",
+            "CHECKSUM",
+            "APPLIED",
+            "DURATION",
+            "OUTCOME"
         );
         for record in &r.history {
-            println!("{}", describe(record));
+            outln!("{}", describe(record));
         }
     }
     let installed = r
@@ -73,12 +77,12 @@ pub fn run(config: &Config, json: bool) -> Result<()> {
         .as_ref()
         .map_or("nothing installed".to_string(), |v| v.to_string());
     if let Some(error) = &r.pending_error {
-        println!("pending for {installed}: unknown: {error}");
+        outln!("pending for {installed}: unknown: {error}");
     } else if r.pending.is_empty() {
-        println!("pending for {installed}: none");
+        outln!("pending for {installed}: none");
     } else {
         let ids: Vec<&str> = r.pending.iter().map(|m| m.id.as_str()).collect();
-        println!("pending for {installed}: {}", ids.join(", "));
+        outln!("pending for {installed}: {}", ids.join(", "));
     }
     Ok(())
 }

@@ -49,7 +49,7 @@ pub fn release_facts(
 /// Tells the operator what recovery did, on stderr (stdout may be JSON).
 pub fn announce_recovery(message: Option<String>) {
     if let Some(message) = message {
-        eprintln!("ferry: recovered: {message}");
+        errln!("ferry: recovered: {message}");
     }
 }
 
@@ -66,7 +66,7 @@ pub fn recover_if_idle(config: &Config) -> Result<()> {
             // (say, the disk is full): it reports the unfinished journal.
             match recovery::recover(config, &lock) {
                 Ok(message) => announce_recovery(message),
-                Err(e) => eprintln!(
+                Err(e) => errln!(
                     "ferry: warning: an interrupted operation could not be recovered yet: {e}"
                 ),
             }

@@ -54,22 +54,22 @@ pub fn run(config: &Config, version: Option<Version>, json: bool) -> Result<u8> 
             ok,
             checks: report.checks,
         };
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&output).expect("the pre-flight report serialises")
         );
     } else {
-        println!(
+        outln!(
             "pre-flight checks for {} (installed: {})",
             manifest.version,
             installed.map_or("nothing".to_string(), |v| v.to_string())
         );
-        print!("{report}");
+        out!("{report}");
         let failed = report.failures().len();
         if failed == 0 {
-            println!("all {} checks passed", report.checks.len());
+            outln!("all {} checks passed", report.checks.len());
         } else {
-            println!(
+            outln!(
                 "{failed} of {} checks failed: ferry apply would refuse {}",
                 report.checks.len(),
                 manifest.version

@@ -23,7 +23,7 @@ pub fn run(config: &Config) -> Result<()> {
     let read_err = |e| NodeError::io(format!("cannot read {}", installed.dir.display()), e);
     let before = installed.differences().map_err(read_err)?;
     if before.is_empty() {
-        println!(
+        outln!(
             "{} matches its signed manifest: nothing to repair",
             installed.version
         );
@@ -91,6 +91,6 @@ pub fn run(config: &Config) -> Result<()> {
         crate::announce::operation_finished(config, operation);
     }
     result?;
-    println!("{}: {message}", installed.version);
+    outln!("{}: {message}", installed.version);
     Ok(())
 }

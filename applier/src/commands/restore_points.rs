@@ -12,17 +12,17 @@ pub fn list(config: &Config, json: bool) -> Result<()> {
     super::recover_if_idle(config)?;
     let points = RestorePoint::list(&config.install.state_dir)?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&points).expect("restore points serialise")
         );
         return Ok(());
     }
     if points.is_empty() {
-        println!("no restore points (they are made by in-place updates and rollbacks)");
+        outln!("no restore points (they are made by in-place updates and rollbacks)");
     }
     for p in &points {
-        println!(
+        outln!(
             "{}  {}  version {}  {} paths, {}",
             p.id,
             p.created.strftime("%Y-%m-%d %H:%M:%S UTC"),
@@ -37,13 +37,13 @@ pub fn list(config: &Config, json: bool) -> Result<()> {
 pub fn show(config: &Config, id: &str, json: bool) -> Result<()> {
     let point = RestorePoint::load(&config.install.state_dir, id)?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&point).expect("restore points serialise")
         );
         return Ok(());
     }
-    println!(
+    outln!(
         "restore point {} of version {}",
         point.id,
         point.version.as_ref().map_or("-".into(), |v| v.to_string())
@@ -58,11 +58,11 @@ pub fn show(config: &Config, id: &str, json: bool) -> Result<()> {
             Desired::Symlink { target } => format!("symlink -> {target}"),
             Desired::Absent => "absent".into(),
         };
-        println!("  {}  {what}", entry.path);
+        outln!("  {}  {what}", entry.path);
     }
     let problems = point.verify(&config.install.state_dir)?;
     if problems.is_empty() {
-        println!("every saved file matches its SHA-256");
+        outln!("every saved file matches its SHA-256");
         Ok(())
     } else {
         Err(NodeError::verification(format!(
@@ -81,7 +81,7 @@ pub fn clean(config: &Config, keep: usize) -> Result<()> {
             &config.install.state_dir,
         ))
         .map_err(|e| NodeError::io("cannot clean the content store", e))?;
-    println!(
+    outln!(
         "removed {removed} restore points, freed {}",
         human_bytes(freed)
     );

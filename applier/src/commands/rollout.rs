@@ -103,7 +103,7 @@ pub fn start(args: &StartArgs) -> Result<()> {
         record.policy = Some(policy.clone());
         let _lock = RolloutLock::acquire(&args.state_dir, &record.id)?;
         record.save(&args.state_dir, jiff::Timestamp::now())?;
-        println!("rollout {}", record.id);
+        outln!("rollout {}", record.id);
         print_plan(&record.plan, &policy, &currents);
         return execute::drive(&args.state_dir, record, &inventory, &policy, &own_ferry);
     }
@@ -114,13 +114,13 @@ pub fn start(args: &StartArgs) -> Result<()> {
             current_versions: &currents,
             plan: &plan,
         };
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&out).expect("plans serialise")
         );
     } else {
         print_plan(&plan, &policy, &currents);
-        println!("dry run: nothing was changed");
+        outln!("dry run: nothing was changed");
     }
     Ok(())
 }
@@ -130,14 +130,14 @@ fn print_plan(
     policy: &RolloutPolicy,
     currents: &BTreeMap<String, Option<Version>>,
 ) {
-    println!(
+    outln!(
         "rollout of {} to {} nodes, at most {} at a time, leader: {}",
         plan.target,
         plan.cluster_size,
         plan.batch_size,
         plan.leader.as_deref().unwrap_or("none")
     );
-    println!(
+    outln!(
         "after the canary: promote {}, bake {}s between stages{}; on a failed node roll back {}",
         label(policy.promote),
         policy.bake_seconds,
@@ -163,34 +163,34 @@ fn print_plan(
             .iter()
             .map(|n| format!("{n} ({})", version(n)))
             .collect();
-        println!("  {:<10} {}: {}", stage.name, nodes.join(", "), stage.why);
+        outln!("  {:<10} {}: {}", stage.name, nodes.join(", "), stage.why);
     }
     if plan.stages.is_empty() {
-        println!("  nothing to do: every node runs {}", plan.target);
+        outln!("  nothing to do: every node runs {}", plan.target);
     }
     if !plan.skipped.is_empty() {
-        println!(
+        outln!(
             "  skipped (already on {}): {}",
             plan.target,
             plan.skipped.join(", ")
         );
     }
     for warning in &plan.warnings {
-        println!("warning: {warning}");
+        outln!("warning: {warning}");
     }
 }
 
 pub fn list(state_dir: &Path, json: bool) -> Result<()> {
     let records = RolloutRecord::list(state_dir)?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&records).expect("records serialise")
         );
     } else if records.is_empty() {
-        println!("no rollouts in {}", RolloutRecord::dir(state_dir).display());
+        outln!("no rollouts in {}", RolloutRecord::dir(state_dir).display());
     } else {
-        print!("{}", render_list(&records));
+        out!("{}", render_list(&records));
     }
     Ok(())
 }
@@ -217,12 +217,12 @@ fn render_list(records: &[RolloutRecord]) -> String {
 pub fn status(state_dir: &Path, id: &str, json: bool) -> Result<()> {
     let r = RolloutRecord::load(state_dir, id)?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&r).expect("records serialise")
         );
     } else {
-        print!("{}", render_status(&r));
+        out!("{}", render_status(&r));
     }
     Ok(())
 }
@@ -312,7 +312,7 @@ fn continue_rollout(state_dir: &Path, id: &str, allowed: RolloutState, verb: &st
         .unwrap_or_else(|| inventory.rollout.clone());
     let own_ferry = std::env::current_exe()
         .map_err(|e| NodeError::io("cannot find this ferry executable", e))?;
-    println!("rollout {id}: {verb} from stage {}", record.stage_index + 1);
+    outln!("rollout {id}: {verb} from stage {}", record.stage_index + 1);
     execute::drive(state_dir, record, &inventory, &policy, &own_ferry)
 }
 
@@ -339,14 +339,14 @@ pub fn plan(
     let own_ferry = std::env::current_exe()
         .map_err(|e| NodeError::io("cannot find this ferry executable", e))?;
     let record = prepare::plan_rollout(inventory, version, &policy, state_dir, &own_ferry)?;
-    println!("{}", record.id);
+    outln!("{}", record.id);
     let currents: BTreeMap<String, Option<Version>> = record
         .nodes
         .iter()
         .map(|(name, node)| (name.clone(), node.from.clone()))
         .collect();
     print_plan(&record.plan, &policy, &currents);
-    println!(
+    outln!(
         "planned: start it with `ferry rollout execute {} --state-dir {}`",
         record.id,
         state_dir.display()
@@ -384,7 +384,7 @@ pub fn abort(state_dir: &Path, id: &str) -> Result<()> {
     }
     let Some(_lock) = RolloutLock::try_acquire(state_dir, id)? else {
         crate::rollout::lock::request_abort(state_dir, id)?;
-        println!(
+        outln!(
             "rollout {id}: abort requested; its coordinator stops before the next stage              (nodes updating now finish; nothing is rolled back). Follow it with `ferry rollout status {id}`"
         );
         return Ok(());
@@ -403,7 +403,7 @@ pub fn abort(state_dir: &Path, id: &str) -> Result<()> {
     record.note(None, "aborted by `ferry rollout abort`");
     record.save(state_dir, jiff::Timestamp::now())?;
     crate::rollout::lock::clear_abort_request(state_dir, id);
-    println!("rollout {id} aborted: no more nodes will be updated; nothing was rolled back");
+    outln!("rollout {id} aborted: no more nodes will be updated; nothing was rolled back");
     Ok(())
 }
 

@@ -49,23 +49,23 @@ pub fn run(config: &Config, json: bool) -> Result<()> {
     super::recover_if_idle(config)?;
     let r = report(config)?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&r).expect("status serialises")
         );
         return Ok(());
     }
     let show = |v: &Option<Version>| v.as_ref().map_or("-".to_string(), |v| v.to_string());
-    println!(
+    outln!(
         "current:   {}",
         r.current_version
             .as_ref()
             .map_or("nothing installed".into(), |v| v.to_string())
     );
-    println!("previous:  {}", show(&r.previous_version));
-    println!("channel:   {}", r.channel);
+    outln!("previous:  {}", show(&r.previous_version));
+    outln!("channel:   {}", r.channel);
     let on_disk: Vec<String> = r.releases.iter().map(|v| v.to_string()).collect();
-    println!(
+    outln!(
         "on disk:   {}",
         if on_disk.is_empty() {
             "-".into()
@@ -74,7 +74,7 @@ pub fn run(config: &Config, json: bool) -> Result<()> {
         }
     );
     if let Some(j) = &r.operation_in_progress {
-        println!(
+        outln!(
             "unfinished: {} {} -> {} (journal step {:?})",
             crate::recovery::kind_name(j.operation),
             show(&j.from_version),
@@ -89,13 +89,13 @@ pub fn run(config: &Config, json: bool) -> Result<()> {
                 crate::node_id::NodeIdSource::MachineId => crate::node_id::MACHINE_ID_PATH,
                 crate::node_id::NodeIdSource::Hostname => "the hostname",
             };
-            println!("node id:   {} (from {from})", node.id);
+            outln!("node id:   {} (from {from})", node.id);
         }
-        None => println!("node id:   none (set [node] id to take part in rollout waves)"),
+        None => outln!("node id:   none (set [node] id to take part in rollout waves)"),
     }
     match &r.last_operation {
-        None => println!("last:      -"),
-        Some(op) => println!("last:      {}", describe(op)),
+        None => outln!("last:      -"),
+        Some(op) => outln!("last:      {}", describe(op)),
     }
     Ok(())
 }

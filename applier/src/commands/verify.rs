@@ -12,7 +12,7 @@ pub fn run(config: &Config) -> Result<()> {
         .differences()
         .map_err(|e| NodeError::io(format!("cannot read {}", installed.dir.display()), e))?;
     if problems.is_empty() {
-        println!(
+        outln!(
             "{} matches its signed manifest ({} entries checked)",
             installed.version,
             installed.entries.len()

@@ -104,7 +104,7 @@ impl Drop for Lease {
         }
         if let Err(e) = self.client.revoke(self.id) {
             // Not fatal: the lease expires by itself after its TTL.
-            eprintln!("ferry: warning: cannot release the coordination slot now ({e}); it frees itself when its lease expires");
+            errln!("ferry: warning: cannot release the coordination slot now ({e}); it frees itself when its lease expires");
         }
     }
 }
@@ -304,7 +304,7 @@ impl Turn<'_> {
     pub fn finish(self, outcome: std::result::Result<(), &NodeError>) {
         let fleet = self.fleet;
         if self.lease.lost() {
-            eprintln!("ferry: warning: this node's coordination lease expired during the update: another node may have started updating alongside it (etcd unreachable for longer than lease_seconds?)");
+            errln!("ferry: warning: this node's coordination lease expired during the update: another node may have started updating alongside it (etcd unreachable for longer than lease_seconds?)");
         }
         let reported = match outcome {
             Ok(()) => fleet.report_version(Some(&self.to)),
@@ -315,7 +315,7 @@ impl Turn<'_> {
             Err(_) => Ok(()),
         };
         if let Err(e) = reported {
-            eprintln!("ferry: warning: {e}");
+            errln!("ferry: warning: {e}");
         }
         drop(self.lease);
     }
@@ -326,12 +326,12 @@ impl Turn<'_> {
 fn halt_fleet(fleet: &Fleet, version: &Version, cause: &str) {
     let prefix = &fleet.config.prefix;
     match fleet.write_halt_patiently(version, cause) {
-        Ok(()) => eprintln!(
+        Ok(()) => errln!(
             "ferry: this failure halted the fleet ({prefix}/halt); after a look, `ferry coordination clear-halt` lets the nodes go on"
         ),
         Err(e) => {
             events::emit("halt_failed", json!({ "error": e.to_string() }));
-            eprintln!(
+            errln!(
                 "ferry: ERROR: this failure could NOT halt the fleet, other nodes may still install {version}: {e}; stop them with `ferry coordination halt --reason \"...\"` once etcd answers"
             );
         }

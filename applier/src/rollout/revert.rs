@@ -188,7 +188,7 @@ pub fn rollback_rollout(state_dir: &Path, id: &str, own_ferry: &Path) -> Result<
     record.state = RolloutState::RollingBack;
     record.note(None, format!("rolling back {count} node(s) on request"));
     record.save(state_dir, Timestamp::now())?;
-    let say = |line: &str| println!("{line}");
+    let say = |line: &str| outln!("{line}");
     let errors = roll_back_in_waves(&mut record, order, &inventory, own_ferry, state_dir, &say)?;
     if !errors.is_empty() {
         // Failed: a rollback can be tried again, a rollout cannot go on.
@@ -201,6 +201,6 @@ pub fn rollback_rollout(state_dir: &Path, id: &str, own_ferry: &Path) -> Result<
     }
     record.state = RolloutState::RolledBack;
     record.save(state_dir, Timestamp::now())?;
-    println!("rollout {id} rolled back: {count} node(s) returned to their old version");
+    outln!("rollout {id} rolled back: {count} node(s) returned to their old version");
     Ok(())
 }

@@ -66,7 +66,7 @@ pub fn run(args: &BundleArgs) -> anyhow::Result<ExitCode> {
     };
     let summary = write_bundle(&args.repo, &args.out, &selection)?;
     let versions: Vec<String> = summary.versions.iter().map(|v| v.to_string()).collect();
-    println!(
+    outln!(
         "wrote {}: {} ({} files, {}, {} deltas)",
         args.out.display(),
         versions.join(", "),
@@ -75,7 +75,7 @@ pub fn run(args: &BundleArgs) -> anyhow::Result<ExitCode> {
         summary.deltas
     );
     for (version, latest) in &summary.not_latest {
-        println!(
+        outln!(
             "note: {version} is not its channel's latest ({latest}): apply it with `ferry apply --bundle {} --version {version}`",
             args.out.display()
         );

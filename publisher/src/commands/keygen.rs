@@ -14,9 +14,9 @@ pub fn run(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
     let encrypted = password.is_some();
     let made = keys::generate(&args.secret_key, &args.public_key, password, args.force)?;
     let public_line = made.public_key_text.lines().nth(1).unwrap_or_default();
-    println!("key id: {}", made.id);
-    println!("public key: {public_line}");
-    println!(
+    outln!("key id: {}", made.id);
+    outln!("public key: {public_line}");
+    outln!(
         "secret key: {} ({}, mode 0600)",
         args.secret_key.display(),
         if encrypted {
@@ -25,9 +25,9 @@ pub fn run(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
             "unencrypted"
         }
     );
-    println!("public key file: {}", args.public_key.display());
+    outln!("public key file: {}", args.public_key.display());
     if !encrypted {
-        eprintln!(
+        errln!(
             "note: the secret key is not encrypted; keep it off shared disks, or make an \
              encrypted one with --password-file"
         );

@@ -62,9 +62,9 @@ pub fn run(args: &ListArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         let text =
             serde_json::to_string_pretty(&listing).context("cannot serialise the listing")?;
-        println!("{text}");
+        outln!("{text}");
     } else {
-        print!("{}", render(&listing));
+        out!("{}", render(&listing));
     }
     Ok(ExitCode::SUCCESS)
 }

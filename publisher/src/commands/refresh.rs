@@ -77,7 +77,7 @@ pub fn run(args: &RefreshArgs) -> anyhow::Result<ExitCode> {
     x509::write_signature(&repo, layout::INDEX, &bytes, x509.as_ref())?;
     repo.write_atomic(&layout::signature_of(layout::INDEX), &signature)?;
     repo.write_atomic(layout::INDEX, &bytes)?;
-    println!("refreshed index.json: serial {serial}, expires {expires}");
+    outln!("refreshed index.json: serial {serial}, expires {expires}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -110,7 +110,7 @@ fn resign_manifests(
             }
             let new = trust.sign(Role::Manifests, keys, verified.bytes(), &path, timestamp)?;
             repo.write_atomic(&layout::signature_of(&path), &new)?;
-            println!("re-signed {path} for the current manifests role");
+            outln!("re-signed {path} for the current manifests role");
         }
     }
     Ok(())

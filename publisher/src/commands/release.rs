@@ -89,26 +89,24 @@ pub fn run(args: &ReleaseArgs) -> anyhow::Result<ExitCode> {
     let pool = pool.build().context("cannot start worker threads")?;
     match pool.install(|| publish(args))? {
         ReleaseOutcome::AlreadyPublished { version } => {
-            println!(
-                "version {version} is already published with identical content; nothing to do"
-            );
+            outln!("version {version} is already published with identical content; nothing to do");
         }
         ReleaseOutcome::Published(s) => {
-            println!("published {} on channel {}", s.version, s.channel);
-            println!(
+            outln!("published {} on channel {}", s.version, s.channel);
+            outln!(
                 "  files: {} ({} bytes, {})",
                 s.files,
                 s.content_bytes,
                 ByteSize(s.content_bytes)
             );
-            println!(
+            outln!(
                 "  new objects: {} ({} bytes compressed, {})",
                 s.new_objects,
                 s.new_object_bytes,
                 ByteSize(s.new_object_bytes)
             );
-            println!("  reused objects: {}", s.reused_objects);
-            println!(
+            outln!("  reused objects: {}", s.reused_objects);
+            outln!(
                 "  deltas: {} new ({} bytes, {}), {} reused, {} dropped (not {}% smaller than \
                  the full object)",
                 s.new_deltas,
@@ -119,14 +117,14 @@ pub fn run(args: &ReleaseArgs) -> anyhow::Result<ExitCode> {
                 100 - 10 * deltas::compute::KEEP_AT_MOST_TENTHS
             );
             if !s.delta_report.is_empty() {
-                println!("  download for a node already on:");
+                outln!("  download for a node already on:");
                 for report in &s.delta_report {
-                    println!("    {}", deltas::describe(report));
+                    outln!("    {}", deltas::describe(report));
                 }
             }
-            println!("  index: serial {}, expires {}", s.serial, s.expires);
+            outln!("  index: serial {}, expires {}", s.serial, s.expires);
             if s.expires <= Timestamp::now() {
-                eprintln!(
+                errln!(
                     "warning: the index expired at {} ({} is in the past): nodes will refuse it \
                      until a publication with a current time re-signs it",
                     s.expires,
@@ -220,7 +218,7 @@ pub fn publish(args: &ReleaseArgs) -> anyhow::Result<ReleaseOutcome> {
     }
     if repo.exists(&manifest_path) {
         // No signed index pins it, so no node can have used it.
-        eprintln!(
+        errln!(
             "note: replacing {}, left by an interrupted publication (index.json does not list it)",
             repo.path(&manifest_path).display()
         );

@@ -82,7 +82,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     };
     let report = verify_repository(&args.repo, &anchor, Timestamp::now());
     if report.problems.is_empty() {
-        println!(
+        outln!(
             "{}: ok — root version {}, index serial {}, expires {}; {} channel(s), {} release(s), \
              {} object(s) ({}), {} delta(s) ({}) checked",
             args.repo.display(),
@@ -99,9 +99,9 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for problem in &report.problems {
-        println!("problem: {problem}");
+        outln!("problem: {problem}");
     }
-    eprintln!(
+    errln!(
         "error: {} problem(s) found in {}",
         report.problems.len(),
         args.repo.display()

@@ -148,7 +148,7 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         });
     }
     // The bound address, with the real port when --listen asked for port 0.
-    println!(
+    outln!(
         "serving the rollout API and dashboard on http://{}/",
         server.server_addr()
     );

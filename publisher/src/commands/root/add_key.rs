@@ -14,7 +14,7 @@ pub fn run(args: &RootKeyArgs) -> anyhow::Result<()> {
         if !spec.keys.contains(&id.to_string()) {
             spec.keys.push(id.to_string());
         }
-        println!("{} role: key {id} added", args.role);
+        outln!("{} role: key {id} added", args.role);
     }
     save_role_edit(&path, &mut root, args)
 }

@@ -75,14 +75,14 @@ pub fn run(args: &RootInitArgs) -> anyhow::Result<()> {
         }
     }
     save_draft(&path, &mut root)?;
-    println!(
+    outln!(
         "wrote the draft of root version {} ({}) to {}; expires {}",
         root.version,
         root_file(&root),
         path.display(),
         root.expires
     );
-    println!(
+    outln!(
         "next: `ferry-publish root sign --key SECRET_KEY` by {} of its root keys{}, then `ferry-publish root rotate`",
         root.roles.root.threshold,
         if root.version > 1 {

@@ -78,7 +78,7 @@ pub fn save_draft(path: &Path, root: &mut Root) -> anyhow::Result<()> {
     if signature.exists() {
         fs::remove_file(&signature)
             .with_context(|| format!("cannot remove {}", signature.display()))?;
-        eprintln!(
+        errln!(
             "note: removed {}: the draft changed, sign it again",
             signature.display()
         );
@@ -113,7 +113,7 @@ pub fn save_role_edit(
     }
     save_draft(path, root)?;
     let spec = root.roles.get(args.role);
-    println!(
+    outln!(
         "{} role of draft root version {}: {} of {} key(s)",
         args.role,
         root.version,

@@ -28,7 +28,7 @@ pub fn run(args: &RootKeyArgs) -> anyhow::Result<()> {
                 spec.keys.join(", ")
             );
         }
-        println!("{} role: key {id} removed", args.role);
+        outln!("{} role: key {id} removed", args.role);
     }
     save_role_edit(&path, &mut root, args)
 }

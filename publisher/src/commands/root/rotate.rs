@@ -72,7 +72,7 @@ pub fn run(args: &RootRotateArgs) -> anyhow::Result<()> {
     repo.write_atomic(layout::ROOT, &bytes)?;
     let _ = fs::remove_file(&signature_path);
     let _ = fs::remove_file(&path);
-    println!(
+    outln!(
         "published root version {expected} as {versioned} and {}; expires {}",
         layout::ROOT,
         draft.expires
@@ -80,7 +80,7 @@ pub fn run(args: &RootRotateArgs) -> anyhow::Result<()> {
     if let Some(previous) = &previous {
         for role in [Role::Index, Role::Manifests] {
             if previous.role(role).key_ids() != verified.role(role).key_ids() {
-                println!(
+                outln!(
                     "the {role} role's keys changed: re-sign what it signs with the new keys before nodes need it{}",
                     if role == Role::Index {
                         " (`ferry-publish refresh --repo DIR --key NEW_INDEX_KEY`)"

@@ -45,12 +45,12 @@ pub fn run(args: &RootSignArgs) -> anyhow::Result<()> {
         let mut single = TrustedKeys::new();
         single.add_text(&key.public_key_text(), "draft signer")?;
         if single.verify(&file, &bytes, out.as_bytes()).is_ok() {
-            println!("{file}: already signed by key {}", key.id());
+            outln!("{file}: already signed by key {}", key.id());
             continue;
         }
         let block = key.sign(&bytes, &file, timestamp)?;
         out.push_str(std::str::from_utf8(&block).expect("minisign writes text"));
-        println!("{file}: signed by key {}", key.id());
+        outln!("{file}: signed by key {}", key.id());
     }
     write_atomic(&signature_path, out.as_bytes())
 }
