@@ -74,7 +74,10 @@ fn outcome_name(outcome: Outcome) -> &'static str {
 /// `state_dir/notified.json` after the attempt, delivered or not, so an
 /// hourly timer does not resend to every receiver because one is down.
 pub fn update_available(config: &Config, report: &crate::commands::check::CheckReport) {
+    // A release this node rolled back by itself was announced when it
+    // failed; "available" again would page for the same bad build.
     if !report.update_available
+        || report.rolled_back_here.is_some()
         || !config
             .notify
             .iter()

@@ -45,6 +45,7 @@ pub mod release_dir;
 pub mod restore_point;
 pub mod retention;
 pub mod retry;
+pub mod rolled_back_here;
 pub mod rollout;
 pub mod shell;
 pub mod space;

@@ -194,6 +194,10 @@ pub struct ReleaseFacts {
     /// This node's place in the release's rollout waves; `None` when the
     /// release has none.
     pub wave: Option<crate::waves::WavePlace>,
+    /// This node put the release live and rolled it back by itself; an
+    /// unattended run does not try it again (`crate::rolled_back_here`).
+    /// `None` when an operator names the release.
+    pub rolled_back_here: Option<crate::rolled_back_here::RolledBackRelease>,
 }
 
 /// Whether an unattended run may install a release now.
@@ -344,6 +348,14 @@ impl Policy {
     /// Whether an unattended run may install `release` at `now`, and if
     /// not, why and from when.
     pub fn gate(&self, release: &ReleaseFacts, now: Timestamp) -> Gate {
+        // Before any rule: no window or wave makes a known-bad release
+        // good, and only a newer release or an operator moves on.
+        if let Some(rolled_back) = &release.rolled_back_here {
+            return Gate::Deferred {
+                reason: rolled_back.describe(),
+                next_allowed_at: None,
+            };
+        }
         if !self.auto {
             return Gate::Deferred {
                 reason: "policy.auto = false: unattended runs never install; run `ferry apply` to install".into(),
@@ -663,6 +675,7 @@ mod tests {
             created: t("2020-01-01T00:00:00Z"),
             critical: false,
             wave: None,
+            rolled_back_here: None,
         }
     }
 
@@ -908,6 +921,7 @@ windows = [{ days = ["sun"], start = "03:00", end = "04:00" }]
             created: t("2030-06-03T10:00:00Z"),
             critical: true,
             wave: None,
+            rolled_back_here: None,
         };
         let now = t("2030-06-03T11:00:00Z");
         let strict = policy(text);
@@ -948,6 +962,7 @@ windows = [{ days = ["sun"], start = "03:00", end = "04:00" }]
                     .unwrap(),
                 draw: 1 << 62,
             }),
+            rolled_back_here: None,
         }
     }
 

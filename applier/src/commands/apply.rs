@@ -192,7 +192,11 @@ fn prepare(
             .ok_or_else(|| {
                 NodeError::verification(format!("{target} is not pinned in the index"))
             })?;
-        let facts = super::release_facts(config, manifest.manifest(), created)?;
+        let mut facts = super::release_facts(config, manifest.manifest(), created)?;
+        if args.version.is_some() {
+            // The operator named it: a release rolled back here is tried again.
+            facts.rolled_back_here = None;
+        }
         if let Gate::Deferred {
             reason,
             next_allowed_at,

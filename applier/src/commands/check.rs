@@ -56,6 +56,9 @@ pub struct CheckReport {
     /// `count`, `percent`, `opens_at`, `position` (0-100), `open`; null
     /// when the release has no waves or there is no update.
     pub wave: Option<WaveReport>,
+    /// `target` was rolled back on this node by itself (`version`, `at`,
+    /// `reason`): unattended runs skip it; null otherwise.
+    pub rolled_back_here: Option<crate::rolled_back_here::RolledBackRelease>,
     /// Bytes a node on `installed` downloads to reach `target` (0 when up
     /// to date; the full release when the manifest has no report for it).
     pub download_bytes: u64,
@@ -83,6 +86,7 @@ pub fn report(config: &Config) -> Result<CheckReport> {
         .as_ref()
         .is_some_and(|t| installed.as_ref().is_none_or(|v| v < t));
     let mut wave = None;
+    let mut rolled_back_here = None;
     let gate = match &target {
         Some(t) => {
             let created = index
@@ -101,9 +105,11 @@ pub fn report(config: &Config) -> Result<CheckReport> {
                     created,
                     critical: manifest.critical,
                     wave: None,
+                    rolled_back_here: None,
                 }
             };
             wave = facts.wave;
+            rolled_back_here = facts.rolled_back_here.clone();
             policy.gate(&facts, now)
         }
         None => Gate::Deferred {
@@ -144,6 +150,7 @@ pub fn report(config: &Config) -> Result<CheckReport> {
         policy_reason,
         next_allowed_at,
         wave: wave.map(|w| w.report(now)),
+        rolled_back_here,
         download_bytes,
         full_bytes,
         from_delta_report: update_available && item.is_some(),

@@ -24,9 +24,10 @@ use crate::policy::ReleaseFacts;
 use crate::recovery;
 
 /// What the policy gate weighs about a release: its signed facts (`created`
-/// is its pin's in the signed index, the manifest's own) and, when it has
-/// rollout waves, this node's place in them. The node id is looked up only
-/// then, so a node without one is bothered only by releases with waves.
+/// is its pin's in the signed index, the manifest's own), when it has
+/// rollout waves this node's place in them (the node id is looked up only
+/// then, so a node without one is bothered only by releases with waves),
+/// and whether this node rolled it back by itself before.
 pub fn release_facts(
     config: &Config,
     manifest: &manifests::Manifest,
@@ -43,6 +44,9 @@ pub fn release_facts(
         created,
         critical: manifest.critical,
         wave,
+        rolled_back_here: crate::rolled_back_here::RolledBackHere::load(&config.install.state_dir)?
+            .get(&manifest.version)
+            .cloned(),
     })
 }
 

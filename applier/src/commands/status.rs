@@ -25,6 +25,9 @@ pub struct StatusReport {
     /// `machine-id`, `hostname`); null when it has none (see
     /// `crate::node_id`).
     pub node_id: Option<crate::node_id::NodeId>,
+    /// Releases this node rolled back by itself and has not installed
+    /// since, oldest version first: unattended runs skip them.
+    pub rolled_back_here: Vec<crate::rolled_back_here::RolledBackRelease>,
 }
 
 pub fn report(config: &Config) -> Result<StatusReport> {
@@ -42,6 +45,10 @@ pub fn report(config: &Config) -> Result<StatusReport> {
         operation_in_progress: crate::journal::Journal::load(&config.install.state_dir)?,
         // Only releases with waves need an id; status just shows it.
         node_id: config.node_id().ok(),
+        rolled_back_here: crate::rolled_back_here::RolledBackHere::load(&config.install.state_dir)?
+            .releases()
+            .cloned()
+            .collect(),
     })
 }
 
@@ -92,6 +99,9 @@ pub fn run(config: &Config, json: bool) -> Result<()> {
             outln!("node id:   {} (from {from})", node.id);
         }
         None => outln!("node id:   none (set [node] id to take part in rollout waves)"),
+    }
+    for release in &r.rolled_back_here {
+        outln!("rolled back here: {}", release.describe());
     }
     match &r.last_operation {
         None => outln!("last:      -"),
