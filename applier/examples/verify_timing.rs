@@ -56,11 +56,11 @@ fn main() {
     });
 
     let pem = std::fs::read(anchor).expect("anchor PEM");
-    let policy = ferry::x509::X509Policy::from_pem(&pem, None).expect("anchor parses");
+    let policy = ferry_node::x509::X509Policy::from_pem(&pem, None).expect("anchor parses");
     let cms = read("index.json.p7s");
     let now = Timestamp::now();
     let x509 = time(runs, || {
-        ferry::x509::verify_detached(&index, &cms, &policy, now).expect("CMS verifies");
+        ferry_node::x509::verify_detached(&index, &cms, &policy, now).expect("CMS verifies");
     });
     println!(
         "{{\"runs\":{runs},\"minisign_2of3_median_us\":{:.1},\"minisign_2of3_min_us\":{:.1},\"cms_median_us\":{:.1},\"cms_min_us\":{:.1}}}",

@@ -4,8 +4,10 @@
 //! between two: everything from the network is verified before use
 //! (`trust`, `store`), an update is planned before it touches the disk
 //! (`plan`), built beside the running release (`release_dir`), and made live
-//! by one atomic rename (`switch`). The binary in `main.rs` only parses
-//! arguments and dispatches to `commands`.
+//! by one atomic rename (`switch`). The `ferry` binary (cli/) only parses
+//! arguments and dispatches to `commands`; the cluster coordinator
+//! (coordinator/, `ferry rollout`) builds on this library, never the other
+//! way round.
 
 // Lines on stdout/stderr that a closed pipe cannot turn into a panic.
 #[macro_use]
@@ -46,7 +48,6 @@ pub mod restore_point;
 pub mod retention;
 pub mod retry;
 pub mod rolled_back_here;
-pub mod rollout;
 pub mod shell;
 pub mod space;
 pub mod state;

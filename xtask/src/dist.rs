@@ -2,11 +2,14 @@
 //!
 //! `ferry` runs on every node, whatever its libc, so it is linked statically
 //! (musl by default) with the size-first `dist` profile; its size is reported
-//! because it is downloaded by every machine of a fleet. It is built twice:
-//! `ferry` without and `ferry-x509` with the `x509` feature (CMS signatures
-//! with X.509 chains, which links a vendored OpenSSL: fleets that do not use
-//! X.509 should not download it). `ferry-publish` runs on one build machine
-//! and is a normal release build for the host.
+//! because it is downloaded by every machine of a fleet. It is built three
+//! times: `ferry-node` without the default `coordinator` feature (what a
+//! node that is only ever updated needs: no `ferry rollout`, no HTTP API or
+//! dashboard), `ferry` with it, and `ferry-x509` with the `x509` feature too
+//! (CMS signatures with X.509 chains, which links a vendored OpenSSL: fleets
+//! that do not use X.509 should not download it). Each has its own size
+//! budget. `ferry-publish` runs on one build machine and is a normal
+//! release build for the host.
 
 use std::path::{Path, PathBuf};
 
@@ -16,10 +19,49 @@ use crate::cmd::{self, cargo, command_v, size_text, target_dir};
 use crate::deps::MUSL_TARGET;
 
 const GNU_TARGET: &str = "x86_64-unknown-linux-gnu";
-/// Above this the applier is getting heavy for a fleet-wide download.
-const SIZE_BUDGET: u64 = 3 * 1024 * 1024;
+/// Above this the node-only applier is getting heavy for a fleet-wide
+/// download.
+const NODE_ONLY_SIZE_BUDGET: u64 = 3 * 1024 * 1024;
+/// The same for `ferry` with the coordinator.
+const SIZE_BUDGET: u64 = 4 * 1024 * 1024;
 /// The same for `ferry-x509`, which carries OpenSSL's libcrypto.
 const X509_SIZE_BUDGET: u64 = 8 * 1024 * 1024;
+
+/// One build of the `ferry` binary: its file name in target/dist/, how it
+/// is built, and its size budget.
+struct Variant {
+    name: &'static str,
+    features: Features,
+    budget: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Features {
+    /// `--no-default-features`: the node alone.
+    NodeOnly,
+    /// The default features: node and coordinator.
+    Default,
+    /// `--features x509` on top of the defaults.
+    X509,
+}
+
+const VARIANTS: [Variant; 3] = [
+    Variant {
+        name: "ferry-node",
+        features: Features::NodeOnly,
+        budget: NODE_ONLY_SIZE_BUDGET,
+    },
+    Variant {
+        name: "ferry",
+        features: Features::Default,
+        budget: SIZE_BUDGET,
+    },
+    Variant {
+        name: "ferry-x509",
+        features: Features::X509,
+        budget: X509_SIZE_BUDGET,
+    },
+];
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Libc {
@@ -28,6 +70,8 @@ pub enum Libc {
 }
 
 pub struct Dist {
+    /// `ferry` without the coordinator.
+    pub ferry_node: PathBuf,
     pub ferry: PathBuf,
     /// `ferry` with the `x509` feature.
     pub ferry_x509: PathBuf,
@@ -55,18 +99,16 @@ pub fn run(requested: Option<Libc>) -> Result<Dist> {
     };
     let out = target_dir().join("dist");
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    // Both variants build into the same target directory, one after the
+    // The variants build into the same target directory, one after the
     // other, so each is copied out before the next replaces it.
-    build_ferry(libc, triple, None)?;
-    let ferry = install(
-        &target_dir().join(triple).join("dist/ferry"),
-        &out.join("ferry"),
-    )?;
-    build_ferry(libc, triple, Some("x509"))?;
-    let ferry_x509 = install(
-        &target_dir().join(triple).join("dist/ferry"),
-        &out.join("ferry-x509"),
-    )?;
+    let mut built = Vec::new();
+    for variant in &VARIANTS {
+        build_ferry(libc, triple, variant.features)?;
+        built.push(install(
+            &target_dir().join(triple).join("dist/ferry"),
+            &out.join(variant.name),
+        )?);
+    }
     cmd::run(cargo().args(["build", "-p", "ferry-publish", "--release"]))?;
 
     let ferry_publish = install(
@@ -76,14 +118,16 @@ pub fn run(requested: Option<Libc>) -> Result<Dist> {
 
     cmd::banner("dist: result");
     let mut problems = Vec::new();
-    for (name, binary, budget) in [
-        ("ferry", &ferry, SIZE_BUDGET),
-        ("ferry-x509", &ferry_x509, X509_SIZE_BUDGET),
-    ] {
+    for (variant, binary) in VARIANTS.iter().zip(&built) {
+        let (name, budget) = (variant.name, variant.budget);
         let size = std::fs::metadata(binary)?.len();
         let linkage = linkage(&std::fs::read(binary)?);
         println!("{name:<15}{}", binary.display());
-        println!("  size         {}", size_text(size));
+        println!(
+            "  size         {} (budget {})",
+            size_text(size),
+            size_text(budget)
+        );
         println!("  target       {triple}");
         println!("  linkage      {linkage}");
         if !linkage.starts_with("static") {
@@ -118,15 +162,18 @@ pub fn run(requested: Option<Libc>) -> Result<Dist> {
     if !problems.is_empty() {
         bail!("{}", problems.join("\n"));
     }
+    let [ferry_node, ferry, ferry_x509] =
+        <[PathBuf; 3]>::try_from(built).map_err(|_| anyhow::anyhow!("one binary per variant"))?;
     Ok(Dist {
+        ferry_node,
         ferry,
         ferry_x509,
         ferry_publish,
     })
 }
 
-/// `cargo build -p ferry --profile dist --target TRIPLE [--features F]`.
-fn build_ferry(libc: Libc, triple: &str, feature: Option<&str>) -> Result<()> {
+/// `cargo build -p ferry --profile dist --target TRIPLE` with `features`.
+fn build_ferry(libc: Libc, triple: &str, features: Features) -> Result<()> {
     let mut build = cargo();
     build.args([
         "build",
@@ -137,10 +184,16 @@ fn build_ferry(libc: Libc, triple: &str, feature: Option<&str>) -> Result<()> {
         "--target",
         triple,
     ]);
-    if let Some(feature) = feature {
-        build.args(["--features", feature]);
+    match features {
+        Features::NodeOnly => {
+            build.arg("--no-default-features");
+        }
+        Features::Default => {}
+        Features::X509 => {
+            build.args(["--features", "x509"]);
+        }
     }
-    if feature == Some("x509") {
+    if features == Features::X509 {
         // openssl-src configures OpenSSL with perl and builds it with make.
         for tool in ["perl", "make"] {
             if command_v(tool).is_none() {
@@ -164,9 +217,11 @@ fn build_ferry(libc: Libc, triple: &str, feature: Option<&str>) -> Result<()> {
             format!("{existing} -C target-feature=+crt-static").trim_start(),
         );
     }
-    let what = feature.map_or("ferry".to_string(), |f| {
-        format!("ferry with --features {f}")
-    });
+    let what = match features {
+        Features::NodeOnly => "ferry with --no-default-features",
+        Features::Default => "ferry",
+        Features::X509 => "ferry with --features x509",
+    };
     cmd::run(&mut build).with_context(|| match libc {
         Libc::Musl => format!("the musl build of {what} failed; if it is a linker or C compiler error, try `cargo xtask dist --target gnu`"),
         Libc::Gnu => format!("the static glibc build of {what} failed"),

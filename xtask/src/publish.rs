@@ -1,7 +1,8 @@
 //! `cargo xtask publish`: ferry ships itself with ferry.
 //!
 //! The release tree is what a node running ferry would install: `bin/ferry`
-//! (the static applier) and `bin/ferry-publish`. It is published with the
+//! (the static applier with the coordinator), `bin/ferry-node` (the same
+//! without it), `bin/ferry-x509` and `bin/ferry-publish`. It is published with the
 //! freshly built `ferry-publish`, so every release of ferry also exercises
 //! the publisher on real binaries. The key password, if any, comes from the
 //! environment (FERRY_KEY_PASSWORD), which is passed through untouched.
@@ -42,6 +43,7 @@ pub fn run(args: &Args) -> Result<()> {
     let bin = stage.path().join("bin");
     std::fs::create_dir_all(&bin)?;
     place(&built.ferry, &bin.join("ferry"))?;
+    place(&built.ferry_node, &bin.join("ferry-node"))?;
     place(&built.ferry_x509, &bin.join("ferry-x509"))?;
     place(&built.ferry_publish, &bin.join("ferry-publish"))?;
 

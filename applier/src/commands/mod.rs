@@ -10,8 +10,6 @@ pub mod preflight;
 pub mod repair;
 pub mod restore_points;
 pub mod rollback;
-pub mod rollout;
-pub mod rollout_serve;
 pub mod status;
 pub mod verify;
 

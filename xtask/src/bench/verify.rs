@@ -96,7 +96,7 @@ pub fn run(args: &Args) -> Result<()> {
             "--quiet",
             "--release",
             "-p",
-            "ferry",
+            "ferry-node",
             "--features",
             "x509",
             "--example",

@@ -10,11 +10,11 @@ use std::path::Path;
 
 use semver::Version;
 
-use super::inventory::{Inventory, RolloutPolicy};
-use super::plan::RolloutPlan;
-use super::record::{RolloutRecord, RolloutState};
-use super::transport;
-use crate::error::{NodeError, Result};
+use crate::inventory::{Inventory, RolloutPolicy};
+use crate::plan::RolloutPlan;
+use crate::record::{RolloutRecord, RolloutState};
+use crate::transport;
+use ferry_node::error::{NodeError, Result};
 
 /// One node's answer to `ferry status --json`: its version (`None`:
 /// nothing installed) or why it could not be read.

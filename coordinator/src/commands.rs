@@ -1,8 +1,8 @@
 //! `ferry rollout ...`: the coordinator side of a cluster rollout (see
-//! `crate::rollout` for what a rollout is and its stage order).
+//! the crate docs for what a rollout is and its stage order).
 //!
 //! `start --dry-run` plans; `start` plans, saves a record and executes it
-//! (`crate::rollout::execute`); `promote`, `resume` and `abort` continue
+//! (`crate::execute`); `promote`, `resume` and `abort` continue
 //! or stop a recorded rollout; `list` and `status` read the records.
 //! `plan` saves a planned rollout that `execute` starts (the API's two
 //! steps), `rollback` returns a rollout's updated nodes to their old
@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 use semver::Version;
 use serde::Serialize;
 
-use crate::error::{NodeError, Result};
-use crate::rollout::execute::{self, RolloutLock};
-use crate::rollout::inventory::{Canary, Inventory, Promote, RollbackScope, RolloutPolicy};
-use crate::rollout::plan::RolloutPlan;
-use crate::rollout::record::{label, NodeRolloutState, RolloutRecord, RolloutState};
-use crate::rollout::{prepare, revert};
+use crate::execute::{self, RolloutLock};
+use crate::inventory::{Canary, Inventory, Promote, RollbackScope, RolloutPolicy};
+use crate::plan::RolloutPlan;
+use crate::record::{label, NodeRolloutState, RolloutRecord, RolloutState};
+use crate::{prepare, revert};
+use ferry_node::error::{NodeError, Result};
 
 /// `ferry rollout start`'s arguments.
 #[derive(Debug, Clone)]
@@ -383,7 +383,7 @@ pub fn abort(state_dir: &Path, id: &str) -> Result<()> {
         )));
     }
     let Some(_lock) = RolloutLock::try_acquire(state_dir, id)? else {
-        crate::rollout::lock::request_abort(state_dir, id)?;
+        crate::lock::request_abort(state_dir, id)?;
         outln!(
             "rollout {id}: abort requested; its coordinator stops before the next stage              (nodes updating now finish; nothing is rolled back). Follow it with `ferry rollout status {id}`"
         );
@@ -402,7 +402,7 @@ pub fn abort(state_dir: &Path, id: &str) -> Result<()> {
     record.state = RolloutState::Aborted;
     record.note(None, "aborted by `ferry rollout abort`");
     record.save(state_dir, jiff::Timestamp::now())?;
-    crate::rollout::lock::clear_abort_request(state_dir, id);
+    crate::lock::clear_abort_request(state_dir, id);
     outln!("rollout {id} aborted: no more nodes will be updated; nothing was rolled back");
     Ok(())
 }
@@ -440,8 +440,8 @@ mod tests {
 
     #[test]
     fn list_and_status_show_each_node_state() {
-        use crate::rollout::inventory::{CommandTransport, InventoryNode, Role, Transport};
-        use crate::rollout::record::RolloutState;
+        use crate::inventory::{CommandTransport, InventoryNode, Role, Transport};
+        use crate::record::RolloutState;
         let inventory = Inventory {
             nodes: ["a", "b", "c"]
                 .iter()
@@ -502,7 +502,7 @@ mod tests {
 
     #[test]
     fn states_print_as_their_json_spelling() {
-        use crate::rollout::record::RolloutState;
+        use crate::record::RolloutState;
         assert_eq!(label(RolloutState::AwaitingPromotion), "awaiting-promotion");
         assert_eq!(label(NodeRolloutState::RolledBack), "rolled-back");
         assert_eq!(label(Promote::Manual), "manual");

@@ -2,7 +2,7 @@
 //! and reading a node's `ferry status --json`.
 //!
 //! Both transports produce one shell line, run with
-//! [`ShellCommand`](crate::shell::ShellCommand) so a node that hangs (a
+//! [`ShellCommand`](ferry_node::shell::ShellCommand) so a node that hangs (a
 //! dead host, an ssh waiting on a password) is killed at a deadline
 //! instead of hanging the coordinator. ssh runs with `BatchMode=yes` for
 //! the same reason: a prompt nobody answers is a hang.
@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use semver::Version;
 
-use super::inventory::{InventoryNode, SshTransport, Transport, APPLY_ARGS};
-use crate::shell::ShellCommand;
+use crate::inventory::{InventoryNode, SshTransport, Transport, APPLY_ARGS};
+use ferry_node::shell::ShellCommand;
 
 /// How long reading one node's status may take.
 pub const STATUS_TIMEOUT: Duration = Duration::from_secs(60);
@@ -248,7 +248,7 @@ pub fn parse_status(stdout: &str) -> Result<NodeStatus, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::inventory::{CommandTransport, Role};
+    use crate::inventory::{CommandTransport, Role};
     use std::collections::BTreeMap;
     use std::path::PathBuf;
 

@@ -12,12 +12,12 @@ use std::path::Path;
 use jiff::Timestamp;
 use semver::Version;
 
-use super::execute::{RolloutLock, ROLLBACK_TIMEOUT};
-use super::inventory::{Inventory, InventoryNode, RollbackScope};
-use super::record::{NodeRolloutState, RolloutRecord, RolloutState};
-use super::transport::{command_line, RemoteCommand};
-use crate::error::{NodeError, Result};
-use crate::shell::ShellCommand;
+use crate::execute::{RolloutLock, ROLLBACK_TIMEOUT};
+use crate::inventory::{Inventory, InventoryNode, RollbackScope};
+use crate::record::{NodeRolloutState, RolloutRecord, RolloutState};
+use crate::transport::{command_line, RemoteCommand};
+use ferry_node::error::{NodeError, Result};
+use ferry_node::shell::ShellCommand;
 
 /// Runs `ferry rollback --to <from>` on `node` through the transport.
 pub fn revert_node(

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use subtle::ConstantTimeEq;
 
-use crate::error::{NodeError, Result};
+use ferry_node::error::{NodeError, Result};
 
 /// Shorter tokens are refused: a guessable token is no protection.
 pub const MIN_TOKEN_LEN: usize = 16;

@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::shell::ShellCommand;
+use ferry_node::shell::ShellCommand;
 
 /// How long `leader_command` may take: it asks a live cluster a question,
 /// and a hung answer must not hang the rollout.
@@ -511,7 +511,7 @@ metrics_gate = { url = "http://m/err", max = 0.5 }
     /// The README's example inventory is one the coordinator accepts.
     #[test]
     fn the_readme_example_inventory_is_valid() {
-        let readme = include_str!("../../../README.md");
+        let readme = include_str!("../../README.md");
         let section = &readme[readme
             .find("## Rolling out to a cluster")
             .expect("the README has a rollout section")..];

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use tiny_http::Request;
 
-use crate::rollout::record::RolloutRecord;
+use crate::record::RolloutRecord;
 
 const POLL: Duration = Duration::from_millis(50);
 

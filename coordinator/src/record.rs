@@ -6,7 +6,7 @@
 //! a CI job times out), and a rollout half done is a cluster with mixed
 //! versions. So everything needed to continue — the plan, each node's
 //! state, the stage reached — is written, atomically and durably
-//! (`crate::durable`), before and after every step; `ferry rollout resume`
+//! (`ferry_node::durable`), before and after every step; `ferry rollout resume`
 //! continues from it without redoing finished nodes, and `status`/`list`
 //! read it while a coordinator runs.
 
@@ -17,10 +17,10 @@ use jiff::Timestamp;
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
-use super::inventory::RolloutPolicy;
-use super::plan::RolloutPlan;
-use crate::durable;
-use crate::error::{NodeError, Result};
+use crate::inventory::RolloutPolicy;
+use crate::plan::RolloutPlan;
+use ferry_node::durable;
+use ferry_node::error::{NodeError, Result};
 
 /// A state as its JSON spelling ("awaiting-promotion", "rolled-back"), so
 /// the human and machine outputs use the same words.
@@ -287,7 +287,7 @@ impl RolloutRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::plan::{Stage, StageKind};
+    use crate::plan::{Stage, StageKind};
 
     fn plan() -> RolloutPlan {
         RolloutPlan {

@@ -1,4 +1,4 @@
-//! Cluster rollouts: moving every node of a cluster to one version, a few
+//! `ferry-coordinator`: cluster rollouts, moving every node of a cluster to one version, a few
 //! nodes at a time, from a coordinator that runs `ferry` on each node.
 //!
 //! A rollout is a sequence of *stages*. Each stage updates a few nodes at
@@ -30,9 +30,20 @@
 //! `live_view` drawing the cluster on a terminal.
 //! `prepare` saves a planned rollout for a later `execute`, `revert` rolls
 //! a rollout's nodes back, and `api` serves all of it over HTTP with a
-//! live dashboard (`ferry rollout serve`).
+//! live dashboard (`ferry rollout serve`); `commands` is what `ferry
+//! rollout …` calls.
+//!
+//! Not for: updating a node. That is the `ferry-node` library, which this
+//! crate uses (its exit codes, its `--output json` events and its
+//! `status --json` report are the protocol between the two) and which
+//! never uses this one, so a node-only `ferry` leaves all of it out.
+
+// Lines on stdout/stderr that a closed pipe cannot turn into a panic.
+#[macro_use]
+extern crate ferry_output;
 
 pub mod api;
+pub mod commands;
 pub mod execute;
 pub mod gate;
 pub mod inventory;

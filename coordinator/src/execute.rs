@@ -21,20 +21,20 @@ use std::time::Duration;
 use jiff::Timestamp;
 use semver::Version;
 
-use super::gate::{self, Bake};
-use super::inventory::{Inventory, InventoryNode, Promote, RollbackScope, RolloutPolicy};
-use super::live_view::RolloutView;
-use super::lock;
-use super::node_apply;
-use super::plan::StageKind;
-use super::record::{NodeRolloutState, RolloutRecord, RolloutState};
-use super::revert;
-use super::shared_record::SharedRecord;
-use super::transport;
-use crate::error::{NodeError, Result};
+use crate::gate::{self, Bake};
+use crate::inventory::{Inventory, InventoryNode, Promote, RollbackScope, RolloutPolicy};
+use crate::live_view::RolloutView;
+use crate::lock;
+use crate::node_apply;
+use crate::plan::StageKind;
+use crate::record::{NodeRolloutState, RolloutRecord, RolloutState};
+use crate::revert;
+use crate::shared_record::SharedRecord;
+use crate::transport;
+use ferry_node::error::{NodeError, Result};
 
-pub use super::lock::RolloutLock;
-pub use super::node_apply::APPLY_TIMEOUT;
+pub use crate::lock::RolloutLock;
+pub use crate::node_apply::APPLY_TIMEOUT;
 
 /// How long one node's `ferry rollback` may take.
 pub const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(10 * 60);
@@ -204,7 +204,7 @@ pub fn drive(
     // write to their files: removing them is fine).
     let captures = capture_dir(state_dir, &id);
     let _ = std::fs::remove_dir_all(&captures);
-    crate::durable::create_dir_all(&captures, 0o700)
+    ferry_node::durable::create_dir_all(&captures, 0o700)
         .map_err(|e| NodeError::io(format!("cannot create {}", captures.display()), e))?;
     let shared = SharedRecord::new(record, state_dir);
     let stop_drawing = AtomicBool::new(false);
@@ -594,8 +594,8 @@ fn fail(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::plan::{RolloutPlan, Stage};
-    use crate::rollout::revert::{rollback_order, rollback_waves};
+    use crate::plan::{RolloutPlan, Stage};
+    use crate::revert::{rollback_order, rollback_waves};
     use std::collections::BTreeMap;
 
     fn record() -> RolloutRecord {

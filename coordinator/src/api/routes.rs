@@ -9,12 +9,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{Api, Reply, ReplyBody};
-use crate::commands::rollout::PolicyOverrides;
-use crate::rollout::execute::RolloutLock;
-use crate::rollout::inventory::{Canary, Inventory, Promote, Role, RollbackScope};
-use crate::rollout::prepare;
-use crate::rollout::record::{NodeRolloutState, RolloutRecord, RolloutState};
-use crate::rollout::revert;
+use crate::commands::PolicyOverrides;
+use crate::execute::RolloutLock;
+use crate::inventory::{Canary, Inventory, Promote, Role, RollbackScope};
+use crate::prepare;
+use crate::record::{NodeRolloutState, RolloutRecord, RolloutState};
+use crate::revert;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -357,7 +357,7 @@ mod tests {
     /// its method, so the two cannot drift apart.
     #[test]
     fn the_openapi_document_lists_every_route() {
-        let doc = include_str!("../../../../docs/rollout-api.yaml");
+        let doc = include_str!("../../../docs/rollout-api.yaml");
         for (method, path, _) in ROUTES {
             let at = doc
                 .find(&format!("\n  {path}:\n"))

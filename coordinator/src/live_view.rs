@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use semver::Version;
 
-use super::record::{label, NodeProgress, NodeRolloutState, RolloutRecord};
+use crate::record::{label, NodeProgress, NodeRolloutState, RolloutRecord};
 
 /// Where a coordinator reports progress.
 pub struct RolloutView {
@@ -132,7 +132,7 @@ pub fn version_shown(node: &NodeProgress, target: &Version) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::plan::{RolloutPlan, Stage, StageKind};
+    use crate::plan::{RolloutPlan, Stage, StageKind};
     use std::collections::BTreeMap;
 
     fn v(s: &str) -> Version {

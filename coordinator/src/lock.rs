@@ -12,8 +12,8 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use super::record::RolloutRecord;
-use crate::error::{NodeError, Result};
+use crate::record::RolloutRecord;
+use ferry_node::error::{NodeError, Result};
 
 /// Holds `<state>/rollouts/<id>.lock` while a coordinator drives a rollout.
 pub struct RolloutLock {
@@ -36,10 +36,10 @@ impl RolloutLock {
     /// Takes the lock; `None` when another process holds it.
     pub fn try_acquire(state_dir: &Path, id: &str) -> Result<Option<RolloutLock>> {
         let dir = RolloutRecord::dir(state_dir);
-        crate::durable::create_dir_all(&dir, 0o755)
+        ferry_node::durable::create_dir_all(&dir, 0o755)
             .map_err(|e| NodeError::io(format!("cannot create {}", dir.display()), e))?;
         let path = lock_path(state_dir, id);
-        Ok(crate::lock::try_lock_file(&path)?.map(|file| RolloutLock { _file: file }))
+        Ok(ferry_node::lock::try_lock_file(&path)?.map(|file| RolloutLock { _file: file }))
     }
 }
 
@@ -56,9 +56,9 @@ pub fn abort_request_path(state_dir: &Path, id: &str) -> PathBuf {
 pub fn request_abort(state_dir: &Path, id: &str) -> Result<()> {
     let path = abort_request_path(state_dir, id);
     let dir = RolloutRecord::dir(state_dir);
-    crate::durable::create_dir_all(&dir, 0o755)
+    ferry_node::durable::create_dir_all(&dir, 0o755)
         .map_err(|e| NodeError::io(format!("cannot create {}", dir.display()), e))?;
-    crate::durable::write_atomic(&path, b"abort requested\n", 0o644)
+    ferry_node::durable::write_atomic(&path, b"abort requested\n", 0o644)
         .map_err(|e| NodeError::io(format!("cannot write {}", path.display()), e))
 }
 

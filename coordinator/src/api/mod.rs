@@ -30,8 +30,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tiny_http::{Header, Method, Request, Response};
 
-use crate::error::{NodeError, Result};
-use crate::rollout::inventory::Inventory;
+use crate::inventory::Inventory;
+use ferry_node::error::{NodeError, Result};
 
 pub use routes::ROUTES;
 

@@ -17,8 +17,8 @@ use std::sync::{Mutex, PoisonError};
 
 use jiff::Timestamp;
 
-use super::record::RolloutRecord;
-use crate::error::Result;
+use crate::record::RolloutRecord;
+use ferry_node::error::Result;
 
 pub struct SharedRecord<'a> {
     /// The record, and how many changes were made to it.
@@ -86,8 +86,8 @@ impl<'a> SharedRecord<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::plan::{RolloutPlan, Stage, StageKind};
-    use crate::rollout::record::NodeRolloutState;
+    use crate::plan::{RolloutPlan, Stage, StageKind};
+    use crate::record::NodeRolloutState;
     use semver::Version;
     use std::collections::BTreeMap;
 

@@ -9,8 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::inventory::{InventoryNode, MetricsGate};
-use super::transport::shell_quote;
+use crate::inventory::{InventoryNode, MetricsGate};
+use crate::transport::shell_quote;
 
 /// A body longer than this is not "a number".
 const MAX_BODY: u64 = 4096;
@@ -51,8 +51,8 @@ pub fn urls(gate: &MetricsGate, nodes: &[&InventoryNode]) -> Vec<String> {
 
 /// One reading: a 2xx answer whose body, trimmed, is one finite number.
 pub fn read(url: &str, timeout: Duration) -> Result<f64, String> {
-    let (status, body) =
-        crate::http_probe::get(url, timeout, MAX_BODY).map_err(|e| format!("metrics gate: {e}"))?;
+    let (status, body) = ferry_node::http_probe::get(url, timeout, MAX_BODY)
+        .map_err(|e| format!("metrics gate: {e}"))?;
     if !(200..300).contains(&status) {
         return Err(format!("metrics gate: GET {url} answered {status}"));
     }
@@ -130,7 +130,7 @@ pub fn bake(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::inventory::Role;
+    use crate::inventory::Role;
     use std::io::{Read, Write};
     use std::net::TcpListener;
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -43,7 +43,7 @@ use std::collections::BTreeMap;
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
-use super::inventory::{Inventory, RolloutPolicy};
+use crate::inventory::{Inventory, RolloutPolicy};
 
 /// The ordered stages of a rollout.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -264,7 +264,7 @@ fn check_skew(currents: &[(&str, Option<&Version>)], target: &Version) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::inventory::{Canary, CommandTransport, InventoryNode, Role, Transport};
+    use crate::inventory::{Canary, CommandTransport, InventoryNode, Role, Transport};
 
     fn v(s: &str) -> Version {
         Version::parse(s).unwrap()

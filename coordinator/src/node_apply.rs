@@ -17,11 +17,11 @@ use std::time::Duration;
 use jiff::Timestamp;
 use semver::Version;
 
-use super::execute::{judge_apply, NodeOutcome};
-use super::inventory::{Inventory, InventoryNode};
-use super::transport::{command_line, settled_version, shell_quote, RemoteCommand};
-use crate::error::EXIT_LOCKED;
-use crate::shell::{Finished, ShellCommand};
+use crate::execute::{judge_apply, NodeOutcome};
+use crate::inventory::{Inventory, InventoryNode};
+use crate::transport::{command_line, settled_version, shell_quote, RemoteCommand};
+use ferry_node::error::EXIT_LOCKED;
+use ferry_node::shell::{Finished, ShellCommand};
 
 /// How long one node's `ferry apply` may take (download, switch, health
 /// check) before it counts as failed.
