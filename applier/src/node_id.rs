@@ -38,7 +38,7 @@ pub struct NodeConfig {
 }
 
 /// Where the id came from, for `ferry status` and messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NodeIdSource {
     Config,
@@ -46,7 +46,7 @@ pub enum NodeIdSource {
     Hostname,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeId {
     pub id: String,
     pub source: NodeIdSource,

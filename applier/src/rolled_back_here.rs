@@ -18,13 +18,13 @@ use std::path::Path;
 
 use jiff::Timestamp;
 use semver::Version;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::state::{self, Operation, OperationKind, Outcome};
 
 /// One release rolled back here, as the history last recorded it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RolledBackRelease {
     pub version: Version,
     /// When the rollback finished.

@@ -179,9 +179,9 @@ fn main() -> ExitCode {
         Err(e) => {
             errln!("ferry: error: {e}");
             let outcome = match e {
-                NodeError::RolledBack(_) => "rolled_back",
-                NodeError::Halted(_) => "halted",
-                _ => "failed",
+                NodeError::RolledBack(_) => events::Event::RolledBack,
+                NodeError::Halted(_) => events::Event::Halted,
+                _ => events::Event::Failed,
             };
             events::emit(
                 outcome,

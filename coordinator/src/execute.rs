@@ -18,6 +18,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use ferry_node::events::Event;
 use jiff::Timestamp;
 use semver::Version;
 
@@ -132,14 +133,16 @@ pub fn record_outcome(record: &mut RolloutRecord, name: &str, outcome: &NodeOutc
 
 /// Records what a node's apply reported while it ran: its step, and its
 /// health once its own gate decided.
-pub fn record_event(record: &mut RolloutRecord, name: &str, event: &str) -> bool {
+pub fn record_event(record: &mut RolloutRecord, name: &str, event: Event) -> bool {
     let Some(node) = record.nodes.get_mut(name) else {
         return false;
     };
     let (phase, health) = match event {
-        "plan" | "fetched" | "staged" | "switched" => (Some(event), None),
-        "live" => (Some(event), Some("healthy")),
-        "rolled_back" => (None, Some("unhealthy")),
+        Event::Plan | Event::Fetched | Event::Staged | Event::Switched => {
+            (Some(event.name()), None)
+        }
+        Event::Live => (Some(event.name()), Some("healthy")),
+        Event::RolledBack => (None, Some("unhealthy")),
         _ => return false,
     };
     let before = (node.phase.clone(), node.health.clone());
@@ -153,20 +156,21 @@ pub fn record_event(record: &mut RolloutRecord, name: &str, event: &str) -> bool
 }
 
 /// What an apply's exit code and last JSON event mean.
-pub fn judge_apply(code: Option<i32>, timed_out: bool, last_event: Option<&str>) -> NodeOutcome {
+pub fn judge_apply(code: Option<i32>, timed_out: bool, last_event: Option<Event>) -> NodeOutcome {
     if timed_out {
         return NodeOutcome::Failed("apply timed out".into());
     }
     match (code, last_event) {
-        (Some(0), Some("applied" | "up_to_date")) => NodeOutcome::Updated,
-        (_, Some("rolled_back")) => NodeOutcome::Failed(
+        (Some(0), Some(Event::Applied | Event::UpToDate)) => NodeOutcome::Updated,
+        (_, Some(Event::RolledBack)) => NodeOutcome::Failed(
             "its health check failed and it rolled itself back (`rolled_back`)".into(),
         ),
-        (_, Some("halted")) => NodeOutcome::Failed(
+        (_, Some(Event::Halted)) => NodeOutcome::Failed(
             "the fleet is halted in etcd (`ferry coordination status` on the node says why; `clear-halt` lets it go on)".into(),
         ),
         (code, Some(event)) => NodeOutcome::Failed(format!(
-            "apply ended with `{event}` (exit {})",
+            "apply ended with `{}` (exit {})",
+            event.name(),
             code.map_or("by signal".into(), |c| c.to_string())
         )),
         (Some(255), None) => NodeOutcome::Failed(
@@ -469,10 +473,10 @@ fn run_stage(
                         }
                         r.note(Some(name), format!("updating to {version}"));
                     })?;
-                    let on_event = |event: &str| {
+                    let on_event = |event: Event| {
                         let _ = shared.update(|r| {
                             if record_event(r, name, event) {
-                                r.note(Some(name), event.replace('_', " "));
+                                r.note(Some(name), event.name().replace('_', " "));
                             }
                         });
                     };
@@ -701,34 +705,34 @@ mod tests {
     #[test]
     fn node_events_set_its_step_and_health() {
         let mut r = record();
-        assert!(record_event(&mut r, "b", "fetched"));
-        assert!(!record_event(&mut r, "b", "fetched"));
+        assert!(record_event(&mut r, "b", Event::Fetched));
+        assert!(!record_event(&mut r, "b", Event::Fetched));
         assert_eq!(r.nodes["b"].phase.as_deref(), Some("fetched"));
-        assert!(record_event(&mut r, "b", "live"));
+        assert!(record_event(&mut r, "b", Event::Live));
         assert_eq!(r.nodes["b"].health.as_deref(), Some("healthy"));
-        assert!(record_event(&mut r, "c", "rolled_back"));
+        assert!(record_event(&mut r, "c", Event::RolledBack));
         assert_eq!(r.nodes["c"].health.as_deref(), Some("unhealthy"));
-        assert!(!record_event(&mut r, "c", "applied"));
-        assert!(!record_event(&mut r, "nobody", "live"));
+        assert!(!record_event(&mut r, "c", Event::Applied));
+        assert!(!record_event(&mut r, "nobody", Event::Live));
     }
 
     #[test]
     fn only_a_clean_exit_with_applied_or_up_to_date_is_success() {
         assert_eq!(
-            judge_apply(Some(0), false, Some("applied")),
+            judge_apply(Some(0), false, Some(Event::Applied)),
             NodeOutcome::Updated
         );
         assert_eq!(
-            judge_apply(Some(0), false, Some("up_to_date")),
+            judge_apply(Some(0), false, Some(Event::UpToDate)),
             NodeOutcome::Updated
         );
         for (code, timed_out, event) in [
-            (Some(6), false, Some("rolled_back")),
-            (Some(1), false, Some("failed")),
-            (Some(1), false, Some("applied")),
+            (Some(6), false, Some(Event::RolledBack)),
+            (Some(1), false, Some(Event::Failed)),
+            (Some(1), false, Some(Event::Applied)),
             (Some(0), false, None),
             (Some(255), false, None),
-            (None, true, Some("applied")),
+            (None, true, Some(Event::Applied)),
         ] {
             assert!(
                 matches!(judge_apply(code, timed_out, event), NodeOutcome::Failed(_)),
@@ -741,7 +745,7 @@ mod tests {
         ));
         assert_eq!(
             node_apply::events("{\"event\":\"started\"}\nnoise\n{\"event\":\"applied\"}\n"),
-            ["started", "applied"]
+            [Event::Unknown, Event::Applied]
         );
     }
 }

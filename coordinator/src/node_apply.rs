@@ -21,6 +21,7 @@ use crate::execute::{judge_apply, NodeOutcome};
 use crate::inventory::{Inventory, InventoryNode};
 use crate::transport::{command_line, settled_version, shell_quote, RemoteCommand};
 use ferry_node::error::EXIT_LOCKED;
+use ferry_node::events::{Event, EventLine};
 use ferry_node::shell::{Finished, ShellCommand};
 
 /// How long one node's `ferry apply` may take (download, switch, health
@@ -34,12 +35,10 @@ const LOCKED_ATTEMPTS: u32 = 3;
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
 
 /// The `event` of every complete JSON line of `text`, in order.
-pub fn events(text: &str) -> Vec<String> {
+pub fn events(text: &str) -> Vec<Event> {
     text.lines()
-        .filter_map(|line| {
-            let value: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
-            value.get("event")?.as_str().map(str::to_string)
-        })
+        .filter_map(EventLine::parse)
+        .map(|line| line.event)
         .collect()
 }
 
@@ -56,7 +55,7 @@ pub fn run_following(
     line: &str,
     timeout: Duration,
     capture_dir: &Path,
-    on_event: &(dyn Fn(&str) + Sync),
+    on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<(Finished, String), String> {
     let path = capture_dir.join(format!(
         "ferry-rollout-{}-{}.out",
@@ -91,7 +90,7 @@ pub fn run_following(
 
 /// Reads `path` as it grows until `done`, then once more; hands each
 /// complete line's event to `on_event` and returns everything read.
-fn follow(path: &Path, done: &AtomicBool, on_event: &(dyn Fn(&str) + Sync)) -> String {
+fn follow(path: &Path, done: &AtomicBool, on_event: &(dyn Fn(Event) + Sync)) -> String {
     let Ok(mut file) = std::fs::File::open(path) else {
         return String::new();
     };
@@ -108,7 +107,7 @@ fn follow(path: &Path, done: &AtomicBool, on_event: &(dyn Fn(&str) + Sync)) -> S
         if let Some(end) = text.rfind('\n') {
             if end + 1 > consumed {
                 for event in events(&text[consumed..=end]) {
-                    on_event(&event);
+                    on_event(event);
                 }
                 consumed = end + 1;
             }
@@ -116,7 +115,7 @@ fn follow(path: &Path, done: &AtomicBool, on_event: &(dyn Fn(&str) + Sync)) -> S
         if finished {
             if consumed < text.len() {
                 for event in events(&text[consumed..]) {
-                    on_event(&event);
+                    on_event(event);
                 }
             }
             return text;
@@ -132,7 +131,7 @@ pub fn apply(
     version: &Version,
     own_ferry: &Path,
     capture_dir: &Path,
-    on_event: &(dyn Fn(&str) + Sync),
+    on_event: &(dyn Fn(Event) + Sync),
 ) -> NodeOutcome {
     let line = command_line(
         &inventory.transport,
@@ -162,7 +161,7 @@ pub fn apply(
         }
     };
     let last = events(&stdout).pop();
-    match judge_apply(finished.code, finished.timed_out, last.as_deref()) {
+    match judge_apply(finished.code, finished.timed_out, last) {
         NodeOutcome::Failed(why) => {
             let tail = finished.output.trim();
             let tail = tail
@@ -197,18 +196,14 @@ mod tests {
             line,
             Duration::from_secs(10),
             dir.path(),
-            &|e: &str| {
-                seen.lock()
-                    .unwrap()
-                    .push((e.to_string(), started.elapsed()))
-            },
+            &|e: Event| seen.lock().unwrap().push((e, started.elapsed())),
         )
         .unwrap();
         assert!(finished.success());
         assert!(stdout.contains("not json") && stdout.ends_with("{\"event\":\"applied\"}\n"));
         let seen = seen.into_inner().unwrap();
-        let names: Vec<&str> = seen.iter().map(|(e, _)| e.as_str()).collect();
-        assert_eq!(names, ["plan", "applied"]);
+        let names: Vec<Event> = seen.iter().map(|(e, _)| *e).collect();
+        assert_eq!(names, [Event::Plan, Event::Applied]);
         // `plan` was seen before the command slept its 0.6 s out.
         assert!(seen[0].1 < Duration::from_millis(550), "{seen:?}");
         // The capture file is gone once the command ended.
@@ -224,10 +219,10 @@ mod tests {
             r#"printf '{"event":"failed"}'; exit 3"#,
             Duration::from_secs(10),
             dir.path(),
-            &|e: &str| seen.lock().unwrap().push(e.to_string()),
+            &|e: Event| seen.lock().unwrap().push(e),
         )
         .unwrap();
-        assert_eq!(events(&stdout), ["failed"]);
-        assert_eq!(seen.into_inner().unwrap(), ["failed"]);
+        assert_eq!(events(&stdout), [Event::Failed]);
+        assert_eq!(seen.into_inner().unwrap(), [Event::Failed]);
     }
 }

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use semver::Version;
 
+use ferry_node::commands::status::StatusReport;
+
 use crate::inventory::{InventoryNode, SshTransport, Transport, APPLY_ARGS};
 use ferry_node::shell::ShellCommand;
 
@@ -227,22 +229,15 @@ pub fn status(
     parse_status(&stdout).map_err(|e| format!("{what}: `{line}` printed no status JSON ({e})"))
 }
 
-/// [`NodeStatus`] from `ferry status --json` output.
+/// [`NodeStatus`] from `ferry status --json` output, read as the node's
+/// own [`StatusReport`] type.
 pub fn parse_status(stdout: &str) -> Result<NodeStatus, String> {
-    let value: serde_json::Value =
-        serde_json::from_str(stdout.trim()).map_err(|e| e.to_string())?;
-    let current = match value.get("current_version") {
-        Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::String(v)) => {
-            Some(Version::parse(v).map_err(|e| format!("current_version {v:?}: {e}"))?)
-        }
-        _ => return Err("no current_version".into()),
-    };
-    // Absent (an older ferry) reads as idle, as before this field was read.
-    let busy = value
-        .get("operation_in_progress")
-        .is_some_and(|j| !j.is_null());
-    Ok(NodeStatus { current, busy })
+    let report: StatusReport = serde_json::from_str(stdout.trim()).map_err(|e| e.to_string())?;
+    Ok(NodeStatus {
+        current: report.current_version,
+        // Absent (an older ferry) reads as idle, as before this field was read.
+        busy: report.operation_in_progress.is_some(),
+    })
 }
 
 #[cfg(test)]
@@ -376,9 +371,9 @@ mod tests {
             }
         );
         assert_eq!(
-            parse_status(
-                "{\"current_version\": \"1.0.0\", \"operation_in_progress\": {\"operation\": \"apply\"}}"
-            )
+            parse_status(&format!(
+                "{{\"current_version\": \"1.0.0\", \"operation_in_progress\": {JOURNAL}}}"
+            ))
             .unwrap(),
             NodeStatus {
                 current: Some(Version::new(1, 0, 0)),
@@ -390,6 +385,9 @@ mod tests {
         assert!(parse_status("{\"current_version\": \"one\"}").is_err());
     }
 
+    /// A running apply's journal, as `status --json` shows it.
+    const JOURNAL: &str = r#"{"id": "1-1", "operation": "apply", "from_version": "1.0.0", "to_version": "1.1.0", "step": "fetching", "started_at": "2030-01-01T00:00:00Z"}"#;
+
     #[test]
     fn a_busy_node_is_asked_again_until_its_operation_ends() {
         let dir = tempfile::tempdir().unwrap();
@@ -399,8 +397,9 @@ mod tests {
             template: "x".into(),
             status_template: Some(format!(
                 "if [ -e {0} ]; then echo '{{\"current_version\": \"1.1.0\", \"operation_in_progress\": null}}'; \
-                 else touch {0}; echo '{{\"current_version\": \"1.0.0\", \"operation_in_progress\": {{}}}}'; fi",
-                seen.display()
+                 else touch {0}; echo '{{\"current_version\": \"1.0.0\", \"operation_in_progress\": {1}}}'; fi",
+                seen.display(),
+                JOURNAL
             )),
         });
         assert_eq!(
@@ -409,9 +408,9 @@ mod tests {
         );
         let always_busy = Transport::Command(CommandTransport {
             template: "x".into(),
-            status_template: Some(
-                "echo '{\"current_version\": \"1.0.0\", \"operation_in_progress\": {}}'".into(),
-            ),
+            status_template: Some(format!(
+                "echo '{{\"current_version\": \"1.0.0\", \"operation_in_progress\": {JOURNAL}}}'"
+            )),
         });
         let err =
             settled_version(&always_busy, &node(), Path::new("/x"), Duration::ZERO).unwrap_err();

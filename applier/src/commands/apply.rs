@@ -204,7 +204,7 @@ fn prepare(
         {
             events::say(policy.describe_deferral(&target, &reason, next_allowed_at));
             events::emit(
-                "deferred",
+                events::Event::Deferred,
                 json!({
                     "version": target.to_string(),
                     "reason": reason,
@@ -260,7 +260,10 @@ fn prepare(
         .map_err(|e| NodeError::io(format!("cannot check the installed {target}"), e))?;
         if problems.is_empty() {
             events::say(format!("already at {target}: nothing to do"));
-            events::emit("up_to_date", json!({ "version": target.to_string() }));
+            events::emit(
+                events::Event::UpToDate,
+                json!({ "version": target.to_string() }),
+            );
             return Ok(Prepared::AlreadyCurrent);
         }
         return Err(NodeError::Other(format!(
@@ -280,7 +283,7 @@ fn prepare(
     if args.dry_run {
         events::say(&plan);
         events::say("dry run: nothing changed");
-        events::emit("dry_run", plan_fields(&plan));
+        events::emit(events::Event::DryRun, plan_fields(&plan));
         return Ok(Prepared::DryRun);
     }
     // Disk space, memory and the release's requirements, every failure
@@ -325,7 +328,10 @@ fn execute<'a>(
     )?;
 
     let versions = events::versions(from.as_ref(), &target);
-    events::emit("plan", events::with(versions.clone(), plan_fields(&plan)));
+    events::emit(
+        events::Event::Plan,
+        events::with(versions.clone(), plan_fields(&plan)),
+    );
     let staged = (|| -> Result<()> {
         journal.advance(state_dir, Step::Fetching)?;
         let progress = events::progress(
@@ -360,7 +366,7 @@ fn execute<'a>(
         }
         drop(progress);
         events::emit(
-            "fetched",
+            events::Event::Fetched,
             json!({ "bytes_downloaded": journal.bytes_downloaded, "deltas_used": journal.transfer.deltas_used, "full_objects": journal.transfer.full_objects }),
         );
         if changeset.is_none() {
@@ -370,7 +376,7 @@ fn execute<'a>(
         if changeset.is_none() {
             journal.advance(state_dir, Step::Staged)?;
         }
-        events::emit("staged", versions.clone());
+        events::emit(events::Event::Staged, versions.clone());
         Ok(())
     })();
     if let Err(e) = staged {
@@ -419,7 +425,7 @@ fn execute<'a>(
             "updated {} -> {target} in place ({transfer})",
             from.map_or("nothing".to_string(), |v| v.to_string()),
         ));
-        events::emit("applied", applied_fields(versions, &journal));
+        events::emit(events::Event::Applied, applied_fields(versions, &journal));
         if let Some(turn) = turn.take() {
             turn.finish(Ok(()));
         }
@@ -470,7 +476,7 @@ fn execute<'a>(
         ));
     }
     journal.advance(state_dir, Step::Switched)?;
-    events::emit("switched", versions.clone());
+    events::emit(events::Event::Switched, versions.clone());
     let problems = release_dir::verify(manifest.manifest(), &release, Depth::Metadata)
         .map_err(|e| NodeError::io(format!("cannot check {}", release.display()), e))?;
     if !problems.is_empty() {
@@ -496,7 +502,7 @@ fn execute<'a>(
             &revert_migrated,
         ));
     }
-    events::emit("live", versions.clone());
+    events::emit(events::Event::Live, versions.clone());
     let transfer = describe_transfer(journal.bytes_downloaded, &journal.transfer);
     recovery::conclude(
         config,
@@ -509,7 +515,7 @@ fn execute<'a>(
         from.map_or("nothing".to_string(), |v| v.to_string()),
         human_bytes(plan.reused_bytes)
     ));
-    events::emit("applied", applied_fields(versions, &journal));
+    events::emit(events::Event::Applied, applied_fields(versions, &journal));
     if let Some(turn) = turn.take() {
         turn.finish(Ok(()));
     }
@@ -633,7 +639,7 @@ fn choose_target(
     }
     if target.is_none() {
         events::emit(
-            "up_to_date",
+            events::Event::UpToDate,
             json!({ "version": from.map(|v| v.to_string()) }),
         );
     }

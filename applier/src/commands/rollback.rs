@@ -33,7 +33,7 @@ pub fn run(config: &Config, to: Option<Version>) -> Result<()> {
     if current.as_ref() == Some(&target) {
         events::say(format!("already at {target}: nothing to do"));
         events::emit(
-            "up_to_date",
+            events::Event::UpToDate,
             serde_json::json!({ "version": target.to_string() }),
         );
         return Ok(());
@@ -86,7 +86,10 @@ pub fn run(config: &Config, to: Option<Version>) -> Result<()> {
                 .map_or("nothing".to_string(), |v| v.to_string()),
             point.id
         ));
-        events::emit("rolled_back", events::versions(current.as_ref(), &target));
+        events::emit(
+            events::Event::RolledBack,
+            events::versions(current.as_ref(), &target),
+        );
         return in_place::finish(config);
     }
     journal.advance(state_dir, Step::Staged)?;
@@ -126,7 +129,10 @@ pub fn run(config: &Config, to: Option<Version>) -> Result<()> {
             .as_ref()
             .map_or("nothing".to_string(), |v| v.to_string())
     ));
-    events::emit("rolled_back", events::versions(current.as_ref(), &target));
+    events::emit(
+        events::Event::RolledBack,
+        events::versions(current.as_ref(), &target),
+    );
     Ok(())
 }
 

@@ -2,31 +2,48 @@
 //! operation went. Read-only and lock-free, so it answers during an apply.
 
 use semver::Version;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::error::{NodeError, Result};
 use crate::release_dir;
 use crate::state::{NodeState, Operation, Outcome};
 
-#[derive(Serialize)]
+/// `ferry status --json`. Also the protocol the coordinator reads nodes
+/// with (`ferry-coordinator`'s transport), so it deserialises as well:
+/// `current_version` must be there (every ferry prints it: without it the
+/// output is not a status report), any other field an older node does not
+/// print reads as its default, and fields a newer node adds are ignored.
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct StatusReport {
+    /// Required when read: `deserialize_with` turns off serde's "missing
+    /// Option is None".
+    #[serde(deserialize_with = "Option::deserialize")]
     pub current_version: Option<Version>,
+    #[serde(default)]
     pub previous_version: Option<Version>,
+    #[serde(default)]
     pub channel: String,
+    #[serde(default)]
     pub last_operation: Option<Operation>,
+    #[serde(default)]
     pub releases: Vec<Version>,
+    #[serde(default)]
     pub install_root: String,
+    #[serde(default)]
     pub state_dir: String,
     /// The journal of an operation running right now (another ferry holds
     /// the lock), if any.
+    #[serde(default)]
     pub operation_in_progress: Option<crate::journal::Journal>,
     /// This node's id in rollout waves and where it came from (`config`,
     /// `machine-id`, `hostname`); null when it has none (see
     /// `crate::node_id`).
+    #[serde(default)]
     pub node_id: Option<crate::node_id::NodeId>,
     /// Releases this node rolled back by itself and has not installed
     /// since, oldest version first: unattended runs skip them.
+    #[serde(default)]
     pub rolled_back_here: Vec<crate::rolled_back_here::RolledBackRelease>,
 }
 

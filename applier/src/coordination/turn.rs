@@ -165,7 +165,7 @@ impl Fleet {
                             ahead.join(", ")
                         ));
                         events::emit(
-                            "waiting",
+                            events::Event::Waiting,
                             json!({ "for": "slot", "ahead": ahead, "max_unavailable": max }),
                         );
                         said_waiting = Some(ahead.len());
@@ -191,7 +191,7 @@ impl Fleet {
             "took a coordination slot ({max} at most updating at once) after {waited:.1}s"
         ));
         events::emit(
-            "slot_acquired",
+            events::Event::SlotAcquired,
             json!({ "node": self.node, "max_unavailable": max, "waited_seconds": waited }),
         );
         Ok(Turn {
@@ -228,7 +228,10 @@ impl Fleet {
                 events::say(format!(
                     "leader: waiting for the followers before updating: {behind}"
                 ));
-                events::emit("waiting", json!({ "for": "followers", "detail": behind }));
+                events::emit(
+                    events::Event::Waiting,
+                    json!({ "for": "followers", "detail": behind }),
+                );
                 said = Some(behind.clone());
             }
             if Instant::now() >= deadline {
@@ -330,7 +333,7 @@ fn halt_fleet(fleet: &Fleet, version: &Version, cause: &str) {
             "ferry: this failure halted the fleet ({prefix}/halt); after a look, `ferry coordination clear-halt` lets the nodes go on"
         ),
         Err(e) => {
-            events::emit("halt_failed", json!({ "error": e.to_string() }));
+            events::emit(events::Event::HaltFailed, json!({ "error": e.to_string() }));
             errln!(
                 "ferry: ERROR: this failure could NOT halt the fleet, other nodes may still install {version}: {e}; stop them with `ferry coordination halt --reason \"...\"` once etcd answers"
             );
