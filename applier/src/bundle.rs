@@ -72,8 +72,6 @@ pub const MAX_MANIFEST_BYTES: u64 = 256 * 1024 * 1024;
 pub const MAX_OBJECT_BYTES: u64 = 64 * 1024 * 1024 * 1024;
 /// Largest sum of entry sizes.
 pub const MAX_TOTAL_BYTES: u64 = 1024 * 1024 * 1024 * 1024;
-/// Largest `.p7s` (the applier's CMS reader refuses more anyway).
-pub const MAX_CMS_BYTES: u64 = 64 * 1024;
 /// Longest GNU long name (`L`) or pax header read into memory: the longest
 /// path ferry accepts (1024 bytes) plus the NUL GNU tar appends.
 const MAX_LONG_NAME_BYTES: u64 = 1025;
@@ -437,7 +435,7 @@ fn file_cap(path: &str) -> Option<u64> {
         if name.strip_suffix(".minisig").is_some() {
             Some(MAX_SIGNATURE_BYTES)
         } else if name.strip_suffix(".p7s").is_some() {
-            Some(MAX_CMS_BYTES)
+            Some(manifests::MAX_CMS_SIGNATURE_BYTES)
         } else {
             Some(cap)
         }

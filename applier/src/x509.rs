@@ -33,8 +33,8 @@ pub use cms::{verify_detached, SignerIdentity, X509Error, X509Policy};
 
 /// Largest `.p7s` a node reads: a signature with a few certificates is 2 to
 /// 8 KiB; the cap keeps a hostile server from streaming without end before
-/// anything vouches for the size.
-pub const MAX_CMS_SIGNATURE_BYTES: u64 = 64 * 1024;
+/// anything vouches for the size. The format's rule, defined once.
+pub use manifests::MAX_CMS_SIGNATURE_BYTES;
 
 /// A kind of signature `[trust] require` can demand on every index and
 /// manifest.

@@ -29,6 +29,8 @@ pub mod safe_path;
 pub mod signature;
 pub mod verified;
 pub mod wave;
+#[cfg(feature = "x509")]
+pub mod x509_signer;
 
 pub use digest::Sha256Digest;
 pub use error::FormatError;
@@ -55,3 +57,8 @@ pub const MAX_ROOT_BYTES: u64 = 1024 * 1024;
 /// block is about 300 bytes, so this holds the
 /// [`signature::MAX_SIGNATURE_BLOCKS`] blocks a multi-signed file may carry.
 pub const MAX_SIGNATURE_BYTES: u64 = 16 * 1024;
+
+/// Largest detached CMS signature (`<file>.p7s`) a node will read: a
+/// signer certificate and its intermediates fit many times over. The
+/// publisher refuses to bundle a larger one, since no node would read it.
+pub const MAX_CMS_SIGNATURE_BYTES: u64 = 64 * 1024;

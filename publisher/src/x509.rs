@@ -22,7 +22,7 @@ use openssl::asn1::Asn1Time;
 use openssl::cms::{CMSOptions, CmsContentInfo};
 use openssl::pkey::{PKey, Private};
 use openssl::stack::Stack;
-use openssl::x509::{X509ExtendedKeyUsage, X509KeyUsage, X509};
+use openssl::x509::X509;
 
 use crate::repository::Repository;
 
@@ -198,22 +198,9 @@ fn check_usable(leaf: &X509, subject: &str, path: &Path) -> anyhow::Result<()> {
             leaf.not_before()
         );
     }
-    if !leaf
-        .key_usage()
-        .is_some_and(|u| u.contains(X509KeyUsage::DIGITAL_SIGNATURE))
-    {
+    if let Err(e) = manifests::x509_signer::check_signer_usage(leaf) {
         bail!(
-            "the certificate {} ({subject}) lacks keyUsage digitalSignature, which nodes require",
-            path.display()
-        );
-    }
-    if !leaf
-        .extended_key_usage()
-        .is_some_and(|u| u.contains(X509ExtendedKeyUsage::CODE_SIGN))
-    {
-        bail!(
-            "the certificate {} ({subject}) lacks the codeSigning extended key usage, which nodes \
-             require of a release signer: have the CA issue a code-signing certificate",
+            "the certificate {} ({subject}) {e}: have the CA issue a code-signing certificate",
             path.display()
         );
     }

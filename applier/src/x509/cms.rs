@@ -27,9 +27,7 @@ use openssl::hash::MessageDigest;
 use openssl::stack::{Stack, StackRef};
 use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::verify::{X509VerifyFlags, X509VerifyParam};
-use openssl::x509::{
-    X509ExtendedKeyUsage, X509KeyUsage, X509NameRef, X509PurposeId, X509Ref, X509StoreContext, X509,
-};
+use openssl::x509::{X509NameRef, X509PurposeId, X509Ref, X509StoreContext, X509};
 use thiserror::Error;
 
 use super::{SignerName, MAX_CMS_SIGNATURE_BYTES};
@@ -360,54 +358,17 @@ fn check_chain(
 }
 
 fn check_leaf_usage(leaf: &X509Ref, subject: &str) -> Result<(), X509Error> {
-    match leaf.key_usage() {
-        Some(usage) if usage.contains(X509KeyUsage::DIGITAL_SIGNATURE) => {}
-        Some(_) => {
-            return Err(X509Error::KeyUsage {
-                subject: subject.into(),
-                found: "has a keyUsage without digitalSignature".into(),
-            })
-        }
-        None => {
-            return Err(X509Error::KeyUsage {
-                subject: subject.into(),
-                found: "has no keyUsage extension".into(),
-            })
-        }
-    }
-    // An absent extended key usage means "any" in RFC 5280; ferry asks for
-    // codeSigning by name, so a TLS or e-mail certificate from the same CA
-    // can never sign a release.
-    match leaf.extended_key_usage() {
-        Some(usage) if usage.contains(X509ExtendedKeyUsage::CODE_SIGN) => Ok(()),
-        found => Err(X509Error::ExtendedKeyUsage {
+    use manifests::x509_signer::{check_signer_usage, SignerUsageError};
+    check_signer_usage(leaf).map_err(|e| match e {
+        SignerUsageError::KeyUsage { found } => X509Error::KeyUsage {
             subject: subject.into(),
-            found: describe_eku(found),
-        }),
-    }
-}
-
-fn describe_eku(usage: Option<X509ExtendedKeyUsage>) -> String {
-    let Some(usage) = usage else {
-        return "any usage (it has no extendedKeyUsage extension)".into();
-    };
-    let names: Vec<&str> = [
-        (X509ExtendedKeyUsage::SSL_SERVER, "serverAuth"),
-        (X509ExtendedKeyUsage::SSL_CLIENT, "clientAuth"),
-        (X509ExtendedKeyUsage::SMIME, "emailProtection"),
-        (X509ExtendedKeyUsage::OCSP_SIGN, "OCSPSigning"),
-        (X509ExtendedKeyUsage::TIMESTAMP, "timeStamping"),
-        (X509ExtendedKeyUsage::ANYEKU, "anyExtendedKeyUsage"),
-    ]
-    .into_iter()
-    .filter(|(flag, _)| usage.contains(*flag))
-    .map(|(_, name)| name)
-    .collect();
-    if names.is_empty() {
-        "only usages ferry does not know".into()
-    } else {
-        format!("{} only", names.join(", "))
-    }
+            found,
+        },
+        SignerUsageError::ExtendedKeyUsage { found } => X509Error::ExtendedKeyUsage {
+            subject: subject.into(),
+            found,
+        },
+    })
 }
 
 /// (short name, value) for each entry of `name`, in order.

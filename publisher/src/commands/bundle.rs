@@ -31,9 +31,6 @@ use crate::byte_size::ByteSize;
 use crate::cli::BundleArgs;
 use crate::repository::{Repository, RepositoryError};
 
-/// Largest `.p7s` a node reads (the applier's `MAX_CMS_SIGNATURE_BYTES`).
-const MAX_CMS_BYTES: u64 = 64 * 1024;
-
 /// Which releases go into a bundle.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selection {
@@ -311,7 +308,7 @@ fn add_signatures(
     })?;
     entries.insert(minisig, Source::Memory(bytes));
     let p7s = layout::cms_signature_of(path);
-    if let Some(bytes) = repo.read(&p7s, MAX_CMS_BYTES)? {
+    if let Some(bytes) = repo.read(&p7s, manifests::MAX_CMS_SIGNATURE_BYTES)? {
         entries.insert(p7s, Source::Memory(bytes));
     }
     Ok(())
