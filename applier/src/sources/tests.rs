@@ -214,6 +214,38 @@ fn a_file_absent_from_one_source_and_unreachable_on_another_is_absent() {
 }
 
 #[test]
+fn a_source_serving_a_bad_next_root_does_not_hide_a_good_one() {
+    let m = sources(&["a", "b", "c"]);
+    // a serves a root that does not verify, b has none, c has a good one:
+    // c's is adopted, and a is tried last from then on.
+    let lookup = |t: &dyn Transport| -> Result<Option<&'static str>> {
+        match name(t).as_str() {
+            "test://a/" => Err(NodeError::verification("refusing root version 2")),
+            "test://b/" => Ok(None),
+            _ => Ok(Some("root 2")),
+        }
+    };
+    assert_eq!(
+        m.first_present("roots/2.json", lookup).unwrap(),
+        Some("root 2")
+    );
+    assert_eq!(m.ranked(), [1, 2, 0]);
+
+    // Without c: b says there is none, so the walk ends there.
+    let m = sources(&["a", "b"]);
+    assert_eq!(m.first_present("roots/2.json", lookup).unwrap(), None);
+
+    // When every source serves a bad one, the node refuses (exit 3).
+    let m = sources(&["a", "a2"]);
+    let err = m
+        .first_present("roots/2.json", |_| -> Result<Option<()>> {
+            Err(NodeError::verification("refusing root version 2"))
+        })
+        .unwrap_err();
+    assert!(matches!(err, NodeError::Verification(_)), "{err}");
+}
+
+#[test]
 fn configuration_mistakes_are_named() {
     let config = |mirrors: &[&str]| RepositoryConfig {
         url: "http://a/repo".into(),
