@@ -38,7 +38,8 @@
 //! - **A source that cannot be reached** (connection refused, timeouts, an
 //!   HTTP error other than 404, once its retries are spent) is warned about
 //!   once and not asked again in this run: a dead primary costs one
-//!   warning and one retry budget, not one per file.
+//!   warning and one retry budget, not one per file. (With mirrors, the
+//!   retries themselves are logged at debug level, `FERRY_LOG=debug`.)
 //! - **The node's own disk failing** (`NodeError::Io`) stops at once: no
 //!   other source can fix it.
 //! - **All sources fail**: the error lists every source with its reason,
@@ -152,12 +153,17 @@ enum Lookup<T> {
 impl Sources {
     /// `repository.url`, then every mirror, with the settings of `config`.
     pub fn open(config: &RepositoryConfig) -> Result<Sources> {
+        let retry = RetryPolicy {
+            // With mirrors, a source given up on is warned about once.
+            quiet: !config.mirrors.is_empty(),
+            ..RetryPolicy::from_config(config)
+        };
         let mut sources = Vec::new();
         for (i, url) in std::iter::once(&config.url)
             .chain(&config.mirrors)
             .enumerate()
         {
-            let transport = open_url(config, url)?;
+            let transport = open_url(config, url, retry.clone())?;
             let base = transport.url("");
             let label = match i {
                 0 => format!("primary {base}"),
@@ -477,8 +483,11 @@ impl Failures {
 }
 
 /// The transport for one repository at `url`, with the settings of `config`.
-fn open_url(config: &RepositoryConfig, url: &str) -> Result<Box<dyn Transport>> {
-    let retry = RetryPolicy::from_config(config);
+fn open_url(
+    config: &RepositoryConfig,
+    url: &str,
+    retry: RetryPolicy,
+) -> Result<Box<dyn Transport>> {
     if let Some(path) = url.strip_prefix("file://") {
         return Ok(Box::new(FileTransport::new(path.into(), retry)));
     }

@@ -21,11 +21,11 @@ fn closed_port_url() -> String {
 }
 
 /// A node whose primary is `primary` (down) and whose one mirror serves
-/// the workspace's repository. No retries: each failure is final at once,
-/// so every line naming the primary is one of ferry's decisions.
+/// the workspace's repository. Two retries with the default backoff
+/// (0.2 s, 0.4 s): they must not name the primary again either.
 fn node_with_dead_primary(ws: &Workspace, primary: &str, mirror: &TestServer) -> Node {
     let mut config = NodeConfig::new(primary.to_string(), &ws.public_key);
-    config.retries = Some(0);
+    config.retries = Some(2);
     config.mirrors = vec![mirror.url()];
     ws.node_with("node", config)
 }
