@@ -100,7 +100,7 @@ pub struct RepositoryConfig {
     /// Other repositories serving the same signed files (`file://`,
     /// `http://`, `https://`), tried after `url` when a source is
     /// unreachable, stale, missing a file or serves data that fails
-    /// verification (see `crate::mirrors`).
+    /// verification (see `crate::sources`).
     #[serde(default)]
     pub mirrors: Vec<String>,
     /// http(s): a download that receives no byte for this long fails (a
@@ -213,7 +213,7 @@ impl Config {
                 "repository.url {url:?} must start with file://, http:// or https://"
             ));
         }
-        crate::mirrors::check_config(&self.repository).or_else(bad)?;
+        crate::sources::check_config(&self.repository).or_else(bad)?;
         if let Some(health) = &self.health {
             health.check().or_else(bad)?;
         }

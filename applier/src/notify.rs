@@ -392,6 +392,7 @@ fn deliver(config: &NotifyConfig, body: &[u8]) -> Result<(), String> {
         retries: config.retries,
         base_delay: Duration::from_millis(config.initial_backoff_ms),
         max_delay: MAX_BACKOFF,
+        quiet: false,
     };
     let what = format!("notification to {}", config.url);
     retry::run(&policy, &what, |_| {

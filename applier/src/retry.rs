@@ -23,6 +23,10 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     /// The longest pause.
     pub max_delay: Duration,
+    /// Log each retry at debug level, not as a warning: with mirrors, a
+    /// source given up on is named in one warning (`crate::sources`), and
+    /// its retries would only repeat its name.
+    pub quiet: bool,
 }
 
 pub const DEFAULT_BASE_DELAY: Duration = Duration::from_millis(200);
@@ -34,6 +38,7 @@ impl Default for RetryPolicy {
             retries: crate::config::DEFAULT_RETRIES,
             base_delay: DEFAULT_BASE_DELAY,
             max_delay: DEFAULT_MAX_DELAY,
+            quiet: false,
         }
     }
 }
@@ -170,10 +175,15 @@ pub fn run<T, E: fmt::Display>(
             });
         }
         let delay = policy.delay(n, random_unit()).max(asked);
-        tracing::warn!(
+        let message = format!(
             "{what}: attempt {n} of {attempts} failed: {error}; retrying in {} ms",
             delay.as_millis()
         );
+        if policy.quiet {
+            tracing::debug!("{message}");
+        } else {
+            tracing::warn!("{message}");
+        }
         std::thread::sleep(delay);
         n += 1;
     }
@@ -254,6 +264,7 @@ mod tests {
             retries,
             base_delay: Duration::ZERO,
             max_delay: Duration::ZERO,
+            quiet: false,
         }
     }
 
@@ -314,6 +325,7 @@ mod tests {
             retries: 1,
             base_delay: ms(1),
             max_delay: ms(1),
+            quiet: false,
         };
         let started = std::time::Instant::now();
         let result: Result<(), GaveUp<&str>> = run(&policy, &"asking", |n| match n {

@@ -607,6 +607,7 @@ mod tests {
                 retries,
                 base_delay: Duration::ZERO,
                 max_delay: Duration::ZERO,
+                quiet: false,
             },
             faults: RefCell::new(faults.iter().copied().collect()),
             offsets: RefCell::new(Vec::new()),

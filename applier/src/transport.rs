@@ -12,8 +12,9 @@
 //! is also held to the stall timeout and rate floor of [`crate::pace`], so a
 //! server can neither flood a node (the cap) nor hold it (the pace).
 //!
-//! With `[repository] mirrors`, [`open`] returns a [`Mirrors`] transport;
-//! [`crate::mirrors`] decides which of its sources to believe.
+//! A transport is one source; [`crate::sources::Sources`] owns a
+//! repository's sources (the primary and its mirrors, or a bundle) and
+//! decides which of them to ask and believe.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -25,7 +26,6 @@ use thiserror::Error;
 
 use crate::config::RepositoryConfig;
 use crate::error::NodeError;
-pub use crate::mirrors::Mirrors;
 use crate::pace::{PaceLimits, Paced};
 use crate::retry::{self, RetryPolicy, Verdict};
 
@@ -147,12 +147,6 @@ pub trait Transport {
         limit: u64,
         out: &mut dyn Write,
     ) -> Result<u64, FetchError>;
-
-    /// The primary repository and its mirrors, when this transport has
-    /// several sources; `None` for a single repository.
-    fn as_mirrors(&self) -> Option<&Mirrors> {
-        None
-    }
 }
 
 /// Fetches a whole small file (index, manifest, signature) into memory,
@@ -166,32 +160,6 @@ pub fn fetch_bytes(t: &dyn Transport, path: &str, limit: u64) -> Result<Vec<u8>,
             .map_err(FetchError::verdict)
     })
     .map_err(|gave_up| gave_up.error)
-}
-
-/// The transport for `repository.url`, or, with `repository.mirrors`, a
-/// [`Mirrors`] over it and every mirror (in that order).
-pub fn open(config: &RepositoryConfig) -> Result<Box<dyn Transport>, NodeError> {
-    let primary = open_url(config, &config.url)?;
-    if config.mirrors.is_empty() {
-        return Ok(primary);
-    }
-    let mut sources = vec![primary];
-    for url in &config.mirrors {
-        sources.push(open_url(config, url)?);
-    }
-    Ok(Box::new(Mirrors::new(sources)))
-}
-
-/// The transport for one repository at `url`, with the settings of `config`.
-fn open_url(config: &RepositoryConfig, url: &str) -> Result<Box<dyn Transport>, NodeError> {
-    let retry = RetryPolicy::from_config(config);
-    if let Some(path) = url.strip_prefix("file://") {
-        return Ok(Box::new(FileTransport {
-            base: PathBuf::from(path),
-            retry,
-        }));
-    }
-    Ok(Box::new(HttpTransport::for_url(config, url, retry)?))
 }
 
 /// Copies at most `limit - already` bytes, failing if the source has more.

@@ -20,13 +20,13 @@ use crate::patching::{self, Arrival};
 use crate::plan::{human_bytes, UpdatePlan};
 use crate::policy::{Gate, Policy};
 use crate::release_dir::Depth;
+use crate::sources::Sources;
 use crate::state::{self, NodeState, Operation, OperationKind, Outcome, Transfer};
 use crate::store::ContentStore;
-use crate::transport::Transport;
 use crate::trust::{self, TrustedState};
 use crate::{
     bases, converge, faults, in_place, installed, kept_manifests, migrations, recovery,
-    release_dir, retention, switch, transport,
+    release_dir, retention, switch,
 };
 
 pub struct ApplyArgs {
@@ -112,7 +112,7 @@ enum Prepared {
 
 /// Everything verified and decided, nothing written yet.
 struct Update {
-    transport: Box<dyn Transport>,
+    sources: Sources,
     manifest: VerifiedManifest,
     /// When `manifest` was verified (the node's clock): kept with it, so a
     /// node requiring X.509 alone can re-verify it at that time later.
@@ -134,27 +134,26 @@ fn prepare(
     let state_dir = &config.install.state_dir;
     let channel = &config.repository.channel;
     let keys = config.trusted_keys()?;
-    // A bundle is one more transport: verified exactly like a repository.
-    let transport: Box<dyn Transport> = match bundle {
-        Some(bundle) => Box::new(bundle),
-        None => transport::open(&config.repository)?,
+    // A bundle is one more source, the only one: verified exactly like a
+    // repository.
+    let sources = match bundle {
+        Some(bundle) => Sources::bundle(bundle),
+        None => Sources::open(&config.repository)?,
     };
     let mut trusted = TrustedState::load(state_dir)?;
     // Follow the repository's roots first: they decide which keys sign the
     // index and manifests. A dry run walks them without saving anything.
     let now = trust::now()?;
-    let keys = keys.update(
-        transport.as_ref(),
-        state_dir,
-        &mut trusted,
-        now,
-        !args.dry_run,
-    )?;
+    let keys = keys.update(&sources, state_dir, &mut trusted, now, !args.dry_run)?;
 
     // With mirrors: every source's index is verified, the highest serial wins.
-    let index = crate::mirrors::fetch_index(transport.as_ref(), |source| {
-        trust::fetch_index(source, &keys, &trusted, now)
-    })?;
+    let index = sources.fetch_index(|source| trust::fetch_index(source, &keys, &trusted, now))?;
+    // Recorded before anything can return (deferral, nothing to do, a
+    // refusal): a run that stops here must still refuse this index's
+    // predecessors later. A dry run records nothing.
+    if !args.dry_run {
+        trusted.accept_index(&index, state_dir)?;
+    }
     let channel_index =
         index.index().channels.get(channel).ok_or_else(|| {
             let known: Vec<&str> = index.index().channels.keys().map(String::as_str).collect();
@@ -175,11 +174,9 @@ fn prepare(
             )));
         }
     }
-    let manifest = crate::mirrors::fetch_manifest(
-        transport.as_ref(),
-        &manifests::layout::manifest(&target),
-        |source| trust::fetch_manifest(source, &keys, index.index(), channel, &target, now),
-    )?;
+    let manifest = sources.fetch_manifest(&manifests::layout::manifest(&target), |source| {
+        trust::fetch_manifest(source, &keys, index.index(), channel, &target, now)
+    })?;
     trust::check_supported(manifest.manifest())?;
     // An applied migration edited since is refused now, before anything
     // is fetched or staged (apply_pending checks again before running).
@@ -221,11 +218,6 @@ fn prepare(
             )));
         }
     }
-    if !args.dry_run && index.index().serial > trusted.index_serial {
-        trusted.index_serial = index.index().serial;
-        trusted.save(state_dir)?;
-    }
-
     // In-place: the exact writes, refused now if any falls outside targets.
     let changeset = match config.install.mode {
         InstallMode::Symlink => None,
@@ -290,7 +282,7 @@ fn prepare(
     // listed; nothing has been written to the install root yet.
     crate::preflight::run(config, manifest.manifest(), &plan).refuse_failures(&target)?;
     Ok(Prepared::Update(Box::new(Update {
-        transport,
+        sources,
         manifest,
         verified_at: now,
         plan,
@@ -311,7 +303,7 @@ fn execute<'a>(
     let root = &config.install.root;
     let state_dir = &config.install.state_dir;
     let Update {
-        transport,
+        sources,
         manifest,
         verified_at,
         plan,
@@ -347,11 +339,9 @@ fn execute<'a>(
         for fetch in &plan.fetches {
             let before = journal.bytes_downloaded;
             // With mirrors: the next source when one fails to deliver it.
-            let arrival = crate::mirrors::first_good(
-                transport.as_ref(),
-                &fetch.content.object.path,
-                |source| patching::fetch(&store, source, fetch, &mut journal.bytes_downloaded),
-            )?;
+            let arrival = sources.first_good(&fetch.content.object.path, |source| {
+                patching::fetch(&store, source, fetch, &mut journal.bytes_downloaded)
+            })?;
             progress.advance(fetch.planned_bytes());
             let t = &mut journal.transfer;
             t.count_fetched(arrival == Arrival::Delta, journal.bytes_downloaded - before);

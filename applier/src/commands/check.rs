@@ -10,10 +10,13 @@
 //!
 //! Fetches and verifies the index and the target's manifest exactly
 //! as `apply` does (signatures, expiry, the serial this node already
-//! trusted), but writes nothing: not even the newer serial, which only an
-//! apply records. (With `[[notify]]` receivers of `update_available`, it
-//! remembers the version it announced, in `notified.json`; see
-//! `crate::announce`.) The download size comes from the signed manifest's
+//! trusted), and writes nothing but what it learnt to trust: on a node
+//! that has a state directory, the roots it adopted and the newer index
+//! serial (`trusted.json`), recorded without the lock and never lowered
+//! (`TrustedState::record`), so an older index replayed to the next run is
+//! refused whichever command saw the newer one. (With `[[notify]]`
+//! receivers of `update_available`, it also remembers the version it
+//! announced, in `notified.json`; see `crate::announce`.) The download size comes from the signed manifest's
 //! `delta_report` for the installed version: what a node on that version
 //! downloads (deltas where it holds the base), against the full release.
 //!
@@ -31,11 +34,12 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::{NodeError, Result, EXIT_UPDATE_AVAILABLE, EXIT_UPDATE_DEFERRED};
+use crate::installed;
 use crate::plan::{human_bytes, saved_percent};
 use crate::policy::{Gate, ReleaseFacts};
+use crate::sources::Sources;
 use crate::trust::{self, TrustedState};
 use crate::waves::WaveReport;
-use crate::{installed, transport};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckReport {
@@ -159,9 +163,8 @@ pub fn report(config: &Config) -> Result<CheckReport> {
 
 /// The verified manifest of `version` (default: the channel's latest),
 /// fetched exactly as `apply` fetches it — roots walked, every mirror's
-/// index verified, the highest serial chosen — with nothing written: not
-/// even the newer serial, which only an apply records. `ferry preflight`
-/// uses it too.
+/// index verified, the highest serial chosen — with nothing written but
+/// the trust state (see the module docs). `ferry preflight` uses it too.
 pub fn fetch_verified(config: &Config, version: Option<&Version>) -> Result<VerifiedManifest> {
     let channel = &config.repository.channel;
     let view = RepositoryView::open(config)?;
@@ -172,12 +175,13 @@ pub fn fetch_verified(config: &Config, version: Option<&Version>) -> Result<Veri
     view.manifest(channel, &target)
 }
 
-/// The repository as this node verifies it, read without writing anything:
-/// the roots walked in memory only, every mirror's index verified and the
-/// highest serial chosen (the same source choice as `apply`, so `check`
-/// reports what `apply` would install).
+/// The repository as this node verifies it: the roots walked, every
+/// mirror's index verified and the highest serial chosen (the same source
+/// choice as `apply`, so `check` reports what `apply` would install). What
+/// was verified is recorded only on a node that already has a state
+/// directory: a read-only command never creates one.
 struct RepositoryView {
-    transport: Box<dyn crate::transport::Transport>,
+    sources: Sources,
     keys: crate::trust::NodeTrust,
     index: manifests::VerifiedIndex,
     now: Timestamp,
@@ -186,21 +190,20 @@ struct RepositoryView {
 impl RepositoryView {
     fn open(config: &Config) -> Result<RepositoryView> {
         let state_dir = &config.install.state_dir;
-        let transport = transport::open(&config.repository)?;
+        let sources = Sources::open(&config.repository)?;
         let mut trusted = TrustedState::load(state_dir)?;
         let now = trust::now()?;
-        let keys = config.trusted_keys()?.update(
-            transport.as_ref(),
-            state_dir,
-            &mut trusted,
-            now,
-            false,
-        )?;
-        let index = crate::mirrors::fetch_index(transport.as_ref(), |source| {
-            trust::fetch_index(source, &keys, &trusted, now)
-        })?;
+        let record = state_dir.is_dir();
+        let keys = config
+            .trusted_keys()?
+            .update(&sources, state_dir, &mut trusted, now, record)?;
+        let index =
+            sources.fetch_index(|source| trust::fetch_index(source, &keys, &trusted, now))?;
+        if record {
+            trusted.accept_index(&index, state_dir)?;
+        }
         Ok(RepositoryView {
-            transport,
+            sources,
             keys,
             index,
             now,
@@ -216,10 +219,8 @@ impl RepositoryView {
     }
 
     fn manifest(&self, channel: &str, version: &Version) -> Result<VerifiedManifest> {
-        crate::mirrors::fetch_manifest(
-            self.transport.as_ref(),
-            &manifests::layout::manifest(version),
-            |source| {
+        self.sources
+            .fetch_manifest(&manifests::layout::manifest(version), |source| {
                 trust::fetch_manifest(
                     source,
                     &self.keys,
@@ -228,8 +229,7 @@ impl RepositoryView {
                     version,
                     self.now,
                 )
-            },
-        )
+            })
     }
 }
 

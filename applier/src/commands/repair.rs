@@ -11,9 +11,10 @@ use crate::drift;
 use crate::error::{NodeError, Result};
 use crate::lock::StateLock;
 use crate::plan::human_bytes;
+use crate::recovery;
+use crate::sources::Sources;
 use crate::state::{self, NodeState, Operation, OperationKind, Outcome};
 use crate::store::ContentStore;
-use crate::{recovery, transport};
 
 pub fn run(config: &Config) -> Result<()> {
     let lock = StateLock::acquire(&config.install.state_dir)?;
@@ -31,20 +32,15 @@ pub fn run(config: &Config) -> Result<()> {
     }
     let result = (|| {
         let store = ContentStore::open(&config.install.state_dir)?;
-        let transport = transport::open(&config.repository)?;
+        let sources = Sources::open(&config.repository)?;
         let mut downloaded = 0;
         for entry in &installed.manifest.manifest().files {
             let Some(content) = entry.content() else {
                 continue;
             };
             if !store.holds(&content.sha256, content.size)? {
-                downloaded += crate::mirrors::fetch_object(
-                    &store,
-                    transport.as_ref(),
-                    content,
-                    content.mode,
-                    entry.path.as_str(),
-                )?;
+                downloaded +=
+                    sources.fetch_object(&store, content, content.mode, entry.path.as_str())?;
             }
         }
         let entries = installed.repair_entries().map_err(read_err)?;

@@ -28,7 +28,7 @@ pub use root_chain::NodeTrust;
 
 /// What this node has trusted before; persisted in `state_dir/trusted.json`.
 /// Fields added later default, so older files still load.
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrustedState {
     /// Highest index serial this node accepted.
     pub index_serial: u64,
@@ -56,6 +56,58 @@ impl TrustedState {
 
     pub fn save(&self, state_dir: &Path) -> Result<()> {
         durable::save_json(&Self::path(state_dir), self)
+    }
+
+    /// Raises the trusted index serial to that of `index`, just verified,
+    /// and records it at once (see [`record`](Self::record)) when it is
+    /// new: before any decision about the releases in it, so a run that
+    /// then defers, finds nothing to do or refuses still remembers it, and
+    /// an older index replayed afterwards is refused.
+    pub fn accept_index(&mut self, index: &VerifiedIndex, state_dir: &Path) -> Result<()> {
+        let serial = index.index().serial;
+        if serial <= self.index_serial {
+            return Ok(());
+        }
+        self.index_serial = serial;
+        self.record(state_dir)
+    }
+
+    /// Saves this state, merged with what is on disk now: a `ferry check`
+    /// records what it verified without taking the lock, so another run
+    /// may have recorded a newer serial or root since this one loaded; the
+    /// merge never lowers either (see [`merged`]). The write is atomic, and
+    /// skipped when nothing changes. `self` becomes the merged state.
+    pub fn record(&mut self, state_dir: &Path) -> Result<()> {
+        let on_disk = TrustedState::load(state_dir)?;
+        let merged = merged(&on_disk, self);
+        if merged != on_disk {
+            merged.save(state_dir)?;
+        }
+        *self = merged;
+        Ok(())
+    }
+}
+
+/// `ours` recorded over `on_disk`: the newer root's state wins whole (its
+/// index keys, and its serial, which a key change may have reset on
+/// purpose); under the same root, the higher serial.
+fn merged(on_disk: &TrustedState, ours: &TrustedState) -> TrustedState {
+    use std::cmp::Ordering;
+    match on_disk.root_version.cmp(&ours.root_version) {
+        Ordering::Greater => on_disk.clone(),
+        Ordering::Less => ours.clone(),
+        Ordering::Equal
+            if on_disk.index_role_keys == ours.index_role_keys
+                || on_disk.index_role_keys.is_empty() =>
+        {
+            TrustedState {
+                index_serial: on_disk.index_serial.max(ours.index_serial),
+                ..ours.clone()
+            }
+        }
+        // The same root version with other index keys: the node's anchor
+        // (`public_keys`) changed; what it trusts now decides.
+        Ordering::Equal => ours.clone(),
     }
 }
 
@@ -212,3 +264,6 @@ pub fn check_supported(manifest: &manifests::Manifest) -> Result<()> {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -28,7 +28,8 @@ use super::{fetch_signature, TrustedState};
 use crate::config::Config;
 use crate::durable;
 use crate::error::{NodeError, Result};
-use crate::transport::{fetch_bytes, FetchError, Transport};
+use crate::sources::Sources;
+use crate::transport::{fetch_bytes, FetchError};
 use crate::x509::SignatureKind;
 
 /// Most roots one run adopts: a repository cannot keep a node walking for
@@ -104,8 +105,9 @@ impl NodeTrust {
             .map(|r| r.role(Role::Manifests))
     }
 
-    /// Walks the repository's roots forward from the current one (saving
-    /// each adopted root when `persist`), then refuses an expired root or
+    /// Walks the repository's roots forward from the current one, through
+    /// every source (saving each adopted root, and the new root version in
+    /// `trusted`, when `persist`), then refuses an expired root or
     /// one older than a root this node already trusted. When the index
     /// role's keys changed, the remembered index serial is reset to 0: an
     /// attacker who held the old index key may have pushed it sky-high
@@ -117,7 +119,7 @@ impl NodeTrust {
     /// it would only give a repository more to feed an X.509-only node.
     pub fn update(
         self,
-        transport: &dyn Transport,
+        sources: &Sources,
         state_dir: &Path,
         trusted: &mut TrustedState,
         now: Timestamp,
@@ -125,7 +127,7 @@ impl NodeTrust {
     ) -> Result<NodeTrust> {
         let NodeTrust { roots, x509 } = self;
         let roots = match roots {
-            Some(chain) => Some(chain.update(transport, state_dir, trusted, now, persist)?),
+            Some(chain) => Some(chain.update(sources, state_dir, trusted, now, persist)?),
             None => None,
         };
         Ok(NodeTrust { roots, x509 })
@@ -177,7 +179,7 @@ impl RootChain {
     /// [`NodeTrust::update`] for a node that requires minisign.
     fn update(
         mut self,
-        transport: &dyn Transport,
+        sources: &Sources,
         state_dir: &Path,
         trusted: &mut TrustedState,
         now: Timestamp,
@@ -200,19 +202,27 @@ impl RootChain {
         for _ in 0..MAX_ROOT_STEPS {
             let next = self.current.version() + 1;
             let path = layout::root_version(next);
-            let bytes = match fetch_bytes(transport, &path, MAX_ROOT_BYTES) {
-                Ok(bytes) => bytes,
-                Err(FetchError::NotFound { .. }) => break,
-                Err(e) => return Err(e.into()),
-            };
-            let signature = fetch_signature(transport, &path)?;
-            let root = VerifiedRoot::verify_successor(&self.current, bytes, signature).map_err(|e| {
-                NodeError::verification(format!(
-                    "refusing root version {next}: {e}. This node stays on root version {} and installs nothing until the repository serves a root signed by a threshold of the keys of root {} and of its own",
-                    self.current.version(),
-                    self.current.version()
-                ))
+            let current = &self.current;
+            // With mirrors: the first source that serves it; the walk ends
+            // when none does and one says it has no such root.
+            let found = sources.first_present(&path, |source| {
+                let bytes = match fetch_bytes(source, &path, MAX_ROOT_BYTES) {
+                    Ok(bytes) => bytes,
+                    Err(FetchError::NotFound { .. }) => return Ok(None),
+                    Err(e) => return Err(e.into()),
+                };
+                let signature = fetch_signature(source, &path)?;
+                VerifiedRoot::verify_successor(current, bytes, signature)
+                    .map(Some)
+                    .map_err(|e| {
+                        NodeError::verification(format!(
+                            "refusing root version {next}: {e}. This node stays on root version {} and installs nothing until the repository serves a root signed by a threshold of the keys of root {} and of its own",
+                            current.version(),
+                            current.version()
+                        ))
+                    })
             })?;
+            let Some(root) = found else { break };
             if persist {
                 save_root(state_dir, &root)?;
             }
@@ -253,7 +263,7 @@ impl RootChain {
             changed = true;
         }
         if changed && persist {
-            trusted.save(state_dir)?;
+            trusted.record(state_dir)?;
         }
         Ok(self)
     }
