@@ -51,8 +51,15 @@ pub fn run(config: &Config, args: &ApplyArgs) -> Result<()> {
         Some(path) => Some(crate::bundle::BundleTransport::open(path)?),
         None => None,
     };
-    let lock = StateLock::acquire(&config.install.state_dir)?;
-    super::announce_recovery(recovery::recover(config, &lock)?);
+    // A dry run is read-only: no lock (a concurrent apply must not see it
+    // as busy), no recovery, nothing created.
+    let _lock = if args.dry_run {
+        None
+    } else {
+        let lock = StateLock::acquire(&config.install.state_dir)?;
+        super::announce_recovery(recovery::recover(config, &lock)?);
+        Some(lock)
+    };
     let started = Timestamp::now();
     let from = installed::version(config)?;
     let mut target = args.version.clone();
@@ -217,10 +224,6 @@ fn prepare(
             )));
         }
     }
-    if !args.dry_run && index.index().serial > trusted.index_serial {
-        trusted.index_serial = index.index().serial;
-        trusted.save(state_dir)?;
-    }
 
     // In-place: the exact writes, refused now if any falls outside targets.
     let changeset = match config.install.mode {
@@ -255,6 +258,9 @@ fn prepare(
         }
         .map_err(|e| NodeError::io(format!("cannot check the installed {target}"), e))?;
         if problems.is_empty() {
+            if !args.dry_run {
+                remember_serial(state_dir, &mut trusted, index.index().serial)?;
+            }
             events::say(format!("already at {target}: nothing to do"));
             events::emit("up_to_date", json!({ "version": target.to_string() }));
             return Ok(Prepared::AlreadyCurrent);
@@ -265,11 +271,9 @@ fn prepare(
         )));
     }
 
-    let store = if args.dry_run {
-        ContentStore::at(state_dir)
-    } else {
-        ContentStore::open(state_dir)?
-    };
+    // Looked at, not created, until the pre-flight checks pass: a refused
+    // update leaves no store, downloads or newer serial behind.
+    let store = ContentStore::at(state_dir);
     let held = held_contents(&store, manifest.manifest())?;
     let bases = bases::locate(config, &store, manifest.manifest(), &held, from.as_ref())?;
     let plan = UpdatePlan::compute(manifest.manifest(), from.clone(), &held, &bases);
@@ -282,6 +286,8 @@ fn prepare(
     // Disk space, memory and the release's requirements, every failure
     // listed; nothing has been written to the install root yet.
     crate::preflight::run(config, manifest.manifest(), &plan).refuse_failures(&target)?;
+    remember_serial(state_dir, &mut trusted, index.index().serial)?;
+    let store = ContentStore::open(state_dir)?;
     Ok(Prepared::Update(Box::new(Update {
         transport,
         manifest,
@@ -290,6 +296,18 @@ fn prepare(
         store,
         changeset,
     })))
+}
+
+/// Records the index serial this node has now accepted, so an older index
+/// (a replay) is refused from now on. Only once the update is going ahead
+/// (or the node is verified current): a refused run leaves the trusted
+/// state as it was.
+fn remember_serial(state_dir: &Path, trusted: &mut TrustedState, serial: u64) -> Result<()> {
+    if serial > trusted.index_serial {
+        trusted.index_serial = serial;
+        trusted.save(state_dir)?;
+    }
+    Ok(())
 }
 
 /// With `fleet`, the node waits for its turn after staging and before
