@@ -248,15 +248,33 @@ fn prepare(
             Some(in_place::changeset(config, manifest.manifest(), old)?)
         }
     };
-    if from.as_ref() == Some(&target) {
-        let problems = match &changeset {
-            None => {
-                let release = release_dir::release_path(root, &target);
-                release_dir::verify(manifest.manifest(), &release, Depth::Content)
-            }
-            Some(entries) => converge::check(root, entries, true),
-        }
-        .map_err(|e| NodeError::io(format!("cannot check the installed {target}"), e))?;
+    let release = release_dir::release_path(root, &target);
+    // The running release's directory deleted from under `current`: it is
+    // rebuilt like any update (store, else repository, all verified).
+    let rebuild_current = changeset.is_none() && !release.exists();
+    if rebuild_current && from.as_ref() == Some(&target) {
+        events::say(format!(
+            "{} is missing: rebuilding {target} from verified content",
+            release.display()
+        ));
+    }
+    if from.as_ref() == Some(&target) && !rebuild_current {
+        let (checked, problems) = match &changeset {
+            None => (
+                release.clone(),
+                release_dir::verify(manifest.manifest(), &release, Depth::Content),
+            ),
+            Some(entries) => (root.clone(), converge::check(root, entries, true)),
+        };
+        let problems = problems.map_err(|e| {
+            NodeError::io(
+                format!(
+                    "cannot check the installed {target} in {}",
+                    checked.display()
+                ),
+                e,
+            )
+        })?;
         if problems.is_empty() {
             if !args.dry_run {
                 remember_serial(state_dir, &mut trusted, index.index().serial)?;
