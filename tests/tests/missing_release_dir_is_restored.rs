@@ -16,8 +16,16 @@ fn repair_rebuilds_a_deleted_current_release() {
     node.ferry_ok(&["apply", "--version", "1.0.0"]);
     fs::remove_dir_all(node.release_dir("1.0.0")).unwrap();
     node.ferry(&["verify"]).assert_code(4);
+    let status = node.status_json();
+    assert!(
+        status["problems"][0]
+            .as_str()
+            .is_some_and(|p| p.contains("is not on disk") && p.contains("ferry repair")),
+        "status does not report the missing release: {status:#}"
+    );
 
     node.ferry_ok(&["repair"]);
+    assert_eq!(node.status_json()["problems"], serde_json::json!([]));
     node.assert_current("1.0.0", &ws.input(1));
     node.ferry_ok(&["verify"]);
 }

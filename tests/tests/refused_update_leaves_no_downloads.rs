@@ -28,10 +28,12 @@ fn a_refused_preflight_on_a_fresh_node_writes_no_store_downloads_or_serial() {
             !path.exists(),
             "the refused update left {}: {:?}",
             path.display(),
-            fs::read_dir(&node.state_dir).map(|d| d
-                .map(|e| e.unwrap().file_name())
-                .collect::<Vec<_>>())
+            fs::read_dir(&node.state_dir)
+                .map(|d| d.map(|e| e.unwrap().file_name()).collect::<Vec<_>>())
         );
     }
-    assert!(!node.root.exists(), "the refused update made the install root");
+    assert!(
+        !node.root.exists(),
+        "the refused update made the install root"
+    );
 }
