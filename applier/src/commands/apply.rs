@@ -249,16 +249,17 @@ fn prepare(
         }
     };
     let release = release_dir::release_path(root, &target);
-    // The running release's directory deleted from under `current`: it is
-    // rebuilt like any update (store, else repository, all verified).
-    let rebuild_current = changeset.is_none() && !release.exists();
-    if rebuild_current && from.as_ref() == Some(&target) {
+    // Symlink mode: the target's directory is not on disk. For the
+    // installed version that means it was deleted from under `current`: it
+    // is rebuilt like any update (store, else repository, all verified).
+    let target_missing = changeset.is_none() && !release.exists();
+    if target_missing && from.as_ref() == Some(&target) {
         events::say(format!(
             "{} is missing: rebuilding {target} from verified content",
             release.display()
         ));
     }
-    if from.as_ref() == Some(&target) && !rebuild_current {
+    if from.as_ref() == Some(&target) && !target_missing {
         let (checked, problems) = match &changeset {
             None => (
                 release.clone(),
