@@ -52,18 +52,37 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
 }
 
 /// Appends one line to a log file and fsyncs it: history must not lose the
-/// record of an operation that changed the node.
+/// record of an operation that changed the node. After a torn last line
+/// (a power cut mid-append) the new line starts on a line of its own, so
+/// the torn one stays the only damaged record.
 pub fn append_line(path: &Path, line: &str) -> io::Result<()> {
     let mut f = OpenOptions::new()
+        .read(true)
         .append(true)
         .create(true)
         .mode(0o644)
         .open(path)?;
     crate::faults::point("history:before-append");
-    let mut buf = line.as_bytes().to_vec();
+    let mut buf = Vec::with_capacity(line.len() + 2);
+    if !ends_with_newline(&mut f)? {
+        buf.push(b'\n');
+    }
+    buf.extend_from_slice(line.as_bytes());
     buf.push(b'\n');
     f.write_all(&buf)?;
     f.sync_data()
+}
+
+/// Whether `f` is empty or ends with `\n`.
+fn ends_with_newline(f: &mut File) -> io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    if f.metadata()?.len() == 0 {
+        return Ok(true);
+    }
+    f.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8];
+    f.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
 }
 
 /// Creates `dir` and its missing parents, fsyncing each parent that gained an
@@ -107,4 +126,24 @@ pub fn save_json<T: serde::Serialize>(path: &Path, value: &T) -> crate::error::R
     let bytes = serde_json::to_vec_pretty(value).expect("state types serialise");
     write_atomic(path, &bytes, 0o644)
         .map_err(|e| crate::error::NodeError::io(format!("cannot write {}", path.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_append_after_a_torn_line_starts_on_a_fresh_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        append_line(&path, "one").unwrap();
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"tor")
+            .unwrap();
+        append_line(&path, "two").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "one\n{\"tor\ntwo\n");
+    }
 }

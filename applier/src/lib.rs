@@ -42,6 +42,7 @@ pub mod plan;
 pub mod policy;
 pub mod preflight;
 pub mod recovery;
+pub mod recovery_preconditions;
 pub mod release_dir;
 pub mod restore_point;
 pub mod retention;

@@ -1,6 +1,7 @@
 //! Finishing or undoing an operation that a crash interrupted.
 //!
-//! Every command runs [`recover`] first, under the state lock: a journal
+//! Every mutating command (apply, rollback, repair, restore-points clean)
+//! runs [`recover`] first, under the state lock: a journal
 //! that exists while nobody holds the lock belongs to a process that died.
 //! What to do is decided by [`decide`], a pure function of the journal and
 //! of where `current` points, so every combination is tested exhaustively:
@@ -13,6 +14,11 @@
 //!   for the next attempt to reuse;
 //! - the journal says the outcome is recorded: only close the journal;
 //! - a switch back was in progress: complete it.
+//!
+//! Read-only commands never recover: `ferry status` shows the journal and
+//! what [`decide`] says the next mutating command will do about it.
+//! Before acting, recovery checks that the release it would leave
+//! `current` on exists (see [`crate::recovery_preconditions`]).
 
 use semver::Version;
 
@@ -38,6 +44,33 @@ pub enum Action {
     Abandon,
     /// Point `current` back at the origin, then record the rollback.
     SwitchBack,
+}
+
+impl Action {
+    /// The action's name in `ferry status --json` (`next_action`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Close => "close",
+            Action::Commit => "commit",
+            Action::Abandon => "abandon",
+            Action::SwitchBack => "switch-back",
+        }
+    }
+
+    /// What the next mutating command will do about `journal`, for an
+    /// operator reading `ferry status`.
+    pub fn describe(self, journal: &Journal) -> String {
+        let from = show(&journal.from_version);
+        let to = &journal.to_version;
+        match self {
+            Action::Close => "close the journal: its outcome is already recorded".into(),
+            Action::Commit => {
+                format!("finish it: check {to} against its signed manifest and keep it (or switch back to {from} if it does not match)")
+            }
+            Action::Abandon => format!("undo it: the node stays on {from}"),
+            Action::SwitchBack => format!("switch back to {from} and record the rollback"),
+        }
+    }
 }
 
 /// `current` is where the `current` symlink points (symlink mode); in-place
@@ -79,6 +112,7 @@ pub fn recover(config: &Config, _lock: &StateLock) -> Result<Option<String>> {
         step_name(journal.step)
     );
     let action = decide(&journal, mode, current.as_ref());
+    crate::recovery_preconditions::check(config, &journal, action)?;
     tracing::warn!(?action, journal = %journal.id, "recovering an interrupted operation");
     let message = match action {
         Action::Close => {
@@ -101,6 +135,7 @@ pub fn recover(config: &Config, _lock: &StateLock) -> Result<Option<String>> {
             if problems.is_empty() {
                 finish_live(config, &mut journal, &what)?
             } else {
+                crate::recovery_preconditions::check_switch_back(config, &journal)?;
                 journal.advance(state_dir, Step::RollingBack)?;
                 switch_back(
                     config,
@@ -293,6 +328,7 @@ fn remove_temporaries(config: &Config) -> std::io::Result<()> {
     if symlink_mode {
         release_dir::clean_leftovers(&config.install.root)?;
     }
+    crate::recovery_preconditions::sweep_repair_temporaries(config)?;
     // A restore point whose record was never written is a capture the crash
     // cut short: nothing relies on it.
     if let Ok(points) = std::fs::read_dir(crate::restore_point::dir(state_dir)) {

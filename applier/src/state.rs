@@ -106,7 +106,7 @@ impl NodeState {
     pub fn load(state_dir: &Path) -> Result<NodeState> {
         durable::load_json(
             &state_path(state_dir),
-            "move it aside and run `ferry status` to start a fresh record",
+            "move it aside: the next operation starts a fresh record",
         )
     }
 
@@ -130,22 +130,84 @@ pub fn record(state_dir: &Path, state: &mut NodeState, operation: Operation) -> 
         .map_err(|e| NodeError::io(format!("cannot append to {}", path.display()), e))
 }
 
+/// Every operation recorded, oldest first. A line that is not a record
+/// (torn by a power cut mid-append, so possibly cut inside a UTF-8
+/// character, or damaged) is skipped with one warning per read: one bad
+/// line must not hide the others or block the next operation.
 pub fn history(state_dir: &Path) -> Result<Vec<Operation>> {
     let path = history_path(state_dir);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(NodeError::io(format!("cannot read {}", path.display()), e)),
     };
-    // A torn last line (power cut mid-append) is skipped, not fatal.
-    Ok(text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect())
+    let (records, skipped) = parse_history(&bytes);
+    if skipped > 0 {
+        errln!(
+            "ferry: warning: skipped {skipped} unreadable line(s) of {} (torn or damaged records)",
+            path.display()
+        );
+    }
+    Ok(records)
+}
+
+/// The records of a history file and how many non-empty lines were not one.
+fn parse_history(bytes: &[u8]) -> (Vec<Operation>, usize) {
+    let mut skipped = 0;
+    let records = bytes
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+        .filter_map(|line| {
+            let record = serde_json::from_slice(line).ok();
+            skipped += usize::from(record.is_none());
+            record
+        })
+        .collect();
+    (records, skipped)
 }
 
 /// Copies of the signed manifests of installed releases, kept so a rollback
 /// can re-verify a release tree without the network.
 pub fn kept_manifest_path(state_dir: &Path, version: &Version) -> PathBuf {
     state_dir.join("manifests").join(format!("{version}.json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record_line(version: &str) -> String {
+        let op = Operation {
+            id: None,
+            operation: OperationKind::Apply,
+            from_version: None,
+            to_version: Some(version.parse().unwrap()),
+            outcome: Outcome::Success,
+            started_at: Timestamp::UNIX_EPOCH,
+            finished_at: Timestamp::UNIX_EPOCH,
+            message: "updated to ü".into(),
+            bytes_downloaded: 0,
+            transfer: Transfer::default(),
+        };
+        serde_json::to_string(&op).unwrap()
+    }
+
+    #[test]
+    fn torn_and_invalid_lines_are_skipped_and_counted() {
+        let first = record_line("1.0.0");
+        let torn = record_line("2.0.0");
+        // Cut inside the two-byte `ü`: not UTF-8 any more.
+        let cut = torn.find('ü').unwrap() + 1;
+        let mut bytes = format!("{first}\nnot json\n\n").into_bytes();
+        bytes.extend_from_slice(&torn.as_bytes()[..cut]);
+        bytes.push(b'\n');
+        bytes.extend_from_slice(record_line("3.0.0").as_bytes());
+        let (records, skipped) = parse_history(&bytes);
+        let versions: Vec<String> = records
+            .iter()
+            .map(|r| r.to_version.as_ref().unwrap().to_string())
+            .collect();
+        assert_eq!(versions, ["1.0.0", "3.0.0"]);
+        assert_eq!(skipped, 2);
+    }
 }

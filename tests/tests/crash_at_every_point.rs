@@ -1,16 +1,19 @@
 //! The promise: whatever instant an update or a rollback is killed at, the
-//! next `ferry` command leaves the node on exactly the old release or
-//! exactly the new one — every file's bytes and mode — with the journal
+//! next mutating `ferry` command leaves the node on exactly the old release
+//! or exactly the new one — every file's bytes and mode — with the journal
 //! closed, `status` telling the truth and no temporary file left behind.
+//! Before that, `ferry status` (read-only) reports the interrupted
+//! operation and leaves its journal alone.
 //!
 //! The walk is mechanical. A run of the fault-injection build of `ferry`
 //! with `FERRY_CRASH_LOG` lists every crash point the operation passes (each
 //! fsync, rename and journal write, between files; `name#N` for the N-th
 //! time a point is reached). Then, for each of them, a fresh node is set up
 //! the same way, the operation is run with `FERRY_CRASH_AT` pointing at it
-//! (the process dies by SIGKILL there), and the normal binary is run to
-//! recover and is checked. Finally the interrupted operation is run again
-//! and must complete.
+//! (the process dies by SIGKILL there), `ferry status` is run and must
+//! change nothing, then `ferry repair` (the lightest mutating command) is
+//! run to recover and the node is checked. Finally the interrupted
+//! operation is run again and must complete.
 
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
@@ -176,6 +179,38 @@ fn assert_consistent(ws: &Workspace, node: &Node, mode: Mode, context: &str) -> 
     version
 }
 
+/// `ferry status` after a kill is read-only: a journal left by the killed
+/// process is still there afterwards, byte for byte, and is reported as
+/// interrupted with what the next mutating command will do.
+#[track_caller]
+fn assert_status_only_reports(node: &Node, context: &str) {
+    let journal = node.state_dir.join("journal.json");
+    let before = fs::read(&journal).ok();
+    let link_before = fs::read_link(node.current()).ok();
+    let status = node.status_json();
+    assert_eq!(
+        fs::read(&journal).ok(),
+        before,
+        "{context}: status changed the journal"
+    );
+    assert_eq!(
+        fs::read_link(node.current()).ok(),
+        link_before,
+        "{context}: status moved current"
+    );
+    let interrupted = &status["interrupted_operation"];
+    if before.is_some() {
+        let action = interrupted["next_action"].as_str().unwrap_or_default();
+        assert!(
+            ["close", "commit", "abandon", "switch-back"].contains(&action),
+            "{context}: status does not say what recovery will do: {status:#}"
+        );
+        assert!(status["operation_in_progress"].is_null(), "{status:#}");
+    } else {
+        assert!(interrupted.is_null(), "{context}: {status:#}");
+    }
+}
+
 fn walk(mode: Mode, operation: Operation) {
     let ws = Workspace::new();
     ws.publish_v1_v2();
@@ -217,6 +252,8 @@ fn walk_in(ws: &Workspace, mode: Mode, operation: Operation) -> Vec<String> {
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
+        assert_status_only_reports(&node, &context);
+        node.ferry(&["repair"]).assert_success();
         let landed = assert_consistent(ws, &node, mode, &context);
         *outcomes.entry(landed.clone()).or_default() += 1;
 

@@ -51,8 +51,15 @@ pub fn run(config: &Config, args: &ApplyArgs) -> Result<()> {
         Some(path) => Some(crate::bundle::BundleTransport::open(path)?),
         None => None,
     };
-    let lock = StateLock::acquire(&config.install.state_dir)?;
-    super::announce_recovery(recovery::recover(config, &lock)?);
+    // A dry run is read-only: no lock (a concurrent apply must not see it
+    // as busy), no recovery, nothing created.
+    let _lock = if args.dry_run {
+        None
+    } else {
+        let lock = StateLock::acquire(&config.install.state_dir)?;
+        super::announce_recovery(recovery::recover(config, &lock)?);
+        Some(lock)
+    };
     let started = Timestamp::now();
     let from = installed::version(config)?;
     let mut target = args.version.clone();
@@ -150,8 +157,10 @@ fn prepare(
     let index = sources.fetch_index(|source| trust::fetch_index(source, &keys, &trusted, now))?;
     // Recorded before anything can return (deferral, nothing to do, a
     // refusal): a run that stops here must still refuse this index's
-    // predecessors later. A dry run records nothing.
-    if !args.dry_run {
+    // predecessors later. A dry run records nothing, and neither does a
+    // node that has trusted nothing yet until its update goes ahead (below),
+    // so a refused first run leaves no trust state behind.
+    if !args.dry_run && TrustedState::recorded(state_dir) {
         trusted.accept_index(&index, state_dir)?;
     }
     let channel_index =
@@ -241,16 +250,38 @@ fn prepare(
             Some(in_place::changeset(config, manifest.manifest(), old)?)
         }
     };
-    if from.as_ref() == Some(&target) {
-        let problems = match &changeset {
-            None => {
-                let release = release_dir::release_path(root, &target);
-                release_dir::verify(manifest.manifest(), &release, Depth::Content)
-            }
-            Some(entries) => converge::check(root, entries, true),
-        }
-        .map_err(|e| NodeError::io(format!("cannot check the installed {target}"), e))?;
+    let release = release_dir::release_path(root, &target);
+    // Symlink mode: the target's directory is not on disk. For the
+    // installed version that means it was deleted from under `current`: it
+    // is rebuilt like any update (store, else repository, all verified).
+    let target_missing = changeset.is_none() && !release.exists();
+    if target_missing && from.as_ref() == Some(&target) {
+        events::say(format!(
+            "{} is missing: rebuilding {target} from verified content",
+            release.display()
+        ));
+    }
+    if from.as_ref() == Some(&target) && !target_missing {
+        let (checked, problems) = match &changeset {
+            None => (
+                release.clone(),
+                release_dir::verify(manifest.manifest(), &release, Depth::Content),
+            ),
+            Some(entries) => (root.clone(), converge::check(root, entries, true)),
+        };
+        let problems = problems.map_err(|e| {
+            NodeError::io(
+                format!(
+                    "cannot check the installed {target} in {}",
+                    checked.display()
+                ),
+                e,
+            )
+        })?;
         if problems.is_empty() {
+            if !args.dry_run {
+                trusted.accept_index(&index, state_dir)?;
+            }
             events::say(format!("already at {target}: nothing to do"));
             events::emit(
                 events::Event::UpToDate,
@@ -264,11 +295,9 @@ fn prepare(
         )));
     }
 
-    let store = if args.dry_run {
-        ContentStore::at(state_dir)
-    } else {
-        ContentStore::open(state_dir)?
-    };
+    // Looked at, not created, until the pre-flight checks pass: a refused
+    // update leaves no store or downloads behind.
+    let store = ContentStore::at(state_dir);
     let held = held_contents(&store, manifest.manifest())?;
     let bases = bases::locate(config, &store, manifest.manifest(), &held, from.as_ref())?;
     let plan = UpdatePlan::compute(manifest.manifest(), from.clone(), &held, &bases);
@@ -281,6 +310,8 @@ fn prepare(
     // Disk space, memory and the release's requirements, every failure
     // listed; nothing has been written to the install root yet.
     crate::preflight::run(config, manifest.manifest(), &plan).refuse_failures(&target)?;
+    trusted.accept_index(&index, state_dir)?;
+    let store = ContentStore::open(state_dir)?;
     Ok(Prepared::Update(Box::new(Update {
         sources,
         manifest,

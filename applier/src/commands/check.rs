@@ -235,7 +235,6 @@ impl RepositoryView {
 
 /// Runs the check and returns the exit status to end with.
 pub fn run(config: &Config, json: bool) -> Result<u8> {
-    super::recover_if_idle(config)?;
     let r = report(config)?;
     let policy = config.policy()?;
     crate::announce::update_available(config, &r);

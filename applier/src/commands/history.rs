@@ -5,7 +5,6 @@ use crate::error::Result;
 use crate::state;
 
 pub fn run(config: &Config, json: bool) -> Result<()> {
-    super::recover_if_idle(config)?;
     let ops = state::history(&config.install.state_dir)?;
     if json {
         outln!(

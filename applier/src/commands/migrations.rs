@@ -48,7 +48,6 @@ pub fn report(config: &Config) -> Result<MigrationsReport> {
 }
 
 pub fn run(config: &Config, json: bool) -> Result<()> {
-    super::recover_if_idle(config)?;
     let r = report(config)?;
     if json {
         outln!(

@@ -1,4 +1,12 @@
 //! One module per subcommand; `main.rs` only dispatches here.
+//!
+//! Read-only commands (`status`, `history`, `check`, `verify`,
+//! `migrations`, `restore-points list|show`, `preflight`, `apply
+//! --dry-run`) never take the state lock, never recover an interrupted
+//! operation and create nothing: a poll during an apply must not make it
+//! fail with "another ferry operation is running", and a look at a node
+//! must not switch, restart or run hooks. Mutating commands recover first,
+//! under the lock.
 
 pub mod apply;
 pub mod check;
@@ -16,10 +24,8 @@ pub mod verify;
 use jiff::Timestamp;
 
 use crate::config::Config;
-use crate::error::{NodeError, Result};
-use crate::lock::StateLock;
+use crate::error::Result;
 use crate::policy::ReleaseFacts;
-use crate::recovery;
 
 /// What the policy gate weighs about a release: its signed facts (`created`
 /// is its pin's in the signed index, the manifest's own), when it has
@@ -52,29 +58,5 @@ pub fn release_facts(
 pub fn announce_recovery(message: Option<String>) {
     if let Some(message) = message {
         errln!("ferry: recovered: {message}");
-    }
-}
-
-/// For read-only commands: recover an interrupted operation if no other
-/// ferry holds the lock; if one does, its journal describes work in
-/// progress, not a crash, and is left alone.
-pub fn recover_if_idle(config: &Config) -> Result<()> {
-    if !config.install.state_dir.exists() {
-        return Ok(());
-    }
-    match StateLock::acquire(&config.install.state_dir) {
-        Ok(lock) => {
-            // A read-only command still answers when recovery cannot finish
-            // (say, the disk is full): it reports the unfinished journal.
-            match recovery::recover(config, &lock) {
-                Ok(message) => announce_recovery(message),
-                Err(e) => errln!(
-                    "ferry: warning: an interrupted operation could not be recovered yet: {e}"
-                ),
-            }
-            Ok(())
-        }
-        Err(NodeError::LockHeld { .. }) => Ok(()),
-        Err(e) => Err(e),
     }
 }

@@ -34,7 +34,6 @@ pub struct PreflightOutput {
 
 /// Runs the checks and returns the exit status to end with.
 pub fn run(config: &Config, version: Option<Version>, json: bool) -> Result<u8> {
-    super::recover_if_idle(config)?;
     let manifest = super::check::fetch_verified(config, version.as_ref())?;
     let manifest = manifest.manifest();
     // A release this ferry cannot install at all is an error, not a check.

@@ -5,13 +5,14 @@
 
 use jiff::Timestamp;
 
-use crate::config::Config;
+use crate::config::{Config, InstallMode};
 use crate::converge;
 use crate::drift;
 use crate::error::{NodeError, Result};
 use crate::lock::StateLock;
 use crate::plan::human_bytes;
 use crate::recovery;
+use crate::release_dir;
 use crate::sources::Sources;
 use crate::state::{self, NodeState, Operation, OperationKind, Outcome};
 use crate::store::ContentStore;
@@ -43,9 +44,22 @@ pub fn run(config: &Config) -> Result<()> {
                     sources.fetch_object(&store, content, content.mode, entry.path.as_str())?;
             }
         }
-        let entries = installed.repair_entries().map_err(read_err)?;
-        converge::converge(&installed.dir, &entries, &store)
-            .map_err(|e| NodeError::io("cannot repair the installed files", e))?;
+        if config.install.mode == InstallMode::Symlink && !installed.dir.exists() {
+            // The whole release directory is gone: built again the way
+            // apply stages it, from the store that now holds every content.
+            release_dir::stage(installed.manifest.manifest(), &store, &config.install.root)?;
+        } else {
+            let entries = installed.repair_entries().map_err(read_err)?;
+            converge::converge(&installed.dir, &entries, &store).map_err(|e| {
+                NodeError::io(
+                    format!(
+                        "cannot repair the installed files in {}",
+                        installed.dir.display()
+                    ),
+                    e,
+                )
+            })?;
+        }
         let after = installed.differences().map_err(read_err)?;
         if !after.is_empty() {
             return Err(NodeError::Other(format!(

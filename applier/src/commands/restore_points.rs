@@ -9,7 +9,6 @@ use crate::restore_point::{self, RestorePoint};
 use crate::store::ContentStore;
 
 pub fn list(config: &Config, json: bool) -> Result<()> {
-    super::recover_if_idle(config)?;
     let points = RestorePoint::list(&config.install.state_dir)?;
     if json {
         outln!(

@@ -1,11 +1,17 @@
 //! `ferry status [--json]`: what runs, what ran before, how the last
-//! operation went. Read-only and lock-free, so it answers during an apply.
+//! operation went. Read-only and lock-free, so it answers during an apply;
+//! it never recovers an interrupted operation (that is the next mutating
+//! command's job, under the lock) but says what that command will do.
+//! Damaged state files are reported in `problems`, not fatal: status is
+//! what an operator runs to find out what is wrong.
 
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
+use crate::config::{Config, InstallMode};
 use crate::error::{NodeError, Result};
+use crate::journal::Journal;
+use crate::recovery;
 use crate::release_dir;
 use crate::state::{NodeState, Operation, Outcome};
 
@@ -35,7 +41,12 @@ pub struct StatusReport {
     /// The journal of an operation running right now (another ferry holds
     /// the lock), if any.
     #[serde(default)]
-    pub operation_in_progress: Option<crate::journal::Journal>,
+    pub operation_in_progress: Option<Journal>,
+    /// The journal of an operation a crash cut short (nobody holds the
+    /// lock), and what the next `apply`, `rollback` or `repair` will do
+    /// about it; null when there is none.
+    #[serde(default)]
+    pub interrupted_operation: Option<InterruptedOperation>,
     /// This node's id in rollout waves and where it came from (`config`,
     /// `machine-id`, `hostname`); null when it has none (see
     /// `crate::node_id`).
@@ -45,32 +56,102 @@ pub struct StatusReport {
     /// since, oldest version first: unattended runs skip them.
     #[serde(default)]
     pub rolled_back_here: Vec<crate::rolled_back_here::RolledBackRelease>,
+    /// What status could not read or found inconsistent (a corrupt
+    /// `journal.json` or `state.json`, `current` naming a missing
+    /// release), one sentence each; empty when all is well.
+    #[serde(default)]
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct InterruptedOperation {
+    pub journal: Journal,
+    /// `close`, `commit`, `abandon` or `switch-back` (see
+    /// `crate::recovery::Action`).
+    pub next_action: String,
+    /// The same, in a sentence; says so when recovery will refuse.
+    pub next_action_description: String,
 }
 
 pub fn report(config: &Config) -> Result<StatusReport> {
     let root = &config.install.root;
-    let node = NodeState::load(&config.install.state_dir)?;
+    let state_dir = &config.install.state_dir;
+    let mut problems = Vec::new();
+    let node = NodeState::load(state_dir).unwrap_or_else(|e| {
+        problems.push(e.to_string());
+        NodeState::default()
+    });
+    let current_version = match crate::installed::version(config) {
+        Ok(v) => v,
+        // In place the version is in state.json, already reported above.
+        Err(_) if config.install.mode == InstallMode::InPlace => None,
+        Err(e) => {
+            problems.push(e.to_string());
+            None
+        }
+    };
+    if let (Some(v), InstallMode::Symlink) = (&current_version, config.install.mode) {
+        let dir = release_dir::release_path(root, v);
+        if !dir.is_dir() {
+            problems.push(format!(
+                "{} points at {}, which is not on disk: run `ferry repair`",
+                crate::switch::current_link(root).display(),
+                dir.display()
+            ));
+        }
+    }
+    let journal = Journal::load(state_dir).unwrap_or_else(|e| {
+        problems.push(e.to_string());
+        None
+    });
+    let rolled_back_here = crate::rolled_back_here::RolledBackHere::load(state_dir)
+        .map(|here| here.releases().cloned().collect())
+        .unwrap_or_else(|e| {
+            problems.push(e.to_string());
+            Vec::new()
+        });
+    let (operation_in_progress, interrupted_operation) = match journal {
+        None => (None, None),
+        // Unknown (no /proc) counts as running: never call live work a crash.
+        Some(journal) if crate::lock::held_by_anyone(state_dir) != Some(false) => {
+            (Some(journal), None)
+        }
+        Some(journal) => {
+            let action = recovery::decide(&journal, config.install.mode, current_version.as_ref());
+            let next_action_description =
+                match crate::recovery_preconditions::check(config, &journal, action) {
+                    Ok(()) => action.describe(&journal),
+                    Err(refusal) => format!("refuse to act (exit 3): {refusal}"),
+                };
+            (
+                None,
+                Some(InterruptedOperation {
+                    journal,
+                    next_action: action.name().to_string(),
+                    next_action_description,
+                }),
+            )
+        }
+    };
     Ok(StatusReport {
-        current_version: crate::installed::version(config)?,
+        current_version,
         previous_version: node.previous_version,
         channel: config.repository.channel.clone(),
         last_operation: node.last_operation,
         releases: release_dir::releases_on_disk(root)
             .map_err(|e| NodeError::io("cannot list releases", e))?,
         install_root: root.display().to_string(),
-        state_dir: config.install.state_dir.display().to_string(),
-        operation_in_progress: crate::journal::Journal::load(&config.install.state_dir)?,
+        state_dir: state_dir.display().to_string(),
+        operation_in_progress,
+        interrupted_operation,
         // Only releases with waves need an id; status just shows it.
         node_id: config.node_id().ok(),
-        rolled_back_here: crate::rolled_back_here::RolledBackHere::load(&config.install.state_dir)?
-            .releases()
-            .cloned()
-            .collect(),
+        rolled_back_here,
+        problems,
     })
 }
 
 pub fn run(config: &Config, json: bool) -> Result<()> {
-    super::recover_if_idle(config)?;
     let r = report(config)?;
     if json {
         outln!(
@@ -99,12 +180,26 @@ pub fn run(config: &Config, json: bool) -> Result<()> {
     );
     if let Some(j) = &r.operation_in_progress {
         outln!(
-            "unfinished: {} {} -> {} (journal step {:?})",
-            crate::recovery::kind_name(j.operation),
+            "running:   {} {} -> {} (journal step {:?})",
+            recovery::kind_name(j.operation),
             show(&j.from_version),
             j.to_version,
             j.step
         );
+    }
+    if let Some(i) = &r.interrupted_operation {
+        let j = &i.journal;
+        outln!(
+            "interrupted: {} {} -> {} (journal step {:?}); the next apply, rollback or repair will {}",
+            recovery::kind_name(j.operation),
+            show(&j.from_version),
+            j.to_version,
+            j.step,
+            i.next_action_description
+        );
+    }
+    for problem in &r.problems {
+        outln!("problem:   {problem}");
     }
     match &r.node_id {
         Some(node) => {

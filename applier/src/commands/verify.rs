@@ -6,7 +6,6 @@ use crate::drift;
 use crate::error::{NodeError, Result};
 
 pub fn run(config: &Config) -> Result<()> {
-    super::recover_if_idle(config)?;
     let installed = drift::installed(config)?;
     let problems = installed
         .differences()

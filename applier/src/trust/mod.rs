@@ -47,6 +47,13 @@ impl TrustedState {
         state_dir.join("trusted.json")
     }
 
+    /// Whether this node has recorded any trust yet. A node that has not
+    /// has nothing a replay could take back; its first run that goes ahead
+    /// records what it verified.
+    pub fn recorded(state_dir: &Path) -> bool {
+        Self::path(state_dir).is_file()
+    }
+
     pub fn load(state_dir: &Path) -> Result<TrustedState> {
         durable::load_json(
             &Self::path(state_dir),
