@@ -13,6 +13,7 @@ use ferry::commands::{self, apply::ApplyArgs, install_units::InstallUnitsArgs};
 use ferry::config::{Config, DEFAULT_CONFIG_PATH};
 use ferry::error::NodeError;
 use ferry::events::{self, OutputMode};
+use ferry::exit::Exit;
 use ferry::rollout::api::ServeArgs;
 use ferry::rollout::inventory::{Canary, Promote, RollbackScope};
 use ferry::rollout::record::DEFAULT_STATE_DIR;
@@ -58,7 +59,7 @@ enum Command {
         #[arg(long, conflicts_with = "unattended")]
         ignore_policy: bool,
     },
-    /// Tell whether an update is available, whether [policy] allows it now, and what it would download (exit 100: available now, 101: deferred by policy, 0: up to date).
+    /// Tell whether an update is available, whether [policy] allows it now, and what it would download (exit 10: available now, 11: deferred by policy, 0: up to date).
     Check {
         #[arg(long)]
         json: bool,
@@ -308,28 +309,27 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(level)
+        // Its default reports a failed write with `eprintln!`, which panics
+        // when stderr is a closed pipe: a log line is never worth an apply.
+        .log_internal_errors(false)
         .init();
     events::set_mode(cli.output);
     match run(cli) {
-        Ok(code) => ExitCode::from(code),
+        Ok(exit) => ExitCode::from(exit),
         Err(e) => {
             errln!("ferry: error: {e}");
-            let outcome = match e {
-                NodeError::RolledBack(_) => "rolled_back",
-                NodeError::Halted(_) => "halted",
-                _ => "failed",
-            };
             events::emit(
-                outcome,
+                e.final_event(),
                 serde_json::json!({ "message": e.to_string(), "exit_code": e.exit_code() }),
             );
-            ExitCode::from(e.exit_code())
+            ExitCode::from(e.exit())
         }
     }
 }
 
-/// Runs the command; returns the exit status of a success (`check` has two).
-fn run(cli: Cli) -> Result<u8, NodeError> {
+/// Runs the command; returns the exit status of a success (`check` has
+/// three, `preflight` two).
+fn run(cli: Cli) -> Result<Exit, NodeError> {
     // Loaded by the commands that need it: units are installed before
     // there may be a configuration (only its path goes into them).
     let config_path = cli.config;
@@ -396,7 +396,7 @@ fn run(cli: Cli) -> Result<u8, NodeError> {
             commands::coordination::clear_halt(&config()?)
         }
     }
-    .map(|()| 0)
+    .map(|()| Exit::Success)
 }
 
 /// The coordinator's commands need no node configuration.

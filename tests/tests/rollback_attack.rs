@@ -9,7 +9,7 @@ use std::fs;
 
 use ferry_tests::fixtures::{Node, NodeConfig, Workspace};
 use ferry_tests::http_server::TestServer;
-use ferry_tests::threats::{Unchanged, FAILED, VERIFICATION_FAILED};
+use ferry_tests::threats::{Unchanged, REFUSED, VERIFICATION_FAILED};
 
 /// 1.0.0 then 1.1.0 published and served; returns the index (and its
 /// signature) as it was with only 1.0.0, serial 1.
@@ -55,7 +55,7 @@ fn a_downgrade_needs_the_operator_to_ask_for_it() {
     unchanged.assert_refused(
         &node,
         &out,
-        FAILED,
+        REFUSED,
         &[
             "1.0.0 is older than the installed 1.1.0",
             "--allow-downgrade",

@@ -20,7 +20,7 @@ use semver::Version;
 use super::execute::{judge_apply, NodeOutcome};
 use super::inventory::{Inventory, InventoryNode};
 use super::transport::{command_line, settled_version, shell_quote, RemoteCommand};
-use crate::error::EXIT_LOCKED;
+use crate::exit::Exit;
 use crate::shell::{Finished, ShellCommand};
 
 /// How long one node's `ferry apply` may take (download, switch, health
@@ -152,7 +152,7 @@ pub fn apply(
         // apply, an operator's repair): wait for it to end and try again,
         // rather than fail the node and roll back the cluster for it.
         attempts += 1;
-        if finished.code != Some(i32::from(EXIT_LOCKED)) || attempts >= LOCKED_ATTEMPTS {
+        if finished.code != Some(i32::from(Exit::Locked.code())) || attempts >= LOCKED_ATTEMPTS {
             break (finished, stdout);
         }
         if let Err(e) = settled_version(&inventory.transport, node, own_ferry, APPLY_TIMEOUT) {
