@@ -87,12 +87,20 @@ pub enum NodeError {
     /// The fleet is halted: the update was refused, nothing switched.
     #[error("{0}")]
     Halted(String),
-    /// The request was turned down before any operation started.
+    /// The request was turned down before any operation started (boxed:
+    /// it carries the channel's versions, and every `Result` pays for the
+    /// largest variant).
     #[error(transparent)]
-    Refused(#[from] Refusal),
+    Refused(Box<Refusal>),
 
     #[error("{0}")]
     Other(String),
+}
+
+impl From<Refusal> for NodeError {
+    fn from(refusal: Refusal) -> Self {
+        NodeError::Refused(Box::new(refusal))
+    }
 }
 
 impl NodeError {

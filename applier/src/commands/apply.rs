@@ -640,7 +640,7 @@ fn choose_target(
         .choose_target(channel_index, from, args.version.as_ref())
         .map_err(|e| match e {
             PolicyError::VersionRefused { version, reason } => {
-                NodeError::Refused(Refusal::Policy { version, reason })
+                Refusal::Policy { version, reason }.into()
             }
             PolicyError::Config(message) => NodeError::Other(message),
         })?;
