@@ -12,7 +12,7 @@
 
 use std::fs;
 
-use ferry_tests::fixtures::{Node, Workspace};
+use ferry_tests::fixtures::{Node, Workspace, CHANNEL};
 use ferry_tests::run::Output;
 use ferry_tests::threats::REFUSED;
 use ferry_tests::webhook::WebhookReceiver;
@@ -48,10 +48,18 @@ fn last_event(out: &Output) -> Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON event ({e})\n{out}"))
 }
 
-/// The request was refused: exit 8, a `refused` final event, a `refused`
-/// record for `to_version`, nothing changed and no notification sent.
+/// The request was refused: exit 8, a `refused` final event whose message
+/// mentions `mention`, a `refused` record for `to_version`, nothing changed
+/// and no notification sent.
 #[track_caller]
-fn assert_refused(ws: &Workspace, node: &Node, hooks: &WebhookReceiver, args: &[&str], to: &str) {
+fn assert_refused(
+    ws: &Workspace,
+    node: &Node,
+    hooks: &WebhookReceiver,
+    args: &[&str],
+    mention: &str,
+    to_version: Option<&str>,
+) {
     let sent_before = hooks.deliveries().len();
     let history_before = node.history_json().len();
     let mut json_args = vec!["--output", "json"];
@@ -62,14 +70,14 @@ fn assert_refused(ws: &Workspace, node: &Node, hooks: &WebhookReceiver, args: &[
     let last = last_event(&out);
     assert_eq!(last["event"], "refused", "{out}");
     assert_eq!(last["exit_code"], REFUSED, "{out}");
-    assert!(last["message"].as_str().unwrap().contains(to), "{out}");
+    assert!(last["message"].as_str().unwrap().contains(mention), "{out}");
     node.assert_current("1.0.0", &ws.input(1));
 
     let history = node.history_json();
     assert_eq!(history.len(), history_before + 1, "{history:#?}");
     let record = history.last().unwrap();
     assert_eq!(record["outcome"], "refused", "{record:#}");
-    assert_eq!(record["to_version"], to, "{record:#}");
+    assert_eq!(record["to_version"].as_str(), to_version, "{record:#}");
     node.ferry_ok(&["status"]).assert_stdout_contains("REFUSED");
     node.ferry_ok(&["history"])
         .assert_stdout_contains("REFUSED");
@@ -90,6 +98,7 @@ fn a_version_the_channel_does_not_publish_is_refused_not_failed() {
         &hooks,
         &["apply", "--version", "2.0.2"],
         "2.0.2",
+        Some("2.0.2"),
     );
     // Human output names what is published.
     node.ferry(&["apply", "--version", "2.0.2"])
@@ -139,8 +148,32 @@ fn a_version_the_policy_excludes_is_refused_not_failed() {
         &node,
         &hooks,
         &["apply", "--version", "1.1.0"],
-        "1.1.0",
+        "exclude_versions",
+        Some("1.1.0"),
     );
+}
+
+#[test]
+fn a_release_above_the_nodes_min_upgrade_from_is_refused_not_failed() {
+    let (ws, node, hooks) = node_on("1.0.0");
+    let out = ferry_tests::run::run(
+        ws.release_command("2.0.0", CHANNEL, &ws.input(3))
+            .args(["--min-upgrade-from", "1.1.0"]),
+    );
+    out.assert_success();
+    let mention = "apply 1.1.0 first";
+    assert_refused(&ws, &node, &hooks, &["apply"], mention, Some("2.0.0"));
+}
+
+#[test]
+fn a_channel_the_repository_does_not_have_is_refused_not_failed() {
+    let (ws, node, hooks) = node_on("1.0.0");
+    let config = fs::read_to_string(&node.config).unwrap();
+    let moved = config.replace(&format!("channel = \"{CHANNEL}\""), "channel = \"nightly\"");
+    assert_ne!(config, moved);
+    fs::write(&node.config, moved).unwrap();
+    let mention = "\"nightly\" is not in the repository";
+    assert_refused(&ws, &node, &hooks, &["apply"], mention, None);
 }
 
 #[test]
