@@ -6,8 +6,9 @@
 //! stdout: in JSON mode nothing else is printed there (logs go to stderr
 //! through tracing, where journald picks them up), each line is one
 //! complete object with an `event` name and a `timestamp`, and the last
-//! line is always `applied`, `up_to_date`, `rolled_back`, `halted`, `failed` or
-//! `dry_run`. Progress bars are drawn only in human mode and only when
+//! line is always `applied`, `up_to_date`, `dry_run`, `deferred`,
+//! `rolled_back`, `halted`, `refused` or `failed` (the last four from
+//! `NodeError::final_event`). Progress bars are drawn only in human mode and only when
 //! stderr is a terminal: a timer's journal gets the plain lines instead.
 
 use std::sync::OnceLock;
