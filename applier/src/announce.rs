@@ -9,11 +9,18 @@
 //!
 //! Which notification an operation sends:
 //!
-//! | operation | success       | rolled-back   | failed, interrupted |
-//! |-----------|---------------|---------------|---------------------|
-//! | apply     | `applied`     | `rolled_back` | `failed`            |
-//! | rollback  | `rolled_back` | `rolled_back` | `failed`            |
-//! | repair    | `applied`     | `rolled_back` | `failed`            |
+//! | operation | success       | rolled-back   | failed, interrupted | refused |
+//! |-----------|---------------|---------------|---------------------|---------|
+//! | apply     | `applied`     | `rolled_back` | `failed`            | none    |
+//! | rollback  | `rolled_back` | `rolled_back` | `failed`            | none    |
+//! | repair    | `applied`     | `rolled_back` | `failed`            | none    |
+//!
+//! A refused request (`ferry apply --version` naming a release the channel
+//! does not publish, a downgrade without `--allow-downgrade`, a `[policy]`
+//! rule) sends nothing: the node is exactly as it was and healthy, and
+//! paging someone for an operator's typo would teach them to ignore
+//! `failed`. The operator who asked sees the refusal (exit 8), and the
+//! history and the metrics textfile record it.
 //!
 //! A successful `ferry rollback` is `rolled_back` because the node now runs
 //! an older release, which is what that event's subscribers watch for. A
@@ -35,12 +42,16 @@ pub fn operation_finished(config: &Config, operation: &Operation) {
     if config.notify.is_empty() {
         return;
     }
-    notify::send_all(&config.notify, &event_of(operation));
+    if let Some(event) = event_of(operation) {
+        notify::send_all(&config.notify, &event);
+    }
 }
 
-/// The notification `operation` sends (see the table in the module docs).
-pub fn event_of(operation: &Operation) -> NotifyEvent {
+/// The notification `operation` sends (see the table in the module docs);
+/// `None` for a refused request.
+pub fn event_of(operation: &Operation) -> Option<NotifyEvent> {
     let kind = match (operation.operation, operation.outcome) {
+        (_, Outcome::Refused) => return None,
         (_, Outcome::Failed | Outcome::Interrupted) => NotifyEventKind::Failed,
         (_, Outcome::RolledBack) | (OperationKind::Rollback, Outcome::Success) => {
             NotifyEventKind::RolledBack
@@ -49,7 +60,7 @@ pub fn event_of(operation: &Operation) -> NotifyEvent {
             NotifyEventKind::Applied
         }
     };
-    NotifyEvent {
+    Some(NotifyEvent {
         kind,
         operation: Some(kind_name(operation.operation).to_string()),
         from_version: operation.from_version.clone(),
@@ -57,7 +68,7 @@ pub fn event_of(operation: &Operation) -> NotifyEvent {
         outcome: outcome_name(operation.outcome).to_string(),
         message: operation.message.clone(),
         timestamp: operation.finished_at,
-    }
+    })
 }
 
 fn outcome_name(outcome: Outcome) -> &'static str {
@@ -66,6 +77,7 @@ fn outcome_name(outcome: Outcome) -> &'static str {
         Outcome::Failed => "failed",
         Outcome::RolledBack => "rolled-back",
         Outcome::Interrupted => "interrupted",
+        Outcome::Refused => "refused",
     }
 }
 
@@ -157,10 +169,13 @@ mod tests {
             (Repair, Failed, NotifyEventKind::Failed),
         ];
         for (kind, outcome, expected) in table {
-            let event = event_of(&op(kind, outcome));
+            let event = event_of(&op(kind, outcome)).expect("an event");
             assert_eq!(event.kind, expected, "{kind:?} {outcome:?}");
         }
-        let event = event_of(&op(Apply, Interrupted));
+        for kind in [Apply, Rollback, Repair] {
+            assert!(event_of(&op(kind, Refused)).is_none(), "{kind:?} refused");
+        }
+        let event = event_of(&op(Apply, Interrupted)).expect("an event");
         assert_eq!(
             (event.operation.as_deref(), event.outcome.as_str()),
             (Some("apply"), "interrupted")

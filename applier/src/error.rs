@@ -1,58 +1,57 @@
-//! The applier's errors and the exit codes they map to.
-//!
-//! Operators script around ferry (timers, fleet tools), so the class of a
-//! failure is part of the interface: a rejected signature (3) is an alarm, a
-//! held lock (75, EX_TEMPFAIL) means "try again later", a rolled-back
-//! update (6) means the node is on its old release and the new one needs a
-//! look, a failed pre-flight check (5) means "this node is not ready for
-//! the release", anything else (1) needs a look at the message.
-//!
-//! Every code:
-//! - 0: success (`ferry check`: up to date, or nothing newer the policy's
-//!   version rules allow; `ferry apply --unattended`: installed, or
-//!   deferred by `[policy]`, which is the policy working, not a failure);
-//! - 1 ([`EXIT_ERROR`]): anything else; read the message;
-//! - 3 ([`EXIT_VERIFICATION`]): data from the repository failed
-//!   verification;
-//! - 4 ([`EXIT_DRIFT`]): `ferry verify` found installed files differing
-//!   from their signed manifest;
-//! - 5 ([`EXIT_PREFLIGHT`]): a pre-flight check failed (disk, memory, a
-//!   release requirement); nothing was changed;
-//! - 6 ([`EXIT_ROLLED_BACK`]): `ferry apply`: the new release went live,
-//!   failed (service command, health gate, `post_apply`) and was rolled
-//!   back; the old release runs;
-//! - 75 ([`EXIT_LOCKED`]): another ferry operation holds the lock;
-//! - 100 ([`EXIT_UPDATE_AVAILABLE`]): `ferry check`: an update is available
-//!   and `[policy]` allows installing it now;
-//! - 101 ([`EXIT_UPDATE_DEFERRED`]): `ferry check`: an update is available
-//!   but `[policy]` defers it (window, blackout, soak, `auto = false`).
+//! The applier's errors, and the exit status each maps to (one `match`,
+//! [`NodeError::exit`]; the statuses themselves are in [`crate::exit`]).
 
 use std::io;
 use std::path::PathBuf;
 
 use manifests::FormatError;
+use semver::Version;
 use thiserror::Error;
 
-pub const EXIT_ERROR: u8 = 1;
-pub const EXIT_VERIFICATION: u8 = 3;
-/// `ferry verify`: the installed files differ from their signed manifest.
-pub const EXIT_DRIFT: u8 = 4;
-/// `ferry preflight` and `ferry apply`: a pre-flight check failed (disk,
-/// memory, a release requirement); nothing was changed.
-pub const EXIT_PREFLIGHT: u8 = 5;
-/// `ferry apply`: the new release went live but failed (a service
-/// command, the health gate or `post_apply`) and was rolled back: the node
-/// runs its old release.
-pub const EXIT_ROLLED_BACK: u8 = 6;
-/// `ferry apply`: the fleet is halted (`<prefix>/halt` in etcd); this
-/// node did not update.
-pub const EXIT_HALTED: u8 = 7;
-pub const EXIT_LOCKED: u8 = 75;
-/// `ferry check`: a newer release is available and the policy allows
-/// installing it now (0 means up to date).
-pub const EXIT_UPDATE_AVAILABLE: u8 = 100;
-/// `ferry check`: a newer release is available, but the policy defers it.
-pub const EXIT_UPDATE_DEFERRED: u8 = 101;
+pub use crate::exit::Exit;
+
+/// A request `ferry apply` turns down before any operation starts: what
+/// was asked for is not on offer (not in the channel, older than what
+/// runs, not allowed by `[policy]`). Nothing was fetched or changed; the
+/// history records it as `refused`, and no `failed` notification is sent:
+/// the node is fine, the request was wrong.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum Refusal {
+    #[error(
+        "channel {channel:?} is not in the repository (channels: {}); check repository.channel",
+        list_or_none(known)
+    )]
+    UnknownChannel { channel: String, known: Vec<String> },
+    #[error(
+        "version {version} is not published on channel {channel:?} (published: {})",
+        list_or_none(published)
+    )]
+    UnknownVersion {
+        version: Version,
+        channel: String,
+        published: Vec<String>,
+    },
+    #[error("{target} is older than the installed {installed}: use `ferry rollback --to {target}` if it is still on disk, or `ferry apply --version {target} --allow-downgrade`")]
+    Downgrade { target: Version, installed: Version },
+    #[error("{target} can only be installed over {min} or later; this node runs {installed}: apply {min} first (`ferry apply --version {min}`)")]
+    TooOldToUpgrade {
+        target: Version,
+        min: Version,
+        installed: Version,
+    },
+    /// `--version` names a release `[policy]` pin, max_version or
+    /// exclude_versions does not allow.
+    #[error("{version} is not allowed by the policy: {reason}; choose another version, change [policy], or pass --ignore-policy")]
+    Policy { version: Version, reason: String },
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
+}
 
 #[derive(Debug, Error)]
 pub enum NodeError {
@@ -88,9 +87,20 @@ pub enum NodeError {
     /// The fleet is halted: the update was refused, nothing switched.
     #[error("{0}")]
     Halted(String),
+    /// The request was turned down before any operation started (boxed:
+    /// it carries the channel's versions, and every `Result` pays for the
+    /// largest variant).
+    #[error(transparent)]
+    Refused(Box<Refusal>),
 
     #[error("{0}")]
     Other(String),
+}
+
+impl From<Refusal> for NodeError {
+    fn from(refusal: Refusal) -> Self {
+        NodeError::Refused(Box::new(refusal))
+    }
 }
 
 impl NodeError {
@@ -105,15 +115,33 @@ impl NodeError {
         NodeError::Verification(message.into())
     }
 
-    pub fn exit_code(&self) -> u8 {
+    /// The exit status this error ends `ferry` with.
+    pub fn exit(&self) -> Exit {
         match self {
-            NodeError::LockHeld { .. } => EXIT_LOCKED,
-            NodeError::Verification(_) | NodeError::Format(_) => EXIT_VERIFICATION,
-            NodeError::Drift(_) => EXIT_DRIFT,
-            NodeError::Preflight(_) => EXIT_PREFLIGHT,
-            NodeError::RolledBack(_) => EXIT_ROLLED_BACK,
-            NodeError::Halted(_) => EXIT_HALTED,
-            NodeError::Io { .. } | NodeError::Other(_) => EXIT_ERROR,
+            NodeError::LockHeld { .. } => Exit::Locked,
+            NodeError::Verification(_) | NodeError::Format(_) => Exit::Verification,
+            NodeError::Drift(_) => Exit::Drift,
+            NodeError::Preflight(_) => Exit::Preflight,
+            NodeError::RolledBack(_) => Exit::RolledBack,
+            NodeError::Halted(_) => Exit::Halted,
+            NodeError::Refused(_) => Exit::Refused,
+            NodeError::Io { .. } | NodeError::Other(_) => Exit::Error,
+        }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        self.exit().code()
+    }
+
+    /// The last `--output json` event of a command that ends with this
+    /// error (README: `rolled_back`, `halted`, `refused` or `failed`).
+    pub fn final_event(&self) -> crate::events::Event {
+        use crate::events::Event;
+        match self {
+            NodeError::RolledBack(_) => Event::RolledBack,
+            NodeError::Halted(_) => Event::Halted,
+            NodeError::Refused(_) => Event::Refused,
+            _ => Event::Failed,
         }
     }
 }

@@ -6,8 +6,9 @@
 //! stdout: in JSON mode nothing else is printed there (logs go to stderr
 //! through tracing, where journald picks them up), each line is one
 //! complete object with an `event` name and a `timestamp`, and the last
-//! line is always `applied`, `up_to_date`, `rolled_back`, `halted`, `failed` or
-//! `dry_run`. Progress bars are drawn only in human mode and only when
+//! line is always `applied`, `up_to_date`, `dry_run`, `deferred`,
+//! `rolled_back`, `halted`, `refused` or `failed` (the last four from
+//! `NodeError::final_event`). Progress bars are drawn only in human mode and only when
 //! stderr is a terminal: a timer's journal gets the plain lines instead.
 
 use std::sync::OnceLock;
@@ -71,6 +72,9 @@ pub enum Event {
     RolledBack,
     /// Final: the `[coordination]` fleet is halted.
     Halted,
+    /// Final: the request was refused before anything started (unknown
+    /// version, downgrade without the flag, policy); exit 8.
+    Refused,
     /// A failed update could not write the fleet's halt key.
     HaltFailed,
     /// Final: anything else; `message` and `exit_code` say what.
@@ -98,6 +102,7 @@ impl Event {
             Event::Deferred => "deferred",
             Event::RolledBack => "rolled_back",
             Event::Halted => "halted",
+            Event::Refused => "refused",
             Event::HaltFailed => "halt_failed",
             Event::Failed => "failed",
             Event::Unknown => "unknown",
@@ -114,6 +119,7 @@ impl Event {
                 | Event::Deferred
                 | Event::RolledBack
                 | Event::Halted
+                | Event::Refused
                 | Event::Failed
         )
     }
@@ -213,7 +219,7 @@ pub fn with(mut fields: Value, more: Value) -> Value {
 mod tests {
     use super::*;
 
-    const ALL: [Event; 16] = [
+    const ALL: [Event; 17] = [
         Event::Plan,
         Event::Fetched,
         Event::Staged,
@@ -227,6 +233,7 @@ mod tests {
         Event::Deferred,
         Event::RolledBack,
         Event::Halted,
+        Event::Refused,
         Event::HaltFailed,
         Event::Failed,
         Event::Unknown,

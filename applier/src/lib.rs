@@ -24,6 +24,7 @@ pub mod drift;
 pub mod durable;
 pub mod error;
 pub mod events;
+pub mod exit;
 pub mod faults;
 pub mod http_probe;
 pub mod in_place;

@@ -67,11 +67,12 @@ const OPERATIONS: [(OperationKind, &str); 3] = [
     (OperationKind::Repair, "repair"),
 ];
 
-const OUTCOMES: [(Outcome, &str); 4] = [
+const OUTCOMES: [(Outcome, &str); 5] = [
     (Outcome::Success, "success"),
     (Outcome::Failed, "failed"),
     (Outcome::RolledBack, "rolled-back"),
     (Outcome::Interrupted, "interrupted"),
+    (Outcome::Refused, "refused"),
 ];
 
 /// The textfile's contents for a node running `installed` with `history`
@@ -346,12 +347,13 @@ mod tests {
             sample(&text, "ferry_last_update_duration_seconds"),
             Some("1.25")
         );
-        // 12 counter series, each metric introduced by HELP and TYPE.
+        // 15 counter series (3 operations, 5 outcomes), each metric
+        // introduced by HELP and TYPE.
         assert_eq!(
             text.lines()
                 .filter(|l| l.starts_with("ferry_operations_total{"))
                 .count(),
-            12
+            15
         );
         for name in [
             "ferry_installed_version_info",

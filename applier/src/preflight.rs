@@ -344,7 +344,7 @@ mod tests {
         let err = report
             .refuse_failures(&semver::Version::new(2, 0, 0))
             .unwrap_err();
-        assert_eq!(err.exit_code(), crate::error::EXIT_PREFLIGHT);
+        assert_eq!(err.exit_code(), crate::exit::Exit::Preflight.code());
         let text = err.to_string();
         assert!(
             text.contains("kernel: kernel detail")

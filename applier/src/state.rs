@@ -40,6 +40,10 @@ pub enum Outcome {
     RolledBack,
     /// A crash cut the operation short; recovery undid it.
     Interrupted,
+    /// The request was turned down before the operation started (an
+    /// unknown version, a downgrade not asked for, a `[policy]` rule):
+    /// nothing changed, and nothing on the node is wrong.
+    Refused,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -721,7 +721,7 @@ mod tests {
         let s = setup();
         let t = transport(&s, 2, &[Fault::CutAfter(100); 4]);
         let err = fetch(&s, &t).unwrap_err();
-        assert_eq!(err.exit_code(), crate::error::EXIT_ERROR, "{err}");
+        assert_eq!(err.exit_code(), crate::exit::Exit::Error.code(), "{err}");
         assert!(err.to_string().contains("after 3 attempts"), "{err}");
         assert_eq!(*t.offsets.borrow(), [0, 100, 200]);
         let part = fs::read(s.store.part_path(&s.content)).unwrap();

@@ -12,6 +12,7 @@ use ferry_node::commands::{self, apply::ApplyArgs, install_units::InstallUnitsAr
 use ferry_node::config::{Config, DEFAULT_CONFIG_PATH};
 use ferry_node::error::NodeError;
 use ferry_node::events::{self, OutputMode};
+use ferry_node::exit::Exit;
 use semver::Version;
 
 #[cfg(feature = "coordinator")]
@@ -57,7 +58,7 @@ enum Command {
         #[arg(long, conflicts_with = "unattended")]
         ignore_policy: bool,
     },
-    /// Tell whether an update is available, whether [policy] allows it now, and what it would download (exit 100: available now, 101: deferred by policy, 0: up to date).
+    /// Tell whether an update is available, whether [policy] allows it now, and what it would download (exit 10: available now, 11: deferred by policy, 0: up to date).
     Check {
         #[arg(long)]
         json: bool,
@@ -172,28 +173,27 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(level)
+        // Its default reports a failed write with `eprintln!`, which panics
+        // when stderr is a closed pipe: a log line is never worth an apply.
+        .log_internal_errors(false)
         .init();
     events::set_mode(cli.output);
     match run(cli) {
-        Ok(code) => ExitCode::from(code),
+        Ok(exit) => ExitCode::from(exit),
         Err(e) => {
             errln!("ferry: error: {e}");
-            let outcome = match e {
-                NodeError::RolledBack(_) => events::Event::RolledBack,
-                NodeError::Halted(_) => events::Event::Halted,
-                _ => events::Event::Failed,
-            };
             events::emit(
-                outcome,
+                e.final_event(),
                 serde_json::json!({ "message": e.to_string(), "exit_code": e.exit_code() }),
             );
-            ExitCode::from(e.exit_code())
+            ExitCode::from(e.exit())
         }
     }
 }
 
-/// Runs the command; returns the exit status of a success (`check` has two).
-fn run(cli: Cli) -> Result<u8, NodeError> {
+/// Runs the command; returns the exit status of a success (`check` has
+/// three, `preflight` two).
+fn run(cli: Cli) -> Result<Exit, NodeError> {
     // Loaded by the commands that need it: units are installed before
     // there may be a configuration (only its path goes into them).
     let config_path = cli.config;
@@ -261,5 +261,5 @@ fn run(cli: Cli) -> Result<u8, NodeError> {
             commands::coordination::clear_halt(&config()?)
         }
     }
-    .map(|()| 0)
+    .map(|()| Exit::Success)
 }

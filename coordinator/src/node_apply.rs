@@ -20,8 +20,8 @@ use semver::Version;
 use crate::execute::{judge_apply, NodeOutcome};
 use crate::inventory::{Inventory, InventoryNode};
 use crate::transport::{command_line, settled_version, shell_quote, RemoteCommand};
-use ferry_node::error::EXIT_LOCKED;
 use ferry_node::events::{Event, EventLine};
+use ferry_node::exit::Exit;
 use ferry_node::shell::{Finished, ShellCommand};
 
 /// How long one node's `ferry apply` may take (download, switch, health
@@ -151,7 +151,7 @@ pub fn apply(
         // apply, an operator's repair): wait for it to end and try again,
         // rather than fail the node and roll back the cluster for it.
         attempts += 1;
-        if finished.code != Some(i32::from(EXIT_LOCKED)) || attempts >= LOCKED_ATTEMPTS {
+        if finished.code != Some(i32::from(Exit::Locked.code())) || attempts >= LOCKED_ATTEMPTS {
             break (finished, stdout);
         }
         if let Err(e) = settled_version(&inventory.transport, node, own_ferry, APPLY_TIMEOUT) {

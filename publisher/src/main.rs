@@ -40,5 +40,8 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        // Its default reports a failed write with `eprintln!`, which panics
+        // when stderr is a closed pipe.
+        .log_internal_errors(false)
         .init();
 }

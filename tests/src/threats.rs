@@ -20,6 +20,9 @@ use crate::run::Output;
 pub const VERIFICATION_FAILED: i32 = 3;
 /// Exit code for any other failure (contract).
 pub const FAILED: i32 = 1;
+/// Exit code for a request refused before anything started (contract): an
+/// unknown version, a downgrade not asked for, a `[policy]` rule.
+pub const REFUSED: i32 = 8;
 
 /// 1.0.0 and 1.1.0 published, served over HTTP, and a node using it.
 pub struct Served {

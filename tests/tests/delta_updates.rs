@@ -171,9 +171,9 @@ fn an_update_fetches_patches_instead_of_the_changed_files() {
     let node = r.node_on("a", V1);
 
     // `ferry check` tells the operator what the update costs, from the
-    // signed delta report, and exits 100: an update is available.
+    // signed delta report, and exits 10: an update is available.
     let check = node.ferry(&["check", "--json"]);
-    check.assert_code(100);
+    check.assert_code(10);
     let report: Value = serde_json::from_str(&check.stdout).unwrap();
     assert_eq!(report["installed"], V1);
     assert_eq!(report["latest"], V2);
@@ -190,7 +190,7 @@ fn an_update_fetches_patches_instead_of_the_changed_files() {
     assert_eq!(predicted, u64_of(&signed, "download_bytes"));
     assert_eq!(full, u64_of(&signed, "full_bytes"));
     let text = node.ferry(&["check"]);
-    text.assert_code(100);
+    text.assert_code(10);
     text.assert_stdout_contains("update available: 1.0.0 -> 2.0.0");
     text.assert_stdout_contains("download:");
 
@@ -363,7 +363,7 @@ fn nodes_on_two_old_versions_reach_one_target_through_different_deltas() {
         (&on_v2, &from_v2, &from_v1, V2),
     ] {
         let predicted = node.ferry(&["check", "--json"]);
-        predicted.assert_code(100);
+        predicted.assert_code(10);
         let predicted: Value = serde_json::from_str(&predicted.stdout).unwrap();
         r.server.reset_counters();
         node.ferry_ok(&["apply"]);

@@ -2,7 +2,7 @@
 //! over ssh, a CI job) one JSON event per line on stdout and nothing else,
 //! ending with the outcome, and the exit code agrees with it.
 
-use ferry_tests::fixtures::{Workspace, CHANNEL};
+use ferry_tests::fixtures::{flip_byte, Workspace, CHANNEL};
 use serde_json::Value;
 
 fn events(stdout: &str) -> Vec<Value> {
@@ -84,13 +84,16 @@ fn a_failure_ends_the_stream_with_a_failed_event_and_its_exit_code() {
     let ws = Workspace::new();
     ws.publish_v1_v2();
     let node = ws.node("n1");
-    let out = node.ferry(&["--output", "json", "apply", "--version", "9.9.9"]);
+    node.ferry_ok(&["apply", "--version", "1.0.0"]);
+    // A manifest altered after signing: the update fails verification.
+    flip_byte(&ws.repo.join("manifests/1.1.0.json"), 200);
+    let out = node.ferry(&["--output", "json", "apply"]);
     assert_ne!(out.code, Some(0), "{out}");
     let all = events(&out.stdout);
     let last = all.last().expect("at least the failed event");
     assert_eq!(last["event"], "failed", "{out}");
     assert_eq!(last["exit_code"].as_i64(), out.code.map(i64::from), "{out}");
-    assert!(last["message"].as_str().unwrap().contains("9.9.9"), "{out}");
+    assert!(last["message"].as_str().unwrap().contains("1.1.0"), "{out}");
     // Human text stays off stdout in JSON mode.
     assert!(out.stderr.contains("ferry: error:"), "{out}");
 }

@@ -137,7 +137,7 @@ fn update_available_is_announced_once_per_version() {
     assert_eq!(hooks.deliveries_to("applied").len(), 1);
     assert!(hooks.deliveries_to("available").is_empty());
 
-    node.ferry(&["check"]).assert_code(100);
+    node.ferry(&["check"]).assert_code(10);
     let announced = hooks.delivered_to("available");
     assert_eq!(announced.len(), 1, "{announced:#?}");
     assert_eq!(announced[0]["event"], "update_available");
@@ -146,14 +146,14 @@ fn update_available_is_announced_once_per_version() {
     assert!(node.state_dir.join("notified.json").is_file());
 
     // The hourly timer runs check again: nothing new, nothing sent.
-    node.ferry(&["check"]).assert_code(100);
-    node.ferry(&["check", "--json"]).assert_code(100);
+    node.ferry(&["check"]).assert_code(10);
+    node.ferry(&["check", "--json"]).assert_code(10);
     assert_eq!(hooks.deliveries_to("available").len(), 1);
 
     // A newer release is announced, once.
     ws.publish("1.2.0", CHANNEL, &ws.input(3));
-    node.ferry(&["check"]).assert_code(100);
-    node.ferry(&["check"]).assert_code(100);
+    node.ferry(&["check"]).assert_code(10);
+    node.ferry(&["check"]).assert_code(10);
     let announced = hooks.delivered_to("available");
     assert_eq!(announced.len(), 2, "{announced:#?}");
     assert_eq!(announced[1]["to_version"], "1.2.0");

@@ -6,8 +6,8 @@
 //! A release signed `critical` skips the window and the soak only on nodes
 //! with `critical_bypasses_windows`, and never a blackout date.
 //! Version rules (`exclude_versions`) bind everyone unless
-//! `--ignore-policy`. `ferry check` reports all of it, with exit 100
-//! (install now), 101 (deferred) or 0 (nothing the policy allows).
+//! `--ignore-policy`. `ferry check` reports all of it, with exit 10
+//! (install now), 11 (deferred) or 0 (nothing the policy allows).
 //!
 //! The repository is dated with `SOURCE_DATE_EPOCH` and the node's clock
 //! moved with `FERRY_NOW` (read only by the fault-injection build), so the
@@ -110,7 +110,7 @@ fn unattended_runs_wait_for_the_window_and_say_when() {
     let node = node_on_v1(&ws, "timer", TUESDAY_NIGHTS);
 
     let (code, report) = check(&node, MONDAY_AFTERNOON);
-    assert_eq!(code, 101, "deferred by policy: {report:#}");
+    assert_eq!(code, 11, "deferred by policy: {report:#}");
     assert_eq!(report["installed"], "1.0.0", "{report:#}");
     assert_eq!(report["latest"], "2.0.0", "{report:#}");
     assert_eq!(report["target"], "2.0.0", "{report:#}");
@@ -138,7 +138,7 @@ fn unattended_runs_wait_for_the_window_and_say_when() {
 
     // In the window: allowed, and installed.
     let (code, report) = check(&node, TUESDAY_IN_WINDOW);
-    assert_eq!(code, 100, "{report:#}");
+    assert_eq!(code, 10, "{report:#}");
     assert_eq!(report["policy_allows_now"], true, "{report:#}");
     assert_eq!(report["policy_reason"], Value::Null, "{report:#}");
     assert_eq!(report["next_allowed_at"], Value::Null, "{report:#}");
@@ -161,7 +161,7 @@ fn a_critical_release_skips_window_and_soak_when_allowed_but_never_a_blackout() 
     // Monday afternoon: 6 h into a 24 h soak, outside the Tuesday window.
     let node = node_on_v1(&ws, "allowing", &allowing);
     let (code, report) = check(&node, MONDAY_AFTERNOON);
-    assert_eq!(code, 100, "{report:#}");
+    assert_eq!(code, 10, "{report:#}");
     assert_eq!(report["policy_allows_now"], true, "{report:#}");
     node.ferry_at(MONDAY_AFTERNOON, &["apply", "--unattended"])
         .assert_success()
@@ -211,7 +211,7 @@ fn a_release_waits_for_its_soak() {
     let soaked = "2030-06-04T06:00:00Z";
 
     let (code, report) = check(&node, MONDAY_AFTERNOON);
-    assert_eq!(code, 101, "{report:#}");
+    assert_eq!(code, 11, "{report:#}");
     assert_eq!(report["next_allowed_at"], soaked, "{report:#}");
     let out = node.ferry_at(MONDAY_AFTERNOON, &["apply", "--unattended"]);
     assert_deferred(&node, &out, &format!("soaking until {soaked}"), soaked);
@@ -244,7 +244,7 @@ fn an_excluded_version_is_never_the_target() {
 
     // Asked for by name, it is refused with the rule and the way out...
     let out = node.ferry_at(MONDAY_AFTERNOON, &["apply", "--version", "2.0.0"]);
-    out.assert_code(1)
+    out.assert_code(8)
         .assert_stderr_contains("2.0.0 is not allowed by the policy")
         .assert_stderr_contains("policy.exclude_versions")
         .assert_stderr_contains("--ignore-policy");
@@ -264,7 +264,7 @@ fn auto_false_reports_but_never_installs_unattended() {
     let ws = repository();
     let node = node_on_v1(&ws, "manual", "auto = false");
     let (code, report) = check(&node, MONDAY_AFTERNOON);
-    assert_eq!(code, 101, "{report:#}");
+    assert_eq!(code, 11, "{report:#}");
     assert_eq!(report["next_allowed_at"], Value::Null, "{report:#}");
     let out = node.ferry_at(MONDAY_AFTERNOON, &["apply", "--unattended"]);
     out.assert_success()

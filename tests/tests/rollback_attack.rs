@@ -11,7 +11,7 @@ use std::io::Write as _;
 use ferry_tests::fixtures::{Node, NodeConfig, Workspace};
 use ferry_tests::http_server::TestServer;
 use ferry_tests::run::run;
-use ferry_tests::threats::{Unchanged, FAILED, VERIFICATION_FAILED};
+use ferry_tests::threats::{Unchanged, REFUSED, VERIFICATION_FAILED};
 
 /// 1.0.0 then 1.1.0 published and served; returns the index (and its
 /// signature) as it was with only 1.0.0, serial 1.
@@ -57,7 +57,7 @@ fn a_downgrade_needs_the_operator_to_ask_for_it() {
     unchanged.assert_refused(
         &node,
         &out,
-        FAILED,
+        REFUSED,
         &[
             "1.0.0 is older than the installed 1.1.0",
             "--allow-downgrade",
@@ -114,8 +114,8 @@ fn an_index_seen_by_a_run_that_installed_nothing_is_never_replayed() {
     // version is refused. Each must remember serial 2 all the same.
     for (seen_by, code) in [
         (&["apply", "--unattended"][..], 0),
-        (&["check"][..], 101),
-        (&["apply", "--version", "1.0.1"][..], FAILED),
+        (&["check"][..], 11),
+        (&["apply", "--version", "1.0.1"][..], REFUSED),
     ] {
         let (ws, server, node, old_index, old_signature) = wave_held();
         let out = node.ferry(seen_by);

@@ -18,7 +18,7 @@ use ferry_tests::webhook::WebhookReceiver;
 use serde_json::Value;
 
 /// Exit status of `ferry check` for an update the policy defers.
-const CHECK_DEFERRED: i32 = 101;
+const CHECK_DEFERRED: i32 = 11;
 
 struct Setup {
     ws: Workspace,

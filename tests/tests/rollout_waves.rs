@@ -108,12 +108,12 @@ fn opens_at(wave: usize) -> &'static str {
     [FIRST_OPENS, SECOND_OPENS][wave - 1]
 }
 
-/// At `now`, before `node`'s wave opens: check exits 101 and says when,
+/// At `now`, before `node`'s wave opens: check exits 11 and says when,
 /// and an unattended run defers with one line and installs nothing.
 #[track_caller]
 fn assert_held(ws: &Workspace, node: &Node, wave: usize, now: &str) {
     let (code, report) = check(node, now);
-    assert_eq!(code, 101, "{}: {report:#}", node.name);
+    assert_eq!(code, 11, "{}: {report:#}", node.name);
     assert_eq!(report["target"], "2.0.0", "{report:#}");
     assert_eq!(report["policy_allows_now"], false, "{report:#}");
     assert_eq!(report["next_allowed_at"], opens_at(wave), "{report:#}");
@@ -143,12 +143,12 @@ fn assert_held(ws: &Workspace, node: &Node, wave: usize, now: &str) {
     assert_eq!(node.releases_on_disk(), ["1.0.0"], "nothing was staged");
 }
 
-/// At `now`, once `node`'s wave has opened: check exits 100 and the
+/// At `now`, once `node`'s wave has opened: check exits 10 and the
 /// unattended run installs 2.0.0.
 #[track_caller]
 fn assert_installs(ws: &Workspace, node: &Node, wave: usize, now: &str) {
     let (code, report) = check(node, now);
-    assert_eq!(code, 100, "{}: {report:#}", node.name);
+    assert_eq!(code, 10, "{}: {report:#}", node.name);
     assert_eq!(report["policy_allows_now"], true, "{report:#}");
     assert_eq!(report["next_allowed_at"], Value::Null, "{report:#}");
     assert_eq!(report["wave"]["index"], wave, "{report:#}");
@@ -229,7 +229,7 @@ fn an_operator_installs_before_the_nodes_wave_opens() {
     let id = &ids_in_wave(2, 1)[0];
     let node = node_on_v1(&ws, id);
     let (code, _) = check(&node, BEFORE_ANY);
-    assert_eq!(code, 101);
+    assert_eq!(code, 11);
     node.ferry_at(BEFORE_ANY, &["apply"])
         .assert_success()
         .assert_stdout_contains("updated 1.0.0 -> 2.0.0");

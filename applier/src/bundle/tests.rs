@@ -396,7 +396,7 @@ fn opening_refuses_bad_and_truncated_bundles() {
     members.push(file("../x", b"x"));
     let f = bundle_file(members);
     let err = BundleTransport::open(f.path()).err().unwrap();
-    assert_eq!(err.exit_code(), crate::error::EXIT_VERIFICATION);
+    assert_eq!(err.exit_code(), crate::exit::Exit::Verification.code());
     let text = err.to_string();
     assert!(
         text.contains("\"../x\"") && text.contains("nothing was written"),

@@ -11,14 +11,14 @@ use serde_json::json;
 
 use crate::config::{Config, InstallMode};
 use crate::coordination::{Fleet, Turn};
-use crate::error::{NodeError, Result};
+use crate::error::{NodeError, Refusal, Result};
 use crate::events;
 use crate::journal::{Journal, Step};
 use crate::lifecycle::{GoLiveFailure, Transition};
 use crate::lock::StateLock;
 use crate::patching::{self, Arrival};
 use crate::plan::{human_bytes, UpdatePlan};
-use crate::policy::{Gate, Policy};
+use crate::policy::{Gate, Policy, PolicyError};
 use crate::release_dir::Depth;
 use crate::sources::Sources;
 use crate::state::{self, NodeState, Operation, OperationKind, Outcome, Transfer};
@@ -87,15 +87,21 @@ pub fn run(config: &Config, args: &ApplyArgs) -> Result<()> {
         // recorded and the timer's run ends with 0.
         Ok(Prepared::DryRun | Prepared::Deferred) => Ok(()),
         Err(e) => {
-            // Refused before the journal began: nothing changed, but the
-            // operator should see the refusal in `status` and `history`.
+            // Stopped before the journal began: nothing changed, but the
+            // operator should see why in `status` and `history`. A refused
+            // request is told apart from a failure there, and announces no
+            // `failed` (see `crate::announce`).
+            let outcome = match e {
+                NodeError::Refused(_) => Outcome::Refused,
+                _ => Outcome::Failed,
+            };
             let mut node = NodeState::load(&config.install.state_dir).unwrap_or_default();
             let operation = Operation {
                 id: None,
                 operation: OperationKind::Apply,
                 from_version: from,
                 to_version: target,
-                outcome: Outcome::Failed,
+                outcome,
                 started_at: started,
                 finished_at: Timestamp::now(),
                 message: e.to_string(),
@@ -164,23 +170,26 @@ fn prepare(
         trusted.accept_index(&index, state_dir)?;
     }
     let channel_index =
-        index.index().channels.get(channel).ok_or_else(|| {
-            let known: Vec<&str> = index.index().channels.keys().map(String::as_str).collect();
-            NodeError::Other(format!(
-            "channel {channel:?} is not in the repository (channels: {}); check repository.channel",
-            if known.is_empty() { "none".into() } else { known.join(", ") }
-        ))
-        })?;
+        index
+            .index()
+            .channels
+            .get(channel)
+            .ok_or_else(|| Refusal::UnknownChannel {
+                channel: channel.clone(),
+                known: index.index().channels.keys().cloned().collect(),
+            })?;
     let policy = config.policy()?;
-    let Some(target) = choose_target(&policy, args, channel_index, from.as_ref())? else {
+    let Some(target) = choose_target(&policy, args, channel, channel_index, from.as_ref())? else {
         return Ok(Prepared::AlreadyCurrent);
     };
     *target_out = Some(target.clone());
     if let Some(current) = &from {
         if target < *current && !args.allow_downgrade {
-            return Err(NodeError::Other(format!(
-                "{target} is older than the installed {current}: use `ferry rollback --to {target}` if it is still on disk, or `ferry apply --version {target} --allow-downgrade`"
-            )));
+            return Err(Refusal::Downgrade {
+                target,
+                installed: current.clone(),
+            }
+            .into());
         }
     }
     let manifest = sources.fetch_manifest(&manifests::layout::manifest(&target), |source| {
@@ -222,9 +231,12 @@ fn prepare(
     }
     if let (Some(min), Some(current)) = (&manifest.manifest().min_upgrade_from, &from) {
         if current < min {
-            return Err(NodeError::Other(format!(
-                "{target} can only be installed over {min} or later; this node runs {current}: apply {min} first (`ferry apply --version {min}`)"
-            )));
+            return Err(Refusal::TooOldToUpgrade {
+                target,
+                min: min.clone(),
+                installed: current.clone(),
+            }
+            .into());
         }
     }
     // In-place: the exact writes, refused now if any falls outside targets.
@@ -511,7 +523,7 @@ fn execute<'a>(
                 problems.join("; ")
             )),
         )?;
-        return Err(NodeError::Other(message));
+        return Err(NodeError::RolledBack(message));
     }
     journal.advance(state_dir, Step::Verified)?;
     if let Err(failure) = transition.go_live() {
@@ -629,13 +641,25 @@ fn applied_fields(versions: serde_json::Value, journal: &Journal) -> serde_json:
 
 /// The release to install: `--version` or the highest the policy's version
 /// rules allow (both unchecked with `--ignore-policy`). `None`: nothing
-/// newer is allowed, said on stdout.
+/// newer is allowed, said on stdout. A `--version` the channel does not
+/// publish, or the policy does not allow, is refused.
 fn choose_target(
     policy: &Policy,
     args: &ApplyArgs,
+    channel: &str,
     channel_index: &manifests::index::ChannelIndex,
     from: Option<&Version>,
 ) -> Result<Option<Version>> {
+    if let Some(version) = &args.version {
+        if !channel_index.releases.contains_key(&version.to_string()) {
+            return Err(Refusal::UnknownVersion {
+                version: version.clone(),
+                channel: channel.to_string(),
+                published: channel_index.releases.keys().cloned().collect(),
+            }
+            .into());
+        }
+    }
     if args.ignore_policy {
         return Ok(Some(
             args.version
@@ -645,7 +669,12 @@ fn choose_target(
     }
     let target = policy
         .choose_target(channel_index, from, args.version.as_ref())
-        .map_err(|e| NodeError::Other(e.to_string()))?;
+        .map_err(|e| match e {
+            PolicyError::VersionRefused { version, reason } => {
+                Refusal::Policy { version, reason }.into()
+            }
+            PolicyError::Config(message) => NodeError::Other(message),
+        })?;
     if target.is_none() {
         let from = from.map_or("nothing".to_string(), |v| v.to_string());
         let latest = &channel_index.latest;

@@ -22,10 +22,13 @@
 //!
 //! Exit status, so a timer or fleet tool can act without parsing output:
 //! - 0: up to date, or nothing newer that the policy's version rules allow;
-//! - 100 ([`EXIT_UPDATE_AVAILABLE`]): an update is available and the policy
+//! - 10 ([`Exit::UpdateAvailable`]): an update is available and the policy
 //!   allows installing it now;
-//! - 101 ([`EXIT_UPDATE_DEFERRED`]): an update is available but the policy
+//! - 11 ([`Exit::UpdateDeferred`]): an update is available but the policy
 //!   defers it (`policy_reason`, `next_allowed_at`).
+//!
+//! (Not 100 and 101: 101 is what a panicking Rust program exits with, and
+//! a deferral must not look like a crash.)
 
 use jiff::Timestamp;
 use manifests::VerifiedManifest;
@@ -33,7 +36,7 @@ use semver::Version;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::error::{NodeError, Result, EXIT_UPDATE_AVAILABLE, EXIT_UPDATE_DEFERRED};
+use crate::error::{Exit, NodeError, Result};
 use crate::installed;
 use crate::plan::{human_bytes, saved_percent};
 use crate::policy::{Gate, ReleaseFacts};
@@ -234,7 +237,7 @@ impl RepositoryView {
 }
 
 /// Runs the check and returns the exit status to end with.
-pub fn run(config: &Config, json: bool) -> Result<u8> {
+pub fn run(config: &Config, json: bool) -> Result<Exit> {
     let r = report(config)?;
     let policy = config.policy()?;
     crate::announce::update_available(config, &r);
@@ -308,8 +311,8 @@ pub fn run(config: &Config, json: bool) -> Result<u8> {
         }
     }
     Ok(match (r.update_available, r.policy_allows_now) {
-        (true, true) => EXIT_UPDATE_AVAILABLE,
-        (true, false) => EXIT_UPDATE_DEFERRED,
-        (false, _) => 0,
+        (true, true) => Exit::UpdateAvailable,
+        (true, false) => Exit::UpdateDeferred,
+        (false, _) => Exit::Success,
     })
 }

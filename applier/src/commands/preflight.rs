@@ -8,14 +8,14 @@
 //! deltas apply) computed exactly as `ferry apply` does, so the disk check
 //! measures the same bytes an apply would write.
 //!
-//! Exit status: 0 when every check passes, 5 ([`EXIT_PREFLIGHT`]) when one
+//! Exit status: 0 when every check passes, 5 ([`Exit::Preflight`]) when one
 //! fails, so a fleet tool can ask nodes before it publishes to a channel.
 
 use semver::Version;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::error::{Result, EXIT_PREFLIGHT};
+use crate::error::{Exit, Result};
 use crate::plan::UpdatePlan;
 use crate::preflight::{self, CheckOutcome};
 use crate::store::ContentStore;
@@ -33,7 +33,7 @@ pub struct PreflightOutput {
 }
 
 /// Runs the checks and returns the exit status to end with.
-pub fn run(config: &Config, version: Option<Version>, json: bool) -> Result<u8> {
+pub fn run(config: &Config, version: Option<Version>, json: bool) -> Result<Exit> {
     let manifest = super::check::fetch_verified(config, version.as_ref())?;
     let manifest = manifest.manifest();
     // A release this ferry cannot install at all is an error, not a check.
@@ -75,5 +75,5 @@ pub fn run(config: &Config, version: Option<Version>, json: bool) -> Result<u8> 
             );
         }
     }
-    Ok(if ok { 0 } else { EXIT_PREFLIGHT })
+    Ok(if ok { Exit::Success } else { Exit::Preflight })
 }

@@ -228,6 +228,7 @@ pub fn describe(op: &Operation) -> String {
         Outcome::Failed => "FAILED",
         Outcome::RolledBack => "ROLLED BACK",
         Outcome::Interrupted => "INTERRUPTED",
+        Outcome::Refused => "REFUSED",
     };
     let show = |v: &Option<Version>| v.as_ref().map_or("-".to_string(), |v| v.to_string());
     let kind = serde_json::to_value(op.operation)
