@@ -89,6 +89,15 @@ pub enum NodeError {
     #[error("{0}")]
     Halted(String),
 
+    /// `current` was switched but the journal could not record it (a
+    /// full `state_dir`): the switch was undone before any service saw it.
+    #[error("{cause}; {undone}")]
+    SwitchNotRecorded {
+        cause: Box<NodeError>,
+        /// What was undone, and what runs now.
+        undone: String,
+    },
+
     #[error("{0}")]
     Other(String),
 }
@@ -113,7 +122,9 @@ impl NodeError {
             NodeError::Preflight(_) => EXIT_PREFLIGHT,
             NodeError::RolledBack(_) => EXIT_ROLLED_BACK,
             NodeError::Halted(_) => EXIT_HALTED,
-            NodeError::Io { .. } | NodeError::Other(_) => EXIT_ERROR,
+            NodeError::Io { .. } | NodeError::SwitchNotRecorded { .. } | NodeError::Other(_) => {
+                EXIT_ERROR
+            }
         }
     }
 }
