@@ -14,6 +14,12 @@
 //!    (restarting it, or for blue-green stopping the candidate while the old
 //!    one kept serving) and checks its health; then `post_rollback`.
 //!
+//! After a crash, recovery asks for the same steps again
+//! ([`Transition::resume_go_live`]): blue-green then first asks the health
+//! check whether the candidate already answers as itself, so that a crash
+//! never runs two instances of one release. That is why blue-green needs a
+//! health check that tells releases apart (checked at configuration load).
+//!
 //! Nothing here decides or records outcomes: `apply` (and recovery) own the
 //! journal. Every command has a deadline (see [`crate::shell`]).
 
