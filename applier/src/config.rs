@@ -219,7 +219,7 @@ impl Config {
         }
         self.service
             .check(
-                self.health.is_some(),
+                self.health.as_ref(),
                 self.install.mode == InstallMode::InPlace,
             )
             .or_else(bad)?;

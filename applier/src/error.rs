@@ -93,6 +93,15 @@ pub enum NodeError {
     #[error(transparent)]
     Refused(Box<Refusal>),
 
+    /// `current` was switched but the journal could not record it (a
+    /// full `state_dir`): the switch was undone before any service saw it.
+    #[error("{cause}; {undone}")]
+    SwitchNotRecorded {
+        cause: Box<NodeError>,
+        /// What was undone, and what runs now.
+        undone: String,
+    },
+
     #[error("{0}")]
     Other(String),
 }
@@ -125,7 +134,9 @@ impl NodeError {
             NodeError::RolledBack(_) => Exit::RolledBack,
             NodeError::Halted(_) => Exit::Halted,
             NodeError::Refused(_) => Exit::Refused,
-            NodeError::Io { .. } | NodeError::Other(_) => Exit::Error,
+            NodeError::Io { .. } | NodeError::SwitchNotRecorded { .. } | NodeError::Other(_) => {
+                Exit::Error
+            }
         }
     }
 

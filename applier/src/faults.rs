@@ -12,6 +12,9 @@
 //!   test can enumerate the points an operation passes through.
 //! - `FERRY_FAULT_SKIP_SPACE_CHECK=1`: skip the pre-flight space check, so a
 //!   test can drive a real ENOSPC during fetching and staging.
+//! - `FERRY_FAIL_WRITE=name`: the durable write named `name` (e.g.
+//!   `journal:Switched`) fails with ENOSPC, as on a full `state_dir`, at an
+//!   instant a real full disk cannot be timed to.
 
 #[cfg(feature = "fault-injection")]
 mod enabled {
@@ -62,10 +65,15 @@ mod enabled {
     pub fn skip_space_check() -> bool {
         std::env::var_os("FERRY_FAULT_SKIP_SPACE_CHECK").is_some()
     }
+
+    pub fn failed_write(name: &str) -> Option<std::io::Error> {
+        (std::env::var("FERRY_FAIL_WRITE").ok()? == name)
+            .then(|| std::io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error()))
+    }
 }
 
 #[cfg(feature = "fault-injection")]
-pub use enabled::{point, skip_space_check};
+pub use enabled::{failed_write, point, skip_space_check};
 
 /// A crash point: does nothing outside fault-injection builds.
 #[cfg(not(feature = "fault-injection"))]
@@ -76,4 +84,12 @@ pub fn point(_name: &'static str) {}
 #[inline(always)]
 pub fn skip_space_check() -> bool {
     false
+}
+
+/// An injected failure of the durable write `name`: never outside
+/// fault-injection builds.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn failed_write(_name: &str) -> Option<std::io::Error> {
+    None
 }

@@ -98,6 +98,12 @@ impl Journal {
 
     /// Moves to `step` durably; the caller performs the step's effects after.
     pub fn advance(&mut self, state_dir: &Path, step: Step) -> Result<()> {
+        if let Some(e) = faults::failed_write(&format!("journal:{step:?}")) {
+            return Err(NodeError::io(
+                format!("cannot write {}", path(state_dir).display()),
+                e,
+            ));
+        }
         self.step = step;
         self.write(state_dir)
     }

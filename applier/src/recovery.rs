@@ -111,7 +111,15 @@ pub fn recover(config: &Config, _lock: &StateLock) -> Result<Option<String>> {
         journal.to_version,
         step_name(journal.step)
     );
-    let action = decide(&journal, mode, current.as_ref());
+    // A crash between recording the outcome and closing the journal: the
+    // operation is over, and its service commands already ran.
+    let recorded = state::history(state_dir)?
+        .iter()
+        .any(|op| op.id.as_deref() == Some(journal.id.as_str()));
+    let action = match recorded {
+        true => Action::Close,
+        false => decide(&journal, mode, current.as_ref()),
+    };
     crate::recovery_preconditions::check(config, &journal, action)?;
     tracing::warn!(?action, journal = %journal.id, "recovering an interrupted operation");
     let message = match action {
@@ -136,18 +144,24 @@ pub fn recover(config: &Config, _lock: &StateLock) -> Result<Option<String>> {
                 finish_live(config, &mut journal, &what)?
             } else {
                 crate::recovery_preconditions::check_switch_back(config, &journal)?;
+                // The crash may have come after the service was restarted
+                // onto the new files: the old release goes back into
+                // service, as after any failure past the switch.
                 journal.advance(state_dir, Step::RollingBack)?;
-                switch_back(
+                switch_back_and_restore(
                     config,
                     &mut journal,
-                    Outcome::RolledBack,
                     &problems.join("; "),
+                    WayBack::Begins,
                 )?
             }
         }
-        Action::SwitchBack => {
-            switch_back_and_restore(config, &mut journal, "interrupted while switching back")?
-        }
+        Action::SwitchBack => switch_back_and_restore(
+            config,
+            &mut journal,
+            "interrupted while switching back",
+            WayBack::Underway,
+        )?,
         Action::Abandon => {
             let reverted = revert_interrupted_migrations(config, &journal);
             if mode == InstallMode::Symlink {
@@ -172,44 +186,77 @@ pub fn recover(config: &Config, _lock: &StateLock) -> Result<Option<String>> {
 }
 
 /// `current` names the interrupted operation's target and its tree matches
-/// the manifest. Without `[health]` that is the end of it; with it, the
-/// release must still pass the gate (the crash may have cut the service
-/// restart or the gate short): a failing release is switched back and the
-/// old one restarted, exactly as `apply` would have.
+/// the manifest. The crash may have come anywhere between the switch and
+/// the record, before or after the service picked the release up, so the
+/// release is put into service the way the interrupted operation would
+/// have (restart, reload or blue-green, the gate if `[health]` is set,
+/// then `post_apply` or `post_rollback`). An update that fails there is
+/// rolled back, exactly as `apply` would have; an operator's rollback stays
+/// where the operator sent it, recorded as failed.
 fn finish_live(config: &Config, journal: &mut Journal, what: &str) -> Result<String> {
     let target = journal.to_version.clone();
-    if config.health.is_some() && journal.operation == OperationKind::Apply {
-        let from = journal.from_version.clone();
-        let transition = Transition::new(config, from.as_ref(), &target);
-        if let Err(failure) = transition.go_live() {
+    let from = journal.from_version.clone();
+    let transition = Transition::new(config, from.as_ref(), &target);
+    let rollback = journal.operation == OperationKind::Rollback;
+    if let Err(failure) = transition.resume_go_live(rollback) {
+        if !rollback {
             journal.advance(&config.install.state_dir, Step::RollingBack)?;
-            return switch_back_and_restore(config, journal, &failure.message);
+            return switch_back_and_restore(config, journal, &failure.message, WayBack::Begins);
         }
+        let message = format!(
+            "{what}: switched to {target}, but it did not go into service: {}; check the service, then `ferry rollback --to VERSION` or `ferry apply`",
+            failure.message
+        );
+        conclude_switched(config, journal, Outcome::Failed, message.clone())?;
+        return Ok(message);
     }
-    let message = format!("{what}: finished, now at {target}");
+    let message = format!("{what}: finished, now at {target} and in service");
     conclude(config, journal, Outcome::Success, message.clone())?;
     Ok(message)
+}
+
+/// Where a way back stands when recovery takes it up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WayBack {
+    /// Recovery decides to go back now: `pre_rollback` runs first.
+    Begins,
+    /// The interrupted process had begun it (and ran `pre_rollback`).
+    Underway,
 }
 
 /// Switches back to the journal's origin, then brings the old release back
 /// into service as if its service had been stopped (after a crash nobody
 /// knows how far the way forward got) unless a blue-green old instance
-/// still answers as itself, and records the rollback.
-fn switch_back_and_restore(config: &Config, journal: &mut Journal, cause: &str) -> Result<String> {
+/// still answers as itself, and records the rollback. An update's way back
+/// runs its rollback hooks as `apply` would.
+fn switch_back_and_restore(
+    config: &Config,
+    journal: &mut Journal,
+    cause: &str,
+    way_back: WayBack,
+) -> Result<String> {
     let root = &config.install.root;
+    let (from, to) = (journal.from_version.clone(), journal.to_version.clone());
+    let transition = Transition::new(config, from.as_ref(), &to);
+    let update = journal.operation == OperationKind::Apply;
+    let mut notes = Vec::new();
+    if update && way_back == WayBack::Begins {
+        notes.extend(transition.pre_rollback().err());
+    }
     match &journal.from_version {
         Some(from) => switch::switch_to(root, from),
         None => switch::unset(root),
     }
     .map_err(|e| NodeError::io("cannot switch back", e))?;
     let reverted = revert_interrupted_migrations(config, journal);
-    let (from, to) = (journal.from_version.clone(), journal.to_version.clone());
-    let transition = Transition::new(config, from.as_ref(), &to);
     let restored = transition.restore(&GoLiveFailure {
         message: cause.to_string(),
         old_stopped: !transition.restored_still_serving(),
     });
-    let message = format!(
+    if update {
+        notes.extend(transition.post_rollback().err());
+    }
+    let mut message = format!(
         "{} {} -> {} rolled back to {}: {cause}{reverted}; {}",
         kind_name(journal.operation),
         show(&journal.from_version),
@@ -217,6 +264,9 @@ fn switch_back_and_restore(config: &Config, journal: &mut Journal, cause: &str) 
         show(&journal.from_version),
         restored.summary
     );
+    for note in &notes {
+        message.push_str(&format!("; {note}"));
+    }
     conclude(config, journal, Outcome::RolledBack, message.clone())?;
     Ok(message)
 }
@@ -386,12 +436,42 @@ pub fn conclude(
     outcome: Outcome,
     message: String,
 ) -> Result<()> {
+    record_outcome(
+        config,
+        journal,
+        outcome,
+        message,
+        outcome == Outcome::Success,
+    )
+}
+
+/// [`conclude`] for an operation that failed after its switch and stays
+/// switched (an operator's rollback whose release did not go into service,
+/// or whose `post_rollback` failed): `current` is the target, so the
+/// release left becomes the previous one, and a plain `ferry rollback`
+/// goes back to it.
+pub fn conclude_switched(
+    config: &Config,
+    journal: &mut Journal,
+    outcome: Outcome,
+    message: String,
+) -> Result<()> {
+    record_outcome(config, journal, outcome, message, true)
+}
+
+fn record_outcome(
+    config: &Config,
+    journal: &mut Journal,
+    outcome: Outcome,
+    message: String,
+    switched: bool,
+) -> Result<()> {
     let state_dir = &config.install.state_dir;
     let mut node = NodeState::load(state_dir)?;
+    if switched && journal.from_version.as_ref() != Some(&journal.to_version) {
+        node.previous_version = journal.from_version.clone();
+    }
     if outcome == Outcome::Success {
-        if journal.from_version.as_ref() != Some(&journal.to_version) {
-            node.previous_version = journal.from_version.clone();
-        }
         if journal.operation == OperationKind::Apply {
             node.channel = Some(config.repository.channel.clone());
         }

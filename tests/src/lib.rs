@@ -31,6 +31,8 @@
 //!   transport, for the fleet-scale rollout test and benchmark;
 //! - [`rollout_api`]: a real `ferry rollout serve` and a raw HTTP/SSE client;
 //! - [`demo`]: demo-service releases for the node lifecycle tests;
+//! - [`blue_green`]: a blue-green node running the demo service in a
+//!   network namespace, and its instances counted;
 //! - [`load`]: the load generator and idle connections for restart tests;
 //! - [`metrics_endpoint`]: a settable number over HTTP for the metrics gate;
 //! - [`netns`]: throw-away network namespaces for per-namespace sysctls;
@@ -41,6 +43,7 @@
 //!   receivers that are down, for the notification tests.
 
 pub mod binaries;
+pub mod blue_green;
 pub mod browser;
 pub mod cluster;
 pub mod demo;

@@ -10,135 +10,14 @@
 //! `net.ipv4.tcp_migrate_req=1` (connections still queued on a closing
 //! SO_REUSEPORT listener move to its sibling instead of being reset).
 
-use std::fs;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
-use ferry_demo_service::commands::blue_green_commands;
-use ferry_tests::binaries::{demo_load, ferry};
+use ferry_tests::binaries::demo_load;
+use ferry_tests::blue_green::{namespace, serving_1_0_0_with_failing_2_0_0, BlueGreenNode, ADDR};
 use ferry_tests::demo::demo_release;
-use ferry_tests::fixtures::{Node, Workspace, CHANNEL};
+use ferry_tests::fixtures::{Workspace, CHANNEL};
 use ferry_tests::load::start_demo_load;
-use ferry_tests::netns::NetworkNamespace;
-use ferry_tests::run::{run, Output};
-
-const ADDR: &str = "127.0.0.1:8080";
-
-/// A node configured for blue-green with the demo service, inside `ns`.
-struct BlueGreenNode<'a> {
-    ns: &'a NetworkNamespace,
-    node: Node,
-    pid_dir: PathBuf,
-}
-
-impl<'a> BlueGreenNode<'a> {
-    fn new(ws: &Workspace, ns: &'a NetworkNamespace) -> BlueGreenNode<'a> {
-        let node = ws.node("n1");
-        let pid_dir = node.dir.join("pids");
-        fs::create_dir_all(&pid_dir).unwrap();
-        let (start, stop) = blue_green_commands(ADDR, &pid_dir, &node.dir.join("demo.log"));
-        let mut config = fs::read_to_string(&node.config).unwrap();
-        config.push_str(&format!(
-            "\n[service]\nstrategy = \"blue-green\"\nstart_command = {start:?}\nstop_command = {stop:?}\ncommand_timeout_seconds = 20\n\
-             [health]\nurl = \"http://{ADDR}/health\"\nexpect_version = true\ninterval_ms = 50\nretries = 100\ntimeout_seconds = 15\n"
-        ));
-        fs::write(&node.config, config).unwrap();
-        BlueGreenNode { ns, node, pid_dir }
-    }
-
-    /// `ferry ARGS` inside the namespace.
-    fn ferry(&self, args: &[&str]) -> Output {
-        run(&mut self.ferry_command(ferry(), args))
-    }
-
-    fn ferry_command(&self, binary: &std::path::Path, args: &[&str]) -> Command {
-        let mut command = self.ns.command(binary);
-        command
-            .env_remove("FERRY_CONFIG")
-            .arg("--config")
-            .arg(&self.node.config)
-            .args(args);
-        command
-    }
-
-    /// Live processes of `version`'s demo service, whatever their pid
-    /// files say (one started twice overwrites its pid file).
-    fn instances(&self, version: &str) -> usize {
-        let pid_file = self.pid_dir.join(format!("demo-{version}.pid"));
-        let needle = pid_file.to_string_lossy().into_owned();
-        fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(|e| fs::read(e.ok()?.path().join("cmdline")).ok())
-            .filter(|cmdline| {
-                cmdline
-                    .split(|b| *b == 0)
-                    .any(|arg| arg == needle.as_bytes())
-            })
-            .count()
-    }
-
-    /// Versions with a running instance (a pid file whose process lives).
-    fn running(&self) -> Vec<String> {
-        let mut versions: Vec<String> = fs::read_dir(&self.pid_dir)
-            .unwrap()
-            .filter_map(|e| {
-                let path = e.unwrap().path();
-                let pid = fs::read_to_string(&path).ok()?;
-                let alive = Command::new("kill")
-                    .args(["-0", pid.trim()])
-                    .status()
-                    .ok()?
-                    .success();
-                let name = path.file_name()?.to_str()?.to_string();
-                alive.then(|| {
-                    name.trim_start_matches("demo-")
-                        .trim_end_matches(".pid")
-                        .to_string()
-                })
-            })
-            .collect();
-        versions.sort();
-        versions
-    }
-}
-
-impl Drop for BlueGreenNode<'_> {
-    fn drop(&mut self) {
-        if let Ok(entries) = fs::read_dir(&self.pid_dir) {
-            for entry in entries.flatten() {
-                if let Ok(pid) = fs::read_to_string(entry.path()) {
-                    let _ = Command::new("kill").arg(pid.trim()).status();
-                }
-            }
-        }
-    }
-}
-
-/// A node serving healthy 1.0.0, with 2.0.0 published unhealthy and a
-/// health gate short enough to fail it in 3 s.
-fn serving_1_0_0_with_failing_2_0_0(ns: &NetworkNamespace) -> (Workspace, BlueGreenNode<'_>) {
-    let ws = Workspace::new();
-    ws.publish("1.0.0", CHANNEL, &demo_release(&ws, "1.0.0", true));
-    ws.publish("2.0.0", CHANNEL, &demo_release(&ws, "2.0.0", false));
-    let node = BlueGreenNode::new(&ws, ns);
-    let config = fs::read_to_string(&node.node.config).unwrap().replace(
-        "retries = 100\ntimeout_seconds = 15",
-        "retries = 20\ntimeout_seconds = 3",
-    );
-    fs::write(&node.node.config, config).unwrap();
-    node.ferry(&["apply", "--version", "1.0.0"])
-        .assert_success();
-    (ws, node)
-}
-
-fn namespace(test: &str) -> Option<NetworkNamespace> {
-    let ns = NetworkNamespace::create_or_skip(test)?;
-    ns.sysctl("net.ipv4.tcp_migrate_req", "1")
-        .unwrap_or_else(|e| panic!("{e}"));
-    Some(ns)
-}
 
 #[test]
 fn a_blue_green_update_under_load_fails_no_request() {

@@ -508,7 +508,15 @@ fn execute<'a>(
             NodeError::Other(cause),
         ));
     }
-    journal.advance(state_dir, Step::Switched)?;
+    if let Err(e) = journal.advance(state_dir, Step::Switched) {
+        return Err(undo_unrecorded_switch(
+            config,
+            &mut journal,
+            from.as_ref(),
+            e,
+            &revert_migrated,
+        ));
+    }
     events::emit(events::Event::Switched, versions.clone());
     let problems = release_dir::verify(manifest.manifest(), &release, Depth::Metadata)
         .map_err(|e| NodeError::io(format!("cannot check {}", release.display()), e))?;
@@ -613,6 +621,46 @@ fn roll_back_after_switch(
     match result {
         Ok(message) => NodeError::RolledBack(message),
         Err(e) => e,
+    }
+}
+
+/// The switch happened, but the journal could not say so (a full
+/// `state_dir`). No service has picked the new release up yet, so the
+/// switch is undone at once and this update's migrations reverted, rather
+/// than leaving `current` on a release nothing runs. If even the switch
+/// back fails, the journal stays open: the next ferry run finds `current`
+/// on the target and puts it into service.
+fn undo_unrecorded_switch(
+    config: &Config,
+    journal: &mut Journal,
+    from: Option<&Version>,
+    error: NodeError,
+    revert_migrations: &dyn Fn(String) -> String,
+) -> NodeError {
+    let root = &config.install.root;
+    let target = journal.to_version.clone();
+    let back = match from {
+        Some(from) => switch::switch_to(root, from),
+        None => switch::unset(root),
+    };
+    let runs = from.map_or("nothing".to_string(), |v| v.to_string());
+    match back {
+        Ok(()) => {
+            let undone = revert_migrations(format!(
+                "switched back: {target} was not installed, {runs} still runs"
+            ));
+            let error = NodeError::SwitchNotRecorded {
+                cause: Box::new(error),
+                undone,
+            };
+            recovery::fail(config, journal, error)
+        }
+        Err(e) => NodeError::SwitchNotRecorded {
+            cause: Box::new(error),
+            undone: format!(
+                "could NOT switch back to {runs} ({e}): `current` names {target}; the next ferry run finishes or undoes the update"
+            ),
+        },
     }
 }
 

@@ -105,16 +105,25 @@ pub fn run(config: &Config, to: Option<Version>) -> Result<()> {
         let e = NodeError::io(format!("cannot switch to {target}"), e);
         return Err(recovery::fail(config, &mut journal, e));
     }
-    journal.advance(state_dir, Step::Switched)?;
+    if let Err(e) = journal.advance(state_dir, Step::Switched) {
+        return Err(undo_unrecorded_switch(
+            config,
+            &mut journal,
+            current.as_ref(),
+            e,
+        ));
+    }
     journal.advance(state_dir, Step::Verified)?;
     if let Err(failure) = transition.operator_go_live() {
         // The operator chose this release: ferry does not flip again on its
-        // own. The files are switched; the service needs a look.
+        // own. The files are switched; the service needs a look. The
+        // release left is the previous one now, so `ferry rollback` can
+        // take the node back to it.
         let message = format!(
             "switched to {target}, but it did not go into service: {}; check the service, then `ferry rollback --to VERSION` or `ferry apply`",
             failure.message
         );
-        recovery::conclude(config, &mut journal, Outcome::Failed, message.clone())?;
+        recovery::conclude_switched(config, &mut journal, Outcome::Failed, message.clone())?;
         return Err(NodeError::Other(message));
     }
     recovery::conclude(
@@ -134,6 +143,64 @@ pub fn run(config: &Config, to: Option<Version>) -> Result<()> {
         events::versions(current.as_ref(), &target),
     );
     Ok(())
+}
+
+/// The switch to the rollback's target happened, but the journal could not
+/// say so (a full `state_dir`). No service has picked the target up yet:
+/// the switch is undone at once and the migrations this rollback reverted
+/// run their ups again, so the release left keeps the data it knows. If
+/// even the switch back fails, the journal stays open for the next run.
+fn undo_unrecorded_switch(
+    config: &Config,
+    journal: &mut Journal,
+    left: Option<&Version>,
+    error: NodeError,
+) -> NodeError {
+    let root = &config.install.root;
+    let target = journal.to_version.clone();
+    let back = match left {
+        Some(left) => switch::switch_to(root, left),
+        None => switch::unset(root),
+    };
+    let runs = left.map_or("nothing".to_string(), |v| v.to_string());
+    if let Err(e) = back {
+        return NodeError::SwitchNotRecorded {
+            cause: Box::new(error),
+            undone: format!(
+                "could NOT switch back to {runs} ({e}): `current` names {target}; the next ferry run finishes the rollback"
+            ),
+        };
+    }
+    let mut undone = format!("switched back: not rolled back, {runs} still runs");
+    if let Some(left) = left {
+        match reapply_migrations(config, left, &target) {
+            Ok(ids) if ids.is_empty() => {}
+            Ok(ids) => undone.push_str(&format!("; migrations applied again: {}", ids.join(", "))),
+            Err(e) => undone.push_str(&format!(
+                "; its reverted migrations could NOT be applied again: {e}"
+            )),
+        }
+    }
+    let error = NodeError::SwitchNotRecorded {
+        cause: Box::new(error),
+        undone,
+    };
+    recovery::fail(config, journal, error)
+}
+
+/// The ups of `left`'s migrations that this rollback reverted, run again
+/// from its tree.
+fn reapply_migrations(config: &Config, left: &Version, target: &Version) -> Result<Vec<String>> {
+    let state_dir = &config.install.state_dir;
+    let keys = config.trusted_keys()?;
+    let manifest = kept_manifests::load(state_dir, left, &keys)?;
+    Ok(migrations::apply_pending(
+        state_dir,
+        manifest.manifest(),
+        &release_dir::release_path(&config.install.root, left),
+        &migrations::operation_env(Some(target), left),
+        config.migrations.timeout(),
+    )?)
 }
 
 /// Going back from `current` to `target`: the downs of the migrations

@@ -136,15 +136,22 @@ impl HealthConfig {
         Ok(())
     }
 
-    /// Whether `version` answers `url` as itself right now: `expect_version`
-    /// probes only (without it, any instance's answer would do), up to
-    /// `tries` GETs, since a port shared by two instances (blue-green,
-    /// SO_REUSEPORT) may hand any one of them to the other.
-    pub fn answers_as(&self, version: &Version, tries: u32) -> bool {
-        let Some(url) = self.url.as_deref().filter(|_| self.expect_version) else {
-            return false;
-        };
-        (0..tries).any(|_| self.probe_url(url, version).is_ok())
+    /// Whether a passed probe names the release that answered: the body
+    /// must name the version (`expect_version`), or the operator's
+    /// `command` (which sees FERRY_TO_VERSION) decides. Without either,
+    /// an old instance still on the port passes for any release.
+    pub fn tells_releases_apart(&self) -> bool {
+        (self.expect_version && self.url.is_some()) || self.command.is_some()
+    }
+
+    /// Whether `version` answers as itself right now: up to `tries`
+    /// probes, since a port shared by two instances (blue-green,
+    /// SO_REUSEPORT) may hand any one of them to the other. Always `false`
+    /// when the probe cannot tell releases apart (see
+    /// [`Self::tells_releases_apart`]). `env` goes to `command` and names
+    /// `version` as FERRY_TO_VERSION.
+    pub fn answers_as(&self, version: &Version, env: &[(String, String)], tries: u32) -> bool {
+        self.tells_releases_apart() && (0..tries).any(|_| self.probe(version, env).is_ok())
     }
 
     fn probe_url(&self, url: &str, version: &Version) -> Result<(), String> {

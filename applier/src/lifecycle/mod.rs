@@ -14,6 +14,12 @@
 //!    (restarting it, or for blue-green stopping the candidate while the old
 //!    one kept serving) and checks its health; then `post_rollback`.
 //!
+//! After a crash, recovery asks for the same steps again
+//! ([`Transition::resume_go_live`]): blue-green then first asks the health
+//! check whether the candidate already answers as itself, so that a crash
+//! never runs two instances of one release. That is why blue-green needs a
+//! health check that tells releases apart (checked at configuration load).
+//!
 //! Nothing here decides or records outcomes: `apply` (and recovery) own the
 //! journal. Every command has a deadline (see [`crate::shell`]).
 
@@ -223,7 +229,11 @@ impl<'a> Transition<'a> {
 
     /// After the switch: the strategy, the health gate, `post_apply`.
     pub fn go_live(&self) -> Result<(), GoLiveFailure> {
-        self.go_live_then("post_apply", self.service().post_apply.as_ref())
+        self.go_live_then(
+            Start::Fresh,
+            "post_apply",
+            self.service().post_apply.as_ref(),
+        )
     }
 
     /// An operator's rollback (`self` goes from the release being left to
@@ -235,10 +245,33 @@ impl<'a> Transition<'a> {
     /// An operator's rollback after its switch: the restored release into
     /// service and through the gate, then `post_rollback`.
     pub fn operator_go_live(&self) -> Result<(), GoLiveFailure> {
-        self.go_live_then("post_rollback", self.service().post_rollback.as_ref())
+        self.go_live_then(
+            Start::Fresh,
+            "post_rollback",
+            self.service().post_rollback.as_ref(),
+        )
     }
 
-    fn go_live_then(&self, hook: &str, hook_line: Option<&String>) -> Result<(), GoLiveFailure> {
+    /// [`Self::go_live`] (for an apply) or [`Self::operator_go_live`] (for
+    /// a rollback) once more, after a crash cut it short somewhere after
+    /// the switch. Restart, reload and the hooks simply run again; a
+    /// blue-green candidate that already answers as itself is not started
+    /// a second time.
+    pub fn resume_go_live(&self, rollback: bool) -> Result<(), GoLiveFailure> {
+        let service = self.service();
+        let (hook, line) = match rollback {
+            false => ("post_apply", service.post_apply.as_ref()),
+            true => ("post_rollback", service.post_rollback.as_ref()),
+        };
+        self.go_live_then(Start::AfterCrash, hook, line)
+    }
+
+    fn go_live_then(
+        &self,
+        start: Start,
+        hook: &str,
+        hook_line: Option<&String>,
+    ) -> Result<(), GoLiveFailure> {
         let strategy = self.service().strategy;
         let failed = |message: String, old_stopped: bool| GoLiveFailure {
             message,
@@ -246,17 +279,16 @@ impl<'a> Transition<'a> {
         };
         if strategy == Strategy::BlueGreen {
             // The old release keeps serving until the candidate is healthy.
-            self.start(self.to)
-                .map_err(|e| failed(format!("the new release did not start: {e}"), false))?;
-            let healthy = self.health(self.to).map_err(|e| failed(e, false))?;
-            log_healthy(self.to, healthy);
+            if start == Start::AfterCrash && self.serves(self.to) {
+                tracing::info!(version = %self.to, "the candidate already answers as itself: not started again");
+            } else {
+                self.start(self.to)
+                    .map_err(|e| failed(format!("the new release did not start: {e}"), false))?;
+                let healthy = self.health(self.to).map_err(|e| failed(e, false))?;
+                log_healthy(self.to, healthy);
+            }
             if let Some(from) = self.from {
-                self.stop(from).map_err(|e| {
-                    failed(
-                        format!("{} is healthy but {from} did not stop: {e}", self.to),
-                        false,
-                    )
-                })?;
+                self.retire(from).map_err(|e| failed(e, false))?;
             }
         } else {
             let touched = strategy != Strategy::None;
@@ -273,32 +305,78 @@ impl<'a> Transition<'a> {
             .map_err(|e| failed(e, strategy != Strategy::None))
     }
 
-    /// After the switch back to `self.from`: brings the old release back
-    /// into service and checks it. Never fails: what went wrong is in the
-    /// summary (the node runs the old files either way).
+    /// Blue-green, once the candidate passed its gate: stops the old
+    /// instance. A failed (or timed-out) `stop_command` is not taken at its
+    /// word: if the old instance no longer answers as itself it is gone
+    /// (or was already, after a crash) and the candidate serves alone;
+    /// only one that still answers fails the update.
+    fn retire(&self, old: &Version) -> Result<(), String> {
+        let Err(e) = self.stop(old) else {
+            return Ok(());
+        };
+        if self.serves(old) {
+            return Err(format!(
+                "{} is healthy but {old} did not stop: {e}",
+                self.to
+            ));
+        }
+        tracing::warn!(%old, error = %e, "stop_command failed, but the old instance no longer answers");
+        Ok(())
+    }
+
+    /// Whether `version`'s instance answers the health check as itself
+    /// right now (blue-green: two instances share the port). `false` when
+    /// `[health]` cannot tell releases apart.
+    fn serves(&self, version: &Version) -> bool {
+        let Some(health) = &self.config.health else {
+            return false;
+        };
+        let asked = Transition {
+            config: self.config,
+            from: self.from,
+            to: version,
+        };
+        health.answers_as(version, &asked.env(), 5)
+    }
+
     /// After a crash on the way back from a blue-green update: whether the
     /// release being restored still serves. Blue-green stops the old
     /// instance only once the candidate passed its gate, so a crash often
     /// leaves it running; starting it again would run it twice. It counts
-    /// as serving only when the health URL answers naming its version
-    /// (`expect_version`); any doubt starts it, as for a stopped one.
+    /// as serving only when the health check answers as its version; any
+    /// doubt starts it, as for a stopped one.
     pub fn restored_still_serving(&self) -> bool {
-        match (self.reversed(), &self.config.health) {
-            (Some(back), Some(health)) if self.service().strategy == Strategy::BlueGreen => {
-                health.answers_as(back.to, 5)
-            }
+        match self.reversed() {
+            Some(back) if self.service().strategy == Strategy::BlueGreen => back.serves(back.to),
             _ => false,
         }
     }
 
+    /// Blue-green, on the way back: stops the candidate. A `stop_command`
+    /// that fails for a candidate that no longer answers (one that crashed
+    /// on start) is only worth a note; `Err` when it may still run.
+    fn stop_candidate(&self) -> Result<Option<String>, String> {
+        match self.stop(self.to) {
+            Ok(()) => Ok(None),
+            Err(e) if !self.serves(self.to) => {
+                Ok(Some(format!("{} was not running any more ({e})", self.to)))
+            }
+            Err(e) => Err(format!("{} could NOT be stopped: {e}", self.to)),
+        }
+    }
+
+    /// After the switch back to `self.from`: brings the old release back
+    /// into service and checks it. Never fails: what went wrong is in the
+    /// summary (the node runs the old files either way).
     pub fn restore(&self, failure: &GoLiveFailure) -> Restored {
+        let blue_green = self.service().strategy == Strategy::BlueGreen;
         let Some(back) = self.reversed() else {
             // A first install: nothing ran before it. Stop the candidate if
             // ferry started it.
-            if self.service().strategy == Strategy::BlueGreen {
-                if let Err(e) = self.stop(self.to) {
+            if blue_green {
+                if let Err(e) = self.stop_candidate() {
                     return Restored {
-                        summary: format!("{} could not be stopped: {e}", self.to),
+                        summary: e,
                         ok: false,
                     };
                 }
@@ -309,15 +387,29 @@ impl<'a> Transition<'a> {
             };
         };
         let old = back.to;
+        let mut notes = Vec::new();
+        let mut candidate_runs = false;
         let brought_back = match self.service().strategy {
             Strategy::None => Ok(()),
             Strategy::Restart | Strategy::Reload => back.restart_or_reload(),
-            // Still serving: only the candidate goes.
-            Strategy::BlueGreen if !failure.old_stopped => back.stop(self.to),
-            Strategy::BlueGreen => back
-                .start(old)
-                .and_then(|()| back.health(old).map(|_| ()))
-                .and_then(|()| back.stop(self.to)),
+            // The old instance serves (it never stopped, or it is started
+            // and healthy again): only then does the candidate go.
+            Strategy::BlueGreen => {
+                let old_serves = match failure.old_stopped {
+                    false => Ok(()),
+                    true => back.start(old).and_then(|()| back.health(old).map(|_| ())),
+                };
+                if old_serves.is_ok() {
+                    match self.stop_candidate() {
+                        Ok(note) => notes.extend(note),
+                        Err(e) => {
+                            candidate_runs = true;
+                            notes.push(e);
+                        }
+                    }
+                }
+                old_serves
+            }
         };
         if let Err(e) = brought_back {
             return Restored {
@@ -325,21 +417,30 @@ impl<'a> Transition<'a> {
                 ok: false,
             };
         }
-        match back.health(old) {
-            Ok(Some(_)) => Restored {
-                summary: format!("{old} is healthy again"),
-                ok: true,
-            },
-            Ok(None) => Restored {
-                summary: format!("{old} is back (no [health] check configured)"),
-                ok: true,
-            },
-            Err(e) => Restored {
-                summary: format!("{old} is back but NOT healthy: {e}"),
-                ok: false,
-            },
+        let (mut summary, ok) = match back.health(old) {
+            Ok(Some(_)) => (format!("{old} is healthy again"), true),
+            Ok(None) => (
+                format!("{old} is back (no [health] check configured)"),
+                true,
+            ),
+            Err(e) => (format!("{old} is back but NOT healthy: {e}"), false),
+        };
+        for note in &notes {
+            summary.push_str(&format!("; {note}"));
+        }
+        Restored {
+            summary,
+            ok: ok && !candidate_runs,
         }
     }
+}
+
+/// Whether [`Transition::go_live`] runs for the first time or once more
+/// after a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    Fresh,
+    AfterCrash,
 }
 
 fn log_healthy(version: &Version, healthy: Option<health::Healthy>) {

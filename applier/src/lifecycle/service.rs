@@ -24,6 +24,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::health::HealthConfig;
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
@@ -84,9 +86,9 @@ impl ServiceConfig {
         Duration::from_secs(self.hook_timeout_seconds.unwrap_or(HOOK_TIMEOUT))
     }
 
-    /// Configuration mistakes, worded for the operator. `has_health`:
-    /// whether `[health]` is set; `in_place`: the install mode.
-    pub fn check(&self, has_health: bool, in_place: bool) -> Result<(), String> {
+    /// Configuration mistakes, worded for the operator. `health`: the
+    /// `[health]` section, if set; `in_place`: the install mode.
+    pub fn check(&self, health: Option<&HealthConfig>, in_place: bool) -> Result<(), String> {
         let needs = |key: &str, value: &Option<String>| match value {
             Some(v) if !v.trim().is_empty() => Ok(()),
             _ => Err(format!(
@@ -112,9 +114,17 @@ impl ServiceConfig {
             Strategy::BlueGreen => {
                 needs("start_command", &self.start_command)?;
                 needs("stop_command", &self.stop_command)?;
-                if !has_health {
+                let Some(health) = health else {
                     return Err(
                         "service.strategy = \"blue-green\" needs a [health] section: the old release is stopped only once the new one is healthy"
+                            .into(),
+                    );
+                };
+                // Both instances answer on one port: a gate that cannot
+                // tell them apart passes the old one for the candidate.
+                if !health.tells_releases_apart() {
+                    return Err(
+                        "service.strategy = \"blue-green\" needs health.expect_version = true (with health.url) or a health.command: the old instance answers the health check too, so the gate must tell the candidate from it"
                             .into(),
                     );
                 }
@@ -194,28 +204,37 @@ mod tests {
     fn each_strategy_names_what_it_is_missing() {
         let restart = parse("strategy = \"restart\"");
         assert!(restart
-            .check(false, false)
+            .check(None, false)
             .unwrap_err()
             .contains("restart_command"));
         let reload = parse("strategy = \"reload\"\nreload_signal = \"HUP\"");
-        assert!(reload.check(false, false).unwrap_err().contains("pid_file"));
+        assert!(reload.check(None, false).unwrap_err().contains("pid_file"));
         let reload =
             parse("strategy = \"reload\"\nreload_signal = \"SIGHUP\"\npid_file = \"/run/x.pid\"");
-        assert!(reload.check(false, false).is_ok());
+        assert!(reload.check(None, false).is_ok());
         let bad_signal =
             parse("strategy = \"reload\"\nreload_signal = \"BOOM\"\npid_file = \"/p\"");
-        assert!(bad_signal.check(false, false).unwrap_err().contains("BOOM"));
+        assert!(bad_signal.check(None, false).unwrap_err().contains("BOOM"));
         let blue_green =
             parse("strategy = \"blue-green\"\nstart_command = \"start\"\nstop_command = \"stop\"");
         assert!(blue_green
-            .check(false, false)
+            .check(None, false)
             .unwrap_err()
             .contains("[health]"));
+        let health = |text: &str| toml::from_str::<HealthConfig>(text).unwrap();
+        let by_version = health("url = \"http://127.0.0.1:1/health\"\nexpect_version = true");
         assert!(blue_green
-            .check(true, true)
+            .check(Some(&by_version), true)
             .unwrap_err()
             .contains("symlink"));
-        assert!(blue_green.check(true, false).is_ok());
+        assert!(blue_green.check(Some(&by_version), false).is_ok());
+        let by_command = health("command = \"check $FERRY_TO_VERSION\"");
+        assert!(blue_green.check(Some(&by_command), false).is_ok());
+        let by_status = health("url = \"http://127.0.0.1:1/health\"");
+        assert!(blue_green
+            .check(Some(&by_status), false)
+            .unwrap_err()
+            .contains("health.expect_version = true"));
         assert!(toml::from_str::<ServiceConfig>("strategy = \"rolling\"").is_err());
     }
 
