@@ -28,7 +28,7 @@ fn read_only_commands_on_a_fresh_node_create_nothing() {
         (&["status"], &[0]),
         (&["status", "--json"], &[0]),
         (&["history"], &[0]),
-        (&["check"], &[100]),
+        (&["check"], &[10]),
         (&["apply", "--dry-run"], &[0]),
         (&["preflight"], &[0]),
         // Nothing installed: these fail, but still write nothing.
