@@ -17,10 +17,11 @@ use crate::config::Config;
 use crate::converge::{self, Desired, DesiredEntry};
 use crate::error::{NodeError, Result};
 use crate::journal::{Journal, Step};
+use crate::operation::record;
 use crate::restore_point::RestorePoint;
 use crate::state::Outcome;
 use crate::store::ContentStore;
-use crate::{durable, faults, recovery};
+use crate::{durable, faults};
 
 /// The writes of an in-place operation and the restore point that undoes
 /// them: `state_dir/in-place-plan.json`, present from just before the first
@@ -148,13 +149,14 @@ pub fn changeset(
 
 /// Captures a restore point of everything `entries` touch, then converges
 /// the files to `entries`. On any failure after the first write, converges
-/// back to the restore point. The journal ends at `verified`.
+/// back to the restore point. The journal ends at `verified`; returns the
+/// restore point's id.
 pub fn switch(
     config: &Config,
     journal: &mut Journal,
     store: &ContentStore,
     entries: Vec<DesiredEntry>,
-) -> Result<()> {
+) -> Result<String> {
     let state_dir = &config.install.state_dir;
     let root = &config.install.root;
     let point = RestorePoint::capture(
@@ -168,7 +170,7 @@ pub fn switch(
     let point = match point {
         Ok(p) => p,
         Err(e) => {
-            return Err(recovery::fail(config, journal, e));
+            return Err(record::fail(config, journal, e));
         }
     };
     faults::point("in-place:restore-point-made");
@@ -199,7 +201,8 @@ pub fn switch(
         let message = restore(config, journal, store, &e.to_string())?;
         return Err(NodeError::Other(message));
     }
-    journal.advance(state_dir, Step::Verified)
+    journal.advance(state_dir, Step::Verified)?;
+    Ok(plan.restore_point)
 }
 
 /// Converges back to the plan's restore point and records `cause`.
@@ -209,6 +212,23 @@ pub fn restore(
     store: &ContentStore,
     cause: &str,
 ) -> Result<String> {
+    let point = converge_back(config, store)?;
+    let message = format!(
+        "{} {} -> {} undone from restore point {point}: {cause}",
+        record::kind_name(journal.operation),
+        journal
+            .from_version
+            .as_ref()
+            .map_or("nothing".into(), |v| v.to_string()),
+        journal.to_version,
+    );
+    record::conclude(config, journal, Outcome::RolledBack, message.clone())?;
+    InPlacePlan::remove(&config.install.state_dir)?;
+    Ok(message)
+}
+
+/// Converges the files back to the plan's restore point; returns its id.
+pub fn converge_back(config: &Config, store: &ContentStore) -> Result<String> {
     let state_dir = &config.install.state_dir;
     let plan = InPlacePlan::load(state_dir)?.ok_or_else(|| {
         NodeError::Other(
@@ -218,19 +238,7 @@ pub fn restore(
     let point = RestorePoint::load(state_dir, &plan.restore_point)?;
     converge::converge(&config.install.root, &point.entries, store)
         .map_err(|e| NodeError::io(format!("cannot restore from restore point {}", point.id), e))?;
-    let message = format!(
-        "{} {} -> {} undone from restore point {}: {cause}",
-        recovery::kind_name(journal.operation),
-        journal
-            .from_version
-            .as_ref()
-            .map_or("nothing".into(), |v| v.to_string()),
-        journal.to_version,
-        point.id
-    );
-    recovery::conclude(config, journal, Outcome::RolledBack, message.clone())?;
-    InPlacePlan::remove(state_dir)?;
-    Ok(message)
+    Ok(point.id)
 }
 
 /// Housekeeping after a concluded in-place operation.

@@ -37,6 +37,7 @@ pub mod metrics;
 pub mod migrations;
 pub mod node_id;
 pub mod notify;
+pub mod operation;
 pub mod pace;
 pub mod patching;
 pub mod plan;

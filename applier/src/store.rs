@@ -72,6 +72,7 @@ impl<'a> From<&'a DeltaRef> for PinnedFile<'a> {
     }
 }
 
+#[derive(Debug, Clone)]
 pub struct ContentStore {
     objects: PathBuf,
     downloads: PathBuf,

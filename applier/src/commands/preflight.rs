@@ -41,7 +41,7 @@ pub fn run(config: &Config, version: Option<Version>, json: bool) -> Result<Exit
     let installed = installed::version(config)?;
     // Read-only: the store is looked at, never created.
     let store = ContentStore::at(&config.install.state_dir);
-    let held = super::apply::held_contents(&store, manifest)?;
+    let held = crate::operation::held_contents(&store, manifest)?;
     let bases = bases::locate(config, &store, manifest, &held, installed.as_ref())?;
     let plan = UpdatePlan::compute(manifest, installed.clone(), &held, &bases);
     let report = preflight::run(config, manifest, &plan);

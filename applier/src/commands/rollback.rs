@@ -9,19 +9,17 @@ use crate::config::{Config, InstallMode};
 use crate::error::{NodeError, Result};
 use crate::events;
 use crate::journal::{Journal, Step};
-use crate::lifecycle::Transition;
 use crate::lock::StateLock;
+use crate::operation::{Ended, Move, Run};
 use crate::release_dir::Depth;
 use crate::restore_point::RestorePoint;
 use crate::state::{self, NodeState, Operation, OperationKind, Outcome};
-use crate::store::ContentStore;
-use crate::{in_place, installed, kept_manifests, migrations, recovery, release_dir, switch};
+use crate::{installed, kept_manifests, recovery, release_dir};
 
 pub fn run(config: &Config, to: Option<Version>) -> Result<()> {
     let lock = StateLock::acquire(&config.install.state_dir)?;
     super::announce_recovery(recovery::recover(config, &lock)?);
     let started = Timestamp::now();
-    let root = &config.install.root;
     let state_dir = &config.install.state_dir;
     let current = installed::version(config)?;
     let node = NodeState::load(state_dir)?;
@@ -64,171 +62,40 @@ pub fn run(config: &Config, to: Option<Version>) -> Result<()> {
         }
     };
 
-    let mut journal = Journal::begin(
+    let journal = Journal::begin(
         state_dir,
         OperationKind::Rollback,
         current.clone(),
         target.clone(),
     )?;
-    if let Some(point) = point {
-        let store = ContentStore::open(state_dir)?;
-        in_place::switch(config, &mut journal, &store, point.entries)?;
-        recovery::conclude(
-            config,
-            &mut journal,
-            Outcome::Success,
-            format!("rolled back to {target} from restore point {}", point.id),
-        )?;
-        events::say(format!(
-            "rolled back {} -> {target} in place (restore point {})",
-            current
-                .as_ref()
-                .map_or("nothing".to_string(), |v| v.to_string()),
-            point.id
-        ));
-        events::emit(
-            events::Event::RolledBack,
-            events::versions(current.as_ref(), &target),
-        );
-        return in_place::finish(config);
+    let in_place = point.is_some();
+    let mut run = Run::rollback(config, journal, point.map(|p| (p.id, p.entries)));
+    // A rollback's target is on disk and verified: it starts at the switch
+    // (in place, the switch writes `staged` once its restore point exists).
+    if !in_place {
+        run.journal.advance(state_dir, Step::Staged)?;
     }
-    journal.advance(state_dir, Step::Staged)?;
-    let transition = Transition::new(config, current.as_ref(), &target);
-    if let Err(e) = transition.operator_pre_rollback() {
-        let e = NodeError::Other(format!("{e}; nothing was switched"));
-        return Err(recovery::fail(config, &mut journal, e));
-    }
-    if let Err(e) = revert_migrations(config, current.as_ref(), &target) {
-        return Err(recovery::fail(config, &mut journal, e));
-    }
-    if let Err(e) = switch::switch_to(root, &target) {
-        let e = NodeError::io(format!("cannot switch to {target}"), e);
-        return Err(recovery::fail(config, &mut journal, e));
-    }
-    if let Err(e) = journal.advance(state_dir, Step::Switched) {
-        return Err(undo_unrecorded_switch(
-            config,
-            &mut journal,
-            current.as_ref(),
-            e,
-        ));
-    }
-    journal.advance(state_dir, Step::Verified)?;
-    if let Err(failure) = transition.operator_go_live() {
-        // The operator chose this release: ferry does not flip again on its
-        // own. The files are switched; the service needs a look. The
-        // release left is the previous one now, so `ferry rollback` can
-        // take the node back to it.
-        let message = format!(
-            "switched to {target}, but it did not go into service: {}; check the service, then `ferry rollback --to VERSION` or `ferry apply`",
-            failure.message
-        );
-        recovery::conclude_switched(config, &mut journal, Outcome::Failed, message.clone())?;
-        return Err(NodeError::Other(message));
-    }
-    recovery::conclude(
-        config,
-        &mut journal,
-        Outcome::Success,
-        format!("rolled back to {target}"),
-    )?;
-    events::say(format!(
-        "rolled back {} -> {target}",
-        current
-            .as_ref()
-            .map_or("nothing".to_string(), |v| v.to_string())
-    ));
-    events::emit(
-        events::Event::RolledBack,
-        events::versions(current.as_ref(), &target),
-    );
-    Ok(())
-}
-
-/// The switch to the rollback's target happened, but the journal could not
-/// say so (a full `state_dir`). No service has picked the target up yet:
-/// the switch is undone at once and the migrations this rollback reverted
-/// run their ups again, so the release left keeps the data it knows. If
-/// even the switch back fails, the journal stays open for the next run.
-fn undo_unrecorded_switch(
-    config: &Config,
-    journal: &mut Journal,
-    left: Option<&Version>,
-    error: NodeError,
-) -> NodeError {
-    let root = &config.install.root;
-    let target = journal.to_version.clone();
-    let back = match left {
-        Some(left) => switch::switch_to(root, left),
-        None => switch::unset(root),
-    };
-    let runs = left.map_or("nothing".to_string(), |v| v.to_string());
-    if let Err(e) = back {
-        return NodeError::SwitchNotRecorded {
-            cause: Box::new(error),
-            undone: format!(
-                "could NOT switch back to {runs} ({e}): `current` names {target}; the next ferry run finishes the rollback"
-            ),
-        };
-    }
-    let mut undone = format!("switched back: not rolled back, {runs} still runs");
-    if let Some(left) = left {
-        match reapply_migrations(config, left, &target) {
-            Ok(ids) if ids.is_empty() => {}
-            Ok(ids) => undone.push_str(&format!("; migrations applied again: {}", ids.join(", "))),
-            Err(e) => undone.push_str(&format!(
-                "; its reverted migrations could NOT be applied again: {e}"
-            )),
+    match run.drive(Move::Switch)? {
+        Ended::Live(_) => {
+            let how = match run.restore_point() {
+                Some(point) => format!(" in place (restore point {point})"),
+                None => String::new(),
+            };
+            events::say(format!(
+                "rolled back {} -> {target}{how}",
+                current
+                    .as_ref()
+                    .map_or("nothing".to_string(), |v| v.to_string())
+            ));
+            events::emit(
+                events::Event::RolledBack,
+                events::versions(current.as_ref(), &target),
+            );
+            Ok(())
         }
+        Ended::RolledBack(message) => Err(NodeError::RolledBack(message)),
+        other => Err(NodeError::Other(other.message().to_string())),
     }
-    let error = NodeError::SwitchNotRecorded {
-        cause: Box::new(error),
-        undone,
-    };
-    recovery::fail(config, journal, error)
-}
-
-/// The ups of `left`'s migrations that this rollback reverted, run again
-/// from its tree.
-fn reapply_migrations(config: &Config, left: &Version, target: &Version) -> Result<Vec<String>> {
-    let state_dir = &config.install.state_dir;
-    let keys = config.trusted_keys()?;
-    let manifest = kept_manifests::load(state_dir, left, &keys)?;
-    Ok(migrations::apply_pending(
-        state_dir,
-        manifest.manifest(),
-        &release_dir::release_path(&config.install.root, left),
-        &migrations::operation_env(Some(target), left),
-        config.migrations.timeout(),
-    )?)
-}
-
-/// Going back from `current` to `target`: the downs of the migrations
-/// `current` shipped that `target` does not know, newest first, from the
-/// current release's tree, before the switch (refused, with nothing
-/// changed, when one has no down).
-fn revert_migrations(config: &Config, current: Option<&Version>, target: &Version) -> Result<()> {
-    let Some(current) = current else {
-        return Ok(());
-    };
-    let state_dir = &config.install.state_dir;
-    let keys = config.trusted_keys()?;
-    let from = kept_manifests::load(state_dir, current, &keys)?;
-    let to = kept_manifests::load(state_dir, target, &keys)?;
-    let ids = migrations::reverts_needed(state_dir, from.manifest(), to.manifest())?;
-    if ids.is_empty() {
-        return Ok(());
-    }
-    migrations::revert(
-        state_dir,
-        from.manifest(),
-        &release_dir::release_path(&config.install.root, current),
-        &ids,
-        &migrations::operation_env(Some(current), target),
-        config.migrations.timeout(),
-    )?;
-    events::say(format!("reverted migrations: {}", ids.join(", ")));
-    Ok(())
 }
 
 /// In-place: the newest restore point holding `target`, every saved file
