@@ -73,7 +73,25 @@ pub fn recover(config: &Config, _lock: &StateLock) -> Result<Option<String>> {
     };
     crate::recovery_preconditions::check(config, &journal, action)?;
     tracing::warn!(?action, journal = %journal.id, "recovering an interrupted operation");
-    let mut run = Run::resume(config, journal, Resumed { what, current });
+    // In pull mode, recovery that touches the service takes a slot like
+    // an update: the node is unavailable while it goes live or back.
+    let fleet = match action {
+        Action::Commit | Action::SwitchBack => crate::coordination::Fleet::from_config(config)?,
+        Action::Close | Action::Abandon => None,
+    };
+    let turn = match &fleet {
+        Some(fleet) => Some(
+            fleet
+                .take_recovery_slot(journal.from_version.as_ref(), &journal.to_version)
+                .map_err(|e| {
+                    NodeError::Other(format!(
+                        "{what}: not recovered yet, it waits for a coordination slot: {e}"
+                    ))
+                })?,
+        ),
+        None => None,
+    };
+    let mut run = Run::resume(config, journal, Resumed { what, current }, turn);
     Ok(Some(run.drive(action.entry())?.message().to_string()))
 }
 

@@ -15,6 +15,13 @@ use super::{followers_behind, Fleet, Role, SlotHolder};
 use crate::error::{NodeError, Result};
 use crate::events;
 
+/// Whether a fleet halt stops a node queueing for a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Halts {
+    Stop,
+    Ignored,
+}
+
 /// Where a node stands in the slot queue.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Place {
@@ -129,7 +136,28 @@ impl Fleet {
         if self.config.role == Role::Leader {
             self.wait_for_followers(to, deadline, poll)?;
         }
+        self.take_slot(from, to, started, Halts::Stop)
+    }
 
+    /// A slot for crash recovery that is about to touch the service
+    /// (finish going live, or bring the old release back): the node counts
+    /// as unavailable meanwhile, so it queues like an update. Unlike an
+    /// update it neither stops at a halt nor waits for followers: it
+    /// repairs a node that is already half-way, and leaving it there is
+    /// worse for the fleet than finishing.
+    pub fn take_recovery_slot(&self, from: Option<&Version>, to: &Version) -> Result<Turn<'_>> {
+        self.take_slot(from, to, Instant::now(), Halts::Ignored)
+    }
+
+    fn take_slot(
+        &self,
+        from: Option<&Version>,
+        to: &Version,
+        started: Instant,
+        halts: Halts,
+    ) -> Result<Turn<'_>> {
+        let deadline = started + Duration::from_secs(self.config.wait_timeout_seconds);
+        let poll = Duration::from_millis(self.config.poll_interval_ms);
         let lease = Lease::grant(&self.client, self.config.lease_seconds)
             .map_err(|e| self.unreachable("take a lease", e))?;
         let holder = SlotHolder {
@@ -148,7 +176,9 @@ impl Fleet {
         loop {
             // Checked on every round: a node that failed meanwhile stops
             // the queue, including nodes that were next.
-            self.refuse_if_halted()?;
+            if halts == Halts::Stop {
+                self.refuse_if_halted()?;
+            }
             let slots = self
                 .client
                 .range(&self.section("slots"), true, SortBy::CreateRevision, None)

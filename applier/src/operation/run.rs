@@ -142,8 +142,14 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// An operation a crash interrupted, taken up by recovery.
-    pub fn resume(config: &'a Config, journal: Journal, resumed: Resumed) -> Self {
+    /// An operation a crash interrupted, taken up by recovery; in pull
+    /// mode inside `turn`.
+    pub fn resume(
+        config: &'a Config,
+        journal: Journal,
+        resumed: Resumed,
+        turn: Option<Turn<'a>>,
+    ) -> Self {
         Run {
             config,
             journal,
@@ -152,7 +158,7 @@ impl<'a> Run<'a> {
             entries: None,
             restore_point: None,
             fleet: None,
-            turn: None,
+            turn,
         }
     }
 
