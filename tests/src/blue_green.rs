@@ -9,7 +9,8 @@ use std::process::Command;
 
 use ferry_demo_service::commands::blue_green_commands;
 
-use crate::binaries::ferry;
+use crate::binaries::{ferry, ferry_with_fault_injection};
+use crate::crash_walk;
 use crate::demo::demo_release;
 use crate::fixtures::{Node, Workspace, CHANNEL};
 use crate::netns::NetworkNamespace;
@@ -60,12 +61,16 @@ impl<'a> BlueGreenNode<'a> {
 
     pub fn ferry_command(&self, binary: &Path, args: &[&str]) -> Command {
         let mut command = self.ns.command(binary);
-        command
-            .env_remove("FERRY_CONFIG")
+        crash_walk::clean(&mut command)
             .arg("--config")
             .arg(&self.node.config)
             .args(args);
         command
+    }
+
+    /// The fault-injection build of `ferry ARGS` inside the namespace.
+    pub fn fault_command(&self, args: &[&str]) -> Command {
+        self.ferry_command(ferry_with_fault_injection(), args)
     }
 
     /// Live processes of `version`'s demo service, whatever their pid

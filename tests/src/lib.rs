@@ -24,6 +24,8 @@
 //! - [`small_fs`]: size-limited tmpfs mounts for the disk-full tests;
 //! - [`threats`]: a repository served to a node over HTTP, and the
 //!   "refused, said why, changed nothing" assertion of the threat tests;
+//! - [`crash_walk`]: the crash-point walk's discovery run and kills, for
+//!   the crash tests;
 //! - [`cluster`]: five real nodes and the coordinator, for the rollout tests;
 //! - [`etcd`]: a real etcd on 127.0.0.1 and its history, for the
 //!   pull-mode coordination tests;
@@ -46,6 +48,7 @@ pub mod binaries;
 pub mod blue_green;
 pub mod browser;
 pub mod cluster;
+pub mod crash_walk;
 pub mod demo;
 pub mod etcd;
 pub mod fixtures;

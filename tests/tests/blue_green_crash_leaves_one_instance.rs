@@ -12,11 +12,11 @@
 //!   instance is refused when the configuration is loaded.
 
 use std::fs;
-use std::os::unix::process::ExitStatusExt;
 
 use ferry_demo_service::commands::blue_green_commands;
-use ferry_tests::binaries::{self, ferry_with_fault_injection};
+use ferry_tests::binaries;
 use ferry_tests::blue_green::{namespace, BlueGreenNode, ADDR};
+use ferry_tests::crash_walk;
 use ferry_tests::demo::demo_release;
 use ferry_tests::fixtures::{Workspace, CHANNEL};
 
@@ -46,26 +46,12 @@ fn points_from_the_switch_on(ws: &Workspace) -> Vec<String> {
     let ns = namespace("blue_green_crash_discovery").expect("a namespace");
     let node = serving_1_0_0(ws, &ns, "discover");
     let log = node.node.dir.join("points.log");
-    let out = node
-        .ferry_command(ferry_with_fault_injection(), &["apply"])
-        .env("FERRY_CRASH_LOG", &log)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let lines = crash_walk::discover(
+        &mut node.fault_command(&["apply"]),
+        &log,
+        "a blue-green update",
     );
-    let lines: Vec<String> = fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .map(String::from)
-        .collect();
-    let switched = lines
-        .iter()
-        .position(|p| p.starts_with("switch:after-rename"))
-        .unwrap_or_else(|| panic!("no switch in {lines:?}"));
-    lines[switched..].to_vec()
+    crash_walk::from_the_switch_on(&lines).to_vec()
 }
 
 #[test]
@@ -80,17 +66,7 @@ fn a_crash_at_the_switch_or_later_leaves_one_instance_serving() {
         // A namespace per case: no instance of an earlier case can answer.
         let ns = namespace("a_crash_at_the_switch_or_later").expect("a namespace");
         let node = serving_1_0_0(&ws, &ns, &format!("n{i}"));
-        let killed = node
-            .ferry_command(ferry_with_fault_injection(), &["apply"])
-            .env("FERRY_CRASH_AT", point)
-            .output()
-            .unwrap();
-        assert_eq!(
-            killed.status.signal(),
-            Some(9),
-            "not killed at {point}: {}",
-            String::from_utf8_lossy(&killed.stderr)
-        );
+        crash_walk::kill_at(&mut node.fault_command(&["apply"]), point, "apply");
 
         let out = node.ferry(&["apply"]);
         out.assert_success();

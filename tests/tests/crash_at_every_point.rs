@@ -16,11 +16,9 @@
 //! operation is run again and must complete.
 
 use std::fs;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use ferry_tests::binaries;
+use ferry_tests::crash_walk::{self, fault_command};
 use ferry_tests::fixtures::{assert_tree_matches, Node, Workspace};
 
 const OLD: &str = "1.0.0";
@@ -74,38 +72,17 @@ impl Operation {
     }
 }
 
-fn fault_command(node: &Node, args: &[&str]) -> Command {
-    let mut command = Command::new(binaries::ferry_with_fault_injection());
-    command
-        .env_remove("FERRY_CONFIG")
-        .env_remove("FERRY_CRASH_AT")
-        .env_remove("FERRY_CRASH_LOG")
-        .arg("--config")
-        .arg(&node.config)
-        .args(args);
-    command
-}
-
 /// Every crash point `operation` passes, in order.
 fn crash_points(ws: &Workspace, mode: Mode, operation: Operation) -> Vec<String> {
     let node = node(ws, &format!("discover-{mode:?}-{operation:?}"), mode);
     operation.prepare(&node);
     let log = ws.dir.join(format!("points-{mode:?}-{operation:?}.log"));
     let (_, _, args) = operation.plan();
-    let out = fault_command(&node, args)
-        .env("FERRY_CRASH_LOG", &log)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the discovery run of {operation:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let points = crash_walk::discover(
+        &mut fault_command(&node.config, args),
+        &log,
+        &format!("{operation:?}"),
     );
-    let points: Vec<String> = fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .map(String::from)
-        .collect();
     assert!(
         points.len() >= 10,
         "{operation:?} passes only {} crash points: {points:?}",
@@ -241,17 +218,7 @@ fn walk_in(ws: &Workspace, mode: Mode, operation: Operation) -> Vec<String> {
         let context = format!("{mode:?} {operation:?} killed at {point}");
         let node = node(ws, &format!("{mode:?}-{operation:?}-{i}"), mode);
         operation.prepare(&node);
-        let out = fault_command(&node, args)
-            .env("FERRY_CRASH_AT", point)
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.signal(),
-            Some(9),
-            "{context}: the process was not killed there (status {:?}); stderr:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crash_walk::kill_at(&mut fault_command(&node.config, args), point, &context);
         assert_status_only_reports(&node, &context);
         node.ferry(&["repair"]).assert_success();
         let landed = assert_consistent(ws, &node, mode, &context);

@@ -16,11 +16,9 @@
 //! which version, is all these tests look at.
 
 use std::fs;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use ferry_tests::binaries;
+use ferry_tests::crash_walk::{self, fault_command};
 use ferry_tests::fixtures::{Node, Workspace};
 use ferry_tests::run::{run, Output};
 
@@ -58,19 +56,6 @@ fn take_marker(marker: &Path) -> Vec<String> {
     text.lines().map(String::from).collect()
 }
 
-fn fault_command(node: &Node, args: &[&str]) -> Command {
-    let mut command = Command::new(binaries::ferry_with_fault_injection());
-    command
-        .env_remove("FERRY_CONFIG")
-        .env_remove("FERRY_CRASH_AT")
-        .env_remove("FERRY_CRASH_LOG")
-        .env_remove("FERRY_FAIL_WRITE")
-        .arg("--config")
-        .arg(&node.config)
-        .args(args);
-    command
-}
-
 /// The crash points `args` passes from the switch of `current` up to (not
 /// including) the restart command, on a node that `prepare` readies.
 fn points_between_switch_and_restart(
@@ -81,28 +66,13 @@ fn points_between_switch_and_restart(
     let (node, _) = lifecycle_node(ws, &format!("discover-{}", args.join("-")));
     prepare(&node);
     let log = node.dir.join("points.log");
-    let out = fault_command(&node, args)
-        .env("FERRY_CRASH_LOG", &log)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let lines = crash_walk::discover(
+        &mut fault_command(&node.config, args),
+        &log,
+        &args.join(" "),
     );
-    let lines: Vec<String> = fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .map(String::from)
-        .collect();
-    let switched = lines
-        .iter()
-        .position(|p| p.starts_with("switch:after-rename"))
-        .unwrap_or_else(|| panic!("no switch in {lines:?}"));
-    let restarted = lines
-        .iter()
-        .position(|p| p == "restart_command")
-        .unwrap_or_else(|| panic!("no restart in {lines:?}"));
+    let switched = crash_walk::position(&lines, "switch:after-rename");
+    let restarted = crash_walk::position(&lines, "restart_command");
     assert!(switched < restarted, "{lines:?}");
     let points = lines[switched..restarted].to_vec();
     assert!(points.len() >= 3, "too few points: {points:?}");
@@ -111,15 +81,10 @@ fn points_between_switch_and_restart(
 
 /// Runs `args` killed at `point`, asserting that it was.
 fn killed_at(node: &Node, args: &[&str], point: &str) {
-    let out = fault_command(node, args)
-        .env("FERRY_CRASH_AT", point)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.signal(),
-        Some(9),
-        "{args:?} was not killed at {point}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    crash_walk::kill_at(
+        &mut fault_command(&node.config, args),
+        point,
+        &format!("{args:?}"),
     );
 }
 
@@ -229,7 +194,7 @@ fn a_timed_out_post_rollback_still_leaves_the_way_back_open() {
 /// `ferry` (fault-injection build) with the journal's write of `switched`
 /// failing as on a full disk.
 fn with_switch_unrecorded(node: &Node, args: &[&str]) -> Output {
-    run(fault_command(node, args).env("FERRY_FAIL_WRITE", "journal:Switched"))
+    run(fault_command(&node.config, args).env("FERRY_FAIL_WRITE", "journal:Switched"))
 }
 
 #[test]

@@ -336,7 +336,7 @@ impl<'a> Transition<'a> {
             from: self.from,
             to: version,
         };
-        health.answers_as(version, &asked.env(), 5)
+        health.answers_as(version, &asked.env(), PROBES_TO_FIND_AN_INSTANCE)
     }
 
     /// After a crash on the way back from a blue-green update: whether the
@@ -434,6 +434,15 @@ impl<'a> Transition<'a> {
         }
     }
 }
+
+/// Probes [`Transition::serves`] makes before it concludes that a release
+/// has no instance on the port. Two blue-green instances share the port
+/// and the kernel hands each new connection to either one at random, so n
+/// probes all reach the other instance once in 2^n: with 5, recovery after
+/// a crash right after `start_command` missed the running candidate about
+/// once in 32 crashes and started a second one, untracked. The probes stop
+/// at the first answer as the release; a refused connection costs nothing.
+const PROBES_TO_FIND_AN_INSTANCE: u32 = 32;
 
 /// Whether [`Transition::go_live`] runs for the first time or once more
 /// after a crash.

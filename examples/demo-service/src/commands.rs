@@ -24,6 +24,24 @@ pub fn restart_command(release_root: &Path, listen: &str, pid_file: &Path, log: 
     )
 }
 
+/// `reload_command` of the reload strategy: SIGHUP to the instance in
+/// `pid_file`, which then reads `release_root/current/demo.toml` again;
+/// when none runs, one is started that follows `current` (what `systemctl
+/// reload-or-restart` does), so the first install needs nothing else.
+pub fn reload_command(release_root: &Path, listen: &str, pid_file: &Path, log: &Path) -> String {
+    let pid = pid_file.display().to_string();
+    let current = release_root.join("current").display().to_string();
+    let start = start_with(
+        &current,
+        &format!("--listen {listen} --pid-file {pid} --release-dir {current}"),
+        log,
+    );
+    // `start` ends with `&`, which also ends the `else` branch.
+    format!(
+        "pid=$(cat {pid} 2>/dev/null); if [ -n \"$pid\" ] && kill -HUP $pid 2>/dev/null; then :; else {start} fi"
+    )
+}
+
 /// `start_command` and `stop_command` of the blue-green strategy: one
 /// instance per release, its pid in `pid_dir/demo-<version>.pid` (ferry
 /// fills `{release_dir}` and `{version}`).
@@ -43,8 +61,12 @@ fn stop_by_pid_file_if_running(pid: &str) -> String {
 }
 
 fn start(release: &str, listen: &str, pid: &str, log: &Path) -> String {
+    start_with(release, &format!("--listen {listen} --pid-file {pid}"), log)
+}
+
+fn start_with(release: &str, args: &str, log: &Path) -> String {
     format!(
-        "setsid {release}/bin/demo-service --listen {listen} --pid-file {pid} >> {} 2>&1 < /dev/null &",
+        "setsid {release}/bin/demo-service {args} >> {} 2>&1 < /dev/null &",
         log.display()
     )
 }
@@ -69,5 +91,16 @@ mod tests {
             blue_green_commands("127.0.0.1:8080", Path::new("/run/demo"), Path::new("/l"));
         assert!(start.starts_with("setsid {release_dir}/bin/demo-service --listen 127.0.0.1:8080 --pid-file /run/demo/demo-{version}.pid"));
         assert!(stop.starts_with("pid=$(cat /run/demo/demo-{version}.pid) && kill $pid"));
+        let reload = reload_command(
+            Path::new("/srv/app"),
+            "127.0.0.1:8080",
+            Path::new("/run/demo.pid"),
+            Path::new("/l"),
+        );
+        assert!(reload.contains("kill -HUP $pid"), "{reload}");
+        assert!(
+            reload.contains("--release-dir /srv/app/current >> /l"),
+            "{reload}"
+        );
     }
 }

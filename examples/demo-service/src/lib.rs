@@ -18,7 +18,8 @@
 //! - [`service`]: the answers to /health and /version;
 //! - [`connections`]: a thread per connection and how each ends on stop;
 //! - [`server`]: the accept loop and the order of a graceful stop;
-//! - [`signals`]: SIGTERM and SIGINT as values, not handlers;
+//! - [`signals`]: SIGTERM and SIGINT (stop) and SIGHUP (reload) as values,
+//!   not handlers;
 //! - [`load`]: the load generator and idle connection holder;
 //! - [`commands`]: the `[service]` command lines a ferry node runs it with.
 

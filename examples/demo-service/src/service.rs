@@ -1,4 +1,10 @@
 //! What the service answers: its version, and whether it is healthy.
+//!
+//! The settings can be swapped while connections are being served: a
+//! reload (SIGHUP) re-reads the release's demo.toml, which is how the
+//! `reload` strategy of a ferry node is tested with a real process.
+
+use std::sync::{Arc, RwLock};
 
 use crate::http::{Request, Response};
 use crate::settings::ReleaseSettings;
@@ -6,9 +12,10 @@ use crate::settings::ReleaseSettings;
 /// The running release: its settings and how the binary was built.
 #[derive(Debug)]
 pub struct Service {
-    settings: ReleaseSettings,
+    /// Replaced whole by a reload; every answer reads one snapshot, so a
+    /// response never mixes two releases' version and health.
+    settings: RwLock<Arc<ReleaseSettings>>,
     built_unhealthy: bool,
-    tag: String,
 }
 
 impl Service {
@@ -16,32 +23,46 @@ impl Service {
     /// `DEMO_SERVICE_UNHEALTHY=1` — a release that fails its health check
     /// whatever its demo.toml says, as a broken build would.
     pub fn new(settings: ReleaseSettings, built_unhealthy: bool) -> Self {
-        let tag = format!("demo-service[{}] {}", std::process::id(), settings.version);
         Service {
-            settings,
+            settings: RwLock::new(Arc::new(settings)),
             built_unhealthy,
-            tag,
         }
     }
 
-    pub fn version(&self) -> &str {
-        &self.settings.version
+    fn settings(&self) -> Arc<ReleaseSettings> {
+        // A panic elsewhere cannot leave half-written settings behind: the
+        // lock only ever guards the swap of a whole `Arc`.
+        let settings = self.settings.read().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(&settings)
+    }
+
+    /// Serves `settings` from now on (a reload).
+    pub fn reload(&self, settings: ReleaseSettings) {
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(settings);
+    }
+
+    pub fn version(&self) -> String {
+        self.settings().version.clone()
     }
 
     /// "demo-service[PID] VERSION", the start of every log line.
-    pub fn tag(&self) -> &str {
-        &self.tag
+    pub fn tag(&self) -> String {
+        format!("demo-service[{}] {}", std::process::id(), self.version())
     }
 
     /// `Err(why)` while the health check must fail.
     pub fn health(&self) -> Result<(), String> {
-        if self.built_unhealthy {
+        Self::health_of(&self.settings(), self.built_unhealthy)
+    }
+
+    fn health_of(settings: &ReleaseSettings, built_unhealthy: bool) -> Result<(), String> {
+        if built_unhealthy {
             return Err("built with DEMO_SERVICE_UNHEALTHY=1".into());
         }
-        if !self.settings.healthy {
+        if !settings.healthy {
             return Err("healthy = false in demo.toml".into());
         }
-        if let Some(marker) = &self.settings.migrate_marker {
+        if let Some(marker) = &settings.migrate_marker {
             if !marker.exists() {
                 return Err(format!(
                     "migration marker {} does not exist",
@@ -61,21 +82,23 @@ impl Service {
             );
         }
         let path = request.path.split('?').next().unwrap_or_default();
+        let settings = self.settings();
+        let version = &settings.version;
         // The version was checked to need no JSON escaping (settings.rs).
         match path {
-            "/health" => match self.health() {
+            "/health" => match Self::health_of(&settings, self.built_unhealthy) {
                 Ok(()) => Response::new(
                     200,
                     "application/json",
-                    format!(r#"{{"status":"ok","version":"{}"}}"#, self.version()),
+                    format!(r#"{{"status":"ok","version":"{version}"}}"#),
                 ),
                 Err(_) => Response::new(
                     503,
                     "application/json",
-                    format!(r#"{{"status":"failing","version":"{}"}}"#, self.version()),
+                    format!(r#"{{"status":"failing","version":"{version}"}}"#),
                 ),
             },
-            "/version" => Response::new(200, "text/plain", format!("{}\n", self.version())),
+            "/version" => Response::new(200, "text/plain", format!("{version}\n")),
             _ => Response::new(
                 404,
                 "text/plain",
@@ -138,6 +161,24 @@ mod tests {
             // Failing health does not stop it serving.
             assert_eq!(get(&service, "/version").status, 200);
         }
+    }
+
+    #[test]
+    fn a_reload_answers_with_the_new_settings() {
+        let service = Service::new(settings(true, None), false);
+        let mut next = settings(false, None);
+        next.version = "2.1.0".into();
+        service.reload(next);
+        assert_eq!(get(&service, "/version").body, "2.1.0\n");
+        assert_eq!(
+            get(&service, "/health"),
+            Response::new(
+                503,
+                "application/json",
+                r#"{"status":"failing","version":"2.1.0"}"#
+            )
+        );
+        assert!(service.tag().ends_with(" 2.1.0"), "{}", service.tag());
     }
 
     #[test]

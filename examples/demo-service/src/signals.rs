@@ -1,22 +1,33 @@
-//! SIGTERM and SIGINT, received by one thread with `sigwait`.
+//! SIGTERM and SIGINT (stop) and SIGHUP (reload), received by one thread
+//! with `sigwait`.
 //!
-//! A signal handler may do almost nothing safely; blocking the two signals
-//! in every thread and waiting for them in one ordinary thread turns a
-//! signal into a plain value that thread can act on (it wakes the accept
-//! loop). The mask must be set before any other thread starts, because
-//! threads inherit it: a thread started earlier could receive the signal
-//! and die of it.
+//! A signal handler may do almost nothing safely; blocking the signals in
+//! every thread and waiting for them in one ordinary thread turns a signal
+//! into a plain value that thread can act on (it wakes the accept loop, or
+//! re-reads the release's settings). The mask must be set before any other
+//! thread starts, because threads inherit it: a thread started earlier
+//! could receive the signal and die of it.
 
 use std::io;
 use std::mem::MaybeUninit;
 
-/// The stop signals, blocked in this thread and every thread it starts.
-pub struct StopSignals {
+/// The signals the service acts on, blocked in this thread and every
+/// thread it starts.
+pub struct Signals {
     set: libc::sigset_t,
 }
 
-impl StopSignals {
-    /// Blocks SIGTERM and SIGINT. Call first thing in `main`.
+/// What a received signal asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked {
+    /// SIGTERM or SIGINT (the number): stop gracefully.
+    Stop(i32),
+    /// SIGHUP: re-read the release's settings.
+    Reload,
+}
+
+impl Signals {
+    /// Blocks SIGTERM, SIGINT and SIGHUP. Call first thing in `main`.
     pub fn block() -> io::Result<Self> {
         // SAFETY: sigemptyset initialises the set before sigaddset and
         // pthread_sigmask read it; all three only touch memory we own.
@@ -26,7 +37,7 @@ impl StopSignals {
                 return Err(io::Error::last_os_error());
             }
             let mut set = set.assume_init();
-            for signal in [libc::SIGTERM, libc::SIGINT] {
+            for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
                 if libc::sigaddset(&mut set, signal) != 0 {
                     return Err(io::Error::last_os_error());
                 }
@@ -35,12 +46,12 @@ impl StopSignals {
             if failed != 0 {
                 return Err(io::Error::from_raw_os_error(failed));
             }
-            Ok(StopSignals { set })
+            Ok(Signals { set })
         }
     }
 
-    /// Waits for SIGTERM or SIGINT and returns which one came.
-    pub fn wait(&self) -> io::Result<i32> {
+    /// Waits for the next of the three signals and says what it asks for.
+    pub fn wait(&self) -> io::Result<Asked> {
         let mut signal = 0;
         // SAFETY: `self.set` was initialised in `block`; sigwait writes
         // only `signal`.
@@ -48,7 +59,10 @@ impl StopSignals {
         if failed != 0 {
             return Err(io::Error::from_raw_os_error(failed));
         }
-        Ok(signal)
+        Ok(match signal {
+            libc::SIGHUP => Asked::Reload,
+            stop => Asked::Stop(stop),
+        })
     }
 }
 

@@ -1,5 +1,6 @@
-//! The real `demo-service` process: what it answers, and that a stop
-//! finishes requests in flight, closes idle connections and exits 0.
+//! The real `demo-service` process: what it answers, that a stop
+//! finishes requests in flight, closes idle connections and exits 0, and
+//! that SIGHUP reloads the release's settings.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -243,6 +244,50 @@ fn holds_a_thousand_idle_connections_and_still_serves_and_stops() {
         stderr.contains(&format!(
             "after {served} request(s) on {served} connection(s)"
         )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sighup_reloads_the_release_current_points_to_and_keeps_serving() {
+    let releases = tempfile::tempdir().unwrap();
+    for (name, version) in [("r1", "1.0.0"), ("r2", "2.0.0")] {
+        std::fs::create_dir(releases.path().join(name)).unwrap();
+        std::fs::write(
+            releases.path().join(name).join("demo.toml"),
+            format!("version = \"{version}\"\n"),
+        )
+        .unwrap();
+    }
+    let current = releases.path().join("current");
+    std::os::unix::fs::symlink("r1", &current).unwrap();
+    let service = Running::start(&current, &[]);
+    let mut stream = TcpStream::connect(service.addr).unwrap();
+    let version = |stream: &mut TcpStream| exchange(stream, "GET /version HTTP/1.1\r\n\r\n").2;
+    assert_eq!(version(&mut stream), "1.0.0\n");
+
+    std::fs::remove_file(&current).unwrap();
+    std::os::unix::fs::symlink("r2", &current).unwrap();
+    service.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // The connection opened before the reload is served by the new settings.
+    while version(&mut stream) != "2.0.0\n" {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload 2.0.0");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    // Settings that do not load are not served: the last good ones stay.
+    std::fs::write(releases.path().join("r2/demo.toml"), "versio = \"3\"\n").unwrap();
+    service.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(version(&mut stream), "2.0.0\n");
+
+    service.signal(libc::SIGTERM);
+    let (code, _, stderr) = service.wait(Duration::from_secs(5));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("reloaded from"), "{stderr}");
+    assert!(
+        stderr.contains("reload failed, still serving as before"),
         "{stderr}"
     );
 }

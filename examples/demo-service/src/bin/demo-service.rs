@@ -1,5 +1,6 @@
 //! `demo-service`: parses arguments, starts the release, serves until
-//! SIGTERM or SIGINT, stops gracefully. The work is in the library.
+//! SIGTERM or SIGINT, stops gracefully; SIGHUP re-reads the release's
+//! settings. The work is in the library.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -14,7 +15,7 @@ use ferry_demo_service::listener::bind_shared;
 use ferry_demo_service::server::serve_until;
 use ferry_demo_service::service::Service;
 use ferry_demo_service::settings::{release_dir_of, ReleaseSettings};
-use ferry_demo_service::signals::{signal_name, StopSignals};
+use ferry_demo_service::signals::{signal_name, Asked, Signals};
 
 /// How long requests in flight may take to finish once a stop begins.
 const GRACE: Duration = Duration::from_secs(2);
@@ -29,6 +30,8 @@ struct Args {
     listen: SocketAddr,
     /// The release directory holding demo.toml [default: the parent of the
     /// directory holding this executable, as in <release>/bin/demo-service].
+    /// SIGHUP reads DIR/demo.toml again: give a `current` symlink to follow
+    /// the release it points to.
     #[arg(long, value_name = "DIR")]
     release_dir: Option<PathBuf>,
     /// Write the process id here once listening; removed on stop.
@@ -44,9 +47,9 @@ fn built_unhealthy() -> bool {
 
 fn main() -> ExitCode {
     // Before any thread exists: threads inherit the blocked signals.
-    let signals = match StopSignals::block() {
+    let signals = match Signals::block() {
         Ok(signals) => signals,
-        Err(e) => return fail(&format!("cannot block SIGTERM and SIGINT: {e}")),
+        Err(e) => return fail(&format!("cannot block SIGTERM, SIGINT and SIGHUP: {e}")),
     };
     let args = Args::parse();
     match run(&args, signals) {
@@ -60,7 +63,7 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn run(args: &Args, signals: StopSignals) -> Result<(), String> {
+fn run(args: &Args, signals: Signals) -> Result<(), String> {
     let release_dir = match &args.release_dir {
         Some(dir) => dir.clone(),
         None => {
@@ -74,14 +77,21 @@ fn run(args: &Args, signals: StopSignals) -> Result<(), String> {
     let service = Arc::new(Service::new(settings, built_unhealthy()));
 
     // The signal thread wakes the accept loop through this pair, with the
-    // signal's number as the byte.
+    // signal's number as the byte; a reload it does itself.
     let (mut stop_reader, mut stop_writer) =
         UnixStream::pair().map_err(|e| format!("cannot create the stop channel: {e}"))?;
+    let reloaded = Arc::clone(&service);
+    let settings_dir = release_dir.clone();
     std::thread::Builder::new()
         .name("signals".into())
-        .spawn(move || {
-            if let Ok(signal) = signals.wait() {
-                let _ = stop_writer.write_all(&[signal as u8]);
+        .spawn(move || loop {
+            match signals.wait() {
+                Ok(Asked::Reload) => reload(&reloaded, &settings_dir),
+                Ok(Asked::Stop(signal)) => {
+                    let _ = stop_writer.write_all(&[signal as u8]);
+                    return;
+                }
+                Err(_) => return,
             }
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
@@ -149,6 +159,27 @@ fn run(args: &Args, signals: StopSignals) -> Result<(), String> {
         served.connections
     );
     Ok(())
+}
+
+/// SIGHUP: `release_dir`'s demo.toml read again (through a `current`
+/// symlink, the release it points to now). Settings that do not load leave
+/// the running ones in place, as a reload of a real service would.
+fn reload(service: &Service, release_dir: &Path) {
+    let before = service.version();
+    match ReleaseSettings::load(release_dir) {
+        Ok(settings) => {
+            service.reload(settings);
+            eprintln!(
+                "{}: reloaded from {} (was {before})",
+                service.tag(),
+                release_dir.display()
+            );
+        }
+        Err(e) => eprintln!(
+            "{}: reload failed, still serving as before: {e}",
+            service.tag()
+        ),
+    }
 }
 
 /// Each connection holds a descriptor; the benchmark holds a thousand.
