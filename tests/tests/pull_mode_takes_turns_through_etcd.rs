@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Child, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -93,6 +93,27 @@ fn apply_all(nodes: &[Node], stagger: Duration) -> BTreeMap<String, Output> {
         })
         .collect();
     handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+/// `ferry apply` to 1.1.0 on `node` in its own process group, so that
+/// [`kill_group`] takes its hooks with it, as a crash of the machine would.
+fn spawn_apply_in_own_group(node: &Node) -> Child {
+    node.command(&["apply", "--version", "1.1.0", "--output", "json"])
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// SIGKILL to `child`'s whole process group, then waits for it.
+fn kill_group(mut child: Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    child.wait().unwrap();
 }
 
 /// The last JSON event `apply --output json` printed.
@@ -197,15 +218,7 @@ fn a_node_killed_holding_a_slot_frees_it_when_its_lease_expires() {
         1,
     );
     fs::write(&hanging, text).unwrap();
-    let mut n1 = nodes[0].command(&["apply", "--version", "1.1.0", "--output", "json"]);
-    // Its own process group, so that the kill takes its hook with it, as
-    // a crash of the machine would.
-    let mut n1 = n1
-        .process_group(0)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let n1 = spawn_apply_in_own_group(&nodes[0]);
     let updating = format!("{PREFIX}/updating/");
     wait_until("n1 holds the slot", || {
         names(&etcd.get_prefix(&updating, None), "updating").contains("n1")
@@ -221,12 +234,7 @@ fn a_node_killed_holding_a_slot_frees_it_when_its_lease_expires() {
     });
     let killed_at_revision = etcd.revision();
     let killed = Instant::now();
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", "--", &format!("-{}", n1.id())])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    n1.wait().unwrap();
+    kill_group(n1);
     wait_until("another node takes the freed slot", || {
         !names(&etcd.get_prefix(&updating, None), "updating")
             .iter()
@@ -299,25 +307,14 @@ fn recovery_that_touches_the_service_waits_for_a_slot() {
         .replacen("; sleep 2\"", "; sleep 4\"", 1);
     fs::write(&slow, text).unwrap();
 
-    let mut n1 = nodes[0].command(&["apply", "--version", "1.1.0", "--output", "json"]);
-    let mut n1 = n1
-        .process_group(0)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let n1 = spawn_apply_in_own_group(&nodes[0]);
     wait_until("n1 switched and hangs in post_apply", || {
         fs::read_to_string(&log)
             .unwrap_or_default()
             .contains("start n1")
             && nodes[0].current_version().as_deref() == Some("1.1.0")
     });
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", "--", &format!("-{}", n1.id())])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    n1.wait().unwrap();
+    kill_group(n1);
     fs::remove_file(&flag).unwrap();
     let updating = format!("{PREFIX}/updating/");
     wait_until("n1's lease expired", || {
