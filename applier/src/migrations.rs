@@ -550,7 +550,8 @@ impl ScriptRunner<'_> {
             cwd: Some(self.release_dir),
             timeout: self.timeout,
         }
-        .run_checked()?;
+        .run_checked()
+        .map_err(|e| e.to_string())?;
         tracing::info!(migration = id, direction, output = %finished.output.trim(), "migration script ran");
         Ok(())
     }

@@ -428,7 +428,8 @@ impl Inventory {
             cwd: None,
             timeout: LEADER_COMMAND_TIMEOUT,
         }
-        .run_checked()?;
+        .run_checked()
+        .map_err(|e| e.to_string())?;
         let name = finished.output.trim();
         self.leader_named(name).map(Some)
     }

@@ -42,6 +42,7 @@ pub fn revert_node(
     }
     .run_checked()
     .map(|_| ())
+    .map_err(|e| e.to_string())
 }
 
 /// The updated nodes to roll back after a failure, newest update first,
