@@ -92,7 +92,7 @@ pub enum CommandError {
     Failed {
         what: String,
         line: String,
-        finished: Finished,
+        finished: Box<Finished>,
         timeout: Duration,
     },
 }
@@ -223,7 +223,7 @@ impl ShellCommand<'_> {
             Err(CommandError::Failed {
                 what: self.what.to_string(),
                 line: self.line.to_string(),
-                finished,
+                finished: Box::new(finished),
                 timeout: self.timeout,
             })
         }

@@ -83,9 +83,7 @@ pub fn report(config: &Config) -> Result<CheckReport> {
     let latest = channel_index.latest.clone();
     let installed = installed::version(config)?;
     let policy = config.policy()?;
-    let target = policy
-        .choose_target(channel_index, installed.as_ref(), None)
-        .map_err(|e| NodeError::Other(e.to_string()))?;
+    let target = policy.choose_target(channel_index, installed.as_ref(), None)?;
     let described = target.as_ref().unwrap_or(&latest);
     let manifest = view.manifest(channel, described)?;
     let manifest = manifest.manifest();
