@@ -506,10 +506,9 @@ impl BundleTransport {
             .metadata()
             .map_err(|e| NodeError::io(format!("cannot stat the bundle {}", path.display()), e))?;
         if !meta.is_file() {
-            return Err(NodeError::Other(format!(
-                "the bundle {} is not a regular file: copy it to a file first",
-                path.display()
-            )));
+            return Err(NodeError::BundleNotAFile {
+                path: path.to_path_buf(),
+            });
         }
         let checked = (|| {
             let mut archive = Archive::new(&file);

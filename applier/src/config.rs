@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::error::{NodeError, Result};
+use crate::error::{ConfigError, ConfigMistake, NodeError, Result};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/ferry/ferry.toml";
 
@@ -187,23 +187,20 @@ impl Config {
     }
 
     pub fn parse(text: &str, origin: &Path) -> Result<Config> {
-        let config: Config = toml::from_str(text).map_err(|e| {
-            NodeError::Other(format!(
-                "configuration {} is invalid: {e}",
-                origin.display()
-            ))
+        let config: Config = toml::from_str(text).map_err(|source| ConfigError::Syntax {
+            path: origin.to_path_buf(),
+            source: Box::new(source),
         })?;
-        config.check(origin)?;
+        config.check().map_err(|mistake| ConfigError::Mistake {
+            path: origin.to_path_buf(),
+            mistake,
+        })?;
         Ok(config)
     }
 
-    fn check(&self, origin: &Path) -> Result<()> {
-        let bad = |msg: String| {
-            Err(NodeError::Other(format!(
-                "configuration {}: {msg}",
-                origin.display()
-            )))
-        };
+    /// The mistakes serde cannot see, each section's by its own `check`.
+    fn check(&self) -> std::result::Result<(), ConfigMistake> {
+        let bad = |msg: String| Err(ConfigMistake::new(msg));
         let url = &self.repository.url;
         if !(url.starts_with("file://")
             || url.starts_with("http://")
@@ -213,7 +210,7 @@ impl Config {
                 "repository.url {url:?} must start with file://, http:// or https://"
             ));
         }
-        crate::sources::check_config(&self.repository).or_else(bad)?;
+        crate::sources::check_config(&self.repository)?;
         if let Some(health) = &self.health {
             health.check().or_else(bad)?;
         }
@@ -227,7 +224,7 @@ impl Config {
             .or_else(|e| bad(format!("repository.channel: {e}")))?;
         // The signature policy first: whether minisign keys are needed at
         // all depends on it.
-        crate::x509::check_trust_config(&self.trust).or_else(bad)?;
+        crate::x509::check_trust_config(&self.trust)?;
         let minisign = self
             .trust
             .required_signatures()
@@ -328,20 +325,15 @@ impl Config {
         if self.repository.timeout_seconds == 0 {
             return bad("repository.timeout_seconds must be at least 1".into());
         }
-        match self.policy.compile() {
-            Ok(policy) => {
-                let _ = self.compiled_policy.set(policy);
-            }
-            Err(e) => return bad(e.to_string()),
-        }
+        let _ = self.compiled_policy.set(self.policy.compile()?);
         for (index, receiver) in self.notify.iter().enumerate() {
-            crate::notify::check_config(index, receiver).or_else(bad)?;
+            crate::notify::check_config(index, receiver)?;
         }
-        crate::metrics::check_config(&self.metrics).or_else(bad)?;
-        self.preflight.check().or_else(bad)?;
-        self.node.check().or_else(bad)?;
+        crate::metrics::check_config(&self.metrics)?;
+        self.preflight.check()?;
+        self.node.check()?;
         if let Some(coordination) = &self.coordination {
-            coordination.check().or_else(bad)?;
+            coordination.check()?;
         }
         Ok(())
     }
@@ -358,10 +350,7 @@ impl Config {
         if let Some(policy) = self.compiled_policy.get() {
             return Ok(policy.clone());
         }
-        let policy = self
-            .policy
-            .compile()
-            .map_err(|e| NodeError::Other(format!("configuration: {e}")))?;
+        let policy = self.policy.compile().map_err(ConfigError::Policy)?;
         let _ = self.compiled_policy.set(policy.clone());
         Ok(policy)
     }

@@ -31,9 +31,7 @@ pub struct Installed {
 
 pub fn installed(config: &Config) -> Result<Installed> {
     let Some(version) = installed::version(config)? else {
-        return Err(NodeError::Other(
-            "nothing is installed on this node yet: run `ferry apply`".into(),
-        ));
+        return Err(NodeError::NothingInstalled);
     };
     let keys = config.trusted_keys()?;
     let manifest = kept_manifests::load(&config.install.state_dir, &version, &keys)?;

@@ -109,12 +109,14 @@ pub fn create_dir_all(dir: &Path, mode: u32) -> io::Result<()> {
 /// `if_corrupt` tells the operator what to do about an unreadable one.
 pub fn load_json<T: serde::de::DeserializeOwned + Default>(
     path: &Path,
-    if_corrupt: &str,
+    if_corrupt: &'static str,
 ) -> crate::error::Result<T> {
     use crate::error::NodeError;
     match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-            NodeError::Other(format!("{} is corrupt ({e}); {if_corrupt}", path.display()))
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| NodeError::CorruptState {
+            path: path.to_path_buf(),
+            source,
+            if_corrupt,
         }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(T::default()),
         Err(e) => Err(NodeError::io(format!("cannot read {}", path.display()), e)),

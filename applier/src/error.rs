@@ -1,5 +1,11 @@
 //! The applier's errors, and the exit status each maps to (one `match`,
 //! [`NodeError::exit`]; the statuses themselves are in [`crate::exit`]).
+//!
+//! Every kind of failure is a variant of [`NodeError`], so the exit status
+//! of a new kind is decided in that one `match` (it has no catch-all arm)
+//! rather than wherever the failure happens. The details of a kind live
+//! with the module that knows them (`coordination::CoordinationError`,
+//! `migrations::MigrationError`, `store::DownloadError`, ...).
 
 use std::io;
 use std::path::PathBuf;
@@ -9,6 +15,43 @@ use semver::Version;
 use thiserror::Error;
 
 pub use crate::exit::Exit;
+
+/// A value in `ferry.toml` that parses but cannot be used, worded for the
+/// operator: the key at fault, what is wrong with it, and what to write
+/// instead (`coordination.max_unavailable must be at least 1`). Each
+/// section's `check` returns it; [`ConfigError::Mistake`] adds the file.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{0}")]
+pub struct ConfigMistake(String);
+
+impl ConfigMistake {
+    pub fn new(message: impl Into<String>) -> ConfigMistake {
+        ConfigMistake(message.into())
+    }
+}
+
+/// The configuration cannot be used: nothing was done.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// Not TOML, or a key serde does not know (unknown keys are refused).
+    #[error("configuration {} is invalid: {source}", path.display())]
+    Syntax {
+        path: PathBuf,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    #[error("configuration {}: {mistake}", path.display())]
+    Mistake {
+        path: PathBuf,
+        mistake: ConfigMistake,
+    },
+    /// `[policy]` compiled after loading (see `Config::policy`).
+    #[error("configuration: {0}")]
+    Policy(ConfigMistake),
+    /// The `[trust]` X.509 keys, checked again when they are loaded.
+    #[error("{0}")]
+    Trust(ConfigMistake),
+}
 
 /// A request `ferry apply` turns down before any operation starts: what
 /// was asked for is not on offer (not in the channel, older than what
@@ -102,6 +145,112 @@ pub enum NodeError {
         undone: String,
     },
 
+    /// The configuration (or its `[policy]`, `[trust]`) cannot be used.
+    #[error(transparent)]
+    Config(Box<ConfigError>),
+    /// The turn through etcd (`[coordination]`) could not be taken or
+    /// kept, or a fleet command could not be carried out; the node did not
+    /// update.
+    #[error(transparent)]
+    Coordination(Box<crate::coordination::CoordinationError>),
+    /// A data migration was refused, failed, or could not be reverted.
+    #[error(transparent)]
+    Migration(Box<crate::migrations::MigrationError>),
+    /// Too little disk space for the update: the disk pre-flight check.
+    #[error(transparent)]
+    NotEnoughSpace(Box<crate::space::NotEnoughSpace>),
+    /// A source did not serve a file (not found, HTTP error, network).
+    #[error(transparent)]
+    Fetch(Box<crate::transport::FetchError>),
+    /// A download could not be completed; what was fetched is kept.
+    #[error(transparent)]
+    Download(Box<crate::store::DownloadError>),
+    /// Every source of the repository failed for one file, none with bad
+    /// data (that is [`NodeError::Verification`]).
+    #[error(transparent)]
+    NoSource(Box<crate::sources::NoSource>),
+    /// https cannot be set up: no CA certificates to trust.
+    #[error(transparent)]
+    Tls(Box<crate::transport::TlsSetupError>),
+    /// The trust anchors of `[trust] x509_roots` cannot be used.
+    #[cfg(feature = "x509")]
+    #[error(transparent)]
+    X509(Box<crate::x509::X509Error>),
+    /// The base a delta patch applies to is gone; the full object is used.
+    #[error("cannot open the delta base {} ({described}): {source}", path.display())]
+    DeltaBaseGone {
+        path: PathBuf,
+        /// Where the base was found: "the store", "installed file …".
+        described: String,
+        #[source]
+        source: io::Error,
+    },
+    /// A state file ferry wrote cannot be parsed back.
+    #[error("{} is corrupt ({source}); {if_corrupt}", path.display())]
+    CorruptState {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+        /// What the operator can do about it.
+        if_corrupt: &'static str,
+    },
+    /// A restore point's record cannot be parsed back.
+    #[error("{} is corrupt: {source}", path.display())]
+    CorruptRestorePoint {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// `repository.url` serves no `index.json`.
+    #[error("no repository index at {url}: check repository.url")]
+    NoIndex { url: String },
+    /// A release the node needs (to repair or verify it) is no longer
+    /// listed on its channel. (A `--version` that is not published is a
+    /// [`Refusal::UnknownVersion`] instead.)
+    #[error(
+        "version {version} is not published on channel {channel:?} (published: {})",
+        list_or_none(published)
+    )]
+    NotPublished {
+        version: Box<Version>,
+        channel: String,
+        published: Vec<String>,
+    },
+    /// The release declares things this ferry cannot honour (hooks).
+    #[error("release {version} declares {}, which this ferry {} cannot run: upgrade ferry first", features.join(" and "), env!("CARGO_PKG_VERSION"))]
+    Unsupported {
+        version: Box<Version>,
+        features: Vec<&'static str>,
+    },
+    /// A command that works on the installed release found none.
+    #[error("nothing is installed on this node yet: run `ferry apply`")]
+    NothingInstalled,
+    /// A release with rollout waves needs this node's id, and it has none.
+    #[error(
+        "this node has no id to place it in the release's rollout waves: {} is missing or empty and the hostname is unset or \"localhost\"; set [node] id in the configuration (a name unique in the fleet), or run systemd-machine-id-setup",
+        crate::node_id::MACHINE_ID_PATH
+    )]
+    NoNodeId,
+    /// `--bundle` names something that is not a regular file.
+    #[error("the bundle {} is not a regular file: copy it to a file first", path.display())]
+    BundleNotAFile { path: PathBuf },
+    /// `ferry repair` could not put every file back.
+    #[error("repair left differences:\n  {}", differences.join("\n  "))]
+    RepairIncomplete { differences: Vec<String> },
+    /// `ferry install-units` cannot write the units it was asked for.
+    #[error(transparent)]
+    Units(Box<crate::commands::install_units::UnitsError>),
+    /// `FERRY_NOW` (fault-injection builds only) is not a time.
+    #[error("FERRY_NOW={text:?} is not an RFC 3339 time such as 2030-01-01T00:00:00Z: {source}")]
+    BadClock {
+        text: String,
+        #[source]
+        source: jiff::Error,
+    },
+
+    /// A failure not yet given its own kind: only the modules being
+    /// rewritten for issue 13 (`commands/apply.rs`, `commands/rollback.rs`,
+    /// `recovery.rs`, `journal.rs`, `in_place.rs`) still build it.
     #[error("{0}")]
     Other(String),
 }
@@ -109,6 +258,45 @@ pub enum NodeError {
 impl From<Refusal> for NodeError {
     fn from(refusal: Refusal) -> Self {
         NodeError::Refused(Box::new(refusal))
+    }
+}
+
+/// The boxed variants: `?` boxes their details (every `Result` pays for
+/// the largest variant, so the large ones live behind a pointer).
+macro_rules! boxed_from {
+    ($($variant:ident($type:ty)),* $(,)?) => {
+        $(impl From<$type> for NodeError {
+            fn from(e: $type) -> Self {
+                NodeError::$variant(Box::new(e))
+            }
+        })*
+    };
+}
+
+boxed_from!(
+    Config(ConfigError),
+    Coordination(crate::coordination::CoordinationError),
+    Migration(crate::migrations::MigrationError),
+    NotEnoughSpace(crate::space::NotEnoughSpace),
+    Download(crate::store::DownloadError),
+    NoSource(crate::sources::NoSource),
+    Tls(crate::transport::TlsSetupError),
+    Units(crate::commands::install_units::UnitsError),
+);
+
+#[cfg(feature = "x509")]
+boxed_from!(X509(crate::x509::X509Error));
+
+impl From<crate::policy::PolicyError> for NodeError {
+    fn from(e: crate::policy::PolicyError) -> Self {
+        match e {
+            crate::policy::PolicyError::VersionRefused { version, reason } => {
+                Refusal::Policy { version, reason }.into()
+            }
+            crate::policy::PolicyError::Config(message) => {
+                ConfigError::Policy(ConfigMistake::new(message)).into()
+            }
+        }
     }
 }
 
@@ -130,13 +318,34 @@ impl NodeError {
             NodeError::LockHeld { .. } => Exit::Locked,
             NodeError::Verification(_) | NodeError::Format(_) => Exit::Verification,
             NodeError::Drift(_) => Exit::Drift,
-            NodeError::Preflight(_) => Exit::Preflight,
+            NodeError::Preflight(_) | NodeError::NotEnoughSpace(_) => Exit::Preflight,
             NodeError::RolledBack(_) => Exit::RolledBack,
             NodeError::Halted(_) => Exit::Halted,
             NodeError::Refused(_) => Exit::Refused,
-            NodeError::Io { .. } | NodeError::SwitchNotRecorded { .. } | NodeError::Other(_) => {
-                Exit::Error
-            }
+            #[cfg(feature = "x509")]
+            NodeError::X509(_) => Exit::Error,
+            NodeError::Io { .. }
+            | NodeError::SwitchNotRecorded { .. }
+            | NodeError::Config(_)
+            | NodeError::Coordination(_)
+            | NodeError::Migration(_)
+            | NodeError::Fetch(_)
+            | NodeError::Download(_)
+            | NodeError::NoSource(_)
+            | NodeError::Tls(_)
+            | NodeError::DeltaBaseGone { .. }
+            | NodeError::CorruptState { .. }
+            | NodeError::CorruptRestorePoint { .. }
+            | NodeError::NoIndex { .. }
+            | NodeError::NotPublished { .. }
+            | NodeError::Unsupported { .. }
+            | NodeError::NothingInstalled
+            | NodeError::NoNodeId
+            | NodeError::BundleNotAFile { .. }
+            | NodeError::RepairIncomplete { .. }
+            | NodeError::Units(_)
+            | NodeError::BadClock { .. }
+            | NodeError::Other(_) => Exit::Error,
         }
     }
 
@@ -158,3 +367,60 @@ impl NodeError {
 }
 
 pub type Result<T, E = NodeError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::PolicyError;
+
+    #[test]
+    fn each_kind_of_failure_ends_with_its_documented_exit() {
+        let v = |s: &str| Version::parse(s).unwrap();
+        // A disk short of space is a failed pre-flight check (README: 5)
+        // wherever it is found, not a plain error.
+        let space = crate::space::NotEnoughSpace {
+            to: v("2.0.0"),
+            short: Vec::new(),
+            in_place: false,
+        };
+        assert_eq!(NodeError::from(space).exit(), Exit::Preflight);
+        // A version the policy does not allow is a refusal, however it is
+        // reached; a broken [policy] is an error.
+        let refused = PolicyError::VersionRefused {
+            version: v("2.0.0"),
+            reason: "it is listed in policy.exclude_versions".into(),
+        };
+        let refused = NodeError::from(refused);
+        assert_eq!(refused.exit(), Exit::Refused);
+        assert_eq!(refused.final_event(), crate::events::Event::Refused);
+        let broken = NodeError::from(PolicyError::Config("policy.soak_hours = -1".into()));
+        assert_eq!(broken.exit(), Exit::Error);
+        assert_eq!(broken.to_string(), "configuration: policy.soak_hours = -1");
+        let mistake = ConfigError::Mistake {
+            path: "/etc/ferry/ferry.toml".into(),
+            mistake: ConfigMistake::new("install.keep_releases must be at least 2"),
+        };
+        assert_eq!(
+            NodeError::from(mistake).to_string(),
+            "configuration /etc/ferry/ferry.toml: install.keep_releases must be at least 2"
+        );
+        let turn = crate::coordination::CoordinationError::NotConfigured;
+        assert_eq!(NodeError::from(turn).exit(), Exit::Error);
+        assert_eq!(NodeError::NoNodeId.exit(), Exit::Error);
+    }
+
+    #[test]
+    fn no_kind_makes_every_result_larger() {
+        // Every `Result` in the node pays for the largest variant: the
+        // details of the kinds are boxed, so none outgrows the format
+        // errors `NodeError` has always carried.
+        let (error, format) = (
+            std::mem::size_of::<NodeError>(),
+            std::mem::size_of::<FormatError>(),
+        );
+        assert!(
+            error <= format + 8,
+            "NodeError {error} bytes, FormatError {format}"
+        );
+    }
+}

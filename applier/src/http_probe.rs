@@ -7,9 +7,30 @@
 use std::io::Read;
 use std::time::Duration;
 
+use thiserror::Error;
+
+/// Why a probe got no answer (an answer with any status is not an error).
+#[derive(Debug, Error)]
+pub enum ProbeError {
+    /// No connection, no response in time, or no HTTP.
+    #[error("GET {url}: {source}")]
+    NoAnswer {
+        url: String,
+        #[source]
+        source: ureq::Error,
+    },
+    /// The status came, the body broke off.
+    #[error("GET {url}: reading the body: {source}")]
+    Body {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// `GET url`: its status and at most `cap` bytes of body (lossily
 /// decoded). `Err` says why no answer came.
-pub fn get(url: &str, timeout: Duration, cap: u64) -> Result<(u16, String), String> {
+pub fn get(url: &str, timeout: Duration, cap: u64) -> Result<(u16, String), ProbeError> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
@@ -19,7 +40,10 @@ pub fn get(url: &str, timeout: Duration, cap: u64) -> Result<(u16, String), Stri
         .get(url)
         .header("Connection", "close")
         .call()
-        .map_err(|e| format!("GET {url}: {e}"))?;
+        .map_err(|source| ProbeError::NoAnswer {
+            url: url.to_string(),
+            source,
+        })?;
     let status = response.status().as_u16();
     let mut body = Vec::new();
     response
@@ -27,6 +51,9 @@ pub fn get(url: &str, timeout: Duration, cap: u64) -> Result<(u16, String), Stri
         .as_reader()
         .take(cap)
         .read_to_end(&mut body)
-        .map_err(|e| format!("GET {url}: reading the body: {e}"))?;
+        .map_err(|source| ProbeError::Body {
+            url: url.to_string(),
+            source,
+        })?;
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }

@@ -28,7 +28,7 @@ use semver::Version;
 use serde::Deserialize;
 
 use crate::config::Config;
-use crate::error::{NodeError, Result};
+use crate::error::{ConfigMistake, NodeError, Result};
 use crate::state::{self, Operation, OperationKind, Outcome};
 
 /// `[metrics]`.
@@ -42,21 +42,21 @@ pub struct MetricsConfig {
 }
 
 /// Checks `[metrics]`; the message names the key at fault.
-pub fn check_config(config: &MetricsConfig) -> std::result::Result<(), String> {
+pub fn check_config(config: &MetricsConfig) -> std::result::Result<(), ConfigMistake> {
     let Some(path) = &config.textfile else {
         return Ok(());
     };
     if !path.is_absolute() {
-        return Err(format!(
+        return Err(ConfigMistake::new(format!(
             "metrics.textfile {} must be an absolute path",
             path.display()
-        ));
+        )));
     }
     if path.extension().is_none_or(|e| e != "prom") {
-        return Err(format!(
+        return Err(ConfigMistake::new(format!(
             "metrics.textfile {} must end in .prom: node_exporter's textfile collector reads only *.prom files",
             path.display()
-        ));
+        )));
     }
     Ok(())
 }
@@ -395,9 +395,13 @@ mod tests {
             })
         };
         assert!(check("/var/lib/node-exporter/ferry.prom").is_ok());
-        assert!(check("ferry.prom").unwrap_err().contains("absolute"));
+        assert!(check("ferry.prom")
+            .unwrap_err()
+            .to_string()
+            .contains("absolute"));
         assert!(check("/var/lib/node-exporter/ferry.txt")
             .unwrap_err()
+            .to_string()
             .contains(".prom"));
         assert!(check_config(&MetricsConfig::default()).is_ok());
     }

@@ -37,7 +37,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::durable;
 use crate::error::{NodeError, Result};
-use crate::shell::ShellCommand;
+use crate::shell::{CommandError, ShellCommand};
+
+mod error;
+pub use error::{MigrationError, NoDownScript, StepFailure, UpFailed};
 
 /// `state_dir/migrations.json`.
 pub const HISTORY_FILE: &str = "migrations.json";
@@ -182,18 +185,14 @@ pub fn pending_in<'m>(
         match history.get(&migration.id) {
             Some(record) if record.outcome == MigrationOutcome::Applied => {
                 if record.checksum != migration.checksum {
-                    return Err(NodeError::Other(format!(
-                        "migration {id} was applied on this node (from release {ran}, checksum \
-                         {old}), but release {version} ships it with checksum {new}: an applied \
-                         migration must not change, and this node will not run it again; \
-                         republish {version} with the original {id} script and put the change \
-                         in a new migration with a higher id",
-                        id = migration.id,
-                        ran = record.version,
-                        old = record.checksum,
-                        version = manifest.version,
-                        new = migration.checksum,
-                    )));
+                    return Err(MigrationError::Edited {
+                        id: migration.id.clone(),
+                        ran: record.version.clone(),
+                        old: record.checksum,
+                        version: manifest.version.clone(),
+                        new: migration.checksum,
+                    }
+                    .into());
                 }
             }
             _ => pending.push(migration),
@@ -208,48 +207,15 @@ pub enum MigrationFailure {
     /// Nothing ran: the history could not be read, an applied migration
     /// was edited, or a script does not match its declared checksum.
     Refused(NodeError),
-    /// The up of `id` failed. The ups this run had applied before it were
-    /// reverted (`reverted`, newest first) as far as their downs allowed;
-    /// `not_reverted` are still applied, and `revert_error` says why.
-    Failed {
-        id: String,
-        reason: String,
-        reverted: Vec<String>,
-        not_reverted: Vec<String>,
-        revert_error: Option<String>,
-    },
+    /// An up failed (see [`UpFailed`]: what was reverted, what was not).
+    Failed(Box<UpFailed>),
 }
 
 impl fmt::Display for MigrationFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             MigrationFailure::Refused(e) => write!(f, "{e}"),
-            MigrationFailure::Failed {
-                id,
-                reason,
-                reverted,
-                not_reverted,
-                revert_error,
-            } => {
-                write!(f, "migration {id} failed: {reason}")?;
-                if !reverted.is_empty() {
-                    write!(
-                        f,
-                        "; the migrations applied before it were reverted: {}",
-                        reverted.join(", ")
-                    )?;
-                }
-                if !not_reverted.is_empty() {
-                    write!(
-                        f,
-                        "; NOT reverted, still applied to the data: {} ({}): repair the data by \
-                         hand, `ferry migrations` shows the record",
-                        not_reverted.join(", "),
-                        revert_error.as_deref().unwrap_or("no reason recorded")
-                    )?;
-                }
-                Ok(())
-            }
+            MigrationFailure::Failed(failed) => write!(f, "{failed}"),
         }
     }
 }
@@ -258,7 +224,7 @@ impl From<MigrationFailure> for NodeError {
     fn from(failure: MigrationFailure) -> Self {
         match failure {
             MigrationFailure::Refused(e) => e,
-            failed => NodeError::Other(failed.to_string()),
+            MigrationFailure::Failed(failed) => MigrationError::UpFailed(failed).into(),
         }
     }
 }
@@ -301,13 +267,13 @@ pub fn apply_pending(
                     Ok(reverted) => (reverted, Vec::new(), None),
                     Err(stop) => (stop.reverted, stop.remaining, Some(stop.reason)),
                 };
-            return Err(MigrationFailure::Failed {
+            return Err(MigrationFailure::Failed(Box::new(UpFailed {
                 id: migration.id.clone(),
                 reason,
                 reverted,
                 not_reverted,
                 revert_error,
-            });
+            })));
         }
         applied.push(migration.id.clone());
     }
@@ -329,7 +295,7 @@ pub fn revert(
 ) -> Result<()> {
     let mut history = MigrationHistory::load(state_dir)?;
     for id in ids {
-        down_of(manifest, id)?;
+        down_of(manifest, id).map_err(MigrationError::NoDown)?;
     }
     let runner = ScriptRunner {
         manifest,
@@ -341,15 +307,12 @@ pub fn revert(
         .downs(state_dir, &mut history, ids)
         .map(|_| ())
         .map_err(|stop| {
-            let mut message = stop.reason;
-            if !stop.reverted.is_empty() {
-                message.push_str(&format!("; reverted: {}", stop.reverted.join(", ")));
+            MigrationError::RevertStopped {
+                reason: stop.reason,
+                reverted: stop.reverted,
+                remaining: stop.remaining,
             }
-            message.push_str(&format!(
-                "; still applied: {}: repair the data or the down script, then revert again",
-                stop.remaining.join(", ")
-            ));
-            NodeError::Other(message)
+            .into()
         })
 }
 
@@ -368,13 +331,12 @@ pub fn reverts_needed(state_dir: &Path, from: &Manifest, to: &Manifest) -> Resul
     ids.reverse();
     for id in &ids {
         if from.migration(id).is_some_and(|m| m.down.is_none()) {
-            return Err(NodeError::Other(format!(
-                "cannot go back from {} to {}: migration {id}, applied with {}, has no down \
-                 script, so its change to the data cannot be undone; stay on {} (or a release \
-                 that ships {id}), or restore the data from a backup taken before it and remove \
-                 its record from {}",
-                from.version, to.version, from.version, from.version, HISTORY_FILE
-            )));
+            return Err(MigrationError::Irreversible {
+                from: from.version.clone(),
+                to: to.version.clone(),
+                id: id.clone(),
+            }
+            .into());
         }
     }
     Ok(ids)
@@ -393,21 +355,23 @@ pub fn applied_since(state_dir: &Path, since: Timestamp) -> Result<Vec<String>> 
 }
 
 /// The down script of `id` in `manifest`, or why it cannot be run.
-fn down_of<'m>(manifest: &'m Manifest, id: &str) -> Result<&'m SafeRelativePath> {
-    let migration = manifest.migration(id).ok_or_else(|| {
-        NodeError::Other(format!(
-            "release {} does not ship migration {id}, so its down script cannot be run from it",
-            manifest.version
-        ))
-    })?;
-    migration.down.as_ref().ok_or_else(|| {
-        NodeError::Other(format!(
-            "migration {id} of release {} has no down script: its change to the data cannot be \
-             undone by ferry; restore the data from a backup, or ship a migration that fixes it \
-             forward",
-            manifest.version
-        ))
-    })
+fn down_of<'m>(
+    manifest: &'m Manifest,
+    id: &str,
+) -> std::result::Result<&'m SafeRelativePath, NoDownScript> {
+    let migration = manifest
+        .migration(id)
+        .ok_or_else(|| NoDownScript::NotShipped {
+            version: manifest.version.clone(),
+            id: id.to_string(),
+        })?;
+    migration
+        .down
+        .as_ref()
+        .ok_or_else(|| NoDownScript::Missing {
+            version: manifest.version.clone(),
+            id: id.to_string(),
+        })
 }
 
 /// Refuses an up script whose content does not match the migration's
@@ -433,7 +397,7 @@ fn check_script(manifest: &Manifest, release_dir: &Path, migration: &Migration) 
 
 /// Where a run of downs stopped.
 struct RevertStop {
-    reason: String,
+    reason: StepFailure,
     reverted: Vec<String>,
     /// The id that failed and every older one not reached.
     remaining: Vec<String>,
@@ -455,7 +419,8 @@ impl ScriptRunner<'_> {
         state_dir: &Path,
         history: &mut MigrationHistory,
         migration: &Migration,
-    ) -> Result<(), String> {
+    ) -> Result<(), StepFailure> {
+        let record_failed = |e: NodeError| StepFailure::Record(Box::new(e));
         let started = Timestamp::now();
         history.put(MigrationRecord {
             id: migration.id.clone(),
@@ -467,9 +432,11 @@ impl ScriptRunner<'_> {
             reverted_at: None,
             last_error: None,
         });
-        history.save(state_dir).map_err(|e| e.to_string())?;
+        history.save(state_dir).map_err(record_failed)?;
         crate::faults::point("migrations:up-running");
-        let result = self.run(&migration.id, "up", &migration.up);
+        let result = self
+            .run(&migration.id, "up", &migration.up)
+            .map_err(StepFailure::from);
         let record = history.get_mut(&migration.id).expect("recorded just above");
         record.duration_ms = duration_ms(started);
         match &result {
@@ -479,10 +446,10 @@ impl ScriptRunner<'_> {
             }
             Err(reason) => {
                 record.outcome = MigrationOutcome::Failed;
-                record.last_error = Some(reason.clone());
+                record.last_error = Some(reason.to_string());
             }
         }
-        history.save(state_dir).map_err(|e| e.to_string())?;
+        history.save(state_dir).map_err(record_failed)?;
         result
     }
 
@@ -500,17 +467,19 @@ impl ScriptRunner<'_> {
         let mut reverted = Vec::new();
         for (i, id) in order.iter().enumerate() {
             let result = down_of(self.manifest, id)
-                .map_err(|e| e.to_string())
-                .and_then(|down| self.run(id, "down", down));
+                .map_err(|e| StepFailure::NoDown(Box::new(e)))
+                .and_then(|down| self.run(id, "down", down).map_err(StepFailure::from));
             let record = history.get_mut(id).expect("only applied ids are reverted");
             match &result {
                 Ok(()) => {
                     record.outcome = MigrationOutcome::Reverted;
                     record.reverted_at = Some(Timestamp::now());
                 }
-                Err(reason) => record.last_error = Some(reason.clone()),
+                Err(reason) => record.last_error = Some(reason.to_string()),
             }
-            let saved = history.save(state_dir).map_err(|e| e.to_string());
+            let saved = history
+                .save(state_dir)
+                .map_err(|e| StepFailure::Record(Box::new(e)));
             if let Err(reason) = result.and(saved) {
                 return Err(RevertStop {
                     reason,
@@ -523,7 +492,12 @@ impl ScriptRunner<'_> {
         Ok(reverted)
     }
 
-    fn run(&self, id: &str, direction: &str, script: &SafeRelativePath) -> Result<(), String> {
+    fn run(
+        &self,
+        id: &str,
+        direction: &str,
+        script: &SafeRelativePath,
+    ) -> std::result::Result<(), CommandError> {
         let executable = self
             .manifest
             .files

@@ -19,7 +19,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{NodeError, Result};
+use crate::error::{ConfigMistake, NodeError, Result};
 
 /// systemd's machine id (machine-id(5)).
 pub const MACHINE_ID_PATH: &str = "/etc/machine-id";
@@ -56,25 +56,25 @@ impl NodeConfig {
     /// `node.id` is a usable id: not empty, no surrounding space (which
     /// would be invisible in a message yet change the placement), no
     /// control characters, at most [`MAX_ID_BYTES`].
-    pub fn check(&self) -> std::result::Result<(), String> {
+    pub fn check(&self) -> std::result::Result<(), ConfigMistake> {
         let Some(id) = &self.id else {
             return Ok(());
         };
         if id.is_empty() {
-            return Err(
-                "node.id is empty: remove it to use /etc/machine-id, or name this node".into(),
-            );
+            return Err(ConfigMistake::new(
+                "node.id is empty: remove it to use /etc/machine-id, or name this node",
+            ));
         }
         if id.trim() != id || id.chars().any(char::is_control) {
-            return Err(format!(
+            return Err(ConfigMistake::new(format!(
                 "node.id {id:?} has surrounding spaces or control characters: write the id alone"
-            ));
+            )));
         }
         if id.len() > MAX_ID_BYTES {
-            return Err(format!(
+            return Err(ConfigMistake::new(format!(
                 "node.id is {} bytes long, more than {MAX_ID_BYTES}: use a shorter name",
                 id.len()
-            ));
+            )));
         }
         Ok(())
     }
@@ -124,21 +124,15 @@ pub fn resolve(config: &NodeConfig) -> Result<NodeId> {
         read(MACHINE_ID_PATH).as_deref(),
         hostname.as_deref(),
     )
-    .ok_or_else(|| {
-        NodeError::Other(format!(
-            "this node has no id to place it in the release's rollout waves: {MACHINE_ID_PATH} \
-             is missing or empty and the hostname is unset or \"localhost\"; set [node] id in \
-             the configuration (a name unique in the fleet), or run systemd-machine-id-setup"
-        ))
-    })
+    .ok_or(NodeError::NoNodeId)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn node(text: &str) -> std::result::Result<NodeConfig, String> {
-        let config: NodeConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+    fn node(text: &str) -> anyhow::Result<NodeConfig> {
+        let config: NodeConfig = toml::from_str(text)?;
         config.check()?;
         Ok(config)
     }
@@ -191,7 +185,7 @@ mod tests {
             (long.as_str(), "more than 255"),
             (r#"name = "web-1""#, "unknown field `name`"),
         ] {
-            let err = node(text).expect_err(text);
+            let err = node(text).expect_err(text).to_string();
             assert!(err.contains(expected), "{text}: {err}");
         }
     }

@@ -23,6 +23,7 @@ use semver::Version;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::error::{ConfigMistake, NodeError};
 use crate::retry::{self, RetryPolicy, Verdict};
 
 /// The events a receiver may subscribe to (`events = [...]`).
@@ -125,61 +126,62 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Checks one `[[notify]]` entry (`index` from 0); the message names the
 /// entry and the key at fault.
-pub fn check_config(index: usize, config: &NotifyConfig) -> Result<(), String> {
+pub fn check_config(index: usize, config: &NotifyConfig) -> Result<(), ConfigMistake> {
+    let bad = |message: String| Err(ConfigMistake::new(message));
     let at = format!("notify[{index}]");
     let url = &config.url;
     let https = url.starts_with("https://");
     if !(https || url.starts_with("http://")) || url.split("://").nth(1).is_none_or(str::is_empty) {
-        return Err(format!(
+        return bad(format!(
             "{at}.url {url:?} must be an http:// or https:// URL"
         ));
     }
     if config.ca_file.is_some() && !https {
-        return Err(format!(
+        return bad(format!(
             "{at}.ca_file is set but {at}.url {url:?} is not https://: remove ca_file or use https"
         ));
     }
     if config.events.is_empty() {
-        return Err(format!(
+        return bad(format!(
             "{at}.events is empty, so nothing would ever be sent: list some of {}, or remove the key for all of them",
             event_names()
         ));
     }
     if config.timeout_seconds == 0 {
-        return Err(format!("{at}.timeout_seconds must be at least 1"));
+        return bad(format!("{at}.timeout_seconds must be at least 1"));
     }
     if config
         .node_name
         .as_deref()
         .is_some_and(|n| n.trim().is_empty())
     {
-        return Err(format!(
+        return bad(format!(
             "{at}.node_name is empty: remove it to use the hostname"
         ));
     }
     match (config.format, &config.routing_key, &config.routing_key_file) {
         (NotifyFormat::Pagerduty, None, None) => {
-            return Err(format!(
+            return bad(format!(
                 "{at} has format = \"pagerduty\" but no routing_key: set routing_key (the Events v2 integration key) or routing_key_file"
             ))
         }
         (NotifyFormat::Pagerduty, Some(_), Some(_)) => {
-            return Err(format!(
+            return bad(format!(
                 "{at}: set either routing_key or routing_key_file, not both"
             ))
         }
         (NotifyFormat::Pagerduty, Some(key), None) if key.trim().is_empty() => {
-            return Err(format!("{at}.routing_key is empty"))
+            return bad(format!("{at}.routing_key is empty"))
         }
         (NotifyFormat::Pagerduty, None, Some(file)) if !file.is_absolute() => {
-            return Err(format!(
+            return bad(format!(
                 "{at}.routing_key_file {} must be an absolute path",
                 file.display()
             ))
         }
         (NotifyFormat::Generic | NotifyFormat::Slack, Some(_), _)
         | (NotifyFormat::Generic | NotifyFormat::Slack, _, Some(_)) => {
-            return Err(format!(
+            return bad(format!(
                 "{at}: routing_key and routing_key_file are for format = \"pagerduty\" only"
             ))
         }
@@ -245,8 +247,30 @@ pub fn send_all(configs: &[NotifyConfig], event: &NotifyEvent) {
     });
 }
 
+/// Why a notification was not delivered (a warning, never a failure).
+#[derive(Debug, thiserror::Error)]
+enum NotDelivered {
+    #[error("no routing_key is configured")]
+    NoRoutingKey,
+    #[error("cannot read routing_key_file {}: {source}", path.display())]
+    RoutingKeyUnreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("routing_key_file {} is empty", path.display())]
+    RoutingKeyEmpty { path: PathBuf },
+    /// https could not be set up (`ca_file`).
+    #[error("{0}")]
+    Tls(NodeError),
+    /// The receiver failed every attempt, or refused one for good: the
+    /// last answer (or connection error), and how many attempts were made.
+    #[error("{last} (after {attempts} attempt{})", if *attempts == 1 { "" } else { "s" })]
+    Refused { last: String, attempts: u32 },
+}
+
 /// Builds and delivers one notification; the error says why it was not.
-fn send(config: &NotifyConfig, event: &NotifyEvent, node: &str) -> Result<(), String> {
+fn send(config: &NotifyConfig, event: &NotifyEvent, node: &str) -> Result<(), NotDelivered> {
     let body = match config.format {
         NotifyFormat::Generic => generic_payload(event, node),
         NotifyFormat::Slack => slack_payload(event, node),
@@ -258,19 +282,24 @@ fn send(config: &NotifyConfig, event: &NotifyEvent, node: &str) -> Result<(), St
     )
 }
 
-fn routing_key(config: &NotifyConfig) -> Result<String, String> {
+fn routing_key(config: &NotifyConfig) -> Result<String, NotDelivered> {
     if let Some(key) = &config.routing_key {
         return Ok(key.clone());
     }
     let path = config
         .routing_key_file
         .as_deref()
-        .ok_or("no routing_key is configured")?;
-    let key = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read routing_key_file {}: {e}", path.display()))?;
+        .ok_or(NotDelivered::NoRoutingKey)?;
+    let key =
+        std::fs::read_to_string(path).map_err(|source| NotDelivered::RoutingKeyUnreadable {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let key = key.trim();
     if key.is_empty() {
-        return Err(format!("routing_key_file {} is empty", path.display()));
+        return Err(NotDelivered::RoutingKeyEmpty {
+            path: path.to_path_buf(),
+        });
     }
     Ok(key.to_string())
 }
@@ -375,7 +404,7 @@ pub fn pagerduty_payload(event: &NotifyEvent, node: &str, routing_key: &str) -> 
 
 /// POSTs `body`, retrying what a retry may fix: connection errors,
 /// timeouts, 5xx and 429. Any 2xx is delivered; another status is final.
-fn deliver(config: &NotifyConfig, body: &[u8]) -> Result<(), String> {
+fn deliver(config: &NotifyConfig, body: &[u8]) -> Result<(), NotDelivered> {
     let timeout = Some(Duration::from_secs(config.timeout_seconds));
     let mut builder = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -384,7 +413,7 @@ fn deliver(config: &NotifyConfig, body: &[u8]) -> Result<(), String> {
         .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")));
     if config.url.starts_with("https://") {
         let tls = crate::transport::tls_config_for(config.ca_file.as_deref(), "notify.ca_file")
-            .map_err(|e| e.to_string())?;
+            .map_err(NotDelivered::Tls)?;
         builder = builder.tls_config(tls);
     }
     let agent = builder.build().new_agent();
@@ -432,13 +461,9 @@ fn deliver(config: &NotifyConfig, body: &[u8]) -> Result<(), String> {
             Err(e) => Err(Verdict::Fail(e.to_string())),
         }
     })
-    .map_err(|gave_up| {
-        format!(
-            "{} (after {} attempt{})",
-            gave_up.error,
-            gave_up.attempts,
-            if gave_up.attempts == 1 { "" } else { "s" }
-        )
+    .map_err(|gave_up| NotDelivered::Refused {
+        last: gave_up.error,
+        attempts: gave_up.attempts,
     })
 }
 
@@ -487,8 +512,8 @@ mod tests {
         }
     }
 
-    fn receiver(toml_text: &str) -> Result<NotifyConfig, String> {
-        let config: NotifyConfig = toml::from_str(toml_text).map_err(|e| e.to_string())?;
+    fn receiver(toml_text: &str) -> anyhow::Result<NotifyConfig> {
+        let config: NotifyConfig = toml::from_str(toml_text)?;
         check_config(0, &config)?;
         Ok(config)
     }
@@ -597,26 +622,42 @@ mod tests {
     #[test]
     fn mistakes_are_refused_with_the_key_named() {
         for url in ["ftp://example.com/", "hooks.example.com", "https://"] {
-            let err = receiver(&format!("url = {url:?}")).unwrap_err();
+            let err = receiver(&format!("url = {url:?}")).unwrap_err().to_string();
             assert!(err.contains("notify[0].url"), "{url}: {err}");
         }
-        let err = receiver("url = \"https://x.example\"\nevents = [\"deployed\"]").unwrap_err();
+        let err = receiver("url = \"https://x.example\"\nevents = [\"deployed\"]")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("deployed"), "{err}");
-        let err = receiver("url = \"https://x.example\"\nevents = []").unwrap_err();
+        let err = receiver("url = \"https://x.example\"\nevents = []")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("events is empty"), "{err}");
-        let err = receiver("url = \"https://x.example\"\nformat = \"teams\"").unwrap_err();
+        let err = receiver("url = \"https://x.example\"\nformat = \"teams\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("teams"), "{err}");
-        let err = receiver("url = \"https://x.example\"\nformat = \"pagerduty\"").unwrap_err();
+        let err = receiver("url = \"https://x.example\"\nformat = \"pagerduty\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("routing_key"), "{err}");
-        let err = receiver("url = \"https://x.example\"\nformat = \"pagerduty\"\nrouting_key = \"k\"\nrouting_key_file = \"/etc/k\"").unwrap_err();
+        let err = receiver("url = \"https://x.example\"\nformat = \"pagerduty\"\nrouting_key = \"k\"\nrouting_key_file = \"/etc/k\"").unwrap_err().to_string();
         assert!(err.contains("not both"), "{err}");
-        let err = receiver("url = \"https://x.example\"\nrouting_key = \"k\"").unwrap_err();
+        let err = receiver("url = \"https://x.example\"\nrouting_key = \"k\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("pagerduty\" only"), "{err}");
-        let err = receiver("url = \"http://x.example\"\nca_file = \"/etc/ca.pem\"").unwrap_err();
+        let err = receiver("url = \"http://x.example\"\nca_file = \"/etc/ca.pem\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("ca_file"), "{err}");
-        let err = receiver("url = \"https://x.example\"\ntimeout_seconds = 0").unwrap_err();
+        let err = receiver("url = \"https://x.example\"\ntimeout_seconds = 0")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("timeout_seconds"), "{err}");
-        let err = receiver("url = \"https://x.example\"\nretry = 2").unwrap_err();
+        let err = receiver("url = \"https://x.example\"\nretry = 2")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("retry"), "{err}");
         assert!(receiver(
             "url = \"https://events.pagerduty.com/v2/enqueue\"\nformat = \"pagerduty\"\nrouting_key_file = \"/etc/ferry/pd.key\""
@@ -636,6 +677,6 @@ mod tests {
         .unwrap();
         assert_eq!(routing_key(&c).unwrap(), "R0UT1NG");
         c.routing_key_file = Some(dir.path().join("missing"));
-        assert!(routing_key(&c).unwrap_err().contains("missing"));
+        assert!(routing_key(&c).unwrap_err().to_string().contains("missing"));
     }
 }

@@ -122,12 +122,10 @@ fn apply_delta(
         };
         // A base that vanished since planning is the delta's failure, not
         // the disk's: the full object still works.
-        let mut base_file = File::open(&base_path).map_err(|e| {
-            NodeError::Other(format!(
-                "cannot open the delta base {} ({}): {e}",
-                base_path.display(),
-                base.described
-            ))
+        let mut base_file = File::open(&base_path).map_err(|source| NodeError::DeltaBaseGone {
+            path: base_path.clone(),
+            described: base.described.clone(),
+            source,
         })?;
         let patch = File::open(&part)
             .map_err(|e| NodeError::io(format!("cannot read {}", part.display()), e))?;
@@ -201,6 +199,11 @@ mod tests {
         assert!(!is_local_disk_failure(&NodeError::verification(
             "bad patch"
         )));
-        assert!(!is_local_disk_failure(&NodeError::Other("HTTP 404".into())));
+        let gone = NodeError::DeltaBaseGone {
+            path: "/opt/app/releases/1.0.0/bin/app".into(),
+            described: "installed file".into(),
+            source: io::Error::from_raw_os_error(rustix::io::Errno::NOENT.raw_os_error()),
+        };
+        assert!(!is_local_disk_failure(&gone));
     }
 }

@@ -55,6 +55,8 @@ use semver::{Version, VersionReq};
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::error::ConfigMistake;
+
 /// `[policy] timezone` when not set. Needs no tz database.
 pub const DEFAULT_TIMEZONE: &str = "UTC";
 
@@ -143,7 +145,9 @@ pub enum DaysConfig {
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum PolicyError {
-    /// `[policy]` is invalid; the message names the key.
+    /// `[policy]` is invalid; the message names the key. No longer made
+    /// here ([`PolicyConfig::compile`] returns a [`ConfigMistake`]): kept
+    /// while `commands/apply.rs`, under rewrite, still matches on it.
     #[error("{0}")]
     Config(String),
     /// An explicitly requested version that the policy does not allow.
@@ -216,8 +220,8 @@ pub enum Gate {
 impl PolicyConfig {
     /// Checks every key and resolves the time zone (the one side effect:
     /// it reads the system tz database unless the zone is UTC).
-    pub fn compile(&self) -> Result<Policy, PolicyError> {
-        let bad = |msg: String| PolicyError::Config(format!("policy.{msg}"));
+    pub fn compile(&self) -> Result<Policy, ConfigMistake> {
+        let bad = |msg: String| ConfigMistake::new(format!("policy.{msg}"));
         let timezone = if self.timezone == DEFAULT_TIMEZONE {
             TimeZone::UTC
         } else {
@@ -580,28 +584,43 @@ fn describe_windows(windows: &[Window]) -> String {
     text.join(", ")
 }
 
-fn parse_days(days: Option<&DaysConfig>) -> Result<[bool; 7], String> {
+/// Why one `[policy]` value cannot be read; [`PolicyConfig::compile`]
+/// names the key.
+#[derive(Debug, Error)]
+enum BadValue {
+    #[error("{0:?} is not \"daily\" or a list such as [\"mon\", \"tue\"]")]
+    DaysKeyword(String),
+    #[error("the list is empty, so the window never opens: list days, or write \"daily\"")]
+    NoDays,
+    #[error("{0:?} is not a day: use mon, tue, wed, thu, fri, sat, sun (or days = \"daily\")")]
+    Day(String),
+    #[error("{0:?} is not a time of day as \"HH:MM\" (00:00 to 23:59)")]
+    Time(String),
+    #[error("{text:?}: {part:?} is not a date as \"YYYY-MM-DD\" ({source}); write a date or a range \"2026-12-20..2027-01-02\"")]
+    Date {
+        text: String,
+        part: String,
+        #[source]
+        source: jiff::Error,
+    },
+    #[error("{0:?} ends before it starts: write the earlier date first")]
+    Reversed(String),
+}
+
+fn parse_days(days: Option<&DaysConfig>) -> Result<[bool; 7], BadValue> {
     let names = match days {
         None => return Ok([true; 7]),
         Some(DaysConfig::Keyword(word)) if word == "daily" => return Ok([true; 7]),
-        Some(DaysConfig::Keyword(word)) => {
-            return Err(format!(
-                "{word:?} is not \"daily\" or a list such as [\"mon\", \"tue\"]"
-            ))
-        }
+        Some(DaysConfig::Keyword(word)) => return Err(BadValue::DaysKeyword(word.clone())),
         Some(DaysConfig::List(names)) => names,
     };
     if names.is_empty() {
-        return Err(
-            "the list is empty, so the window never opens: list days, or write \"daily\"".into(),
-        );
+        return Err(BadValue::NoDays);
     }
     let mut out = [false; 7];
     for name in names {
         let Some(i) = DAY_NAMES.iter().position(|d| d == name) else {
-            return Err(format!(
-                "{name:?} is not a day: use mon, tue, wed, thu, fri, sat, sun (or days = \"daily\")"
-            ));
+            return Err(BadValue::Day(name.clone()));
         };
         out[i] = true;
     }
@@ -609,8 +628,8 @@ fn parse_days(days: Option<&DaysConfig>) -> Result<[bool; 7], String> {
 }
 
 /// `"HH:MM"`, 00:00 to 23:59, exactly two digits each.
-fn parse_time(text: &str) -> Result<Time, String> {
-    let wrong = || format!("{text:?} is not a time of day as \"HH:MM\" (00:00 to 23:59)");
+fn parse_time(text: &str) -> Result<Time, BadValue> {
+    let wrong = || BadValue::Time(text.to_string());
     let (h, m) = text.split_once(':').ok_or_else(wrong)?;
     let two_digits = |s: &str| s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit());
     if !two_digits(h) || !two_digits(m) {
@@ -624,10 +643,12 @@ fn parse_time(text: &str) -> Result<Time, String> {
 }
 
 /// `"YYYY-MM-DD"` or `"YYYY-MM-DD..YYYY-MM-DD"`.
-fn parse_blackout(text: &str) -> Result<Blackout, String> {
+fn parse_blackout(text: &str) -> Result<Blackout, BadValue> {
     let date = |s: &str| {
-        s.trim().parse::<Date>().map_err(|e| {
-            format!("{text:?}: {s:?} is not a date as \"YYYY-MM-DD\" ({e}); write a date or a range \"2026-12-20..2027-01-02\"")
+        s.trim().parse::<Date>().map_err(|source| BadValue::Date {
+            text: text.to_string(),
+            part: s.to_string(),
+            source,
         })
     };
     let (first, last) = match text.split_once("..") {
@@ -638,9 +659,7 @@ fn parse_blackout(text: &str) -> Result<Blackout, String> {
         }
     };
     if last < first {
-        return Err(format!(
-            "{text:?} ends before it starts: write the earlier date first"
-        ));
+        return Err(BadValue::Reversed(text.to_string()));
     }
     Ok(Blackout { first, last })
 }
@@ -658,9 +677,9 @@ mod tests {
         try_policy(toml_text).unwrap_or_else(|e| panic!("{e}\n{toml_text}"))
     }
 
-    fn try_policy(toml_text: &str) -> Result<Policy, String> {
-        let config: PolicyConfig = toml::from_str(toml_text).map_err(|e| e.to_string())?;
-        config.compile().map_err(|e| e.to_string())
+    fn try_policy(toml_text: &str) -> anyhow::Result<Policy> {
+        let config: PolicyConfig = toml::from_str(toml_text)?;
+        Ok(config.compile()?)
     }
 
     fn t(text: &str) -> Timestamp {
@@ -1169,7 +1188,7 @@ critical_bypasses_windows = true
             (r#"pin = "~2.x.banana""#, "pin"),
         ];
         for (text, expected) in cases {
-            let err = try_policy(text).expect_err(text);
+            let err = try_policy(text).expect_err(text).to_string();
             assert!(err.contains(expected), "{text}: {err}");
         }
         // And valid ones, to show the cases above fail for their reason.

@@ -30,7 +30,7 @@ use manifests::Manifest;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, InstallMode};
-use crate::error::{NodeError, Result};
+use crate::error::{ConfigMistake, NodeError, Result};
 use crate::plan::{human_bytes, UpdatePlan};
 use crate::space;
 
@@ -72,9 +72,11 @@ impl Default for PreflightConfig {
 
 impl PreflightConfig {
     /// For `Config::check`: the mistakes serde cannot see.
-    pub fn check(&self) -> std::result::Result<(), String> {
+    pub fn check(&self) -> std::result::Result<(), ConfigMistake> {
         if self.timeout_ms == 0 {
-            return Err("preflight.timeout_ms must be at least 1 (default 2000)".into());
+            return Err(ConfigMistake::new(
+                "preflight.timeout_ms must be at least 1 (default 2000)",
+            ));
         }
         Ok(())
     }
@@ -83,6 +85,16 @@ impl PreflightConfig {
         Duration::from_millis(self.timeout_ms)
     }
 }
+
+/// Why one check failed, worded for the operator: what was found, and
+/// what the release or `[preflight]` wants (or what kept the check from
+/// looking).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CheckFailed(pub String);
+
+/// What one check concluded: `Ok` with what it found, or why it failed.
+pub type Verdict = std::result::Result<String, CheckFailed>;
 
 /// The outcome of one check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -102,10 +114,10 @@ fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S:
 }
 
 impl CheckOutcome {
-    fn new(name: impl Into<String>, verdict: std::result::Result<String, String>) -> Self {
+    fn new(name: impl Into<String>, verdict: Verdict) -> Self {
         let (ok, detail) = match verdict {
             Ok(detail) => (true, detail),
-            Err(detail) => (false, detail),
+            Err(CheckFailed(detail)) => (false, detail),
         };
         CheckOutcome {
             name: name.into(),
@@ -116,10 +128,7 @@ impl CheckOutcome {
     }
 
     /// Runs `check`, timing it.
-    fn timed(
-        name: impl Into<String>,
-        check: impl FnOnce() -> std::result::Result<String, String>,
-    ) -> Self {
+    fn timed(name: impl Into<String>, check: impl FnOnce() -> Verdict) -> Self {
         let started = Instant::now();
         let mut outcome = CheckOutcome::new(name, check());
         outcome.duration = started.elapsed();
@@ -199,7 +208,7 @@ pub fn run(config: &Config, manifest: &Manifest, plan: &UpdatePlan) -> Preflight
 }
 
 /// The space check of [`crate::space`], with what was found when it passes.
-fn disk(config: &Config, plan: &UpdatePlan) -> std::result::Result<String, String> {
+fn disk(config: &Config, plan: &UpdatePlan) -> Verdict {
     let state_dir = &config.install.state_dir;
     match config.install.mode {
         InstallMode::Symlink => space::check(state_dir, &config.install.root, plan),
@@ -208,8 +217,8 @@ fn disk(config: &Config, plan: &UpdatePlan) -> std::result::Result<String, Strin
             space::check_in_place(state_dir, &targets, plan)
         }
     }
-    .map_err(|e| e.to_string())?;
-    let free = space::free_bytes(state_dir).map_err(|e| e.to_string())?;
+    .map_err(failed)?;
+    let free = space::free_bytes(state_dir).map_err(failed)?;
     Ok(format!(
         "the update writes {} to the store and {} of release files; {} free at {} (ferry wants twice what it writes)",
         human_bytes(plan.state_bytes_needed()),
@@ -219,27 +228,33 @@ fn disk(config: &Config, plan: &UpdatePlan) -> std::result::Result<String, Strin
     ))
 }
 
+/// A failure that kept the check from looking (an unreadable filesystem)
+/// fails the check with what stopped it.
+fn failed(e: NodeError) -> CheckFailed {
+    CheckFailed(e.to_string())
+}
+
 const MEMINFO: &str = "/proc/meminfo";
 
-fn memory(config: &PreflightConfig) -> std::result::Result<String, String> {
+fn memory(config: &PreflightConfig) -> Verdict {
     let wanted = config.min_available_memory_mb;
     if wanted == 0 {
         return Ok("not checked ([preflight] min_available_memory_mb = 0)".into());
     }
     let text = std::fs::read_to_string(MEMINFO).map_err(|e| {
-        format!("cannot read {MEMINFO} ({e}); set [preflight] min_available_memory_mb = 0 to skip this check")
+        CheckFailed(format!("cannot read {MEMINFO} ({e}); set [preflight] min_available_memory_mb = 0 to skip this check"))
     })?;
     let kib = mem_available_kib(&text).ok_or_else(|| {
-        format!("{MEMINFO} has no MemAvailable line (a kernel before 3.14?); set [preflight] min_available_memory_mb = 0 to skip this check")
+        CheckFailed(format!("{MEMINFO} has no MemAvailable line (a kernel before 3.14?); set [preflight] min_available_memory_mb = 0 to skip this check"))
     })?;
     let available = kib.saturating_mul(1024);
     let wanted_bytes = wanted.saturating_mul(1 << 20);
     if available < wanted_bytes {
-        return Err(format!(
+        return Err(CheckFailed(format!(
             "{} available (MemAvailable), less than the {} [preflight] min_available_memory_mb asks for: free memory or lower the setting",
             human_bytes(available),
             human_bytes(wanted_bytes)
-        ));
+        )));
     }
     Ok(format!(
         "{} available (MemAvailable), at least {} wanted",
@@ -282,7 +297,7 @@ mod tests {
         };
         // Memory moves between the two reads: stay well clear of the edge.
         assert!(memory(&config(mib / 2)).is_ok());
-        let err = memory(&config(mib * 4 + 1024)).unwrap_err();
+        let err = memory(&config(mib * 4 + 1024)).unwrap_err().to_string();
         assert!(err.contains("min_available_memory_mb"), "{err}");
         assert!(memory(&config(0)).unwrap().contains("not checked"));
     }
@@ -298,7 +313,7 @@ mod tests {
         assert_eq!((set.min_available_memory_mb, set.timeout_ms), (256, 500));
         assert!(toml::from_str::<PreflightConfig>("timeout = 5").is_err());
         let zero: PreflightConfig = toml::from_str("timeout_ms = 0").unwrap();
-        assert!(zero.check().unwrap_err().contains("timeout_ms"));
+        assert!(zero.check().unwrap_err().to_string().contains("timeout_ms"));
     }
 
     #[test]

@@ -97,7 +97,7 @@ impl RestorePoint {
         let bytes = fs::read(&path)
             .map_err(|e| NodeError::io(format!("cannot read {}", path.display()), e))?;
         serde_json::from_slice(&bytes)
-            .map_err(|e| NodeError::Other(format!("{} is corrupt: {e}", path.display())))
+            .map_err(|source| NodeError::CorruptRestorePoint { path, source })
     }
 
     /// Every complete restore point, oldest first.

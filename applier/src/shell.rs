@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use thiserror::Error;
+
 /// Bytes of a command's output kept for messages.
 const OUTPUT_TAIL: usize = 4096;
 
@@ -70,6 +72,37 @@ impl Finished {
             status
         } else {
             format!("{status}: {}", last_lines(output, 5))
+        }
+    }
+}
+
+/// Why a command did not run to success: it could not be started, or it
+/// ended badly (status, signal or deadline, with its output's tail). The
+/// message names the command (`pre_apply hook `...``) for the operator.
+#[derive(Debug, Error)]
+pub enum CommandError {
+    #[error("{what} `{line}` could not be started: {source}")]
+    NotStarted {
+        what: String,
+        line: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what} `{line}` {}", finished.describe(*timeout))]
+    Failed {
+        what: String,
+        line: String,
+        finished: Box<Finished>,
+        timeout: Duration,
+    },
+}
+
+impl CommandError {
+    /// How the command ended, when it ran at all.
+    pub fn finished(&self) -> Option<&Finished> {
+        match self {
+            CommandError::NotStarted { .. } => None,
+            CommandError::Failed { finished, .. } => Some(finished),
         }
     }
 }
@@ -176,21 +209,23 @@ impl ShellCommand<'_> {
         })
     }
 
-    /// Runs the command; `Err` with a message naming it, its status and its
-    /// output unless it exited 0 in time.
-    pub fn run_checked(&self) -> Result<Finished, String> {
-        let finished = self
-            .run()
-            .map_err(|e| format!("{} `{}` could not be started: {e}", self.what, self.line))?;
+    /// Runs the command; `Err` naming it, its status and its output
+    /// unless it exited 0 in time.
+    pub fn run_checked(&self) -> Result<Finished, CommandError> {
+        let finished = self.run().map_err(|source| CommandError::NotStarted {
+            what: self.what.to_string(),
+            line: self.line.to_string(),
+            source,
+        })?;
         if finished.success() {
             Ok(finished)
         } else {
-            Err(format!(
-                "{} `{}` {}",
-                self.what,
-                self.line,
-                finished.describe(self.timeout)
-            ))
+            Err(CommandError::Failed {
+                what: self.what.to_string(),
+                line: self.line.to_string(),
+                finished: Box::new(finished),
+                timeout: self.timeout,
+            })
         }
     }
 }
@@ -229,8 +264,13 @@ mod tests {
         let failed = command("echo broken >&2; exit 3", 5000)
             .run_checked()
             .unwrap_err();
-        assert!(failed.contains("exited with status 3"), "{failed}");
-        assert!(failed.contains("broken"), "{failed}");
+        assert_eq!(failed.finished().and_then(|f| f.code), Some(3));
+        let message = failed.to_string();
+        assert!(
+            message.starts_with("test command `echo broken >&2; exit 3` exited with status 3"),
+            "{message}"
+        );
+        assert!(message.contains("broken"), "{message}");
     }
 
     #[test]

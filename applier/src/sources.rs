@@ -58,31 +58,33 @@ use manifests::{VerifiedIndex, VerifiedManifest};
 
 use crate::bundle::BundleTransport;
 use crate::config::RepositoryConfig;
-use crate::error::{NodeError, Result};
+use crate::error::{ConfigMistake, NodeError, Result};
 use crate::retry::RetryPolicy;
 use crate::store::ContentStore;
 use crate::transport::{FetchError, FileTransport, HttpTransport, Transport};
 
 /// Checks `[repository] mirrors` and the pace settings.
-pub fn check_config(repository: &RepositoryConfig) -> Result<(), String> {
+pub fn check_config(repository: &RepositoryConfig) -> Result<(), ConfigMistake> {
     for (i, url) in repository.mirrors.iter().enumerate() {
         if !(url.starts_with("file://")
             || url.starts_with("http://")
             || url.starts_with("https://"))
         {
-            return Err(format!(
+            return Err(ConfigMistake::new(format!(
                 "repository.mirrors[{i}] {url:?} must start with file://, http:// or https://"
-            ));
+            )));
         }
         let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
         if same(url, &repository.url) || repository.mirrors[..i].iter().any(|m| same(m, url)) {
-            return Err(format!(
+            return Err(ConfigMistake::new(format!(
                 "repository.mirrors[{i}] {url:?} is listed twice (or is repository.url)"
-            ));
+            )));
         }
     }
     if repository.stall_timeout_seconds == Some(0) {
-        return Err("repository.stall_timeout_seconds must be at least 1".into());
+        return Err(ConfigMistake::new(
+            "repository.stall_timeout_seconds must be at least 1",
+        ));
     }
     Ok(())
 }
@@ -437,19 +439,41 @@ impl Sources {
             }))
             .collect();
         reasons.sort_by_key(|(i, _)| *i);
-        let mut message = format!("no source could provide {what}; tried all {}:", self.len());
-        for (i, reason) in &reasons {
-            let _ = write!(message, "\n  {}: {reason}", self.sources[*i].label);
-        }
-        message.push_str(
-            "\ncheck that the primary and every mirror are reachable and in sync with the publisher",
-        );
+        let failed = NoSource {
+            what: what.to_string(),
+            tried: self.len(),
+            reasons: reasons
+                .into_iter()
+                .map(|(i, reason)| (self.sources[i].label.clone(), reason))
+                .collect(),
+        };
         if bad_data {
-            NodeError::Verification(message)
+            NodeError::Verification(failed.to_string())
         } else {
-            NodeError::Other(message)
+            failed.into()
         }
     }
+}
+
+/// Every source failed one request, none with bad data: each source (by
+/// its label, in configuration order) with why.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no source could provide {what}; tried all {tried}:{}\ncheck that the primary and every mirror are reachable and in sync with the publisher",
+    list_reasons(reasons)
+)]
+pub struct NoSource {
+    pub what: String,
+    pub tried: usize,
+    pub reasons: Vec<(String, String)>,
+}
+
+fn list_reasons(reasons: &[(String, String)]) -> String {
+    let mut text = String::new();
+    for (label, reason) in reasons {
+        let _ = write!(text, "\n  {label}: {reason}");
+    }
+    text
 }
 
 /// What came of asking one source.

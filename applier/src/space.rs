@@ -109,7 +109,7 @@ pub fn free_bytes(path: &Path) -> Result<u64> {
 
 /// One filesystem without enough free space.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Shortfall {
+pub struct Shortfall {
     /// Which configured paths draw on it, and how, for the message.
     what: String,
     free: u64,
@@ -131,6 +131,21 @@ impl Shortfall {
             human_bytes(self.uses)
         )
     }
+}
+
+/// The disk check failed: the filesystems short of space, each with what
+/// it has and needs. Nothing was changed.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "not enough disk space for {to}: {}; {}free some space and run ferry again — nothing was changed",
+    short.iter().map(Shortfall::describe).collect::<Vec<_>>().join("; "),
+    if *in_place { "" } else { "ferry wants twice what the update writes on each filesystem; " }
+)]
+pub struct NotEnoughSpace {
+    pub to: semver::Version,
+    pub short: Vec<Shortfall>,
+    /// In place, release files are written beside their targets.
+    pub in_place: bool,
 }
 
 /// The filesystems that lack space: pure, from the probes and the plan.
@@ -194,15 +209,12 @@ pub fn check(state_dir: &Path, root: &Path, plan: &UpdatePlan) -> Result<()> {
     if short.is_empty() {
         return Ok(());
     }
-    Err(NodeError::Other(format!(
-        "not enough disk space for {}: {}; ferry wants twice what the update writes on each filesystem; free some space and run ferry again — nothing was changed",
-        plan.to,
-        short
-            .iter()
-            .map(Shortfall::describe)
-            .collect::<Vec<_>>()
-            .join("; ")
-    )))
+    Err(NotEnoughSpace {
+        to: plan.to.clone(),
+        short,
+        in_place: false,
+    }
+    .into())
 }
 
 /// In-place mode: release files are written as copies beside their
@@ -250,11 +262,12 @@ pub fn check_in_place(state_dir: &Path, targets: &[PathBuf], plan: &UpdatePlan) 
     if short.is_empty() {
         return Ok(());
     }
-    Err(NodeError::Other(format!(
-        "not enough disk space for {}: {}; free some space and run ferry again — nothing was changed",
-        plan.to,
-        short.iter().map(Shortfall::describe).collect::<Vec<_>>().join("; ")
-    )))
+    Err(NotEnoughSpace {
+        to: plan.to.clone(),
+        short,
+        in_place: true,
+    }
+    .into())
 }
 
 #[cfg(test)]

@@ -31,6 +31,26 @@ use crate::error::{NodeError, Result};
 use crate::retry::{self, Verdict};
 use crate::transport::{FetchError, Transport};
 
+/// Why a download did not complete (a wrong digest twice is a
+/// verification failure, a refused write on our disk `NodeError::Io`).
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// Every attempt was transient and the retries ran out; the bytes are
+    /// kept for the next run.
+    #[error("cannot download {what}: gave up after {attempts} attempts: {last}; {kept} of its {size} bytes are kept in {} and the next run resumes from there", part.display())]
+    GaveUp {
+        what: String,
+        attempts: u32,
+        last: NodeError,
+        kept: u64,
+        size: u64,
+        part: PathBuf,
+    },
+    /// The source closed the body before the signed size.
+    #[error("{url} ended after {got} of its {size} bytes")]
+    CutShort { url: String, got: u64, size: u64 },
+}
+
 /// Why one download attempt failed.
 enum Failure {
     /// Worth another attempt (not before the pause the server asked for,
@@ -207,15 +227,15 @@ impl ContentStore {
         });
         downloaded.map_err(|gave_up| match gave_up.error {
             e @ (NodeError::Verification(_) | NodeError::Io { .. }) => e,
-            e if gave_up.exhausted => {
-                let kept = fs::metadata(part).map_or(0, |m| m.len());
-                NodeError::Other(format!(
-                    "cannot download {what}: gave up after {} attempts: {e}; {kept} of its {} bytes are kept in {} and the next run resumes from there",
-                    gave_up.attempts,
-                    file.size,
-                    part.display()
-                ))
+            last if gave_up.exhausted => DownloadError::GaveUp {
+                what: what.to_string(),
+                attempts: gave_up.attempts,
+                last,
+                kept: fs::metadata(part).map_or(0, |m| m.len()),
+                size: file.size,
+                part: part.to_path_buf(),
             }
+            .into(),
             e => e,
         })
     }
@@ -302,11 +322,12 @@ impl ContentStore {
             }
             if now < file.size {
                 return Err(Failure::Transient(
-                    NodeError::Other(format!(
-                        "{} ended after {now} of its {} bytes",
-                        transport.url(file.path),
-                        file.size
-                    )),
+                    DownloadError::CutShort {
+                        url: transport.url(file.path),
+                        got: now,
+                        size: file.size,
+                    }
+                    .into(),
                     None,
                 ));
             }

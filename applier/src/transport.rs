@@ -121,7 +121,7 @@ impl From<FetchError> for NodeError {
             // The node's own disk, not the source: kept apart so that mirror
             // fallback does not try every source against a full disk.
             FetchError::Local { context, source } => NodeError::Io { context, source },
-            other => NodeError::Other(other.to_string()),
+            other => NodeError::Fetch(Box::new(other)),
         }
     }
 }
@@ -321,6 +321,20 @@ impl HttpTransport {
     }
 }
 
+/// Why https cannot be set up: no CA certificate to trust.
+#[derive(Debug, Error)]
+pub enum TlsSetupError {
+    #[error("https needs CA certificates: none found in the system store; install ca-certificates or set {setting}")]
+    NoSystemStore { setting: String },
+    /// The file holds no PEM certificate; `setting` when the operator
+    /// named it (rather than the system store).
+    #[error("{} holds no PEM certificate{}", path.display(), setting.as_ref().map_or(String::new(), |s| format!(" ({s})")))]
+    NoCertificate {
+        path: PathBuf,
+        setting: Option<String>,
+    },
+}
+
 fn tls_config(config: &RepositoryConfig) -> Result<ureq::tls::TlsConfig, NodeError> {
     tls_config_for(config.ca_file.as_deref(), "repository.ca_file")
 }
@@ -336,12 +350,17 @@ pub fn tls_config_for(
     use ureq::tls::{PemItem, RootCerts, TlsConfig, TlsProvider};
     let (path, pinned) = match ca_file {
         Some(p) => (p.to_path_buf(), true),
-        None => match SYSTEM_CA_BUNDLES.iter().map(PathBuf::from).find(|p| p.exists()) {
+        None => match SYSTEM_CA_BUNDLES
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+        {
             Some(p) => (p, false),
             None => {
-                return Err(NodeError::Other(format!(
-                    "https needs CA certificates: none found in the system store; install ca-certificates or set {setting}"
-                )))
+                return Err(TlsSetupError::NoSystemStore {
+                    setting: setting.to_string(),
+                }
+                .into())
             }
         },
     };
@@ -354,15 +373,11 @@ pub fn tls_config_for(
         })
         .collect();
     if certs.is_empty() {
-        return Err(NodeError::Other(format!(
-            "{} holds no PEM certificate{}",
-            path.display(),
-            if pinned {
-                format!(" ({setting})")
-            } else {
-                String::new()
-            }
-        )));
+        return Err(TlsSetupError::NoCertificate {
+            path,
+            setting: pinned.then(|| setting.to_string()),
+        }
+        .into());
     }
     Ok(TlsConfig::builder()
         .provider(TlsProvider::Rustls)

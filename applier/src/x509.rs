@@ -21,7 +21,7 @@ use jiff::Timestamp;
 use serde::Deserialize;
 
 use crate::config::TrustConfig;
-use crate::error::{NodeError, Result};
+use crate::error::{ConfigError, ConfigMistake, NodeError, Result};
 use crate::transport::Transport;
 #[cfg(feature = "x509")]
 use crate::transport::{fetch_bytes, FetchError};
@@ -91,30 +91,40 @@ const SIGNER_ATTRIBUTES: [&str; 9] = [
     "emailAddress",
 ];
 
+/// Why `x509_signer` is not a signer name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadSignerName {
+    #[error("{0:?} is not ATTR=VALUE (write e.g. \"CN=release.example.com\")")]
+    NotAttrValue(String),
+    #[error("unknown subject attribute {attr:?} (use one of {})", SIGNER_ATTRIBUTES.join(", "))]
+    UnknownAttribute { attr: String },
+    #[error("{0}= has an empty value")]
+    EmptyValue(String),
+    #[error("{0} is named twice")]
+    NamedTwice(&'static str),
+}
+
 impl SignerName {
-    pub fn parse(text: &str) -> std::result::Result<SignerName, String> {
+    pub fn parse(text: &str) -> std::result::Result<SignerName, BadSignerName> {
         let mut attributes = Vec::new();
         for part in text.split(',') {
             let Some((attr, value)) = part.split_once('=') else {
-                return Err(format!(
-                    "{part:?} is not ATTR=VALUE (write e.g. \"CN=release.example.com\")"
-                ));
+                return Err(BadSignerName::NotAttrValue(part.to_string()));
             };
             let (attr, value) = (attr.trim(), value.trim());
             let Some(known) = SIGNER_ATTRIBUTES
                 .iter()
                 .find(|k| k.eq_ignore_ascii_case(attr))
             else {
-                return Err(format!(
-                    "unknown subject attribute {attr:?} (use one of {})",
-                    SIGNER_ATTRIBUTES.join(", ")
-                ));
+                return Err(BadSignerName::UnknownAttribute {
+                    attr: attr.to_string(),
+                });
             };
             if value.is_empty() {
-                return Err(format!("{attr}= has an empty value"));
+                return Err(BadSignerName::EmptyValue(attr.to_string()));
             }
             if attributes.iter().any(|(a, _)| a == known) {
-                return Err(format!("{known} is named twice"));
+                return Err(BadSignerName::NamedTwice(known));
             }
             attributes.push((*known, value.to_string()));
         }
@@ -152,7 +162,7 @@ impl TrustConfig {
 }
 
 /// [`check_config`] on the `[trust]` table (from `Config::check`).
-pub fn check_trust_config(trust: &TrustConfig) -> std::result::Result<(), String> {
+pub fn check_trust_config(trust: &TrustConfig) -> std::result::Result<(), ConfigMistake> {
     check_config(
         &trust.required_signatures(),
         &trust.x509_roots,
@@ -167,9 +177,10 @@ pub fn check_config(
     require: &[SignatureKind],
     x509_roots: &[PathBuf],
     x509_signer: Option<&str>,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), ConfigMistake> {
+    let bad = |message: String| Err(ConfigMistake::new(message));
     if require.is_empty() {
-        return Err(
+        return bad(
             "trust.require is empty: ferry installs nothing it cannot verify; use [\"minisign\"], [\"x509\"] or both"
                 .into(),
         );
@@ -179,14 +190,14 @@ pub fn check_config(
         .enumerate()
         .find(|(i, kind)| require[..*i].contains(kind))
     {
-        return Err(format!(
+        return bad(format!(
             "trust.require names \"{kind}\" twice: list each signature kind once"
         ));
     }
     let wants_x509 = require.contains(&SignatureKind::X509);
     if !wants_x509 {
         if !x509_roots.is_empty() || x509_signer.is_some() {
-            return Err(
+            return bad(
                 "trust.x509_roots or trust.x509_signer is set, but trust.require does not include \"x509\", so no X.509 signature would be checked: add \"x509\" to trust.require, or remove those keys"
                     .into(),
             );
@@ -194,27 +205,33 @@ pub fn check_config(
         return Ok(());
     }
     if !SUPPORTED {
-        return Err(format!(
-            "trust.require includes \"x509\", but this ferry {} build lacks X.509 support (it was built without the `x509` feature): install the ferry-x509 build (`cargo xtask dist` makes target/dist/ferry-x509), or remove \"x509\" from trust.require",
-            env!("CARGO_PKG_VERSION")
-        ));
+        return Err(unsupported());
     }
     if x509_roots.is_empty() {
-        return Err(
+        return bad(
             "trust.require includes \"x509\" but trust.x509_roots is empty: list the PEM files of the CA certificates that signatures must chain to (the system store is never used)"
                 .into(),
         );
     }
     if let Some(path) = x509_roots.iter().find(|p| !p.is_absolute()) {
-        return Err(format!(
+        return bad(format!(
             "trust.x509_roots entry {} must be an absolute path",
             path.display()
         ));
     }
     if let Some(signer) = x509_signer {
-        SignerName::parse(signer).map_err(|e| format!("trust.x509_signer {signer:?}: {e}"))?;
+        if let Err(e) = SignerName::parse(signer) {
+            return bad(format!("trust.x509_signer {signer:?}: {e}"));
+        }
     }
     Ok(())
+}
+
+fn unsupported() -> ConfigMistake {
+    ConfigMistake::new(format!(
+        "trust.require includes \"x509\", but this ferry {} build lacks X.509 support (it was built without the `x509` feature): install the ferry-x509 build (`cargo xtask dist` makes target/dist/ferry-x509), or remove \"x509\" from trust.require",
+        env!("CARGO_PKG_VERSION")
+    ))
 }
 
 /// The node's X.509 requirement for one run, loaded from `[trust]` once.
@@ -241,7 +258,7 @@ impl X509Requirement {
     pub fn load(trust: &TrustConfig) -> Result<X509Requirement> {
         let require = trust.required_signatures();
         let (x509_roots, x509_signer) = (&trust.x509_roots, trust.x509_signer.as_deref());
-        check_config(&require, x509_roots, x509_signer).map_err(NodeError::Other)?;
+        check_config(&require, x509_roots, x509_signer).map_err(ConfigError::Trust)?;
         if !require.contains(&SignatureKind::X509) {
             return Ok(X509Requirement::none());
         }
@@ -250,15 +267,16 @@ impl X509Requirement {
             let signer = x509_signer
                 .map(SignerName::parse)
                 .transpose()
-                .map_err(NodeError::Other)?;
-            let policy = X509Policy::from_pem_files(x509_roots, signer)
-                .map_err(|e| NodeError::Other(e.to_string()))?;
+                .map_err(|e| ConfigError::Trust(ConfigMistake::new(e.to_string())))?;
+            let policy = X509Policy::from_pem_files(x509_roots, signer)?;
             Ok(X509Requirement {
                 policy: Some(policy),
             })
         }
+        // `check_config` refuses x509 in a build without the feature, so
+        // this is not reached; were it, nothing unverified gets through.
         #[cfg(not(feature = "x509"))]
-        unreachable!("check_config refuses x509 in a build without the x509 feature")
+        Err(ConfigError::Trust(unsupported()).into())
     }
 
     /// Whether `.p7s` signatures are checked.
@@ -385,12 +403,15 @@ mod tests {
         assert!(check_config(&[Minisign], &[], None).is_ok());
         assert!(check_config(&[], &[], None)
             .unwrap_err()
+            .to_string()
             .contains("trust.require is empty"));
         assert!(check_config(&[Minisign, Minisign], &[], None)
             .unwrap_err()
+            .to_string()
             .contains("twice"));
         assert!(check_config(&[Minisign], &roots, None)
             .unwrap_err()
+            .to_string()
             .contains("does not include \"x509\""));
         let err = check_config(&[Minisign, X509], &roots, Some("CN=a")).err();
         if SUPPORTED {
@@ -399,22 +420,27 @@ mod tests {
             assert_eq!(check_config(&[X509], &roots, Some("CN=a")), Ok(()));
             assert!(check_config(&[X509], &[], None)
                 .unwrap_err()
+                .to_string()
                 .contains("x509_roots is empty"));
             assert!(check_config(&[Minisign, X509], &[], None)
                 .unwrap_err()
+                .to_string()
                 .contains("x509_roots is empty"));
             assert!(
                 check_config(&[Minisign, X509], &[PathBuf::from("ca.pem")], None)
                     .unwrap_err()
+                    .to_string()
                     .contains("absolute")
             );
             assert!(check_config(&[Minisign, X509], &roots, Some("QQ=x"))
                 .unwrap_err()
+                .to_string()
                 .contains("trust.x509_signer"));
         } else {
-            assert!(err.unwrap().contains("lacks X.509 support"));
+            assert!(err.unwrap().to_string().contains("lacks X.509 support"));
             assert!(check_config(&[X509], &roots, None)
                 .unwrap_err()
+                .to_string()
                 .contains("lacks X.509 support"));
         }
     }

@@ -11,12 +11,63 @@ use clap::{Parser, Subcommand};
 use ferry_node::commands::{self, apply::ApplyArgs, install_units::InstallUnitsArgs};
 use ferry_node::config::{Config, DEFAULT_CONFIG_PATH};
 use ferry_node::error::NodeError;
-use ferry_node::events::{self, OutputMode};
+use ferry_node::events::{self, Event, OutputMode};
 use ferry_node::exit::Exit;
 use semver::Version;
 
 #[cfg(feature = "coordinator")]
 mod rollout;
+
+/// How a command failed: the node's errors, or the coordinator's for
+/// `ferry rollout …`. Each knows its exit status (both from the one table
+/// in `ferry_node::exit`) and the last `--output json` event.
+#[derive(Debug)]
+enum Failure {
+    Node(NodeError),
+    #[cfg(feature = "coordinator")]
+    Coordinator(ferry_coordinator::error::CoordinatorError),
+}
+
+impl Failure {
+    fn exit(&self) -> Exit {
+        match self {
+            Failure::Node(e) => e.exit(),
+            #[cfg(feature = "coordinator")]
+            Failure::Coordinator(e) => e.exit(),
+        }
+    }
+
+    fn final_event(&self) -> Event {
+        match self {
+            Failure::Node(e) => e.final_event(),
+            #[cfg(feature = "coordinator")]
+            Failure::Coordinator(e) => e.final_event(),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Node(e) => e.fmt(f),
+            #[cfg(feature = "coordinator")]
+            Failure::Coordinator(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<NodeError> for Failure {
+    fn from(e: NodeError) -> Self {
+        Failure::Node(e)
+    }
+}
+
+#[cfg(feature = "coordinator")]
+impl From<ferry_coordinator::error::CoordinatorError> for Failure {
+    fn from(e: ferry_coordinator::error::CoordinatorError) -> Self {
+        Failure::Coordinator(e)
+    }
+}
 
 /// ferry updates this node from a signed release repository, atomically.
 #[derive(Parser)]
@@ -184,7 +235,7 @@ fn main() -> ExitCode {
             errln!("ferry: error: {e}");
             events::emit(
                 e.final_event(),
-                serde_json::json!({ "message": e.to_string(), "exit_code": e.exit_code() }),
+                serde_json::json!({ "message": e.to_string(), "exit_code": e.exit().code() }),
             );
             ExitCode::from(e.exit())
         }
@@ -193,7 +244,7 @@ fn main() -> ExitCode {
 
 /// Runs the command; returns the exit status of a success (`check` has
 /// three, `preflight` two).
-fn run(cli: Cli) -> Result<Exit, NodeError> {
+fn run(cli: Cli) -> Result<Exit, Failure> {
     // Loaded by the commands that need it: units are installed before
     // there may be a configuration (only its path goes into them).
     let config_path = cli.config;
@@ -209,9 +260,11 @@ fn run(cli: Cli) -> Result<Exit, NodeError> {
             config: config_path.clone(),
             force,
         }),
-        Command::Check { json } => return commands::check::run(&config()?, json),
+        Command::Check { json } => {
+            return commands::check::run(&config()?, json).map_err(Failure::from)
+        }
         Command::Preflight { version, json } => {
-            return commands::preflight::run(&config()?, version, json)
+            return commands::preflight::run(&config()?, version, json).map_err(Failure::from)
         }
         Command::Apply {
             version,
@@ -247,7 +300,11 @@ fn run(cli: Cli) -> Result<Exit, NodeError> {
             commands::restore_points::clean(&config()?, keep)
         }
         #[cfg(feature = "coordinator")]
-        Command::Rollout(command) => rollout::run(command),
+        Command::Rollout(command) => {
+            return rollout::run(command)
+                .map(|()| Exit::Success)
+                .map_err(Failure::from)
+        }
         Command::Coordination(CoordinationCommand::Status { json }) => {
             commands::coordination::status(&config()?, json)
         }
@@ -262,4 +319,5 @@ fn run(cli: Cli) -> Result<Exit, NodeError> {
         }
     }
     .map(|()| Exit::Success)
+    .map_err(Failure::from)
 }

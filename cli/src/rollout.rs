@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use ferry_coordinator::api::ServeArgs;
 use ferry_coordinator::commands::{self, PolicyOverrides, StartArgs};
+use ferry_coordinator::error::CoordinatorError;
 use ferry_coordinator::inventory::{Canary, Promote, RollbackScope};
 use ferry_coordinator::record::DEFAULT_STATE_DIR;
-use ferry_node::error::NodeError;
 use semver::Version;
 
 /// Where the coordinator keeps its rollout records (`<DIR>/rollouts/<id>.json`).
@@ -149,7 +149,7 @@ impl From<PolicyFlags> for PolicyOverrides {
 }
 
 /// The coordinator's commands need no node configuration.
-pub(crate) fn run(command: RolloutCommand) -> Result<(), NodeError> {
+pub(crate) fn run(command: RolloutCommand) -> Result<(), CoordinatorError> {
     match command {
         RolloutCommand::Start {
             inventory,

@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 use semver::Version;
 use serde::Serialize;
 
+use crate::error::{CoordinatorError, Result};
 use crate::execute::{self, RolloutLock};
 use crate::inventory::{Canary, Inventory, Promote, RollbackScope, RolloutPolicy};
 use crate::plan::RolloutPlan;
 use crate::record::{label, NodeRolloutState, RolloutRecord, RolloutState};
 use crate::{prepare, revert};
-use ferry_node::error::{NodeError, Result};
 
 /// `ferry rollout start`'s arguments.
 #[derive(Debug, Clone)]
@@ -50,9 +50,7 @@ impl PolicyOverrides {
         }
         if let Some(max) = self.max_unavailable {
             if max == 0 {
-                return Err(NodeError::Other(
-                    "--max-unavailable 0: at least 1 node must be updated at a time".into(),
-                ));
+                return Err(CoordinatorError::ZeroMaxUnavailable);
             }
             policy.max_unavailable = max;
         }
@@ -79,20 +77,18 @@ struct DryRun<'a> {
 }
 
 pub fn start(args: &StartArgs) -> Result<()> {
-    let inventory = Inventory::load(&args.inventory).map_err(NodeError::Other)?;
+    let inventory = Inventory::load(&args.inventory)?;
     let policy = args.overrides.apply_to(&inventory.rollout)?;
-    let own_ferry = std::env::current_exe()
-        .map_err(|e| NodeError::io("cannot find this ferry executable", e))?;
+    let own_ferry = own_ferry()?;
     let currents = prepare::current_versions(&inventory, &own_ferry)?;
-    let leader = inventory.current_leader().map_err(NodeError::Other)?;
+    let leader = inventory.current_leader()?;
     let plan = RolloutPlan::compute(
         &inventory,
         &policy,
         leader.as_deref(),
         &currents,
         &args.version,
-    )
-    .map_err(|e| NodeError::Other(format!("cannot plan the rollout: {e}")))?;
+    )?;
     if !args.dry_run {
         let mut record = RolloutRecord::new(
             plan,
@@ -293,25 +289,30 @@ fn render_node(r: &RolloutRecord, name: &str) -> String {
 }
 
 /// Loads rollout `id` under its lock, with its inventory and policy.
-fn continue_rollout(state_dir: &Path, id: &str, allowed: RolloutState, verb: &str) -> Result<()> {
+fn continue_rollout(
+    state_dir: &Path,
+    id: &str,
+    allowed: RolloutState,
+    verb: &'static str,
+) -> Result<()> {
     // Load first: an unknown id creates no lock file.
     RolloutRecord::load(state_dir, id)?;
     let _lock = RolloutLock::acquire(state_dir, id)?;
     let record = RolloutRecord::load(state_dir, id)?;
     if record.state != allowed {
-        return Err(NodeError::Other(format!(
-            "rollout {id} is {}: only a rollout that is {} can be {verb}",
-            label(record.state),
-            label(allowed)
-        )));
+        return Err(CoordinatorError::WrongState {
+            id: id.to_string(),
+            state: label(record.state),
+            allowed: label(allowed),
+            verb,
+        });
     }
-    let inventory = Inventory::load(&record.inventory).map_err(NodeError::Other)?;
+    let inventory = Inventory::load(&record.inventory)?;
     let policy = record
         .policy
         .clone()
         .unwrap_or_else(|| inventory.rollout.clone());
-    let own_ferry = std::env::current_exe()
-        .map_err(|e| NodeError::io("cannot find this ferry executable", e))?;
+    let own_ferry = own_ferry()?;
     outln!("rollout {id}: {verb} from stage {}", record.stage_index + 1);
     execute::drive(state_dir, record, &inventory, &policy, &own_ferry)
 }
@@ -334,10 +335,9 @@ pub fn plan(
     overrides: &PolicyOverrides,
     state_dir: &Path,
 ) -> Result<()> {
-    let loaded = Inventory::load(inventory).map_err(NodeError::Other)?;
+    let loaded = Inventory::load(inventory)?;
     let policy = overrides.apply_to(&loaded.rollout)?;
-    let own_ferry = std::env::current_exe()
-        .map_err(|e| NodeError::io("cannot find this ferry executable", e))?;
+    let own_ferry = own_ferry()?;
     let record = prepare::plan_rollout(inventory, version, &policy, state_dir, &own_ferry)?;
     outln!("{}", record.id);
     let currents: BTreeMap<String, Option<Version>> = record
@@ -362,9 +362,13 @@ pub fn execute(state_dir: &Path, id: &str) -> Result<()> {
 /// `ferry rollout rollback ID`: every node the rollout updated back to its
 /// old version, newest first.
 pub fn rollback(state_dir: &Path, id: &str) -> Result<()> {
-    let own_ferry = std::env::current_exe()
-        .map_err(|e| NodeError::io("cannot find this ferry executable", e))?;
-    revert::rollback_rollout(state_dir, id, &own_ferry)
+    revert::rollback_rollout(state_dir, id, &own_ferry()?)
+}
+
+/// This executable: what the nodes and the transports run (`{ferry}`).
+pub fn own_ferry() -> Result<PathBuf> {
+    std::env::current_exe()
+        .map_err(|e| CoordinatorError::io("cannot find this ferry executable", e))
 }
 
 /// `ferry rollout abort ID`: no more nodes, no rollback. A rollout a
@@ -377,10 +381,10 @@ pub fn abort(state_dir: &Path, id: &str) -> Result<()> {
         record.state,
         RolloutState::Running | RolloutState::AwaitingPromotion
     ) {
-        return Err(NodeError::Other(format!(
-            "rollout {id} is already {}",
-            label(record.state)
-        )));
+        return Err(CoordinatorError::AlreadyEnded {
+            id: id.to_string(),
+            state: label(record.state),
+        });
     }
     let Some(_lock) = RolloutLock::try_acquire(state_dir, id)? else {
         crate::lock::request_abort(state_dir, id)?;
@@ -394,10 +398,10 @@ pub fn abort(state_dir: &Path, id: &str) -> Result<()> {
         record.state,
         RolloutState::Planned | RolloutState::Running | RolloutState::AwaitingPromotion
     ) {
-        return Err(NodeError::Other(format!(
-            "rollout {id} is already {}",
-            label(record.state)
-        )));
+        return Err(CoordinatorError::AlreadyEnded {
+            id: id.to_string(),
+            state: label(record.state),
+        });
     }
     record.state = RolloutState::Aborted;
     record.note(None, "aborted by `ferry rollout abort`");

@@ -22,6 +22,7 @@ use ferry_node::events::Event;
 use jiff::Timestamp;
 use semver::Version;
 
+use crate::error::{CoordinatorError, Result};
 use crate::gate::{self, Bake};
 use crate::inventory::{Inventory, InventoryNode, Promote, RollbackScope, RolloutPolicy};
 use crate::live_view::RolloutView;
@@ -32,7 +33,6 @@ use crate::record::{NodeRolloutState, RolloutRecord, RolloutState};
 use crate::revert;
 use crate::shared_record::SharedRecord;
 use crate::transport;
-use ferry_node::error::{NodeError, Result};
 
 pub use crate::lock::RolloutLock;
 pub use crate::node_apply::APPLY_TIMEOUT;
@@ -209,7 +209,7 @@ pub fn drive(
     let captures = capture_dir(state_dir, &id);
     let _ = std::fs::remove_dir_all(&captures);
     ferry_node::durable::create_dir_all(&captures, 0o700)
-        .map_err(|e| NodeError::io(format!("cannot create {}", captures.display()), e))?;
+        .map_err(|e| CoordinatorError::io(format!("cannot create {}", captures.display()), e))?;
     let shared = SharedRecord::new(record, state_dir);
     let stop_drawing = AtomicBool::new(false);
     let result = std::thread::scope(|scope| {
@@ -246,11 +246,11 @@ pub fn drive(
         }
         Ok(Walked::Aborted) => {
             lock::clear_abort_request(state_dir, &id);
-            Err(NodeError::Other(format!(
-                "rollout {id} was aborted on request before stage {}: nodes already updated stay on {}; nothing was rolled back",
-                record.stage_index + 1,
-                record.version
-            )))
+            Err(CoordinatorError::Aborted {
+                id,
+                stage: record.stage_index + 1,
+                version: Box::new(record.version.clone()),
+            })
         }
         Ok(Walked::Failed(failure)) => {
             lock::clear_abort_request(state_dir, &id);
@@ -306,9 +306,10 @@ fn walk_stages(
             .iter()
             .map(|(name, state)| {
                 inventory.node(name).map(|n| (n, *state)).ok_or_else(|| {
-                    NodeError::Other(format!(
-                        "node {name} of rollout {id} is no longer in the inventory; put it back to resume"
-                    ))
+                    CoordinatorError::NodeLeftInventory {
+                        node: name.clone(),
+                        id: id.clone(),
+                    }
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -437,7 +438,7 @@ fn run_stage(
     view: &RolloutView,
     nodes: &[(&InventoryNode, NodeRolloutState)],
 ) -> Result<()> {
-    let errors: Vec<NodeError> = std::thread::scope(|scope| {
+    let errors: Vec<CoordinatorError> = std::thread::scope(|scope| {
         let runs: Vec<_> = nodes
             .iter()
             .map(|&(node, state)| {
@@ -581,18 +582,12 @@ fn fail(
         RollbackScope::Node if failure.suspects.is_empty() => "only the failed node is back on its old version; the other updated nodes stay on the new version",
         RollbackScope::Node => "the nodes of the failed stage were rolled back; the nodes updated before it stay on the new version",
     };
-    let mut message = format!(
-        "rollout {} failed at {}; {rolled}",
-        record.id,
-        what.join(", ")
-    );
-    if !rollback_errors.is_empty() {
-        message.push_str(&format!(
-            "; rollbacks that failed: {}",
-            rollback_errors.join("; ")
-        ));
-    }
-    Err(NodeError::Other(message))
+    Err(CoordinatorError::Failed {
+        id: record.id,
+        failed: what,
+        rolled,
+        rollback_errors,
+    })
 }
 
 #[cfg(test)]

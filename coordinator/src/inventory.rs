@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use ferry_node::shell::ShellCommand;
+use ferry_node::shell::{CommandError, ShellCommand};
 
 /// How long `leader_command` may take: it asks a live cluster a question,
 /// and a hung answer must not hang the rollout.
@@ -308,12 +308,40 @@ fn default_gate_timeout() -> u64 {
     5
 }
 
+/// Why `cluster.toml` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("cannot read the inventory {}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not TOML, or a mistake in it: the key at fault and what to do.
+    #[error("inventory {}: {problem}", path.display())]
+    Invalid { path: PathBuf, problem: String },
+}
+
+/// Why the current leader is not known.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaderError {
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error("leader_command printed {name:?}, which is no node of the inventory (nodes: {}); fix the command or the inventory", nodes.join(", "))]
+    NotANode { name: String, nodes: Vec<String> },
+}
+
 impl Inventory {
     /// Reads and validates `path`.
-    pub fn load(path: &Path) -> Result<Inventory, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the inventory {}: {e}", path.display()))?;
-        Inventory::parse(&text).map_err(|e| format!("inventory {}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
+        let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Unreadable {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Inventory::parse(&text).map_err(|problem| InventoryError::Invalid {
+            path: path.to_path_buf(),
+            problem,
+        })
     }
 
     pub fn parse(text: &str) -> Result<Inventory, String> {
@@ -417,7 +445,7 @@ impl Inventory {
 
     /// Who leads now: `leader_command`'s answer when it is set (the roles
     /// in the file are then ignored), else the node with `role = "leader"`.
-    pub fn current_leader(&self) -> Result<Option<String>, String> {
+    pub fn current_leader(&self) -> Result<Option<String>, LeaderError> {
         let Some(line) = &self.leader_command else {
             return Ok(self.configured_leader().map(str::to_string));
         };
@@ -434,18 +462,14 @@ impl Inventory {
     }
 
     /// Checks what `leader_command` printed.
-    pub fn leader_named(&self, name: &str) -> Result<String, String> {
+    pub fn leader_named(&self, name: &str) -> Result<String, LeaderError> {
         if self.node(name).is_some() {
             Ok(name.to_string())
         } else {
-            Err(format!(
-                "leader_command printed {name:?}, which is no node of the inventory (nodes: {}); fix the command or the inventory",
-                self.nodes
-                    .iter()
-                    .map(|n| n.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
+            Err(LeaderError::NotANode {
+                name: name.to_string(),
+                nodes: self.nodes.iter().map(|n| n.name.clone()).collect(),
+            })
         }
     }
 }
@@ -590,12 +614,16 @@ metrics_gate = { url = "http://m/err", max = 0.5 }
         assert_eq!(inv.configured_leader(), Some("n1"));
         assert_eq!(inv.current_leader().unwrap().as_deref(), Some("n2"));
         let unknown = Inventory::parse(&text.replace("echo n2", "echo n9")).unwrap();
-        let err = unknown.current_leader().unwrap_err();
+        let err = unknown.current_leader().unwrap_err().to_string();
         assert!(
             err.contains("\"n9\"") && err.contains("n1, n2, n3"),
             "{err}"
         );
         let failing = Inventory::parse(&text.replace("echo n2", "exit 4")).unwrap();
-        assert!(failing.current_leader().unwrap_err().contains("status 4"));
+        assert!(failing
+            .current_leader()
+            .unwrap_err()
+            .to_string()
+            .contains("status 4"));
     }
 }

@@ -44,6 +44,7 @@ extern crate ferry_output;
 
 pub mod api;
 pub mod commands;
+pub mod error;
 pub mod execute;
 pub mod gate;
 pub mod inventory;

@@ -12,8 +12,8 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use crate::error::{CoordinatorError, Result};
 use crate::record::RolloutRecord;
-use ferry_node::error::{NodeError, Result};
 
 /// Holds `<state>/rollouts/<id>.lock` while a coordinator drives a rollout.
 pub struct RolloutLock {
@@ -25,11 +25,10 @@ impl RolloutLock {
     pub fn acquire(state_dir: &Path, id: &str) -> Result<RolloutLock> {
         match RolloutLock::try_acquire(state_dir, id)? {
             Some(lock) => Ok(lock),
-            None => Err(NodeError::Other(format!(
-                "rollout {id} is being driven by another coordinator ({} is locked); \
-                 follow it with `ferry rollout status {id}`, or stop it with `ferry rollout abort {id}`",
-                lock_path(state_dir, id).display()
-            ))),
+            None => Err(CoordinatorError::DrivenElsewhere {
+                id: id.to_string(),
+                lock: lock_path(state_dir, id),
+            }),
         }
     }
 
@@ -37,7 +36,7 @@ impl RolloutLock {
     pub fn try_acquire(state_dir: &Path, id: &str) -> Result<Option<RolloutLock>> {
         let dir = RolloutRecord::dir(state_dir);
         ferry_node::durable::create_dir_all(&dir, 0o755)
-            .map_err(|e| NodeError::io(format!("cannot create {}", dir.display()), e))?;
+            .map_err(|e| CoordinatorError::io(format!("cannot create {}", dir.display()), e))?;
         let path = lock_path(state_dir, id);
         Ok(ferry_node::lock::try_lock_file(&path)?.map(|file| RolloutLock { _file: file }))
     }
@@ -57,9 +56,9 @@ pub fn request_abort(state_dir: &Path, id: &str) -> Result<()> {
     let path = abort_request_path(state_dir, id);
     let dir = RolloutRecord::dir(state_dir);
     ferry_node::durable::create_dir_all(&dir, 0o755)
-        .map_err(|e| NodeError::io(format!("cannot create {}", dir.display()), e))?;
+        .map_err(|e| CoordinatorError::io(format!("cannot create {}", dir.display()), e))?;
     ferry_node::durable::write_atomic(&path, b"abort requested\n", 0o644)
-        .map_err(|e| NodeError::io(format!("cannot write {}", path.display()), e))
+        .map_err(|e| CoordinatorError::io(format!("cannot write {}", path.display()), e))
 }
 
 pub fn abort_requested(state_dir: &Path, id: &str) -> bool {

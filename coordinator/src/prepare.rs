@@ -10,11 +10,11 @@ use std::path::Path;
 
 use semver::Version;
 
+use crate::error::{CoordinatorError, Result};
 use crate::inventory::{Inventory, RolloutPolicy};
 use crate::plan::RolloutPlan;
 use crate::record::{RolloutRecord, RolloutState};
 use crate::transport;
-use ferry_node::error::{NodeError, Result};
 
 /// One node's answer to `ferry status --json`: its version (`None`:
 /// nothing installed) or why it could not be read.
@@ -91,13 +91,7 @@ pub fn current_versions(
     if failures.is_empty() {
         return Ok(currents);
     }
-    let names: Vec<&str> = failures.iter().map(|(n, _)| n.as_str()).collect();
-    let details: Vec<String> = failures.iter().map(|(_, e)| format!("  {e}")).collect();
-    Err(NodeError::Other(format!(
-        "unreachable nodes: {} (their status could not be read; fix them or remove them from the inventory):\n{}",
-        names.join(", "),
-        details.join("\n")
-    )))
+    Err(CoordinatorError::UnreachableNodes { failures })
 }
 
 /// Plans a rollout of `version` to the inventory at `inventory_path` and
@@ -110,11 +104,10 @@ pub fn plan_rollout(
     state_dir: &Path,
     own_ferry: &Path,
 ) -> Result<RolloutRecord> {
-    let inventory = Inventory::load(inventory_path).map_err(NodeError::Other)?;
+    let inventory = Inventory::load(inventory_path)?;
     let currents = current_versions(&inventory, own_ferry)?;
-    let leader = inventory.current_leader().map_err(NodeError::Other)?;
-    let plan = RolloutPlan::compute(&inventory, policy, leader.as_deref(), &currents, version)
-        .map_err(|e| NodeError::Other(format!("cannot plan the rollout: {e}")))?;
+    let leader = inventory.current_leader()?;
+    let plan = RolloutPlan::compute(&inventory, policy, leader.as_deref(), &currents, version)?;
     let now = jiff::Timestamp::now();
     let mut record = RolloutRecord::new(plan, inventory_path.to_path_buf(), &currents, now);
     record.policy = Some(policy.clone());
@@ -134,8 +127,8 @@ pub fn plan_rollout(
             return Ok(record);
         }
     }
-    Err(NodeError::Other(format!(
-        "cannot find a free rollout id for {base} in {}: is the directory writable?",
-        RolloutRecord::dir(state_dir).display()
-    )))
+    Err(CoordinatorError::NoFreeRolloutId {
+        base,
+        dir: RolloutRecord::dir(state_dir),
+    })
 }

@@ -17,10 +17,10 @@ use jiff::Timestamp;
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
+use crate::error::{CoordinatorError, Result};
 use crate::inventory::RolloutPolicy;
 use crate::plan::RolloutPlan;
 use ferry_node::durable;
-use ferry_node::error::{NodeError, Result};
 
 /// A state as its JSON spelling ("awaiting-promotion", "rolled-back"), so
 /// the human and machine outputs use the same words.
@@ -218,45 +218,39 @@ impl RolloutRecord {
     pub fn save(&mut self, state_dir: &Path, now: Timestamp) -> Result<()> {
         let dir = Self::dir(state_dir);
         durable::create_dir_all(&dir, 0o755).map_err(|e| {
-            NodeError::io(
+            CoordinatorError::io(
                 format!("cannot create the rollout directory {}", dir.display()),
                 e,
             )
         })?;
         self.updated = now;
-        durable::save_json(&Self::path(state_dir, &self.id), self)
+        Ok(durable::save_json(&Self::path(state_dir, &self.id), self)?)
     }
 
     pub fn load(state_dir: &Path, id: &str) -> Result<RolloutRecord> {
         if id.is_empty() || id.contains('/') || id.starts_with('.') {
-            return Err(NodeError::Other(format!(
-                "{id:?} is no rollout id: `ferry rollout list` shows them"
-            )));
+            return Err(CoordinatorError::BadRolloutId { id: id.to_string() });
         }
         let path = Self::path(state_dir, id);
         let bytes = std::fs::read(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                NodeError::Other(format!(
-                    "no rollout {id} in {}: `ferry rollout list --state-dir DIR` shows the rollouts there",
-                    Self::dir(state_dir).display()
-                ))
+                CoordinatorError::UnknownRollout {
+                    id: id.to_string(),
+                    dir: Self::dir(state_dir),
+                }
             } else {
-                NodeError::io(format!("cannot read {}", path.display()), e)
+                CoordinatorError::io(format!("cannot read {}", path.display()), e)
             }
         })?;
-        serde_json::from_slice(&bytes).map_err(|e| {
-            NodeError::Other(format!(
-                "{} is corrupt ({e}); move it away to continue without it",
-                path.display()
-            ))
-        })
+        serde_json::from_slice(&bytes)
+            .map_err(|source| CoordinatorError::CorruptRecord { path, source })
     }
 
     /// Every rollout in `state_dir`, oldest first. An unreadable record is
     /// an error naming it rather than a silently shorter list.
     pub fn list(state_dir: &Path) -> Result<Vec<RolloutRecord>> {
         let dir = Self::dir(state_dir);
-        let cannot_list = |e| NodeError::io(format!("cannot list {}", dir.display()), e);
+        let cannot_list = |e| CoordinatorError::io(format!("cannot list {}", dir.display()), e);
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

@@ -12,12 +12,22 @@ use std::path::Path;
 use jiff::Timestamp;
 use semver::Version;
 
+use crate::error::{CoordinatorError, Result};
 use crate::execute::{RolloutLock, ROLLBACK_TIMEOUT};
 use crate::inventory::{Inventory, InventoryNode, RollbackScope};
 use crate::record::{NodeRolloutState, RolloutRecord, RolloutState};
 use crate::transport::{command_line, RemoteCommand};
-use ferry_node::error::{NodeError, Result};
-use ferry_node::shell::ShellCommand;
+use ferry_node::shell::{CommandError, ShellCommand};
+
+/// Why one node was not rolled back.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeRevertError {
+    /// The transport or `ferry rollback` on the node failed.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error("no longer in the inventory")]
+    LeftInventory,
+}
 
 /// Runs `ferry rollback --to <from>` on `node` through the transport.
 pub fn revert_node(
@@ -25,7 +35,7 @@ pub fn revert_node(
     node: &InventoryNode,
     from: &Version,
     own_ferry: &Path,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), NodeRevertError> {
     let line = command_line(
         &inventory.transport,
         node,
@@ -40,8 +50,8 @@ pub fn revert_node(
         cwd: None,
         timeout: ROLLBACK_TIMEOUT,
     }
-    .run_checked()
-    .map(|_| ())
+    .run_checked()?;
+    Ok(())
 }
 
 /// The updated nodes to roll back after a failure, newest update first,
@@ -97,7 +107,7 @@ pub fn record_rollback(
     record: &mut RolloutRecord,
     name: &str,
     from: &Version,
-    result: std::result::Result<(), String>,
+    result: std::result::Result<(), NodeRevertError>,
     say: &(dyn Fn(&str) + Sync),
 ) -> Option<String> {
     let progress = record.nodes.get_mut(name)?;
@@ -133,7 +143,7 @@ pub fn roll_back_in_waves(
 ) -> Result<Vec<String>> {
     let mut errors = Vec::new();
     for wave in rollback_waves(record, order) {
-        let results: Vec<(String, Version, std::result::Result<(), String>)> =
+        let results: Vec<(String, Version, std::result::Result<(), NodeRevertError>)> =
             std::thread::scope(|scope| {
                 let runs: Vec<_> = wave
                     .into_iter()
@@ -141,7 +151,7 @@ pub fn roll_back_in_waves(
                         scope.spawn(move || {
                             let result = match inventory.node(&name) {
                                 Some(node) => revert_node(inventory, node, &from, own_ferry),
-                                None => Err("no longer in the inventory".to_string()),
+                                None => Err(NodeRevertError::LeftInventory),
                             };
                             (name, from, result)
                         })
@@ -178,11 +188,12 @@ pub fn rollback_rollout(state_dir: &Path, id: &str, own_ferry: &Path) -> Result<
     let _lock = RolloutLock::acquire(state_dir, id)?;
     let mut record = RolloutRecord::load(state_dir, id)?;
     if let Some(why) = refuse_rollback(record.state) {
-        return Err(NodeError::Other(format!(
-            "rollout {id} cannot be rolled back: {why}"
-        )));
+        return Err(CoordinatorError::NotRollbackable {
+            id: id.to_string(),
+            why,
+        });
     }
-    let inventory = Inventory::load(&record.inventory).map_err(NodeError::Other)?;
+    let inventory = Inventory::load(&record.inventory)?;
     let order = rollback_order(&record, RollbackScope::All, &[]);
     let count = order.len();
     record.state = RolloutState::RollingBack;
@@ -194,10 +205,10 @@ pub fn rollback_rollout(state_dir: &Path, id: &str, own_ferry: &Path) -> Result<
         // Failed: a rollback can be tried again, a rollout cannot go on.
         record.state = RolloutState::Failed;
         record.save(state_dir, Timestamp::now())?;
-        return Err(NodeError::Other(format!(
-            "rollout {id}: rollbacks that failed: {}; fix those nodes and run `ferry rollout rollback {id}` again",
-            errors.join("; ")
-        )));
+        return Err(CoordinatorError::RollbacksFailed {
+            id: id.to_string(),
+            errors,
+        });
     }
     record.state = RolloutState::RolledBack;
     record.save(state_dir, Timestamp::now())?;

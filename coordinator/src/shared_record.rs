@@ -17,8 +17,8 @@ use std::sync::{Mutex, PoisonError};
 
 use jiff::Timestamp;
 
+use crate::error::Result;
 use crate::record::RolloutRecord;
-use ferry_node::error::Result;
 
 pub struct SharedRecord<'a> {
     /// The record, and how many changes were made to it.

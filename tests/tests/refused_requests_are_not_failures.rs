@@ -3,9 +3,12 @@
 //! `--allow-downgrade`, a version `[policy]` does not allow — is a refusal,
 //! not a failure: exit 8, `refused` in the history and as the last JSON
 //! event, and no `failed` notification, so nobody is paged for a typo on a
-//! healthy node. And a new release whose live tree does not match its
-//! manifest right after the switch is rolled back and says so with exit 6,
-//! like every other automatic rollback.
+//! healthy node. `ferry preflight --version` with a version not published
+//! and `ferry check` on a channel the repository lacks are refused the
+//! same way (exit 8, the `refused` event), recording nothing. And a new
+//! release whose live tree does not match its manifest right after the
+//! switch is rolled back and says so with exit 6, like every other
+//! automatic rollback.
 //!
 //! Real `ferry-publish` releases, the real `ferry` binary, a webhook
 //! receiver on 127.0.0.1 recording every notification.
@@ -46,6 +49,36 @@ fn node_on(installed: &str) -> (Workspace, Node, WebhookReceiver) {
 fn last_event(out: &Output) -> Value {
     let line = out.stdout.lines().last().unwrap_or_default();
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON event ({e})\n{out}"))
+}
+
+/// A read-only command asked for something not on offer: exit 8, a
+/// `refused` final event whose message mentions `mention`, nothing
+/// recorded, nothing announced.
+#[track_caller]
+fn assert_read_only_refused(node: &Node, hooks: &WebhookReceiver, args: &[&str], mention: &str) {
+    let sent_before = hooks.deliveries().len();
+    let history_before = node.history_json();
+    let mut json_args = vec!["--output", "json"];
+    json_args.extend_from_slice(args);
+    let out = node.ferry(&json_args);
+    out.assert_code(REFUSED);
+    let last = last_event(&out);
+    assert_eq!(last["event"], "refused", "{out}");
+    assert_eq!(last["exit_code"], REFUSED, "{out}");
+    assert!(last["message"].as_str().unwrap().contains(mention), "{out}");
+    node.ferry(args)
+        .assert_code(REFUSED)
+        .assert_stderr_contains(mention);
+    assert_eq!(
+        node.history_json(),
+        history_before,
+        "a read-only command recorded"
+    );
+    assert_eq!(
+        hooks.deliveries().len(),
+        sent_before,
+        "a refusal was announced"
+    );
 }
 
 /// The request was refused: exit 8, a `refused` final event whose message
@@ -108,6 +141,14 @@ fn a_version_the_channel_does_not_publish_is_refused_not_failed() {
     // --ignore-policy does not make a version up.
     node.ferry(&["apply", "--version", "2.0.2", "--ignore-policy"])
         .assert_code(REFUSED);
+    // Asking whether the node could take it is the same typo.
+    assert_read_only_refused(
+        &node,
+        &hooks,
+        &["preflight", "--version", "2.0.2"],
+        "2.0.2 is not published on channel",
+    );
+    node.ferry_ok(&["preflight", "--version", "1.1.0"]);
     // The request fixed, the update goes through and is announced.
     node.ferry_ok(&["apply", "--version", "1.1.0"]);
     node.assert_current("1.1.0", &ws.input(2));
@@ -174,6 +215,8 @@ fn a_channel_the_repository_does_not_have_is_refused_not_failed() {
     fs::write(&node.config, moved).unwrap();
     let mention = "\"nightly\" is not in the repository";
     assert_refused(&ws, &node, &hooks, &["apply"], mention, None);
+    assert_read_only_refused(&node, &hooks, &["check"], mention);
+    assert_read_only_refused(&node, &hooks, &["preflight"], mention);
 }
 
 #[test]

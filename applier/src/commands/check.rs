@@ -25,7 +25,10 @@
 //! - 10 ([`Exit::UpdateAvailable`]): an update is available and the policy
 //!   allows installing it now;
 //! - 11 ([`Exit::UpdateDeferred`]): an update is available but the policy
-//!   defers it (`policy_reason`, `next_allowed_at`).
+//!   defers it (`policy_reason`, `next_allowed_at`);
+//! - 8 ([`Exit::Refused`]): `repository.channel` is not in the repository
+//!   (the configuration asks for something not on offer, as `ferry apply`
+//!   is refused for it).
 //!
 //! (Not 100 and 101: 101 is what a panicking Rust program exits with, and
 //! a deferral must not look like a crash.)
@@ -36,7 +39,7 @@ use semver::Version;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::error::{Exit, NodeError, Result};
+use crate::error::{Exit, NodeError, Refusal, Result};
 use crate::installed;
 use crate::plan::{human_bytes, saved_percent};
 use crate::policy::{Gate, ReleaseFacts};
@@ -83,9 +86,7 @@ pub fn report(config: &Config) -> Result<CheckReport> {
     let latest = channel_index.latest.clone();
     let installed = installed::version(config)?;
     let policy = config.policy()?;
-    let target = policy
-        .choose_target(channel_index, installed.as_ref(), None)
-        .map_err(|e| NodeError::Other(e.to_string()))?;
+    let target = policy.choose_target(channel_index, installed.as_ref(), None)?;
     let described = target.as_ref().unwrap_or(&latest);
     let manifest = view.manifest(channel, described)?;
     let manifest = manifest.manifest();
@@ -168,12 +169,25 @@ pub fn report(config: &Config) -> Result<CheckReport> {
 /// fetched exactly as `apply` fetches it — roots walked, every mirror's
 /// index verified, the highest serial chosen — with nothing written but
 /// the trust state (see the module docs). `ferry preflight` uses it too.
+///
+/// A channel the repository lacks, or a `version` the channel does not
+/// publish, is refused (exit 8) before any manifest is fetched, exactly as
+/// `ferry apply` refuses them: the request was wrong, not the node.
 pub fn fetch_verified(config: &Config, version: Option<&Version>) -> Result<VerifiedManifest> {
     let channel = &config.repository.channel;
     let view = RepositoryView::open(config)?;
+    let channel_index = view.channel(channel)?;
     let target = match version {
+        Some(v) if !channel_index.releases.contains_key(&v.to_string()) => {
+            return Err(Refusal::UnknownVersion {
+                version: v.clone(),
+                channel: channel.clone(),
+                published: channel_index.releases.keys().cloned().collect(),
+            }
+            .into())
+        }
         Some(v) => v.clone(),
-        None => view.channel(channel)?.latest.clone(),
+        None => channel_index.latest.clone(),
     };
     view.manifest(channel, &target)
 }
@@ -213,11 +227,15 @@ impl RepositoryView {
         })
     }
 
+    /// The configured channel; a refusal when the repository lacks it.
     fn channel(&self, channel: &str) -> Result<&manifests::index::ChannelIndex> {
-        self.index.index().channels.get(channel).ok_or_else(|| {
-            NodeError::Other(format!(
-                "channel {channel:?} is not in the repository; check repository.channel"
-            ))
+        let channels = &self.index.index().channels;
+        channels.get(channel).ok_or_else(|| {
+            Refusal::UnknownChannel {
+                channel: channel.to_string(),
+                known: channels.keys().cloned().collect(),
+            }
+            .into()
         })
     }
 

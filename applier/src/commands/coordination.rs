@@ -5,15 +5,11 @@
 use serde_json::json;
 
 use crate::config::Config;
-use crate::coordination::Fleet;
-use crate::error::{NodeError, Result};
+use crate::coordination::{CoordinationError, Fleet};
+use crate::error::Result;
 
 fn fleet(config: &Config) -> Result<Fleet> {
-    Fleet::from_config(config)?.ok_or_else(|| {
-        NodeError::Other(
-            "this node has no [coordination] section: configure it (see the README's \"Pull mode coordination\") to use the fleet commands".into(),
-        )
-    })
+    Ok(Fleet::from_config(config)?.ok_or(CoordinationError::NotConfigured)?)
 }
 
 /// The halt key, who is updating, who waits, and every member's version.
@@ -97,9 +93,7 @@ pub fn clear_halt(config: &Config) -> Result<()> {
 /// updating now finish their update).
 pub fn halt(config: &Config, reason: &str) -> Result<()> {
     if reason.trim().is_empty() {
-        return Err(NodeError::Other(
-            "--reason is empty: say why the fleet is halted, for whoever clears it".into(),
-        ));
+        return Err(CoordinationError::EmptyReason.into());
     }
     let fleet = fleet(config)?;
     match fleet.halt_by_hand(reason)? {
@@ -127,9 +121,10 @@ pub fn forget(config: &Config, node: &str) -> Result<()> {
             );
             Ok(())
         }
-        None => Err(NodeError::Other(format!(
-            "{node} is not a member of {}: `ferry coordination status` lists the members",
-            fleet.config.prefix
-        ))),
+        None => Err(CoordinationError::NotAMember {
+            node: node.to_string(),
+            prefix: fleet.config.prefix.clone(),
+        }
+        .into()),
     }
 }

@@ -61,26 +61,45 @@ pub fn render(ferry: &Path, config: &Path) -> Result<Vec<UnitFile>> {
     ])
 }
 
+/// Why the units were not written: a path a unit cannot hold, or a unit
+/// the operator changed. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum UnitsError {
+    #[error("{flag} {} is not UTF-8, which a systemd unit cannot hold; use a UTF-8 path", path.display())]
+    NotUtf8 { flag: &'static str, path: PathBuf },
+    #[error("{flag} {path} is relative; systemd runs the service from /, give an absolute path")]
+    Relative { flag: &'static str, path: String },
+    #[error("{flag} {path:?} contains a control character, which a systemd unit cannot hold")]
+    ControlCharacter { flag: &'static str, path: String },
+    #[error("refusing to overwrite {}: it differs from the unit ferry would write (edited by hand, or written for another ferry or configuration); put local changes in a drop-in (systemctl edit {unit}), or pass --force to replace it", path.display())]
+    Edited { path: PathBuf, unit: &'static str },
+}
+
 /// `path` as one word of an ExecStart= line. systemd expands `%`
 /// specifiers and `$` variables there and splits on whitespace, so a path
 /// holding any of them is escaped and quoted instead of becoming another
 /// command line.
-fn exec_word(path: &Path, flag: &str) -> Result<String> {
+fn exec_word(path: &Path, flag: &'static str) -> Result<String> {
     let Some(text) = path.to_str() else {
-        return Err(NodeError::Other(format!(
-            "{flag} {} is not UTF-8, which a systemd unit cannot hold; use a UTF-8 path",
-            path.display()
-        )));
+        return Err(UnitsError::NotUtf8 {
+            flag,
+            path: path.to_path_buf(),
+        }
+        .into());
     };
     if !path.is_absolute() {
-        return Err(NodeError::Other(format!(
-            "{flag} {text} is relative; systemd runs the service from /, give an absolute path"
-        )));
+        return Err(UnitsError::Relative {
+            flag,
+            path: text.to_string(),
+        }
+        .into());
     }
     if text.chars().any(char::is_control) {
-        return Err(NodeError::Other(format!(
-            "{flag} {text:?} contains a control character, which a systemd unit cannot hold"
-        )));
+        return Err(UnitsError::ControlCharacter {
+            flag,
+            path: text.to_string(),
+        }
+        .into());
     }
     let escaped = text
         .replace('\\', "\\\\")
@@ -123,13 +142,11 @@ pub fn run(args: &InstallUnitsArgs) -> Result<()> {
                 outln!("unchanged {}", path.display());
             }
             Ok(_) if !args.force => {
-                return Err(NodeError::Other(format!(
-                    "refusing to overwrite {}: it differs from the unit ferry would write \
-                     (edited by hand, or written for another ferry or configuration); put local \
-                     changes in a drop-in (systemctl edit {}), or pass --force to replace it",
-                    path.display(),
-                    unit.name
-                )));
+                return Err(UnitsError::Edited {
+                    path,
+                    unit: unit.name,
+                }
+                .into());
             }
             Ok(_) => changed.push((path, unit)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => changed.push((path, unit)),

@@ -9,7 +9,10 @@
 //! measures the same bytes an apply would write.
 //!
 //! Exit status: 0 when every check passes, 5 ([`Exit::Preflight`]) when one
-//! fails, so a fleet tool can ask nodes before it publishes to a channel.
+//! fails, so a fleet tool can ask nodes before it publishes to a channel;
+//! 8 ([`Exit::Refused`], as `ferry apply` is) when `--version` is not
+//! published on the channel or the channel is not in the repository:
+//! nothing was checked because the request was wrong.
 
 use semver::Version;
 use serde::Serialize;

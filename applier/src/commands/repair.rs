@@ -62,10 +62,7 @@ pub fn run(config: &Config) -> Result<()> {
         }
         let after = installed.differences().map_err(read_err)?;
         if !after.is_empty() {
-            return Err(NodeError::Other(format!(
-                "repair left differences:\n  {}",
-                after.join("\n  ")
-            )));
+            return Err(NodeError::RepairIncomplete { differences: after });
         }
         Ok(downloaded)
     })();

@@ -16,10 +16,42 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde_json::{json, Value};
+use thiserror::Error;
 
 /// Largest gateway answer read: a range over every slot and member of a
 /// big fleet stays far below it.
 const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Why a request to etcd brought no usable answer.
+#[derive(Debug, Error)]
+pub enum EtcdError {
+    /// No endpoint answered (connection failures, 5xx): each with why.
+    #[error("no etcd endpoint answered ({}); check [coordination] endpoints and that etcd runs", failures.join("; "))]
+    NoEndpoint { failures: Vec<String> },
+    /// The answer is not JSON: not etcd's gateway.
+    #[error("{url} did not answer JSON ({source}): is this etcd's gateway (etcd 3.4 or later)?")]
+    NotJson {
+        url: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// etcd answered, and turned the request down (4xx).
+    #[error("{url} refused the request (HTTP {status}): {message}")]
+    Refused {
+        url: String,
+        status: u16,
+        message: String,
+    },
+    #[error("etcd refused a lease: {0}")]
+    LeaseRefused(String),
+    /// A grant answered with lease id 0.
+    #[error("etcd granted no lease: {0}")]
+    NoLease(Value),
+    /// An answer without a field the request needs, or with a value of
+    /// the wrong kind: what was wrong, as etcd answered it.
+    #[error("etcd answered {0}")]
+    Malformed(String),
+}
 
 /// One key as etcd stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +116,7 @@ impl EtcdClient {
     }
 
     /// POSTs `body` to `path` on the first endpoint that answers.
-    fn call(&self, path: &str, body: &Value) -> Result<Value, String> {
+    fn call(&self, path: &str, body: &Value) -> Result<Value, EtcdError> {
         let body = body.to_string();
         let mut failures = Vec::new();
         for endpoint in &self.endpoints {
@@ -114,11 +146,11 @@ impl EtcdClient {
                     continue;
                 }
             };
-            let parsed: Value = serde_json::from_str(&text).map_err(|e| {
-                format!(
-                    "{url} did not answer JSON ({e}): is this etcd's gateway (etcd 3.4 or later)?"
-                )
-            })?;
+            let parsed: Value =
+                serde_json::from_str(&text).map_err(|source| EtcdError::NotJson {
+                    url: url.clone(),
+                    source,
+                })?;
             if status.is_server_error() {
                 failures.push(format!(
                     "{endpoint}: HTTP {status}: {}",
@@ -127,17 +159,15 @@ impl EtcdClient {
                 continue;
             }
             if !status.is_success() {
-                return Err(format!(
-                    "{url} refused the request (HTTP {status}): {}",
-                    error_message(&parsed)
-                ));
+                return Err(EtcdError::Refused {
+                    url,
+                    status: status.as_u16(),
+                    message: error_message(&parsed),
+                });
             }
             return Ok(parsed);
         }
-        Err(format!(
-            "no etcd endpoint answered ({}); check [coordination] endpoints and that etcd runs",
-            failures.join("; ")
-        ))
+        Err(EtcdError::NoEndpoint { failures })
     }
 
     /// The key `key`, or with `prefix` every key starting with it, at the
@@ -148,7 +178,7 @@ impl EtcdClient {
         prefix: bool,
         sort: SortBy,
         revision: Option<i64>,
-    ) -> Result<Range, String> {
+    ) -> Result<Range, EtcdError> {
         let mut body = json!({
             "key": BASE64.encode(key),
             "sort_target": match sort {
@@ -167,7 +197,7 @@ impl EtcdClient {
         let kvs = match answer.get("kvs") {
             None => Vec::new(),
             Some(Value::Array(kvs)) => kvs.iter().map(key_value).collect::<Result<_, _>>()?,
-            Some(other) => return Err(format!("etcd answered a range with kvs = {other}")),
+            Some(other) => return Err(EtcdError::Malformed(format!("a range with kvs = {other}"))),
         };
         Ok(Range {
             revision: header_revision(&answer)?,
@@ -176,7 +206,7 @@ impl EtcdClient {
     }
 
     /// Writes `key`, attached to `lease` (0: none). Returns the revision.
-    pub fn put(&self, key: &str, value: &[u8], lease: i64) -> Result<i64, String> {
+    pub fn put(&self, key: &str, value: &[u8], lease: i64) -> Result<i64, EtcdError> {
         let mut body = json!({ "key": BASE64.encode(key), "value": BASE64.encode(value) });
         if lease != 0 {
             body["lease"] = Value::from(lease.to_string());
@@ -185,7 +215,7 @@ impl EtcdClient {
     }
 
     /// Writes `key` only if it does not exist. Returns whether it wrote.
-    pub fn create(&self, key: &str, value: &[u8]) -> Result<bool, String> {
+    pub fn create(&self, key: &str, value: &[u8]) -> Result<bool, EtcdError> {
         let key = BASE64.encode(key);
         let body = json!({
             "compare": [{ "key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0" }],
@@ -197,7 +227,7 @@ impl EtcdClient {
 
     /// Deletes `key` (with `prefix`, every key starting with it). Returns
     /// how many keys were deleted.
-    pub fn delete(&self, key: &str, prefix: bool) -> Result<i64, String> {
+    pub fn delete(&self, key: &str, prefix: bool) -> Result<i64, EtcdError> {
         let mut body = json!({ "key": BASE64.encode(key) });
         if prefix {
             body["range_end"] = Value::from(BASE64.encode(prefix_end(key)));
@@ -207,26 +237,26 @@ impl EtcdClient {
     }
 
     /// A new lease living `ttl_seconds` unless kept alive. Returns its id.
-    pub fn grant(&self, ttl_seconds: u64) -> Result<i64, String> {
+    pub fn grant(&self, ttl_seconds: u64) -> Result<i64, EtcdError> {
         let answer = self.call(
             "/v3/lease/grant",
             &json!({ "TTL": ttl_seconds.to_string() }),
         )?;
         if let Some(error) = answer.get("error").and_then(Value::as_str) {
             if !error.is_empty() {
-                return Err(format!("etcd refused a lease: {error}"));
+                return Err(EtcdError::LeaseRefused(error.to_string()));
             }
         }
         let id = int_field(&answer, "ID")?;
         if id == 0 {
-            return Err(format!("etcd granted no lease: {answer}"));
+            return Err(EtcdError::NoLease(answer));
         }
         Ok(id)
     }
 
     /// Renews lease `id`. Returns its new TTL: 0 when it has expired (and
     /// its keys are gone).
-    pub fn keep_alive(&self, id: i64) -> Result<i64, String> {
+    pub fn keep_alive(&self, id: i64) -> Result<i64, EtcdError> {
         let answer = self.call("/v3/lease/keepalive", &json!({ "ID": id.to_string() }))?;
         // A stream of one message: `{"result": {...}}`.
         let result = answer.get("result").unwrap_or(&answer);
@@ -234,11 +264,13 @@ impl EtcdClient {
     }
 
     /// Ends lease `id` now, deleting every key attached to it.
-    pub fn revoke(&self, id: i64) -> Result<(), String> {
+    pub fn revoke(&self, id: i64) -> Result<(), EtcdError> {
         match self.call("/v3/lease/revoke", &json!({ "ID": id.to_string() })) {
             Ok(_) => Ok(()),
             // Already expired: its keys are gone, which is what was asked.
-            Err(e) if e.contains("lease not found") => Ok(()),
+            Err(EtcdError::Refused { message, .. }) if message.contains("lease not found") => {
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }
@@ -266,38 +298,36 @@ fn error_message(answer: &Value) -> String {
 }
 
 /// An int64 field: a decimal string, a number, or absent (zero).
-fn int_field(object: &Value, name: &str) -> Result<i64, String> {
+fn int_field(object: &Value, name: &str) -> Result<i64, EtcdError> {
+    let not_an_integer =
+        |shown: String| EtcdError::Malformed(format!("{name} = {shown}, not an integer"));
     match object.get(name) {
         None | Some(Value::Null) => Ok(0),
-        Some(Value::String(s)) => s
-            .parse()
-            .map_err(|_| format!("etcd answered {name} = {s:?}, not an integer")),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .ok_or_else(|| format!("etcd answered {name} = {n}, not an integer")),
-        Some(other) => Err(format!("etcd answered {name} = {other}, not an integer")),
+        Some(Value::String(s)) => s.parse().map_err(|_| not_an_integer(format!("{s:?}"))),
+        Some(Value::Number(n)) => n.as_i64().ok_or_else(|| not_an_integer(n.to_string())),
+        Some(other) => Err(not_an_integer(other.to_string())),
     }
 }
 
-fn header_revision(answer: &Value) -> Result<i64, String> {
+fn header_revision(answer: &Value) -> Result<i64, EtcdError> {
     let header = answer
         .get("header")
-        .ok_or_else(|| format!("etcd answered without a header: {answer}"))?;
+        .ok_or_else(|| EtcdError::Malformed(format!("without a header: {answer}")))?;
     int_field(header, "revision")
 }
 
-fn key_value(kv: &Value) -> Result<KeyValue, String> {
-    let bytes = |name: &str| -> Result<Vec<u8>, String> {
+fn key_value(kv: &Value) -> Result<KeyValue, EtcdError> {
+    let bytes = |name: &str| -> Result<Vec<u8>, EtcdError> {
         match kv.get(name).and_then(Value::as_str) {
             None => Ok(Vec::new()),
             Some(b64) => BASE64
                 .decode(b64)
-                .map_err(|e| format!("etcd answered a {name} that is not base64: {e}")),
+                .map_err(|e| EtcdError::Malformed(format!("a {name} that is not base64: {e}"))),
         }
     };
     Ok(KeyValue {
         key: String::from_utf8(bytes("key")?)
-            .map_err(|_| "etcd answered a key that is not UTF-8".to_string())?,
+            .map_err(|_| EtcdError::Malformed("a key that is not UTF-8".into()))?,
         value: bytes("value")?,
         create_revision: int_field(kv, "create_revision")?,
         mod_revision: int_field(kv, "mod_revision")?,
@@ -330,7 +360,12 @@ mod tests {
         });
         // A lease id is a decimal string; anything else is refused.
         let kv = &answer["kvs"][0];
-        assert!(key_value(kv).unwrap_err().contains("lease"));
+        let err = key_value(kv).unwrap_err();
+        assert!(matches!(err, EtcdError::Malformed(_)), "{err}");
+        assert!(
+            err.to_string().starts_with("etcd answered lease = "),
+            "{err}"
+        );
         let mut kv = kv.clone();
         kv["lease"] = Value::from("7587876539234");
         let decoded = key_value(&kv).unwrap();

@@ -22,6 +22,7 @@
 //! (they do not take the service down); the turn covers `pre_apply`, the
 //! switch, the restart and the health gate, up to live or rolled back.
 
+mod error;
 pub mod etcd;
 pub mod turn;
 
@@ -33,8 +34,9 @@ use semver::Version;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::error::{NodeError, Result};
-use etcd::{EtcdClient, SortBy};
+use crate::error::{ConfigMistake, NodeError, Result};
+pub use error::{CoordinationError, SlotLoss};
+use etcd::{EtcdClient, EtcdError, SortBy};
 pub use turn::Turn;
 
 /// `[coordination] kind`: the store coordinating the fleet.
@@ -118,38 +120,39 @@ fn default_request_timeout_seconds() -> u64 {
 
 impl CoordinationConfig {
     /// Mistakes, worded for the operator.
-    pub fn check(&self) -> std::result::Result<(), String> {
+    pub fn check(&self) -> std::result::Result<(), ConfigMistake> {
+        let bad = |message: String| Err(ConfigMistake::new(message));
         if self.endpoints.is_empty() {
-            return Err("coordination.endpoints is empty: list the etcd client URLs (\"http://10.0.0.5:2379\")".into());
+            return bad("coordination.endpoints is empty: list the etcd client URLs (\"http://10.0.0.5:2379\")".into());
         }
         for endpoint in &self.endpoints {
             if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-                return Err(format!(
+                return bad(format!(
                     "coordination.endpoints entry {endpoint:?} must start with http:// or https://"
                 ));
             }
         }
         if !self.prefix.starts_with('/') || self.prefix.ends_with('/') || self.prefix.len() < 2 {
-            return Err(format!(
+            return bad(format!(
                 "coordination.prefix {:?} must start with / and not end with / (\"/ferry/mydb-prod\")",
                 self.prefix
             ));
         }
         if self.max_unavailable == 0 {
-            return Err("coordination.max_unavailable must be at least 1".into());
+            return bad("coordination.max_unavailable must be at least 1".into());
         }
         if self.lease_seconds < 2 {
-            return Err("coordination.lease_seconds must be at least 2 (the lease is renewed every third of it)".into());
+            return bad("coordination.lease_seconds must be at least 2 (the lease is renewed every third of it)".into());
         }
         if self.request_timeout_seconds == 0 || self.poll_interval_ms == 0 {
-            return Err(
+            return bad(
                 "coordination.request_timeout_seconds and poll_interval_ms must be at least 1"
                     .into(),
             );
         }
         match (self.role, self.followers) {
-            (Role::Leader, None) => Err("coordination.role = \"leader\" needs coordination.followers: how many followers must report the new version before the leader updates".into()),
-            (Role::Follower, Some(_)) => Err("coordination.followers is for the leader (role = \"leader\"); remove it here".into()),
+            (Role::Leader, None) => bad("coordination.role = \"leader\" needs coordination.followers: how many followers must report the new version before the leader updates".into()),
+            (Role::Follower, Some(_)) => bad("coordination.followers is for the leader (role = \"leader\"); remove it here".into()),
             _ => Ok(()),
         }
     }
@@ -262,11 +265,13 @@ impl Fleet {
     }
 
     /// An etcd failure as the node's error: fail closed, name the endpoints.
-    pub fn unreachable(&self, doing: &str, error: String) -> NodeError {
-        NodeError::Other(format!(
-            "cannot {doing} in etcd ({}): {error}; the node does not update without its turn",
-            self.client.endpoints()
-        ))
+    pub fn unreachable(&self, doing: &'static str, source: EtcdError) -> NodeError {
+        CoordinationError::Unreachable {
+            doing,
+            endpoints: self.client.endpoints(),
+            source,
+        }
+        .into()
     }
 
     /// The halt record, if the fleet is halted.
@@ -505,12 +510,12 @@ mod tests {
 
     #[test]
     fn configuration_mistakes_are_named() {
-        let parse = |extra: &str| -> std::result::Result<CoordinationConfig, String> {
+        let parse = |extra: &str| -> anyhow::Result<CoordinationConfig> {
             let c: CoordinationConfig = toml::from_str(&format!(
                 "kind = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\nprefix = \"/ferry/db\"\n{extra}"
-            ))
-            .map_err(|e| e.to_string())?;
-            c.check().map(|()| c)
+            ))?;
+            c.check()?;
+            Ok(c)
         };
         let c = parse("").unwrap();
         assert_eq!(
@@ -520,27 +525,43 @@ mod tests {
         assert!(c.halt_on_failure);
         assert!(parse("role = \"leader\"")
             .unwrap_err()
+            .to_string()
             .contains("followers"));
         assert!(parse("role = \"leader\"\nfollowers = 4").is_ok());
         assert!(parse("followers = 4")
             .unwrap_err()
+            .to_string()
             .contains("for the leader"));
         assert!(parse("max_unavailable = 0")
             .unwrap_err()
+            .to_string()
             .contains("max_unavailable"));
         assert!(parse("lease_seconds = 1")
             .unwrap_err()
+            .to_string()
             .contains("lease_seconds"));
         let mut bad = c.clone();
         bad.prefix = "/ferry/db/".into();
-        assert!(bad.check().unwrap_err().contains("coordination.prefix"));
+        assert!(bad
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("coordination.prefix"));
         bad.prefix = "ferry".into();
-        assert!(bad.check().unwrap_err().contains("coordination.prefix"));
+        assert!(bad
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("coordination.prefix"));
         let mut bad = c.clone();
         bad.endpoints = vec!["127.0.0.1:2379".into()];
-        assert!(bad.check().unwrap_err().contains("http://"));
+        assert!(bad.check().unwrap_err().to_string().contains("http://"));
         bad.endpoints.clear();
-        assert!(bad.check().unwrap_err().contains("endpoints is empty"));
+        assert!(bad
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("endpoints is empty"));
         assert!(toml::from_str::<CoordinationConfig>(
             "kind = \"consul\"\nendpoints = []\nprefix = \"/p\"\n"
         )

@@ -10,8 +10,8 @@ use jiff::Timestamp;
 use semver::Version;
 use serde_json::json;
 
-use super::etcd::{EtcdClient, KeyValue, SortBy};
-use super::{followers_behind, Fleet, Role, SlotHolder};
+use super::etcd::{EtcdClient, EtcdError, KeyValue, SortBy};
+use super::{followers_behind, CoordinationError, Fleet, Role, SlotHolder, SlotLoss};
 use crate::error::{NodeError, Result};
 use crate::events;
 
@@ -57,7 +57,7 @@ struct Lease {
 }
 
 impl Lease {
-    fn grant(client: &EtcdClient, ttl_seconds: u64) -> std::result::Result<Lease, String> {
+    fn grant(client: &EtcdClient, ttl_seconds: u64) -> std::result::Result<Lease, EtcdError> {
         let id = client.grant(ttl_seconds)?;
         let stop = Arc::new(AtomicBool::new(false));
         let lost = Arc::new(AtomicBool::new(false));
@@ -203,10 +203,12 @@ impl Fleet {
                 }
             }
             if Instant::now() >= deadline {
-                return Err(NodeError::Other(format!(
-                    "no coordination slot came free within coordination.wait_timeout_seconds = {} ({max} at most updating in {}); the update was not started, the next run queues again",
-                    self.config.wait_timeout_seconds, self.config.prefix
-                )));
+                return Err(CoordinationError::NoSlotInTime {
+                    wait_seconds: self.config.wait_timeout_seconds,
+                    max_unavailable: max,
+                    prefix: self.config.prefix.clone(),
+                }
+                .into());
             }
             thread::sleep(poll);
         }
@@ -239,11 +241,11 @@ impl Fleet {
     }
 
     fn lease_lost(&self) -> NodeError {
-        NodeError::Other(format!(
-            "this node's coordination lease expired while it waited (etcd {} unreachable for longer than lease_seconds = {}?); the update was not started",
-            self.client.endpoints(),
-            self.config.lease_seconds
-        ))
+        CoordinationError::LeaseExpired {
+            endpoints: self.client.endpoints(),
+            lease_seconds: self.config.lease_seconds,
+        }
+        .into()
     }
 
     fn wait_for_followers(&self, to: &Version, deadline: Instant, poll: Duration) -> Result<()> {
@@ -265,10 +267,11 @@ impl Fleet {
                 said = Some(behind.clone());
             }
             if Instant::now() >= deadline {
-                return Err(NodeError::Other(format!(
-                    "the leader updates last, and the followers were not done within coordination.wait_timeout_seconds = {}: {behind}; update them (or fix coordination.followers), the next run tries again",
-                    self.config.wait_timeout_seconds
-                )));
+                return Err(CoordinationError::FollowersNotDone {
+                    wait_seconds: self.config.wait_timeout_seconds,
+                    behind,
+                }
+                .into());
             }
             thread::sleep(poll);
             self.refuse_if_halted()?;
@@ -286,41 +289,32 @@ impl Turn<'_> {
     /// now could take one node more than `max_unavailable` down.
     pub fn confirm(&self) -> Result<()> {
         let fleet = self.fleet;
-        let lost = |why: String| {
-            NodeError::Other(format!(
-                "this node no longer holds its coordination slot ({why}); another node may have taken it, so the update was stopped before the switch; the next run queues again"
-            ))
-        };
+        let lost = |why: SlotLoss| NodeError::from(CoordinationError::SlotLost(why));
         if self.lease.lost() {
-            return Err(lost(format!(
-                "its lease expired: etcd {} unreachable for longer than lease_seconds = {}?",
-                fleet.client.endpoints(),
-                fleet.config.lease_seconds
-            )));
+            return Err(lost(SlotLoss::LeaseLapsed {
+                endpoints: fleet.client.endpoints(),
+                lease_seconds: fleet.config.lease_seconds,
+            }));
         }
         match fleet.client.keep_alive(self.lease.id) {
             Ok(ttl) if ttl > 0 => {}
-            Ok(_) => return Err(lost("etcd says its lease expired".into())),
-            Err(e) => {
-                return Err(lost(format!(
-                    "etcd {} did not answer: {e}",
-                    fleet.client.endpoints()
-                )))
+            Ok(_) => return Err(lost(SlotLoss::LeaseGone)),
+            Err(source) => {
+                return Err(lost(SlotLoss::NoAnswer {
+                    endpoints: fleet.client.endpoints(),
+                    source,
+                }))
             }
         }
         let slots = fleet
             .client
             .range(&fleet.section("slots"), true, SortBy::CreateRevision, None)
-            .map_err(|e| lost(format!("cannot read the slot queue: {e}")))?;
+            .map_err(|e| lost(SlotLoss::QueueUnreadable(e)))?;
         let own_key = fleet.key("slots", &fleet.node);
         match place(&slots.kvs, &own_key, fleet.config.max_unavailable) {
             Place::Holds => Ok(()),
-            Place::Lost => Err(lost(format!("its key {own_key} is gone"))),
-            Place::Waits { ahead } => Err(lost(format!(
-                "{} nodes are now ahead of it: {}",
-                ahead.len(),
-                ahead.join(", ")
-            ))),
+            Place::Lost => Err(lost(SlotLoss::KeyGone(own_key))),
+            Place::Waits { ahead } => Err(lost(SlotLoss::Overtaken(ahead))),
         }
     }
 

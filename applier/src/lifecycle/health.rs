@@ -131,7 +131,8 @@ impl HealthConfig {
                 cwd: None,
                 timeout: Duration::from_millis(self.probe_timeout_ms),
             }
-            .run_checked()?;
+            .run_checked()
+            .map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -158,7 +159,8 @@ impl HealthConfig {
         // A health body is small; cap it so a broken service cannot make
         // the gate read forever.
         let (status, body) =
-            crate::http_probe::get(url, Duration::from_millis(self.probe_timeout_ms), 64 * 1024)?;
+            crate::http_probe::get(url, Duration::from_millis(self.probe_timeout_ms), 64 * 1024)
+                .map_err(|e| e.to_string())?;
         if status != self.expected_status {
             return Err(format!(
                 "GET {url} answered {status}, expected {}{}",

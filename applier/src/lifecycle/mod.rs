@@ -116,7 +116,8 @@ impl<'a> Transition<'a> {
             cwd: Some(&self.release_dir(self.to)),
             timeout: self.service().hook_timeout(),
         }
-        .run_checked()?;
+        .run_checked()
+        .map_err(|e| e.to_string())?;
         tracing::info!(
             hook = name,
             seconds = finished.duration.as_secs_f64(),
@@ -157,7 +158,8 @@ impl<'a> Transition<'a> {
             cwd: Some(&self.release_dir(self.to)),
             timeout: self.service().command_timeout(),
         }
-        .run_checked()?;
+        .run_checked()
+        .map_err(|e| e.to_string())?;
         tracing::info!(
             command = what,
             seconds = finished.duration.as_secs_f64(),

@@ -243,21 +243,15 @@ fn a_failing_up_reverts_the_ups_of_its_run_newest_first() {
         ],
     );
     let failure = node.apply(&v2).unwrap_err();
-    let MigrationFailure::Failed {
-        id,
-        reason,
-        reverted,
-        not_reverted,
-        ..
-    } = &failure
-    else {
+    let MigrationFailure::Failed(up) = &failure else {
         panic!("expected a failed migration, got {failure}");
     };
-    assert_eq!(id, "0003_c");
+    assert_eq!(up.id, "0003_c");
+    let reason = up.reason.to_string();
     assert!(reason.contains("exited with status 7"), "{reason}");
     assert!(reason.contains("cannot reach the database"), "{reason}");
-    assert_eq!(reverted, &["0002_b", "0001_a"]);
-    assert!(not_reverted.is_empty());
+    assert_eq!(up.reverted, ["0002_b", "0001_a"]);
+    assert!(up.not_reverted.is_empty());
     assert_eq!(node.log(), "up-a\nup-b\ndown-b\ndown-a\n");
     assert_eq!(node.outcome("0001_a"), Some(MigrationOutcome::Reverted));
     assert_eq!(node.outcome("0002_b"), Some(MigrationOutcome::Reverted));

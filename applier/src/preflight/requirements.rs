@@ -19,7 +19,7 @@ use manifests::manifest::Requirement;
 use manifests::requirement::Need;
 use semver::{Version, VersionReq};
 
-use super::CheckOutcome;
+use super::{CheckFailed, CheckOutcome, Verdict};
 use crate::shell::{Finished, ShellCommand};
 
 /// How long after the deadline a check may still report: a command killed
@@ -56,7 +56,7 @@ pub fn start(requirements: &[Requirement], deadline: Instant, budget: Duration) 
                 i,
                 CheckOutcome::new(
                     labels[i].clone(),
-                    Err(format!("cannot start the check: {e}")),
+                    Err(CheckFailed(format!("cannot start the check: {e}"))),
                 ),
             ));
         }
@@ -102,11 +102,11 @@ impl Pending {
 }
 
 /// One requirement, measured. `Ok` and `Err` both carry the detail.
-fn check(requirement: &Requirement, deadline: Instant, budget: Duration) -> Result<String, String> {
+fn check(requirement: &Requirement, deadline: Instant, budget: Duration) -> Verdict {
     // A verified manifest was validated; this only guards a future caller.
     let need = requirement
         .need()
-        .map_err(|e| format!("cannot be checked: {e}"))?;
+        .map_err(|e| CheckFailed(format!("cannot be checked: {e}")))?;
     match need {
         Need::Kernel(constraint) => kernel(&constraint),
         Need::Glibc(constraint) => glibc(&constraint, deadline, budget),
@@ -118,11 +118,11 @@ fn check(requirement: &Requirement, deadline: Instant, budget: Duration) -> Resu
     }
 }
 
-fn kernel(constraint: &VersionReq) -> Result<String, String> {
+fn kernel(constraint: &VersionReq) -> Verdict {
     let uname = rustix::system::uname();
     let release = uname.release().to_string_lossy();
     let found = first_version(&release).ok_or_else(|| {
-        format!("cannot read a version from the kernel release {release:?} (uname -r); the release requires kernel {constraint}")
+        CheckFailed(format!("cannot read a version from the kernel release {release:?} (uname -r); the release requires kernel {constraint}"))
     })?;
     compare(
         &format!("kernel {found} (uname -r: {release})"),
@@ -131,9 +131,9 @@ fn kernel(constraint: &VersionReq) -> Result<String, String> {
     )
 }
 
-fn glibc(constraint: &VersionReq, deadline: Instant, budget: Duration) -> Result<String, String> {
+fn glibc(constraint: &VersionReq, deadline: Instant, budget: Duration) -> Verdict {
     let getconf = probe("getconf GNU_LIBC_VERSION", deadline, budget)?;
-    if let Some(found) = getconf.as_ref().ok().and_then(|out| glibc_from(out)) {
+    if let Some(found) = getconf.succeeded().and_then(glibc_from) {
         return compare(
             &format!("glibc {found} (getconf GNU_LIBC_VERSION)"),
             &found,
@@ -142,9 +142,7 @@ fn glibc(constraint: &VersionReq, deadline: Instant, budget: Duration) -> Result
     }
     // `ldd --version` exits 1 on musl, so its output matters even then.
     let ldd = probe("ldd --version", deadline, budget)?;
-    let ldd_line = match &ldd {
-        Ok(out) | Err(out) => out.lines().next().unwrap_or("").trim().to_string(),
-    };
+    let ldd_line = ldd.said().lines().next().unwrap_or("").trim().to_string();
     if let Some(found) = glibc_from(&ldd_line) {
         return compare(
             &format!("glibc {found} (ldd --version: {ldd_line})"),
@@ -152,29 +150,52 @@ fn glibc(constraint: &VersionReq, deadline: Instant, budget: Duration) -> Result
             constraint,
         );
     }
-    let getconf_said = match &getconf {
-        Ok(out) | Err(out) => out.lines().next().unwrap_or("no output").trim().to_string(),
-    };
-    Err(format!(
+    let getconf_said = getconf
+        .said()
+        .lines()
+        .next()
+        .unwrap_or("no output")
+        .trim()
+        .to_string();
+    Err(CheckFailed(format!(
         "no glibc found on this node, the release requires glibc {constraint}: `getconf GNU_LIBC_VERSION` said {getconf_said:?}, `ldd --version` said {:?}",
         if ldd_line.is_empty() { "nothing" } else { &ldd_line }
-    ))
+    )))
 }
 
-/// Runs a system probe within what is left of the deadline: `Ok(Ok)` the
-/// output of a success, `Ok(Err)` the output of a failure, `Err` when it
-/// timed out (a failed check).
-fn probe(
-    line: &str,
-    deadline: Instant,
-    budget: Duration,
-) -> Result<Result<String, String>, String> {
+/// What a system probe said: a probe that fails still says something worth
+/// reading (`ldd --version` exits 1 on musl, naming musl).
+enum ProbeAnswer {
+    /// It exited 0, with this output.
+    Succeeded(String),
+    /// It failed, with this output (or why it could not start).
+    Failed(String),
+}
+
+impl ProbeAnswer {
+    fn succeeded(&self) -> Option<&str> {
+        match self {
+            ProbeAnswer::Succeeded(out) => Some(out),
+            ProbeAnswer::Failed(_) => None,
+        }
+    }
+
+    fn said(&self) -> &str {
+        match self {
+            ProbeAnswer::Succeeded(out) | ProbeAnswer::Failed(out) => out,
+        }
+    }
+}
+
+/// Runs a system probe within what is left of the deadline; `Err` (a
+/// failed check) when it timed out.
+fn probe(line: &str, deadline: Instant, budget: Duration) -> Result<ProbeAnswer, CheckFailed> {
     let finished = run_before(line, line, deadline);
     match finished {
-        Err(e) => Ok(Err(format!("could not be started: {e}"))),
+        Err(e) => Ok(ProbeAnswer::Failed(format!("could not be started: {e}"))),
         Ok(f) if f.timed_out => Err(timed_out(line, budget)),
-        Ok(f) if f.success() => Ok(Ok(f.output)),
-        Ok(f) => Ok(Err(f.output)),
+        Ok(f) if f.success() => Ok(ProbeAnswer::Succeeded(f.output)),
+        Ok(f) => Ok(ProbeAnswer::Failed(f.output)),
     }
 }
 
@@ -184,25 +205,27 @@ fn tool(
     constraint: &VersionReq,
     deadline: Instant,
     budget: Duration,
-) -> Result<String, String> {
+) -> Verdict {
     let what = format!("version probe of {name}");
     let finished = run_before(&what, command, deadline).map_err(|e| {
-        format!("`{command}` could not be started ({e}); the release requires {name} {constraint}")
+        CheckFailed(format!(
+            "`{command}` could not be started ({e}); the release requires {name} {constraint}"
+        ))
     })?;
     if finished.timed_out {
         return Err(timed_out(command, budget));
     }
     if !finished.success() {
-        return Err(format!(
+        return Err(CheckFailed(format!(
             "`{command}` {}; the release requires {name} {constraint}",
             finished.describe(budget)
-        ));
+        )));
     }
     let found = first_version(&finished.output).ok_or_else(|| {
-        format!(
+        CheckFailed(format!(
             "`{command}` printed no version (x.y or x.y.z): {:?}; the release requires {name} {constraint}",
             tail(&finished.output)
-        )
+        ))
     })?;
     compare(&format!("{name} {found} (`{command}`)"), &found, constraint)
 }
@@ -218,20 +241,20 @@ fn run_before(what: &str, line: &str, deadline: Instant) -> std::io::Result<Fini
     .run()
 }
 
-fn timed_out(line: &str, budget: Duration) -> String {
-    format!(
+fn timed_out(line: &str, budget: Duration) -> CheckFailed {
+    CheckFailed(format!(
         "`{line}` timed out: no answer within the {} ms all pre-flight checks share ([preflight] timeout_ms)",
         budget.as_millis()
-    )
+    ))
 }
 
-fn compare(found: &str, version: &Version, constraint: &VersionReq) -> Result<String, String> {
+fn compare(found: &str, version: &Version, constraint: &VersionReq) -> Verdict {
     if constraint.matches(version) {
         Ok(format!("{found} satisfies {constraint}"))
     } else {
-        Err(format!(
+        Err(CheckFailed(format!(
             "{found} does not satisfy {constraint}, which the release requires"
-        ))
+        )))
     }
 }
 
@@ -362,7 +385,7 @@ mod tests {
         let req = VersionReq::parse(">=2").unwrap();
         let err = compare("tool 1.2.3 (`tool -V`)", &v("1.2.3"), &req).unwrap_err();
         assert_eq!(
-            err,
+            err.to_string(),
             "tool 1.2.3 (`tool -V`) does not satisfy >=2, which the release requires"
         );
         let ok = compare(
@@ -432,7 +455,9 @@ mod tests {
         let ok = kernel(&VersionReq::parse(&met).unwrap()).unwrap();
         assert!(ok.contains(release.trim()), "{ok}");
         let unmet = format!(">={}", found.major + 1);
-        let err = kernel(&VersionReq::parse(&unmet).unwrap()).unwrap_err();
+        let err = kernel(&VersionReq::parse(&unmet).unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains(&found.to_string()) && err.contains(&unmet),
             "{err}"

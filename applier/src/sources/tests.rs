@@ -40,6 +40,11 @@ fn name(t: &dyn Transport) -> String {
     t.url("")
 }
 
+/// What a source that lacks `url` answers.
+fn not_found(url: &str) -> NodeError {
+    FetchError::NotFound { url: url.into() }.into()
+}
+
 #[test]
 fn the_first_good_source_wins_and_bad_data_is_tried_last_afterwards() {
     let m = sources(&["a", "b", "c"]);
@@ -48,7 +53,7 @@ fn the_first_good_source_wins_and_bad_data_is_tried_last_afterwards() {
         tried.borrow_mut().push(name(t));
         match name(t).as_str() {
             "test://a/" => Err(NodeError::verification("tampered")),
-            "test://b/" => Err(NodeError::Other("404".into())),
+            "test://b/" => Err(not_found("test://b/objects/x")),
             _ => Ok(7),
         }
     });
@@ -63,7 +68,7 @@ fn every_reason_is_reported_and_bad_data_makes_it_a_verification_failure() {
     let err = m
         .first_good("objects/x", |t| -> Result<()> {
             Err(match name(t).as_str() {
-                "test://a/" => NodeError::Other("test://a/objects/x was not found".into()),
+                "test://a/" => not_found("test://a/objects/x"),
                 _ => NodeError::verification("object objects/x is corrupt"),
             })
         })
@@ -80,11 +85,9 @@ fn every_reason_is_reported_and_bad_data_makes_it_a_verification_failure() {
     );
 
     let err = m
-        .first_good("x", |_| -> Result<()> {
-            Err(NodeError::Other("same".into()))
-        })
+        .first_good("x", |_| -> Result<()> { Err(not_found("test://same/x")) })
         .unwrap_err();
-    assert_eq!(err.to_string(), "same");
+    assert_eq!(err.to_string(), "test://same/x was not found");
 }
 
 #[test]
@@ -105,11 +108,9 @@ fn a_local_disk_error_stops_at_once() {
 fn a_single_source_is_called_directly() {
     let single = Sources::single(Box::new(Named("only", RetryPolicy::never())));
     let err = single
-        .first_good("x", |_| -> Result<()> {
-            Err(NodeError::Other("exactly this".into()))
-        })
+        .first_good("x", |_| -> Result<()> { Err(not_found("test://only/x")) })
         .unwrap_err();
-    assert_eq!(err.to_string(), "exactly this");
+    assert_eq!(err.to_string(), "test://only/x was not found");
 }
 
 /// A source that never answers: every fetch is refused at the connection.
@@ -161,10 +162,7 @@ fn a_source_that_does_not_answer_is_not_asked_again_in_the_run() {
     // When nothing else serves, the error still names it, with its reason.
     let err = m
         .first_good("objects/x", |t| -> Result<()> {
-            Err(NodeError::Other(format!(
-                "{} was not found",
-                t.url("objects/x")
-            )))
+            Err(not_found(&t.url("objects/x")))
         })
         .unwrap_err()
         .to_string();
@@ -259,9 +257,11 @@ fn configuration_mistakes_are_named() {
         min_bytes_per_second: 1024,
     };
     assert!(check_config(&config(&["https://b/repo", "file:///srv/repo"])).is_ok());
-    let err = check_config(&config(&["ftp://b"])).unwrap_err();
+    let err = check_config(&config(&["ftp://b"])).unwrap_err().to_string();
     assert!(err.contains("repository.mirrors[0]"), "{err}");
-    let err = check_config(&config(&["http://b", "http://b/"])).unwrap_err();
+    let err = check_config(&config(&["http://b", "http://b/"]))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("listed twice"), "{err}");
     assert!(check_config(&config(&["http://a/repo/"])).is_err());
 }

@@ -14,11 +14,9 @@ use crate::error::Result;
 #[cfg(feature = "fault-injection")]
 pub fn now() -> Result<Timestamp> {
     match std::env::var("FERRY_NOW") {
-        Ok(text) => text.parse().map_err(|e| {
-            crate::error::NodeError::Other(format!(
-                "FERRY_NOW={text:?} is not an RFC 3339 time such as 2030-01-01T00:00:00Z: {e}"
-            ))
-        }),
+        Ok(text) => text
+            .parse()
+            .map_err(|source| crate::error::NodeError::BadClock { text, source }),
         Err(_) => Ok(Timestamp::now()),
     }
 }

@@ -143,9 +143,7 @@ pub fn fetch_index(
 ) -> Result<VerifiedIndex> {
     let bytes =
         fetch_bytes(transport, layout::INDEX, manifests::MAX_INDEX_BYTES).map_err(|e| match e {
-            FetchError::NotFound { url } => NodeError::Other(format!(
-                "no repository index at {url}: check repository.url"
-            )),
+            FetchError::NotFound { url } => NodeError::NoIndex { url },
             other => other.into(),
         })?;
     let verified = match trust.current() {
@@ -200,14 +198,11 @@ pub fn fetch_manifest(
             .get(channel)
             .map(|c| c.releases.keys().cloned().collect())
             .unwrap_or_default();
-        NodeError::Other(format!(
-            "version {version} is not published on channel {channel:?} (published: {})",
-            if published.is_empty() {
-                "none".to_string()
-            } else {
-                published.join(", ")
-            }
-        ))
+        NodeError::NotPublished {
+            version: Box::new(version.clone()),
+            channel: channel.to_string(),
+            published,
+        }
     })?;
     let path = layout::manifest(version);
     let bytes = fetch_bytes(transport, &path, pin.size).map_err(|e| match e {
@@ -263,12 +258,10 @@ pub fn check_supported(manifest: &manifests::Manifest) -> Result<()> {
     if unsupported.is_empty() {
         Ok(())
     } else {
-        Err(NodeError::Other(format!(
-            "release {} declares {}, which this ferry {} cannot run: upgrade ferry first",
-            manifest.version,
-            unsupported.join(" and "),
-            env!("CARGO_PKG_VERSION")
-        )))
+        Err(NodeError::Unsupported {
+            version: Box::new(manifest.version.clone()),
+            features: unsupported,
+        })
     }
 }
 

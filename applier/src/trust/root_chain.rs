@@ -269,21 +269,43 @@ impl RootChain {
     }
 }
 
+/// Why a root file on this node (the anchor, the saved or an archived
+/// root) cannot be used; the caller says what to do about it.
+#[derive(Debug, thiserror::Error)]
+enum BadRootFile {
+    #[error("cannot read {}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is larger than {limit} bytes", path.display())]
+    TooLarge { path: PathBuf, limit: u64 },
+    /// Not a root, or not signed by its own keys.
+    #[error(transparent)]
+    Invalid(#[from] manifests::FormatError),
+}
+
 /// Reads a root file and its `.minisig`, checked against its own keys.
-fn read_root(path: &Path) -> std::result::Result<VerifiedRoot, String> {
-    let read = |p: &Path, limit: u64| -> std::result::Result<Vec<u8>, String> {
-        let bytes = fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+fn read_root(path: &Path) -> std::result::Result<VerifiedRoot, BadRootFile> {
+    let read = |p: &Path, limit: u64| -> std::result::Result<Vec<u8>, BadRootFile> {
+        let bytes = fs::read(p).map_err(|source| BadRootFile::Unreadable {
+            path: p.to_path_buf(),
+            source,
+        })?;
         if bytes.len() as u64 > limit {
-            return Err(format!("{} is larger than {limit} bytes", p.display()));
+            return Err(BadRootFile::TooLarge {
+                path: p.to_path_buf(),
+                limit,
+            });
         }
         Ok(bytes)
     };
     let signature = PathBuf::from(layout::signature_of(&path.to_string_lossy()));
-    VerifiedRoot::verify_self_signed(
+    Ok(VerifiedRoot::verify_self_signed(
         read(path, MAX_ROOT_BYTES)?,
         read(&signature, MAX_SIGNATURE_BYTES)?,
-    )
-    .map_err(|e| e.to_string())
+    )?)
 }
 
 /// Saves an adopted root: first in the archive, then as the current one,

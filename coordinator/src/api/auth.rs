@@ -6,7 +6,7 @@ use std::path::Path;
 
 use subtle::ConstantTimeEq;
 
-use ferry_node::error::{NodeError, Result};
+use crate::error::{CoordinatorError, Result};
 
 /// Shorter tokens are refused: a guessable token is no protection.
 pub const MIN_TOKEN_LEN: usize = 16;
@@ -20,21 +20,20 @@ impl Token {
     pub fn load(path: &Path) -> Result<Token> {
         let how = "write one with `head -c 32 /dev/urandom | base64 > FILE && chmod 600 FILE`";
         let meta = std::fs::metadata(path).map_err(|e| {
-            NodeError::io(
+            CoordinatorError::io(
                 format!("cannot read the token file {} ({how})", path.display()),
                 e,
             )
         })?;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o007 != 0 {
-            return Err(NodeError::Other(format!(
-                "the token file {} is open to every user (mode {mode:o}): `chmod 600 {}` and start again",
-                path.display(),
-                path.display()
-            )));
+            return Err(CoordinatorError::TokenFileOpen {
+                path: path.to_path_buf(),
+                mode,
+            });
         }
         let text = std::fs::read_to_string(path).map_err(|e| {
-            NodeError::io(
+            CoordinatorError::io(
                 format!(
                     "cannot read the token file {} (it must be UTF-8 text; {how})",
                     path.display()
@@ -44,10 +43,11 @@ impl Token {
         })?;
         let token = text.trim_end_matches(['\n', '\r']);
         if token.trim().len() < MIN_TOKEN_LEN {
-            return Err(NodeError::Other(format!(
-                "the token in {} is empty or shorter than {MIN_TOKEN_LEN} characters: {how}",
-                path.display()
-            )));
+            return Err(CoordinatorError::TokenTooShort {
+                path: path.to_path_buf(),
+                min: MIN_TOKEN_LEN,
+                how,
+            });
         }
         Ok(Token(token.as_bytes().to_vec()))
     }

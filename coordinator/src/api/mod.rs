@@ -30,8 +30,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tiny_http::{Header, Method, Request, Response};
 
+use crate::error::{CoordinatorError, Result};
 use crate::inventory::Inventory;
-use ferry_node::error::{NodeError, Result};
 
 pub use routes::ROUTES;
 
@@ -125,14 +125,11 @@ pub(crate) struct Api {
 pub fn serve(args: &ServeArgs) -> Result<()> {
     let token = auth::Token::load(&args.token_file)?;
     // Refuse a broken inventory now rather than on the first request.
-    Inventory::load(&args.inventory).map_err(NodeError::Other)?;
-    let own_ferry = std::env::current_exe()
-        .map_err(|e| NodeError::io("cannot find this ferry executable", e))?;
-    let server = tiny_http::Server::http(&args.listen).map_err(|e| {
-        NodeError::Other(format!(
-            "cannot listen on {}: {e} (is the address right and the port free?)",
-            args.listen
-        ))
+    Inventory::load(&args.inventory)?;
+    let own_ferry = crate::commands::own_ferry()?;
+    let server = tiny_http::Server::http(&args.listen).map_err(|e| CoordinatorError::Listen {
+        address: args.listen.clone(),
+        reason: e.to_string(),
     })?;
     let api = Arc::new(Api {
         args: args.clone(),

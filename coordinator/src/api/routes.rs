@@ -122,7 +122,7 @@ impl Api {
     }
 
     fn inventory(&self) -> Result<Inventory, Reply> {
-        Inventory::load(&self.args.inventory).map_err(|e| Reply::error(500, e))
+        Inventory::load(&self.args.inventory).map_err(|e| Reply::error(500, e.to_string()))
     }
 
     /// The record of rollout `id`, or 404.
