@@ -248,11 +248,9 @@ pub enum NodeError {
         source: jiff::Error,
     },
 
-    /// A failure not yet given its own kind: only the modules being
-    /// rewritten for issue 13 (`commands/apply.rs`, `commands/rollback.rs`,
-    /// `recovery.rs`, `journal.rs`, `in_place.rs`) still build it.
-    #[error("{0}")]
-    Other(String),
+    /// An operation's own failure (`crate::operation::error`).
+    #[error(transparent)]
+    Operation(Box<crate::operation::error::OperationError>),
 }
 
 impl From<Refusal> for NodeError {
@@ -274,6 +272,7 @@ macro_rules! boxed_from {
 }
 
 boxed_from!(
+    Operation(crate::operation::error::OperationError),
     Config(ConfigError),
     Coordination(crate::coordination::CoordinationError),
     Migration(crate::migrations::MigrationError),
@@ -292,9 +291,6 @@ impl From<crate::policy::PolicyError> for NodeError {
         match e {
             crate::policy::PolicyError::VersionRefused { version, reason } => {
                 Refusal::Policy { version, reason }.into()
-            }
-            crate::policy::PolicyError::Config(message) => {
-                ConfigError::Policy(ConfigMistake::new(message)).into()
             }
         }
     }
@@ -345,7 +341,7 @@ impl NodeError {
             | NodeError::RepairIncomplete { .. }
             | NodeError::Units(_)
             | NodeError::BadClock { .. }
-            | NodeError::Other(_) => Exit::Error,
+            | NodeError::Operation(_) => Exit::Error,
         }
     }
 
@@ -393,9 +389,6 @@ mod tests {
         let refused = NodeError::from(refused);
         assert_eq!(refused.exit(), Exit::Refused);
         assert_eq!(refused.final_event(), crate::events::Event::Refused);
-        let broken = NodeError::from(PolicyError::Config("policy.soak_hours = -1".into()));
-        assert_eq!(broken.exit(), Exit::Error);
-        assert_eq!(broken.to_string(), "configuration: policy.soak_hours = -1");
         let mistake = ConfigError::Mistake {
             path: "/etc/ferry/ferry.toml".into(),
             mistake: ConfigMistake::new("install.keep_releases must be at least 2"),

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::converge::{self, Desired, DesiredEntry};
 use crate::error::{NodeError, Result};
 use crate::journal::{Journal, Step};
+use crate::operation::error::OperationError;
 use crate::operation::record;
 use crate::restore_point::RestorePoint;
 use crate::state::Outcome;
@@ -127,11 +128,11 @@ pub fn changeset(
         }
     }
     if !outside.is_empty() {
-        return Err(NodeError::Other(format!(
-            "release {} writes outside install.targets: {}; add the paths to install.targets if ferry should manage them — nothing was changed",
-            new.version,
-            outside.join(", ")
-        )));
+        return Err(OperationError::OutsideTargets {
+            version: new.version.clone(),
+            outside,
+        }
+        .into());
     }
     if let Some(old) = old {
         for entry in &old.files {
@@ -190,16 +191,13 @@ pub fn switch(
             if problems.is_empty() {
                 Ok(())
             } else {
-                Err(NodeError::Other(format!(
-                    "the written files do not match: {}",
-                    problems.join("; ")
-                )))
+                Err(OperationError::InPlaceMismatch { problems }.into())
             }
         });
     if let Err(e) = written {
         journal.advance(state_dir, Step::RollingBack)?;
         let message = restore(config, journal, store, &e.to_string())?;
-        return Err(NodeError::Other(message));
+        return Err(OperationError::InPlaceUndone(message).into());
     }
     journal.advance(state_dir, Step::Verified)?;
     Ok(plan.restore_point)
@@ -231,9 +229,10 @@ pub fn restore(
 pub fn converge_back(config: &Config, store: &ContentStore) -> Result<String> {
     let state_dir = &config.install.state_dir;
     let plan = InPlacePlan::load(state_dir)?.ok_or_else(|| {
-        NodeError::Other(
-            "the in-place plan is missing, cannot tell which restore point to use".into(),
-        )
+        NodeError::from(OperationError::InPlacePlanMissing {
+            context: String::new(),
+            next: "cannot tell which restore point to use",
+        })
     })?;
     let point = RestorePoint::load(state_dir, &plan.restore_point)?;
     converge::converge(&config.install.root, &point.entries, store)

@@ -119,13 +119,14 @@ impl Journal {
     pub fn load(state_dir: &Path) -> Result<Option<Journal>> {
         let path = path(state_dir);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                // write_atomic never leaves a torn journal, so this is damage
-                // from outside ferry: do not guess what the node was doing.
-                NodeError::Other(format!(
-                    "{} is corrupt ({e}); check where `current` points and the releases on disk, then remove the file",
-                    path.display()
-                ))
+            // write_atomic never leaves a torn journal, so this is damage
+            // from outside ferry: do not guess what the node was doing.
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|source| {
+                NodeError::CorruptState {
+                    path: path.clone(),
+                    source,
+                    if_corrupt: "check where `current` points and the releases on disk, then remove the file",
+                }
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(NodeError::io(format!("cannot read {}", path.display()), e)),

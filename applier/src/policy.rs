@@ -145,11 +145,6 @@ pub enum DaysConfig {
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum PolicyError {
-    /// `[policy]` is invalid; the message names the key. No longer made
-    /// here ([`PolicyConfig::compile`] returns a [`ConfigMistake`]): kept
-    /// while `commands/apply.rs`, under rewrite, still matches on it.
-    #[error("{0}")]
-    Config(String),
     /// An explicitly requested version that the policy does not allow.
     #[error("{version} is not allowed by the policy: {reason}; choose another version, change [policy], or pass --ignore-policy")]
     VersionRefused { version: Version, reason: String },

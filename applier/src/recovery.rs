@@ -84,9 +84,12 @@ pub fn recover(config: &Config, _lock: &StateLock) -> Result<Option<String>> {
             fleet
                 .take_recovery_slot(journal.from_version.as_ref(), &journal.to_version)
                 .map_err(|e| {
-                    NodeError::Other(format!(
-                        "{what}: not recovered yet, it waits for a coordination slot: {e}"
-                    ))
+                    NodeError::from(
+                        crate::operation::error::OperationError::RecoveryWaitsForSlot {
+                            what: what.clone(),
+                            cause: e.to_string(),
+                        },
+                    )
                 })?,
         ),
         None => None,

@@ -10,6 +10,7 @@ use crate::events;
 use crate::journal::Journal;
 use crate::lock::StateLock;
 use crate::operation::decide::Request;
+use crate::operation::error::OperationError;
 use crate::operation::gather::{self, Gathered};
 use crate::operation::{Ended, Move, Run};
 use crate::state::{self, NodeState, Operation, OperationKind, Outcome};
@@ -98,7 +99,9 @@ pub fn run(config: &Config, args: &ApplyArgs) -> Result<()> {
                     }
                 }
                 Ended::RolledBack(message) => Err(NodeError::RolledBack(message)),
-                other => Err(NodeError::Other(other.message().to_string())),
+                // An update either goes live or goes back: nothing else
+                // ends its table.
+                other => Err(OperationError::NotInService(other.message().to_string()).into()),
             }
         }
         Ok(Gathered::AlreadyCurrent) => {

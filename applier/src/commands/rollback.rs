@@ -10,6 +10,7 @@ use crate::error::{NodeError, Result};
 use crate::events;
 use crate::journal::{Journal, Step};
 use crate::lock::StateLock;
+use crate::operation::error::OperationError;
 use crate::operation::{Ended, Move, Run};
 use crate::release_dir::Depth;
 use crate::restore_point::RestorePoint;
@@ -24,9 +25,7 @@ pub fn run(config: &Config, to: Option<Version>) -> Result<()> {
     let current = installed::version(config)?;
     let node = NodeState::load(state_dir)?;
     let Some(target) = to.or_else(|| node.previous_version.clone()) else {
-        return Err(NodeError::Other(
-            "no previous release to roll back to (see `ferry status`); use `ferry rollback --to VERSION`".into(),
-        ));
+        return Err(OperationError::NoPrevious.into());
     };
     if current.as_ref() == Some(&target) {
         events::say(format!("already at {target}: nothing to do"));
@@ -94,7 +93,7 @@ pub fn run(config: &Config, to: Option<Version>) -> Result<()> {
             Ok(())
         }
         Ended::RolledBack(message) => Err(NodeError::RolledBack(message)),
-        other => Err(NodeError::Other(other.message().to_string())),
+        other => Err(OperationError::NotInService(other.message().to_string()).into()),
     }
 }
 
@@ -108,9 +107,7 @@ fn restore_point_of(config: &Config, target: &Version) -> Result<RestorePoint> {
         .rev()
         .find(|p| p.version.as_ref() == Some(target))
     else {
-        return Err(NodeError::Other(format!(
-            "no restore point holds {target} (see `ferry restore-points list`); install it with `ferry apply --version {target} --allow-downgrade`"
-        )));
+        return Err(OperationError::NoRestorePoint(target.clone()).into());
     };
     let problems = point.verify(state_dir)?;
     if !problems.is_empty() {
@@ -129,11 +126,11 @@ fn check_target(config: &Config, target: &Version) -> Result<()> {
     let on_disk = release_dir::releases_on_disk(root)
         .map_err(|e| NodeError::io("cannot list releases", e))?;
     if !on_disk.contains(target) {
-        let list: Vec<String> = on_disk.iter().map(|v| v.to_string()).collect();
-        return Err(NodeError::Other(format!(
-            "release {target} is not on disk (on disk: {}); install it with `ferry apply --version {target} --allow-downgrade`",
-            if list.is_empty() { "none".into() } else { list.join(", ") }
-        )));
+        return Err(OperationError::NotOnDisk {
+            target: target.clone(),
+            on_disk: on_disk.iter().map(|v| v.to_string()).collect(),
+        }
+        .into());
     }
     let keys = config.trusted_keys()?;
     let manifest = kept_manifests::load(&config.install.state_dir, target, &keys)?;

@@ -6,8 +6,9 @@
 use jiff::Timestamp;
 use semver::Version;
 
+use super::error::OperationError;
 use crate::error::{NodeError, Refusal, Result};
-use crate::policy::{Gate, Policy, PolicyError, ReleaseFacts};
+use crate::policy::{Gate, Policy, ReleaseFacts};
 
 /// What the operator asked for.
 #[derive(Debug, Clone, Default)]
@@ -58,12 +59,7 @@ pub fn target(
     }
     let chosen = policy
         .choose_target(channel_index, from, request.version.as_ref())
-        .map_err(|e| match e {
-            PolicyError::VersionRefused { version, reason } => {
-                Refusal::Policy { version, reason }.into()
-            }
-            PolicyError::Config(message) => NodeError::Other(message),
-        })?;
+        .map_err(NodeError::from)?;
     if let Some(version) = chosen {
         return Ok(Target::Install(version));
     }
@@ -125,13 +121,7 @@ pub fn installable_in_place(manifest: &manifests::Manifest) -> Result<()> {
     if manifest.migrations.is_empty() {
         return Ok(());
     }
-    Err(NodeError::Other(format!(
-        "release {} ships data migrations, which ferry runs only in symlink \
-         mode (install.mode = \"symlink\"): in-place mode has no staged release to \
-         run them from before the files change; install it on a node in symlink \
-         mode, or run its migrations/ scripts by hand",
-        manifest.version
-    )))
+    Err(OperationError::MigrationsInPlace(manifest.version.clone()).into())
 }
 
 /// The installed release checked against its signed manifest: nothing to
@@ -140,10 +130,11 @@ pub fn installed_tree(target: &Version, problems: &[String]) -> Result<()> {
     if problems.is_empty() {
         return Ok(());
     }
-    Err(NodeError::Other(format!(
-        "the running release {target} differs from its signed manifest:\n  {}\nrestore it from its package or remove the changes; ferry will not overwrite the running tree",
-        problems.join("\n  ")
-    )))
+    Err(OperationError::RunningTreeDiffers {
+        target: target.clone(),
+        problems: problems.to_vec(),
+    }
+    .into())
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use crate::state::Transfer;
 use crate::store::ContentStore;
 use crate::{kept_manifests, switch};
 
+use super::error::OperationError;
 use super::record::fail;
 use super::run::{Next, Run};
 
@@ -40,10 +41,7 @@ impl Run<'_> {
         let state_dir = &config.install.state_dir;
         let symlink = self.entries.is_none();
         let Some(staging) = &self.staging else {
-            return Err(NodeError::Other(
-                "an update reached its fetch without a verified plan: this is a bug in ferry"
-                    .into(),
-            ));
+            return Err(OperationError::NoPlan.into());
         };
         let journal = &mut self.journal;
         journal.advance(state_dir, Step::Fetching)?;

@@ -28,6 +28,7 @@
 //! [`Move::Switch`] and [`Move::CheckLive`].
 
 pub mod decide;
+pub mod error;
 mod fetch;
 pub mod gather;
 pub mod record;

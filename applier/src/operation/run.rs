@@ -23,6 +23,7 @@ use crate::state::{OperationKind, Outcome};
 use crate::store::ContentStore;
 use crate::{in_place, kept_manifests, migrations, switch};
 
+use super::error::OperationError;
 use super::record::{conclude, conclude_switched, fail};
 use super::table::{self, show, Move, ServiceBack, WayBack};
 
@@ -197,11 +198,10 @@ impl<'a> Run<'a> {
             next = match outcome {
                 Next::Table => table::forward(self.journal.step, self.journal.operation)
                     .ok_or_else(|| {
-                        NodeError::Other(format!(
-                            "no move follows step {:?} of the journal in {}: this is a bug in ferry; run `ferry repair`",
-                            self.journal.step,
-                            self.config.install.state_dir.display()
-                        ))
+                        NodeError::from(OperationError::NoMove {
+                            step: format!("{:?}", self.journal.step),
+                            state_dir: self.config.install.state_dir.clone(),
+                        })
                     })?,
                 Next::Divert(detour) => detour,
                 Next::End(ended) => return Ok(ended),
@@ -278,15 +278,16 @@ impl<'a> Run<'a> {
         }
         let transition = Transition::new(self.config, from.as_ref(), &to);
         let hook = match update {
-            true => transition.pre_apply().map_err(|e| {
-                format!("{e}; the update was stopped before the switch, {runs} still runs")
-            }),
-            false => transition
-                .operator_pre_rollback()
-                .map_err(|e| format!("{e}; nothing was switched")),
+            true => transition.pre_apply(),
+            false => transition.operator_pre_rollback(),
         };
-        if let Err(e) = hook {
-            return Err(fail(self.config, &mut self.journal, NodeError::Other(e)));
+        if let Err(cause) = hook {
+            let e = OperationError::PreHookFailed {
+                cause: cause.to_string(),
+                runs: runs.clone(),
+                rollback: !update,
+            };
+            return Err(fail(self.config, &mut self.journal, e.into()));
         }
         // The last moment at which stopping changes nothing: make sure the
         // turn taken before `pre_apply` is still this node's.
@@ -294,8 +295,11 @@ impl<'a> Run<'a> {
             if let Some(lost) = self.turn.take() {
                 lost.give_up();
             }
-            let e = NodeError::Other(format!("{e}; {runs} still runs"));
-            return Err(fail(self.config, &mut self.journal, e));
+            let e = OperationError::TurnLost {
+                cause: e.to_string(),
+                runs,
+            };
+            return Err(fail(self.config, &mut self.journal, e.into()));
         }
         if let Some(entries) = self.entries.take() {
             let store = self.store()?;
@@ -316,11 +320,13 @@ impl<'a> Run<'a> {
         let root = &self.config.install.root;
         if let Err(e) = switch::switch_to(root, &to) {
             let e = match update {
-                true => NodeError::Other(format!(
-                    "cannot switch {} to {to}: {e}{}",
-                    root.display(),
-                    self.revert_update_migrations()
-                )),
+                true => OperationError::SwitchFailed {
+                    root: root.clone(),
+                    to: to.clone(),
+                    cause: e,
+                    reverted: self.revert_update_migrations(),
+                }
+                .into(),
                 false => NodeError::io(format!("cannot switch to {to}"), e),
             };
             return Err(fail(self.config, &mut self.journal, e));
@@ -350,7 +356,13 @@ impl<'a> Run<'a> {
             self.config.migrations.timeout(),
         )
         .map(|_| ())
-        .map_err(|failure| NodeError::Other(format!("{to} was not installed: {failure}")))
+        .map_err(|failure| {
+            OperationError::MigrationsFailed {
+                to: to.clone(),
+                failure: failure.to_string(),
+            }
+            .into()
+        })
     }
 
     /// From `switched` to `verified`: the live tree against its manifest.
@@ -403,10 +415,11 @@ impl<'a> Run<'a> {
     /// files now match; otherwise what is wrong.
     fn converge_again(&self) -> Result<String> {
         let Some(plan) = in_place::InPlacePlan::load(self.state_dir())? else {
-            return Err(NodeError::Other(format!(
-                "{}: the in-place plan is missing; check the files against `ferry verify`",
-                self.what()
-            )));
+            return Err(OperationError::InPlacePlanMissing {
+                context: format!("{}: ", self.what()),
+                next: "check the files against `ferry verify`",
+            }
+            .into());
         };
         let store = self.store()?;
         let root = &self.config.install.root;
