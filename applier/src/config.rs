@@ -212,14 +212,12 @@ impl Config {
         }
         crate::sources::check_config(&self.repository)?;
         if let Some(health) = &self.health {
-            health.check().or_else(bad)?;
+            health.check()?;
         }
-        self.service
-            .check(
-                self.health.as_ref(),
-                self.install.mode == InstallMode::InPlace,
-            )
-            .or_else(bad)?;
+        self.service.check(
+            self.health.as_ref(),
+            self.install.mode == InstallMode::InPlace,
+        )?;
         manifests::index::validate_channel_name(&self.repository.channel)
             .or_else(|e| bad(format!("repository.channel: {e}")))?;
         // The signature policy first: whether minisign keys are needed at

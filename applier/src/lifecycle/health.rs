@@ -7,6 +7,8 @@
 //! one) or a command. It probes every `interval_ms` until one probe
 //! passes, `retries` probes have failed, or `timeout_seconds` is up.
 
+use super::error::{ProbeFailure, Unhealthy};
+use crate::error::ConfigMistake;
 use std::time::{Duration, Instant};
 
 use semver::Version;
@@ -62,22 +64,23 @@ fn default_probe_timeout_ms() -> u64 {
 
 impl HealthConfig {
     /// Configuration mistakes, worded for the operator.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), ConfigMistake> {
+        let bad = |message: String| Err(ConfigMistake::new(message));
         if self.url.is_none() && self.command.is_none() {
-            return Err("[health] needs `url` or `command` (or remove the section)".into());
+            return bad("[health] needs `url` or `command` (or remove the section)".into());
         }
         if let Some(url) = &self.url {
             if !url.starts_with("http://") {
-                return Err(format!(
+                return bad(format!(
                     "health.url {url:?} must start with http:// (health checks go to the service on this node)"
                 ));
             }
         }
         if self.expect_version && self.url.is_none() {
-            return Err("health.expect_version needs health.url".into());
+            return bad("health.expect_version needs health.url".into());
         }
         if self.interval_ms == 0 || self.timeout_seconds == 0 || self.probe_timeout_ms == 0 {
-            return Err(
+            return bad(
                 "health.interval_ms, health.timeout_seconds and health.probe_timeout_ms must be positive"
                     .into(),
             );
@@ -91,7 +94,7 @@ impl HealthConfig {
         &self,
         version: &Version,
         env: &[(String, String)],
-    ) -> Result<Healthy, String> {
+    ) -> Result<Healthy, Box<Unhealthy>> {
         let started = Instant::now();
         let deadline = started + Duration::from_secs(self.timeout_seconds);
         let mut failures = 0u32;
@@ -108,10 +111,12 @@ impl HealthConfig {
                     failures += 1;
                     let next = probe_started + Duration::from_millis(self.interval_ms);
                     if failures > self.retries || next >= deadline {
-                        return Err(format!(
-                            "{version} is not healthy after {failures} probes in {:.1}s: {seen}",
-                            started.elapsed().as_secs_f64()
-                        ));
+                        return Err(Box::new(Unhealthy {
+                            version: version.clone(),
+                            probes: failures,
+                            seconds: started.elapsed().as_secs_f64(),
+                            last: seen,
+                        }));
                     }
                     std::thread::sleep(next.saturating_duration_since(Instant::now()));
                 }
@@ -119,7 +124,7 @@ impl HealthConfig {
         }
     }
 
-    fn probe(&self, version: &Version, env: &[(String, String)]) -> Result<(), String> {
+    fn probe(&self, version: &Version, env: &[(String, String)]) -> Result<(), ProbeFailure> {
         if let Some(url) = &self.url {
             self.probe_url(url, version)?;
         }
@@ -131,8 +136,7 @@ impl HealthConfig {
                 cwd: None,
                 timeout: Duration::from_millis(self.probe_timeout_ms),
             }
-            .run_checked()
-            .map_err(|e| e.to_string())?;
+            .run_checked()?;
         }
         Ok(())
     }
@@ -155,24 +159,26 @@ impl HealthConfig {
         self.tells_releases_apart() && (0..tries).any(|_| self.probe(version, env).is_ok())
     }
 
-    fn probe_url(&self, url: &str, version: &Version) -> Result<(), String> {
+    fn probe_url(&self, url: &str, version: &Version) -> Result<(), ProbeFailure> {
         // A health body is small; cap it so a broken service cannot make
         // the gate read forever.
         let (status, body) =
-            crate::http_probe::get(url, Duration::from_millis(self.probe_timeout_ms), 64 * 1024)
-                .map_err(|e| e.to_string())?;
+            crate::http_probe::get(url, Duration::from_millis(self.probe_timeout_ms), 64 * 1024)?;
         if status != self.expected_status {
-            return Err(format!(
-                "GET {url} answered {status}, expected {}{}",
-                self.expected_status,
-                excerpt(&body)
-            ));
+            return Err(ProbeFailure::Status {
+                url: url.to_string(),
+                status,
+                expected: self.expected_status,
+                excerpt: excerpt(&body),
+            });
         }
         if self.expect_version && !names_version(&body, version) {
-            return Err(format!(
-                "GET {url} answered {status} without version {version}{}",
-                excerpt(&body)
-            ));
+            return Err(ProbeFailure::NoVersion {
+                url: url.to_string(),
+                status,
+                version: version.clone(),
+                excerpt: excerpt(&body),
+            });
         }
         Ok(())
     }
@@ -251,17 +257,21 @@ mod tests {
         let error = config("echo down; exit 1", 2)
             .wait_healthy(&v("1.0.0"), &[])
             .unwrap_err();
-        assert!(error.contains("after 3 probes"), "{error}");
-        assert!(error.contains("down"), "{error}");
+        assert!(error.to_string().contains("after 3 probes"), "{error}");
+        assert!(error.to_string().contains("down"), "{error}");
     }
 
     #[test]
     fn configuration_mistakes_are_named() {
         let mut c = config("true", 1);
         c.command = None;
-        assert!(c.check().unwrap_err().contains("needs `url` or `command`"));
+        assert!(c
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("needs `url` or `command`"));
         c.url = Some("https://127.0.0.1/health".into());
-        assert!(c.check().unwrap_err().contains("http://"));
+        assert!(c.check().unwrap_err().to_string().contains("http://"));
         c.url = Some("http://127.0.0.1:1/health".into());
         assert!(c.check().is_ok());
     }
@@ -276,7 +286,10 @@ mod tests {
         c.url = Some(format!("http://127.0.0.1:{port}/health"));
         let started = Instant::now();
         let error = c.wait_healthy(&v("1.0.0"), &[]).unwrap_err();
-        assert!(error.contains("GET http://127.0.0.1"), "{error}");
+        assert!(
+            error.to_string().contains("GET http://127.0.0.1"),
+            "{error}"
+        );
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 }

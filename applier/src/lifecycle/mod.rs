@@ -23,6 +23,7 @@
 //! Nothing here decides or records outcomes: `apply` (and recovery) own the
 //! journal. Every command has a deadline (see [`crate::shell`]).
 
+pub mod error;
 pub mod health;
 pub mod service;
 
@@ -33,6 +34,7 @@ use semver::Version;
 use crate::config::{Config, InstallMode};
 use crate::release_dir;
 use crate::shell::ShellCommand;
+use error::ServiceError;
 use service::{fill_template, strategy_name, Strategy};
 
 /// One move of the node from `from` to `to` (an update, or the way back).
@@ -104,7 +106,7 @@ impl<'a> Transition<'a> {
         &self.config.service
     }
 
-    fn hook(&self, name: &str, line: Option<&String>) -> Result<(), String> {
+    fn hook(&self, name: &str, line: Option<&String>) -> Result<(), ServiceError> {
         let Some(line) = line else {
             return Ok(());
         };
@@ -116,8 +118,7 @@ impl<'a> Transition<'a> {
             cwd: Some(&self.release_dir(self.to)),
             timeout: self.service().hook_timeout(),
         }
-        .run_checked()
-        .map_err(|e| e.to_string())?;
+        .run_checked()?;
         tracing::info!(
             hook = name,
             seconds = finished.duration.as_secs_f64(),
@@ -127,7 +128,7 @@ impl<'a> Transition<'a> {
     }
 
     /// `pre_apply`, run with the new release staged and not yet live.
-    pub fn pre_apply(&self) -> Result<(), String> {
+    pub fn pre_apply(&self) -> Result<(), ServiceError> {
         self.hook("pre_apply", self.service().pre_apply.as_ref())
     }
 
@@ -136,21 +137,21 @@ impl<'a> Transition<'a> {
     /// the hooks see the way back: FERRY_FROM_VERSION is the version being
     /// left, FERRY_TO_VERSION and FERRY_RELEASE_DIR the one restored. A
     /// failed first install has nothing to go back to: they do not run.
-    pub fn pre_rollback(&self) -> Result<(), String> {
+    pub fn pre_rollback(&self) -> Result<(), ServiceError> {
         match self.reversed() {
             Some(back) => back.hook("pre_rollback", self.service().pre_rollback.as_ref()),
             None => Ok(()),
         }
     }
 
-    pub fn post_rollback(&self) -> Result<(), String> {
+    pub fn post_rollback(&self) -> Result<(), ServiceError> {
         match self.reversed() {
             Some(back) => back.hook("post_rollback", self.service().post_rollback.as_ref()),
             None => Ok(()),
         }
     }
 
-    fn service_command(&self, what: &str, line: &str) -> Result<(), String> {
+    fn service_command(&self, what: &str, line: &str) -> Result<(), ServiceError> {
         let finished = ShellCommand {
             what,
             line,
@@ -158,8 +159,7 @@ impl<'a> Transition<'a> {
             cwd: Some(&self.release_dir(self.to)),
             timeout: self.service().command_timeout(),
         }
-        .run_checked()
-        .map_err(|e| e.to_string())?;
+        .run_checked()?;
         tracing::info!(
             command = what,
             seconds = finished.duration.as_secs_f64(),
@@ -169,7 +169,7 @@ impl<'a> Transition<'a> {
     }
 
     /// Restart or reload onto `self.to` (restart and reload strategies).
-    fn restart_or_reload(&self) -> Result<(), String> {
+    fn restart_or_reload(&self) -> Result<(), ServiceError> {
         let service = self.service();
         match service.strategy {
             Strategy::Restart => self.service_command(
@@ -185,46 +185,50 @@ impl<'a> Transition<'a> {
         }
     }
 
-    fn signal_pid(&self, signal: &str) -> Result<(), String> {
+    fn signal_pid(&self, signal: &str) -> Result<(), ServiceError> {
         let pid_file = self
             .service()
             .pid_file
             .as_ref()
-            .ok_or("service.reload_signal needs service.pid_file")?;
-        let text = std::fs::read_to_string(pid_file)
-            .map_err(|e| format!("cannot read pid file {}: {e}", pid_file.display()))?;
+            .ok_or(ServiceError::NoPidFile)?;
+        let text = std::fs::read_to_string(pid_file).map_err(|source| {
+            ServiceError::PidFileUnreadable {
+                path: pid_file.clone(),
+                source,
+            }
+        })?;
         let pid = text
             .trim()
             .parse::<i32>()
             .ok()
             .and_then(rustix::process::Pid::from_raw)
-            .ok_or_else(|| format!("pid file {} does not hold a pid", pid_file.display()))?;
+            .ok_or_else(|| ServiceError::NoPid {
+                path: pid_file.clone(),
+            })?;
         let signal = service::signal_named(signal)?;
-        rustix::process::kill_process(pid, signal).map_err(|e| {
-            format!(
-                "cannot signal pid {} from {}: {e}",
-                pid.as_raw_nonzero(),
-                pid_file.display()
-            )
+        rustix::process::kill_process(pid, signal).map_err(|source| ServiceError::Signal {
+            pid: pid.as_raw_nonzero().get(),
+            path: pid_file.clone(),
+            source,
         })
     }
 
-    fn start(&self, version: &Version) -> Result<(), String> {
+    fn start(&self, version: &Version) -> Result<(), ServiceError> {
         let template = self.service().start_command.as_deref().unwrap_or_default();
         let line = fill_template(template, &self.release_dir(version), &version.to_string());
         self.service_command("start_command", &line)
     }
 
-    fn stop(&self, version: &Version) -> Result<(), String> {
+    fn stop(&self, version: &Version) -> Result<(), ServiceError> {
         let template = self.service().stop_command.as_deref().unwrap_or_default();
         let line = fill_template(template, &self.release_dir(version), &version.to_string());
         self.service_command("stop_command", &line)
     }
 
     /// The health gate on `version`, if `[health]` is configured.
-    fn health(&self, version: &Version) -> Result<Option<health::Healthy>, String> {
+    fn health(&self, version: &Version) -> Result<Option<health::Healthy>, ServiceError> {
         match &self.config.health {
-            Some(health) => health.wait_healthy(version, &self.env()).map(Some),
+            Some(health) => Ok(Some(health.wait_healthy(version, &self.env())?)),
             None => Ok(None),
         }
     }
@@ -240,7 +244,7 @@ impl<'a> Transition<'a> {
 
     /// An operator's rollback (`self` goes from the release being left to
     /// the one restored): `pre_rollback` before its switch.
-    pub fn operator_pre_rollback(&self) -> Result<(), String> {
+    pub fn operator_pre_rollback(&self) -> Result<(), ServiceError> {
         self.hook("pre_rollback", self.service().pre_rollback.as_ref())
     }
 
@@ -275,8 +279,8 @@ impl<'a> Transition<'a> {
         hook_line: Option<&String>,
     ) -> Result<(), GoLiveFailure> {
         let strategy = self.service().strategy;
-        let failed = |message: String, old_stopped: bool| GoLiveFailure {
-            message,
+        let failed = |message: &dyn std::fmt::Display, old_stopped: bool| GoLiveFailure {
+            message: message.to_string(),
             old_stopped,
         };
         if strategy == Strategy::BlueGreen {
@@ -285,26 +289,26 @@ impl<'a> Transition<'a> {
                 tracing::info!(version = %self.to, "the candidate already answers as itself: not started again");
             } else {
                 self.start(self.to)
-                    .map_err(|e| failed(format!("the new release did not start: {e}"), false))?;
-                let healthy = self.health(self.to).map_err(|e| failed(e, false))?;
+                    .map_err(|e| failed(&format!("the new release did not start: {e}"), false))?;
+                let healthy = self.health(self.to).map_err(|e| failed(&e, false))?;
                 log_healthy(self.to, healthy);
             }
             if let Some(from) = self.from {
-                self.retire(from).map_err(|e| failed(e, false))?;
+                self.retire(from).map_err(|e| failed(&e, false))?;
             }
         } else {
             let touched = strategy != Strategy::None;
             self.restart_or_reload().map_err(|e| {
                 failed(
-                    format!("the service did not {}: {e}", strategy_name(strategy)),
+                    &format!("the service did not {}: {e}", strategy_name(strategy)),
                     touched,
                 )
             })?;
-            let healthy = self.health(self.to).map_err(|e| failed(e, touched))?;
+            let healthy = self.health(self.to).map_err(|e| failed(&e, touched))?;
             log_healthy(self.to, healthy);
         }
         self.hook(hook, hook_line)
-            .map_err(|e| failed(e, strategy != Strategy::None))
+            .map_err(|e| failed(&e, strategy != Strategy::None))
     }
 
     /// Blue-green, once the candidate passed its gate: stops the old
@@ -312,15 +316,16 @@ impl<'a> Transition<'a> {
     /// word: if the old instance no longer answers as itself it is gone
     /// (or was already, after a crash) and the candidate serves alone;
     /// only one that still answers fails the update.
-    fn retire(&self, old: &Version) -> Result<(), String> {
+    fn retire(&self, old: &Version) -> Result<(), ServiceError> {
         let Err(e) = self.stop(old) else {
             return Ok(());
         };
         if self.serves(old) {
-            return Err(format!(
-                "{} is healthy but {old} did not stop: {e}",
-                self.to
-            ));
+            return Err(ServiceError::OldDidNotStop {
+                new: self.to.clone(),
+                old: old.clone(),
+                cause: Box::new(e),
+            });
         }
         tracing::warn!(%old, error = %e, "stop_command failed, but the old instance no longer answers");
         Ok(())
@@ -357,13 +362,16 @@ impl<'a> Transition<'a> {
     /// Blue-green, on the way back: stops the candidate. A `stop_command`
     /// that fails for a candidate that no longer answers (one that crashed
     /// on start) is only worth a note; `Err` when it may still run.
-    fn stop_candidate(&self) -> Result<Option<String>, String> {
+    fn stop_candidate(&self) -> Result<Option<String>, ServiceError> {
         match self.stop(self.to) {
             Ok(()) => Ok(None),
             Err(e) if !self.serves(self.to) => {
                 Ok(Some(format!("{} was not running any more ({e})", self.to)))
             }
-            Err(e) => Err(format!("{} could NOT be stopped: {e}", self.to)),
+            Err(e) => Err(ServiceError::CandidateNotStopped {
+                version: self.to.clone(),
+                cause: Box::new(e),
+            }),
         }
     }
 
@@ -378,7 +386,7 @@ impl<'a> Transition<'a> {
             if blue_green {
                 if let Err(e) = self.stop_candidate() {
                     return Restored {
-                        summary: e,
+                        summary: e.to_string(),
                         ok: false,
                     };
                 }
@@ -406,7 +414,7 @@ impl<'a> Transition<'a> {
                         Ok(note) => notes.extend(note),
                         Err(e) => {
                             candidate_runs = true;
-                            notes.push(e);
+                            notes.push(e.to_string());
                         }
                     }
                 }

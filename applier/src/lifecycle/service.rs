@@ -19,6 +19,8 @@
 //! in `start_command`/`stop_command` are replaced with the release's
 //! directory and version (shell-quoted).
 
+use super::error::ServiceError;
+use crate::error::ConfigMistake;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -88,13 +90,17 @@ impl ServiceConfig {
 
     /// Configuration mistakes, worded for the operator. `health`: the
     /// `[health]` section, if set; `in_place`: the install mode.
-    pub fn check(&self, health: Option<&HealthConfig>, in_place: bool) -> Result<(), String> {
+    pub fn check(
+        &self,
+        health: Option<&HealthConfig>,
+        in_place: bool,
+    ) -> Result<(), ConfigMistake> {
         let needs = |key: &str, value: &Option<String>| match value {
             Some(v) if !v.trim().is_empty() => Ok(()),
-            _ => Err(format!(
+            _ => Err(ConfigMistake::new(format!(
                 "service.strategy = \"{}\" needs service.{key}",
                 strategy_name(self.strategy)
-            )),
+            ))),
         };
         match self.strategy {
             Strategy::None => {}
@@ -102,37 +108,25 @@ impl ServiceConfig {
             Strategy::Reload => match (&self.reload_command, &self.reload_signal, &self.pid_file) {
                 (Some(_), None, _) => {}
                 (None, Some(signal), Some(_)) => {
-                    signal_named(signal)?;
+                    signal_named(signal).map_err(|e| ConfigMistake::new(e.to_string()))?;
                 }
                 _ => {
-                    return Err(
-                        "service.strategy = \"reload\" needs service.reload_command, or service.reload_signal with service.pid_file"
-                            .into(),
-                    )
+                    return Err(ConfigMistake::new("service.strategy = \"reload\" needs service.reload_command, or service.reload_signal with service.pid_file"))
                 }
             },
             Strategy::BlueGreen => {
                 needs("start_command", &self.start_command)?;
                 needs("stop_command", &self.stop_command)?;
                 let Some(health) = health else {
-                    return Err(
-                        "service.strategy = \"blue-green\" needs a [health] section: the old release is stopped only once the new one is healthy"
-                            .into(),
-                    );
+                    return Err(ConfigMistake::new("service.strategy = \"blue-green\" needs a [health] section: the old release is stopped only once the new one is healthy"));
                 };
                 // Both instances answer on one port: a gate that cannot
                 // tell them apart passes the old one for the candidate.
                 if !health.tells_releases_apart() {
-                    return Err(
-                        "service.strategy = \"blue-green\" needs health.expect_version = true (with health.url) or a health.command: the old instance answers the health check too, so the gate must tell the candidate from it"
-                            .into(),
-                    );
+                    return Err(ConfigMistake::new("service.strategy = \"blue-green\" needs health.expect_version = true (with health.url) or a health.command: the old instance answers the health check too, so the gate must tell the candidate from it"));
                 }
                 if in_place {
-                    return Err(
-                        "service.strategy = \"blue-green\" needs install.mode = \"symlink\": two releases run side by side"
-                            .into(),
-                    );
+                    return Err(ConfigMistake::new("service.strategy = \"blue-green\" needs install.mode = \"symlink\": two releases run side by side"));
                 }
             }
         }
@@ -141,7 +135,9 @@ impl ServiceConfig {
             ("hook_timeout_seconds", self.hook_timeout_seconds),
         ] {
             if timeout == Some(0) {
-                return Err(format!("service.{key} must be positive"));
+                return Err(ConfigMistake::new(format!(
+                    "service.{key} must be positive"
+                )));
             }
         }
         Ok(())
@@ -158,7 +154,7 @@ pub fn strategy_name(strategy: Strategy) -> &'static str {
 }
 
 /// The signal a `reload_signal` names (`HUP` or `SIGHUP`).
-pub fn signal_named(name: &str) -> Result<rustix::process::Signal, String> {
+pub fn signal_named(name: &str) -> Result<rustix::process::Signal, ServiceError> {
     use rustix::process::Signal;
     let bare = name.trim().trim_start_matches("SIG");
     Ok(match bare {
@@ -169,11 +165,7 @@ pub fn signal_named(name: &str) -> Result<rustix::process::Signal, String> {
         "INT" => Signal::INT,
         "QUIT" => Signal::QUIT,
         "WINCH" => Signal::WINCH,
-        _ => {
-            return Err(format!(
-            "service.reload_signal {name:?} is not one of HUP, USR1, USR2, TERM, INT, QUIT, WINCH"
-        ))
-        }
+        _ => return Err(ServiceError::UnknownSignal(name.to_string())),
     })
 }
 
@@ -206,26 +198,37 @@ mod tests {
         assert!(restart
             .check(None, false)
             .unwrap_err()
+            .to_string()
             .contains("restart_command"));
         let reload = parse("strategy = \"reload\"\nreload_signal = \"HUP\"");
-        assert!(reload.check(None, false).unwrap_err().contains("pid_file"));
+        assert!(reload
+            .check(None, false)
+            .unwrap_err()
+            .to_string()
+            .contains("pid_file"));
         let reload =
             parse("strategy = \"reload\"\nreload_signal = \"SIGHUP\"\npid_file = \"/run/x.pid\"");
         assert!(reload.check(None, false).is_ok());
         let bad_signal =
             parse("strategy = \"reload\"\nreload_signal = \"BOOM\"\npid_file = \"/p\"");
-        assert!(bad_signal.check(None, false).unwrap_err().contains("BOOM"));
+        assert!(bad_signal
+            .check(None, false)
+            .unwrap_err()
+            .to_string()
+            .contains("BOOM"));
         let blue_green =
             parse("strategy = \"blue-green\"\nstart_command = \"start\"\nstop_command = \"stop\"");
         assert!(blue_green
             .check(None, false)
             .unwrap_err()
+            .to_string()
             .contains("[health]"));
         let health = |text: &str| toml::from_str::<HealthConfig>(text).unwrap();
         let by_version = health("url = \"http://127.0.0.1:1/health\"\nexpect_version = true");
         assert!(blue_green
             .check(Some(&by_version), true)
             .unwrap_err()
+            .to_string()
             .contains("symlink"));
         assert!(blue_green.check(Some(&by_version), false).is_ok());
         let by_command = health("command = \"check $FERRY_TO_VERSION\"");
@@ -234,6 +237,7 @@ mod tests {
         assert!(blue_green
             .check(Some(&by_status), false)
             .unwrap_err()
+            .to_string()
             .contains("health.expect_version = true"));
         assert!(toml::from_str::<ServiceConfig>("strategy = \"rolling\"").is_err());
     }
