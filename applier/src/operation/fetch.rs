@@ -13,12 +13,12 @@ use serde_json::json;
 use crate::error::{NodeError, Result};
 use crate::events;
 use crate::journal::Step;
+use crate::kept_manifests;
 use crate::patching::{self, Arrival};
 use crate::plan::human_bytes;
 use crate::release_dir::{self, Depth};
 use crate::state::Transfer;
 use crate::store::ContentStore;
-use crate::{kept_manifests, switch};
 
 use super::error::OperationError;
 use super::record::fail;
@@ -121,18 +121,6 @@ impl Run<'_> {
             ));
         }
         text
-    }
-
-    /// Old releases beyond `[install] keep`, after a successful update.
-    pub fn prune(&self) -> Result<()> {
-        let node = crate::state::NodeState::load(&self.config.install.state_dir)?;
-        let current = switch::current_version(&self.config.install.root)
-            .map_err(|e| NodeError::io("cannot read the current release", e))?;
-        crate::retention::prune(
-            self.config,
-            current.as_ref(),
-            node.previous_version.as_ref(),
-        )
     }
 }
 

@@ -209,6 +209,18 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// Old releases beyond `[install] keep`, after a successful update.
+    pub fn prune(&self) -> Result<()> {
+        let node = crate::state::NodeState::load(&self.config.install.state_dir)?;
+        let current = switch::current_version(&self.config.install.root)
+            .map_err(|e| NodeError::io("cannot read the current release", e))?;
+        crate::retention::prune(
+            self.config,
+            current.as_ref(),
+            node.previous_version.as_ref(),
+        )
+    }
+
     /// In place: the restore point this operation's switch made.
     pub fn restore_point(&self) -> Option<&str> {
         self.restore_point.as_deref()
