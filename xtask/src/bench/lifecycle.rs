@@ -11,6 +11,9 @@
 //! 3. Requests failed during an update under load (4 workers, a new
 //!    connection per request): blue-green, and restart as the baseline, in
 //!    the same run.
+//! 4. Blue-green, `--runs` updates under the same load: the share of the
+//!    requests sent while the candidate was being checked that the
+//!    candidate answered (`candidate_share.rs`).
 //!
 //! Everything runs inside a network namespace the bench makes (loopback
 //! only, `net.ipv4.tcp_migrate_req=1`, so a closing SO_REUSEPORT listener
@@ -32,6 +35,7 @@ use anyhow::{bail, ensure, Context, Result};
 use ferry_demo_service::commands::{blue_green_commands, restart_command};
 use ferry_demo_service::load::{hold_idle_connections, LoadGenerator, LoadReport};
 
+use super::candidate_share::{self, Marks};
 use super::{median, Binaries};
 use crate::cmd::{self, cargo, target_dir};
 use crate::demo::{toml_string, url_path};
@@ -143,7 +147,8 @@ fn measure(args: &Args) -> Result<()> {
         "bench lifecycle: restart strategy, {} idle connections held",
         args.idle_connections
     ));
-    let restart = Node::new(&setup, "restart", 18080, Strategy::Restart)?;
+    let load_at_start = candidate_share::loadavg();
+    let restart = Node::new(&setup, "restart", 18080, Strategy::Restart, None)?;
     restart.apply(&versions[0])?;
     let mut gate = Vec::new();
     let mut total = Vec::new();
@@ -183,11 +188,51 @@ fn measure(args: &Args) -> Result<()> {
     cmd::banner("bench lifecycle: an update under load (4 workers), restart vs blue-green");
     let last = versions.last().expect("versions");
     let restart_load = restart.update_under_load(last)?;
-    let blue_green = Node::new(&setup, "blue-green", 18081, Strategy::BlueGreen)?;
+    let blue_green = Node::new(&setup, "blue-green", 18081, Strategy::BlueGreen, None)?;
     blue_green.apply(&versions[0])?;
     let blue_green_load = blue_green.update_under_load(last)?;
     restart.stop_all();
     blue_green.stop_all();
+
+    cmd::banner(&format!(
+        "bench lifecycle: the blue-green candidate's share of requests while it is checked, {} updates (4 workers)",
+        args.runs
+    ));
+    let marks = Marks::new(&setup.work.join("marks"))?;
+    let checked = Node::new(
+        &setup,
+        "blue-green-checked",
+        18082,
+        Strategy::BlueGreen,
+        Some(&marks),
+    )?;
+    checked.apply(&versions[0])?;
+    let mut windows = Vec::new();
+    for version in &versions[1..=args.runs as usize] {
+        let window = candidate_share::measure(checked.addr, &marks, version, || {
+            checked.apply(version).map(drop)
+        });
+        let window = match window {
+            Ok(w) => w,
+            Err(e) => {
+                checked.stop_all();
+                return Err(e);
+            }
+        };
+        println!(
+            "update to {version}: checked for {:.3} s; the candidate answered {} of {} requests sent meanwhile ({}), {} of {} once it listened ({}); {} failed",
+            window.seconds,
+            window.by_candidate,
+            window.answered,
+            percent(window.share()),
+            window.by_candidate_once_listening,
+            window.answered_once_listening,
+            percent(window.share_once_listening()),
+            window.failed,
+        );
+        windows.push(window);
+    }
+    checked.stop_all();
 
     cmd::banner("bench lifecycle: results");
     let (gate_m, total_m, outage_m, preflight_m) = (
@@ -219,7 +264,46 @@ fn measure(args: &Args) -> Result<()> {
         "{}: blue-green failed no request under load",
         verdict(blue_green_load.failed == 0)
     );
+    let shares: Vec<f64> = windows.iter().filter_map(|w| w.share()).collect();
+    let listening: Vec<f64> = windows
+        .iter()
+        .filter_map(|w| w.share_once_listening())
+        .collect();
+    let seconds: Vec<f64> = windows.iter().map(|w| w.seconds).collect();
+    println!(
+        "blue-green candidate while checked, median of {}: answered {} of live requests (per update {}), {} once it listened; checked for {:.3} s",
+        shares.len(),
+        percent(median(&shares)),
+        shares.iter().map(|s| percent(Some(*s))).collect::<Vec<_>>().join(", "),
+        percent(median(&listening)),
+        median(&seconds).unwrap_or(f64::NAN),
+    );
+    // A window holds tens of requests, so one update's share is coarse;
+    // all of them together say more.
+    let sum = |f: fn(&candidate_share::Window) -> u64| windows.iter().map(f).sum::<u64>();
+    let (by_candidate, answered) = (sum(|w| w.by_candidate), sum(|w| w.answered));
+    let (by_candidate_listening, answered_listening) = (
+        sum(|w| w.by_candidate_once_listening),
+        sum(|w| w.answered_once_listening),
+    );
+    println!(
+        "blue-green candidate while checked, all {} updates together: {by_candidate} of {answered} requests ({}), {by_candidate_listening} of {answered_listening} once it listened ({})",
+        windows.len(),
+        percent(candidate_share::ratio(by_candidate, answered)),
+        percent(candidate_share::ratio(by_candidate_listening, answered_listening)),
+    );
+    println!(
+        "machine load (1, 5, 15 min): {load_at_start} at the start, {} at the end",
+        candidate_share::loadavg()
+    );
     Ok(())
+}
+
+fn percent(share: Option<f64>) -> String {
+    match share {
+        Some(s) => format!("{:.1} %", s * 100.0),
+        None => "n/a (no request in the window)".into(),
+    }
 }
 
 fn verdict(pass: bool) -> &'static str {
@@ -274,7 +358,15 @@ struct Node {
 }
 
 impl Node {
-    fn new(setup: &Setup, name: &str, port: u16, strategy: Strategy) -> Result<Node> {
+    /// A node of `strategy`; a blue-green one with `marks` writes the
+    /// candidate's start and its gate's pass there.
+    fn new(
+        setup: &Setup,
+        name: &str,
+        port: u16,
+        strategy: Strategy,
+        marks: Option<&Marks>,
+    ) -> Result<Node> {
         let dir = setup.work.join("nodes").join(name);
         fs::create_dir_all(dir.join("pids"))?;
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
@@ -292,6 +384,10 @@ impl Node {
             ),
             Strategy::BlueGreen => {
                 let (start, stop) = blue_green_commands(&addr.to_string(), &dir.join("pids"), &log);
+                let (start, stop) = match marks {
+                    Some(marks) => (marks.start(&start), marks.stop(&stop)),
+                    None => (start, stop),
+                };
                 format!(
                     "strategy = \"blue-green\"\nstart_command = {}\nstop_command = {}\n",
                     toml_string(&start),

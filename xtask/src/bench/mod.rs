@@ -2,16 +2,18 @@
 //! binaries, each against a baseline measured in the same run.
 //!
 //! One file per benchmark (`apply.rs`, `deltas.rs` with its corpus in
-//! `corpus.rs`, `verify.rs`, `lifecycle.rs`, `rollout.rs`). This
-//! file holds what they share: the release build, a scratch directory on a
-//! chosen filesystem, a signed repository and a node to drive, timing of
-//! child processes, the disk's own fsync'd write speed (`dd conv=fsync`), the
-//! cost of small durable writes, statistics and the result table.
+//! `corpus.rs`, `verify.rs`, `lifecycle.rs` with `candidate_share.rs`,
+//! `rollout.rs`). This file holds what they share: the release build, a
+//! scratch directory on a chosen filesystem, a signed repository and a node
+//! to drive, timing of child processes, the disk's own fsync'd write speed
+//! (`dd conv=fsync`), the cost of small durable writes, statistics and the
+//! result table.
 //!
 //! Nothing here appends to the docs: numbers go to stdout, and
 //! docs/BENCHMARKS.md is written by hand from a real run.
 
 pub mod apply;
+mod candidate_share;
 mod corpus;
 pub mod deltas;
 pub mod lifecycle;
