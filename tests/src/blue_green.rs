@@ -60,12 +60,7 @@ impl<'a> BlueGreenNode<'a> {
     }
 
     pub fn ferry_command(&self, binary: &Path, args: &[&str]) -> Command {
-        let mut command = self.ns.command(binary);
-        crash_walk::clean(&mut command)
-            .arg("--config")
-            .arg(&self.node.config)
-            .args(args);
-        command
+        ferry_in(self.ns, binary, &self.node.config, args)
     }
 
     /// The fault-injection build of `ferry ARGS` inside the namespace.
@@ -140,6 +135,17 @@ pub fn serving_1_0_0_with_failing_2_0_0(ns: &NetworkNamespace) -> (Workspace, Bl
     node.ferry(&["apply", "--version", "1.0.0"])
         .assert_success();
     (ws, node)
+}
+
+/// `binary --config CONFIG ARGS…` (a build of `ferry`) inside `ns`, with
+/// none of the environment's fault variables.
+pub fn ferry_in(ns: &NetworkNamespace, binary: &Path, config: &Path, args: &[&str]) -> Command {
+    let mut command = ns.command(binary);
+    crash_walk::clean(&mut command)
+        .arg("--config")
+        .arg(config)
+        .args(args);
+    command
 }
 
 /// A namespace for a blue-green test (`None`: not root, the test skips),

@@ -50,10 +50,19 @@ pub fn fault_command(config: &Path, args: &[&str]) -> Command {
 /// naming `what`, if the run fails.
 #[track_caller]
 pub fn discover(command: &mut Command, log: &Path, what: &str) -> Vec<String> {
+    discover_exiting(command, log, what, 0)
+}
+
+/// [`discover`] for a run that ends with exit code `code`: an operation
+/// that fails on purpose (a release that never becomes healthy exits 6)
+/// has its crash points too.
+#[track_caller]
+pub fn discover_exiting(command: &mut Command, log: &Path, what: &str, code: i32) -> Vec<String> {
     let out = command.env("FERRY_CRASH_LOG", log).output().unwrap();
-    assert!(
-        out.status.success(),
-        "the discovery run of {what} failed:\n{}",
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "the discovery run of {what} did not exit {code}:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     fs::read_to_string(log)

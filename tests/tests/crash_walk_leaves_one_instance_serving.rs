@@ -7,14 +7,17 @@
 //! started beside the old one and the old one stopped (blue-green), then
 //! `post_apply` (an update) or `post_rollback` (a rollback) run last.
 //!
-//! The walk covers {restart, reload, blue-green} × {update, rollback}, and
-//! every crash point of each: ferry's own (listed by a discovery run with
+//! The walk covers {restart, reload, blue-green} × {update, rollback, failed
+//! update}, and every crash point of each: ferry's own (listed by a discovery run with
 //! `FERRY_CRASH_LOG`, as in crash_at_every_point.rs) and one right after
 //! each service command and hook. Those commands note themselves in the
 //! same log and, when `FERRY_CRASH_AT` names them, SIGKILL ferry (their
 //! parent): the states ferry has no crash point for, where the service has
 //! changed (a candidate started, the old instance stopped, a reload
-//! signalled, a hook run). Each case is a fresh node with the demo service
+//! signalled, a hook run). A failed update installs a release that never
+//! becomes healthy, so its walk crosses the way back too (the bad release
+//! live, the old one put back into service): whatever it is cut at, the
+//! node ends on the old release. Each case is a fresh node with the demo service
 //! (`examples/demo-service`) in a network namespace of its own, so cases
 //! run side by side on one port number. Instances are counted from /proc
 //! (every demo-service process naming the node's directory) and asked
@@ -34,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use ferry_demo_service::commands::{blue_green_commands, reload_command, restart_command};
 use ferry_tests::binaries;
-use ferry_tests::blue_green::{namespace, ADDR};
+use ferry_tests::blue_green::{ferry_in, namespace, ADDR};
 use ferry_tests::crash_walk;
 use ferry_tests::fixtures::{Node, Workspace, CHANNEL};
 use ferry_tests::load::{start_demo_load, LoadReport};
@@ -43,6 +46,13 @@ use ferry_tests::run::{run, Output};
 
 const OLD: &str = "1.0.0";
 const NEW: &str = "2.0.0";
+/// The release in service before the failed update (a version belongs to
+/// one channel, so not `OLD`).
+const GOOD: &str = "1.5.0";
+/// Published, after `GOOD`, on [`FAILING`] only: its `/health` answers 503.
+const BAD: &str = "3.0.0";
+/// The channel of the failed update's walk.
+const FAILING: &str = "failing";
 
 /// Cases run at once. Most of a case is waiting (a service starting, a
 /// health probe's interval, a stop), so more than the two cores CI has.
@@ -61,6 +71,9 @@ enum Operation {
     Update,
     /// 1.0.0, then 2.0.0 installed and in service; `ferry rollback` to 1.0.0.
     Rollback,
+    /// 1.5.0 in service; `ferry apply` to 3.0.0, which never passes its
+    /// health gate and is rolled back (exit 6).
+    FailedUpdate,
 }
 
 impl Operation {
@@ -69,20 +82,46 @@ impl Operation {
         match self {
             Operation::Update => (OLD, NEW),
             Operation::Rollback => (NEW, OLD),
+            Operation::FailedUpdate => (GOOD, BAD),
+        }
+    }
+
+    /// The release the node must end on: the target, unless the operation
+    /// fails on purpose.
+    fn lands_on(self) -> Vec<&'static str> {
+        let (before, after) = self.versions();
+        match self {
+            Operation::FailedUpdate => vec![before],
+            Operation::Update | Operation::Rollback => vec![before, after],
         }
     }
 
     fn args(self) -> &'static [&'static str] {
         match self {
-            Operation::Update => &["apply"],
+            Operation::Update | Operation::FailedUpdate => &["apply"],
             Operation::Rollback => &["rollback"],
+        }
+    }
+
+    /// How the uninterrupted operation exits.
+    fn exit_code(self) -> i32 {
+        match self {
+            Operation::FailedUpdate => 6,
+            Operation::Update | Operation::Rollback => 0,
+        }
+    }
+
+    fn channel(self) -> &'static str {
+        match self {
+            Operation::FailedUpdate => FAILING,
+            Operation::Update | Operation::Rollback => CHANNEL,
         }
     }
 
     /// `operation` in `ferry history --json`.
     fn kind(self) -> &'static str {
         match self {
-            Operation::Update => "apply",
+            Operation::Update | Operation::FailedUpdate => "apply",
             Operation::Rollback => "rollback",
         }
     }
@@ -90,14 +129,14 @@ impl Operation {
     /// The hooks the operation runs, before and after its switch.
     fn hooks(self) -> [&'static str; 2] {
         match self {
-            Operation::Update => ["pre_apply", "post_apply"],
+            Operation::Update | Operation::FailedUpdate => ["pre_apply", "post_apply"],
             Operation::Rollback => ["pre_rollback", "post_rollback"],
         }
     }
 }
 
-/// The points the service commands and hooks of one uninterrupted
-/// `operation` note, each once.
+/// The points the service commands and hooks of one uninterrupted update
+/// or rollback note, each once.
 fn service_points(strategy: Strategy, operation: Operation) -> Vec<String> {
     let [pre, post] = operation.hooks();
     let commands: &[&str] = match strategy {
@@ -118,12 +157,17 @@ fn service_point(name: &str) -> String {
 
 /// Shell run at the end of a service command or hook: noted as a crash
 /// point in a discovery run, and the crash itself (SIGKILL to ferry, the
-/// shell's parent) when `FERRY_CRASH_AT` names it.
-fn crash_point(name: &str) -> String {
-    let point = service_point(name);
+/// shell's parent) when `FERRY_CRASH_AT` names it. The point is
+/// `svc:NAME#N` for the command's Nth run since [`ServiceNode::prepare`]
+/// (counted in a file in `counters`): a failed update restarts twice, onto
+/// the bad release and back.
+fn crash_point(name: &str, counters: &Path) -> String {
+    let count = counters.join(format!("count-{name}"));
+    let count = count.display();
     format!(
-        "if [ -n \"$FERRY_CRASH_LOG\" ]; then echo {point} >> \"$FERRY_CRASH_LOG\"; fi; \
-         if [ \"$FERRY_CRASH_AT\" = {point} ]; then kill -9 $PPID; fi"
+        "n=$(( $(cat {count} 2>/dev/null || echo 0) + 1 )); echo $n > {count}; point=svc:{name}#$n; \
+         if [ -n \"$FERRY_CRASH_LOG\" ]; then echo $point >> \"$FERRY_CRASH_LOG\"; fi; \
+         if [ \"$FERRY_CRASH_AT\" = $point ]; then kill -9 $PPID; fi"
     )
 }
 
@@ -160,6 +204,15 @@ fn release(ws: &Workspace, version: &str) -> PathBuf {
     dir
 }
 
+/// `release` made to answer 503 on `/health`, whatever else it does.
+fn unhealthy(release: PathBuf) -> PathBuf {
+    let settings = release.join("demo.toml");
+    let mut text = fs::read_to_string(&settings).unwrap();
+    text.push_str("healthy = false\n");
+    fs::write(&settings, text).unwrap();
+    release
+}
+
 /// One demo-service process: its pid and command line.
 #[derive(Debug)]
 struct Instance {
@@ -183,17 +236,25 @@ impl Instance {
 struct ServiceNode {
     node: Node,
     marker: PathBuf,
+    /// Where the crash points count the runs of each command.
+    counters: PathBuf,
     ns: NetworkNamespace,
 }
 
 impl ServiceNode {
-    fn new(ws: &Workspace, name: &str, strategy: Strategy) -> ServiceNode {
+    fn new(ws: &Workspace, name: &str, walk: Walk) -> ServiceNode {
+        let Walk {
+            strategy,
+            operation,
+        } = walk;
         let ns = namespace("crash_walk_leaves_one_instance_serving").expect("a namespace");
         let node = ws.node(name);
         let marker = node.dir.join("marker");
         let log = node.dir.join("demo.log");
         let pid_file = node.dir.join("demo.pid");
         let pid = pid_file.display().to_string();
+        let counters = node.dir.join("counters");
+        fs::create_dir_all(&counters).unwrap();
         // Lines apart: a start command ends in `&`, which `;` cannot follow.
         let mut commands = match strategy {
             Strategy::Restart => format!(
@@ -202,7 +263,7 @@ impl ServiceNode {
                     "{}\n{}\n{}",
                     restart_command(&node.root, ADDR, &pid_file, &log),
                     until_listening(&pid),
-                    crash_point("restart_command")
+                    crash_point("restart_command", &counters)
                 )
             ),
             Strategy::Reload => format!(
@@ -211,7 +272,7 @@ impl ServiceNode {
                     "{}\n{}\n{}",
                     reload_command(&node.root, ADDR, &pid_file, &log),
                     until_listening(&pid),
-                    crash_point("reload_command")
+                    crash_point("reload_command", &counters)
                 )
             ),
             Strategy::BlueGreen => {
@@ -223,9 +284,9 @@ impl ServiceNode {
                     format!(
                         "{start}\n{}\n{}",
                         until_listening(&format!("{}/demo-{{version}}.pid", pid_dir.display())),
-                        crash_point("start_command")
+                        crash_point("start_command", &counters)
                     ),
-                    format!("{stop}\n{}", crash_point("stop_command"))
+                    format!("{stop}\n{}", crash_point("stop_command", &counters))
                 )
             }
         };
@@ -233,17 +294,32 @@ impl ServiceNode {
             let line = format!(
                 "echo \"{hook} $FERRY_TO_VERSION\" >> {}; {}",
                 marker.display(),
-                crash_point(hook)
+                crash_point(hook, &counters)
             );
             commands.push_str(&format!("{hook} = {line:?}\n"));
         }
-        let mut config = fs::read_to_string(&node.config).unwrap();
+        // A release that never becomes healthy fails its gate in 2 s, not
+        // 10: every case of the failed update waits that out once or twice.
+        let retries = match operation {
+            Operation::FailedUpdate => 100,
+            Operation::Update | Operation::Rollback => 500,
+        };
+        let channel = format!("channel = \"{CHANNEL}\"");
+        let config = fs::read_to_string(&node.config).unwrap();
+        assert!(config.contains(&channel), "{channel} not in {config}");
+        let mut config =
+            config.replace(&channel, &format!("channel = \"{}\"", operation.channel()));
         config.push_str(&format!(
             "\n[service]\n{commands}command_timeout_seconds = 20\nhook_timeout_seconds = 10\n\
-             [health]\nurl = \"http://{ADDR}/health\"\nexpect_version = true\ninterval_ms = 20\nretries = 500\ntimeout_seconds = 15\n"
+             [health]\nurl = \"http://{ADDR}/health\"\nexpect_version = true\ninterval_ms = 20\nretries = {retries}\ntimeout_seconds = 15\n"
         ));
         fs::write(&node.config, config).unwrap();
-        ServiceNode { node, marker, ns }
+        ServiceNode {
+            node,
+            marker,
+            counters,
+            ns,
+        }
     }
 
     /// `ferry ARGS` inside the namespace.
@@ -252,12 +328,7 @@ impl ServiceNode {
     }
 
     fn command(&self, binary: &Path, args: &[&str]) -> Command {
-        let mut command = self.ns.command(binary);
-        crash_walk::clean(&mut command)
-            .arg("--config")
-            .arg(&self.node.config)
-            .args(args);
-        command
+        ferry_in(&self.ns, binary, &self.node.config, args)
     }
 
     /// The fault-injection build of `ferry ARGS` inside the namespace.
@@ -269,11 +340,18 @@ impl ServiceNode {
     /// release the operation leaves, and an empty marker.
     #[track_caller]
     fn prepare(&self, operation: Operation) {
-        self.ferry(&["apply", "--version", OLD]).assert_success();
-        if operation == Operation::Rollback {
-            self.ferry(&["apply", "--version", NEW]).assert_success();
+        match operation {
+            Operation::Update => self.ferry(&["apply", "--version", OLD]),
+            Operation::Rollback => {
+                self.ferry(&["apply", "--version", OLD]).assert_success();
+                self.ferry(&["apply", "--version", NEW])
+            }
+            Operation::FailedUpdate => self.ferry(&["apply", "--version", GOOD]),
         }
+        .assert_success();
         let _ = fs::remove_file(&self.marker);
+        fs::remove_dir_all(&self.counters).unwrap();
+        fs::create_dir_all(&self.counters).unwrap();
     }
 
     /// Every live demo-service process started for this node (the `/`
@@ -353,7 +431,11 @@ impl Walk {
     fn all() -> Vec<Walk> {
         let mut walks = Vec::new();
         for strategy in [Strategy::Restart, Strategy::Reload, Strategy::BlueGreen] {
-            for operation in [Operation::Update, Operation::Rollback] {
+            for operation in [
+                Operation::Update,
+                Operation::Rollback,
+                Operation::FailedUpdate,
+            ] {
                 walks.push(Walk {
                     strategy,
                     operation,
@@ -370,24 +452,40 @@ impl Walk {
     /// Every crash point of the uninterrupted operation, in order: ferry's
     /// and those of its service commands and hooks.
     fn discover(self, ws: &Workspace) -> Vec<String> {
-        let node = ServiceNode::new(ws, &format!("discover-{}", self.name()), self.strategy);
+        let node = ServiceNode::new(ws, &format!("discover-{}", self.name()), self);
         node.prepare(self.operation);
         let log = ws.dir.join(format!("points-{}.log", self.name()));
-        let points = crash_walk::discover(
+        let points = crash_walk::discover_exiting(
             &mut node.fault(self.operation.args()),
             &log,
             &format!("{self:?}"),
+            self.operation.exit_code(),
         );
         let mut seen = std::collections::BTreeSet::new();
         let twice: Vec<&String> = points.iter().filter(|p| !seen.insert(*p)).collect();
         assert!(twice.is_empty(), "{self:?}: points noted twice: {twice:?}");
-        let expected = service_points(self.strategy, self.operation);
         let noted: Vec<String> = points
             .iter()
             .filter(|p| p.starts_with("svc:"))
             .cloned()
             .collect();
-        assert_eq!(noted, expected, "{self:?}: service commands and hooks");
+        if self.operation == Operation::FailedUpdate {
+            // The bad release put into service and the old one put back:
+            // its strategy's commands more than once, never `post_apply`.
+            let [pre, post] = self.operation.hooks();
+            assert_eq!(
+                noted.first(),
+                Some(&service_point(pre)),
+                "{self:?}: {noted:?}"
+            );
+            assert!(
+                noted.len() >= 3 && !noted.iter().any(|p| p.contains(post)),
+                "{self:?}: service commands and hooks {noted:?}"
+            );
+        } else {
+            let expected = service_points(self.strategy, self.operation);
+            assert_eq!(noted, expected, "{self:?}: service commands and hooks");
+        }
         let ferry_points = points.len() - noted.len();
         assert!(
             ferry_points >= 10,
@@ -404,21 +502,25 @@ impl Walk {
         let (before, after) = self.operation.versions();
         let [_, post] = self.operation.hooks();
         let context = format!("{:?} {:?} killed at {point}", self.strategy, self.operation);
-        let node = ServiceNode::new(ws, &format!("{}-{index}", self.name()), self.strategy);
+        let node = ServiceNode::new(ws, &format!("{}-{index}", self.name()), self);
         node.prepare(self.operation);
         let recorded_before = node.recorded().len();
 
         crash_walk::kill_at(&mut node.fault(self.operation.args()), point, &context);
         let out = node.ferry(&["repair"]);
-        assert!(
-            out.success(),
-            "{context}, then `ferry repair` failed:\n{out}"
-        );
+        // The repair that finds the bad release live takes it out of
+        // service as the interrupted update would have: rolled back, 6.
+        let repaired = match self.operation {
+            Operation::FailedUpdate => matches!(out.code, Some(0 | 6)),
+            Operation::Update | Operation::Rollback => out.success(),
+        };
+        assert!(repaired, "{context}, then `ferry repair` failed:\n{out}");
         let case = format!("{context}, then `ferry repair`");
 
         let current = node.node.current_version();
-        let Some(landed) = current.clone().filter(|v| v == before || v == after) else {
-            panic!("{case}: current is {current:?}\n{out}");
+        let lands_on = self.operation.lands_on();
+        let Some(landed) = current.clone().filter(|v| lands_on.contains(&v.as_str())) else {
+            panic!("{case}: current is {current:?}, not one of {lands_on:?}\n{out}");
         };
         let instances = node.instances();
         let asked = node.ask();
@@ -526,6 +628,8 @@ fn a_crash_at_any_point_of_any_strategy_leaves_one_instance_serving() {
     let ws = Workspace::new();
     ws.publish(OLD, CHANNEL, &release(&ws, OLD));
     ws.publish(NEW, CHANNEL, &release(&ws, NEW));
+    ws.publish(GOOD, FAILING, &release(&ws, GOOD));
+    ws.publish(BAD, FAILING, &unhealthy(release(&ws, BAD)));
     // Built before the threads start, so no case waits on cargo.
     binaries::ferry_with_fault_injection();
     binaries::demo_load();
@@ -570,10 +674,15 @@ fn a_crash_at_any_point_of_any_strategy_leaves_one_instance_serving() {
             points.len(),
             points.len() - in_service,
         );
-        // A walk that never crossed the switch proves nothing about it.
-        if failures.is_empty() && !(outcomes.contains_key(before) && outcomes.contains_key(after)) {
+        // A walk that never crossed the switch proves nothing about it
+        // (a failed update's ends on the old release, whatever it crossed).
+        let sides: Vec<&str> = outcomes.keys().map(String::as_str).collect();
+        let mut expected = walk.operation.lands_on();
+        expected.sort();
+        if failures.is_empty() && sides != expected {
             failures.push(format!(
-                "{walk:?}: recovery always ended on one side: {outcomes:?}"
+                "{walk:?} ({before} -> {after}): recovery ended on {outcomes:?}, not on each of {:?}",
+                walk.operation.lands_on()
             ));
         }
     }

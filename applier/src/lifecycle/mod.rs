@@ -288,6 +288,17 @@ impl<'a> Transition<'a> {
             if start == Start::AfterCrash && self.serves(self.to) {
                 tracing::info!(version = %self.to, "the candidate already answers as itself: not started again");
             } else {
+                if start == Start::AfterCrash {
+                    // The crash may have come after the candidate started,
+                    // while it was not (or never became) healthy: it runs
+                    // but does not answer as itself. Starting it again would
+                    // run it twice, the first one untracked, so it is
+                    // stopped first (the old instance still serves: it is
+                    // stopped only after the candidate passes its gate).
+                    if let Err(e) = self.stop(self.to) {
+                        tracing::info!(version = %self.to, error = %e, "no candidate to stop before starting it again");
+                    }
+                }
                 self.start(self.to)
                     .map_err(|e| failed(&format!("the new release did not start: {e}"), false))?;
                 let healthy = self.health(self.to).map_err(|e| failed(&e, false))?;
