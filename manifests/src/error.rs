@@ -11,6 +11,13 @@ pub enum FormatError {
     #[error("symlink {path:?} points to {target:?}, which leaves the release tree")]
     SymlinkEscapes { path: String, target: String },
 
+    #[error("symlink {path:?} points to {target:?}, which does not resolve within {limit} links: a loop, or a chain of links through links; point it at its final target")]
+    SymlinkLoop {
+        path: String,
+        target: String,
+        limit: usize,
+    },
+
     #[error("invalid SHA-256 digest {0:?}: expected 64 lowercase hex characters")]
     BadDigest(String),
 

@@ -27,6 +27,7 @@ pub mod requirement;
 pub mod root;
 pub mod safe_path;
 pub mod signature;
+pub mod symlink_tree;
 pub mod verified;
 pub mod wave;
 #[cfg(feature = "x509")]

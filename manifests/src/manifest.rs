@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::migration::Migration;
 use crate::mode::Mode;
 use crate::safe_path::{check_symlink_target, SafeRelativePath};
+use crate::symlink_tree::{ReleaseTree, TreeEntry};
 use crate::{index::validate_channel_name, layout, FormatError, Sha256Digest, FORMAT_VERSION};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,7 +75,8 @@ pub enum EntryKind {
     File(FileContent),
     /// A regular file with at least one execute bit.
     Executable(FileContent),
-    /// A symlink whose target stays inside the release tree.
+    /// A symlink whose target stays inside the release tree, read alone
+    /// and through the release's other symlinks ([`crate::symlink_tree`]).
     Symlink {
         target: String,
     },
@@ -260,6 +262,9 @@ impl Manifest {
                 }
             }
         }
+        // Each target alone stays inside (checked above); through each
+        // other they must too.
+        self.tree().check_symlinks()?;
         if !self.migrations.is_empty() {
             let kinds: BTreeMap<&SafeRelativePath, &EntryKind> =
                 self.files.iter().map(|f| (&f.path, &f.kind)).collect();
@@ -268,6 +273,18 @@ impl Manifest {
         crate::requirement::validate(&self.requirements).map_err(inconsistent)?;
         crate::wave::validate(&self.waves).map_err(|e| inconsistent(format!("waves: {e}")))?;
         Ok(())
+    }
+
+    /// The release's entries, for resolving its symlinks through each other.
+    pub fn tree(&self) -> ReleaseTree<'_> {
+        ReleaseTree::new(self.files.iter().map(|f| {
+            let entry = match &f.kind {
+                EntryKind::Directory { .. } => TreeEntry::Directory,
+                EntryKind::File(_) | EntryKind::Executable(_) => TreeEntry::File,
+                EntryKind::Symlink { target } => TreeEntry::Symlink(target),
+            };
+            (f.path.as_str(), entry)
+        }))
     }
 
     /// The migration with this id, if the release ships it.

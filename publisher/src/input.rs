@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use manifests::mode::Mode;
 use manifests::safe_path::check_symlink_target;
+use manifests::symlink_tree::{ReleaseTree, TreeEntry};
 use manifests::{FormatError, SafeRelativePath};
 use thiserror::Error;
 use walkdir::WalkDir;
@@ -117,6 +118,25 @@ pub fn walk(root: &Path) -> Result<InputTree, InputError> {
     // walkdir orders siblings, not whole paths ("a/b" would come before
     // "a-b"); manifests want plain byte order of the full path.
     entries.sort_by(|a, b| a.path.as_str().as_bytes().cmp(b.path.as_str().as_bytes()));
+    // Refused here, naming the input file, before anything is stored: a
+    // symlink that escapes only through another one.
+    let tree = ReleaseTree::new(entries.iter().map(|e| {
+        let kind = match &e.kind {
+            InputKind::Directory { .. } => TreeEntry::Directory,
+            InputKind::File { .. } => TreeEntry::File,
+            InputKind::Symlink { target } => TreeEntry::Symlink(target.as_str()),
+        };
+        (e.path.as_str(), kind)
+    }));
+    if let Err(error) = tree.check_symlinks() {
+        let path = match &error {
+            FormatError::SymlinkEscapes { path, .. } | FormatError::SymlinkLoop { path, .. } => {
+                root.join(path)
+            }
+            _ => root.to_path_buf(),
+        };
+        return Err(InputError::Unsafe { path, error });
+    }
     Ok(InputTree {
         root: root.to_path_buf(),
         entries,

@@ -18,13 +18,14 @@ use anyhow::{bail, Context, Result};
 use crate::cmd::{self, cargo, command_v, repo_root, target_dir};
 
 /// Every target in fuzz/Cargo.toml, in the order they run.
-pub const TARGETS: [&str; 6] = [
+pub const TARGETS: [&str; 7] = [
     "manifest_json",
     "index_json",
     "root_json",
     "minisign_signature",
     "safe_path",
     "bundle_reader",
+    "symlink_tree",
 ];
 
 pub fn run(seconds: u64, only: Option<&str>) -> Result<()> {
