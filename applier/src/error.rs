@@ -318,6 +318,13 @@ impl NodeError {
             NodeError::RolledBack(_) => Exit::RolledBack,
             NodeError::Halted(_) => Exit::Halted,
             NodeError::Refused(_) => Exit::Refused,
+            // A migration script that is not the one its signed manifest
+            // pins is content failing verification, like a bad object.
+            NodeError::Migration(e)
+                if matches!(**e, crate::migrations::MigrationError::ScriptAltered { .. }) =>
+            {
+                Exit::Verification
+            }
             #[cfg(feature = "x509")]
             NodeError::X509(_) => Exit::Error,
             NodeError::Io { .. }
