@@ -10,6 +10,7 @@ use crate::error::{NodeError, Result};
 use crate::events;
 use crate::journal::{Journal, Step};
 use crate::lock::StateLock;
+use crate::operation::decide;
 use crate::operation::error::OperationError;
 use crate::operation::{Ended, Move, Run};
 use crate::release_dir::Depth;
@@ -137,6 +138,9 @@ fn check_target(config: &Config, current: Option<&Version>, target: &Version) ->
     }
     let keys = config.trusted_keys()?;
     let manifest = kept_manifests::load(&config.install.state_dir, target, &keys)?;
+    // A release kept from before the node refused special modes (or from
+    // before the operator took the permission back) is not switched to.
+    decide::special_modes(manifest.manifest(), config.install.allow_special_modes)?;
     let path = release_dir::release_path(root, target);
     let problems = release_dir::verify(manifest.manifest(), &path, Depth::Content)
         .map_err(|e| NodeError::io(format!("cannot check {}", path.display()), e))?;
