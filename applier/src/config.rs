@@ -136,6 +136,10 @@ pub struct InstallConfig {
     /// In-place mode: restore points kept (the newest ones).
     #[serde(default = "default_keep_restore_points")]
     pub keep_restore_points: usize,
+    /// Releases may install setuid, setgid and sticky bits (refused by
+    /// default, see `special_modes`).
+    #[serde(default)]
+    pub allow_special_modes: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -222,6 +222,10 @@ pub enum NodeError {
         version: Box<Version>,
         features: Vec<&'static str>,
     },
+    /// A release with setuid, setgid or sticky bits on a node that does
+    /// not allow them (`[install] allow_special_modes`).
+    #[error(transparent)]
+    SpecialModes(Box<crate::special_modes::SpecialModes>),
     /// A command that works on the installed release found none.
     #[error("nothing is installed on this node yet: run `ferry apply`")]
     NothingInstalled,
@@ -281,6 +285,7 @@ boxed_from!(
     NoSource(crate::sources::NoSource),
     Tls(crate::transport::TlsSetupError),
     Units(crate::commands::install_units::UnitsError),
+    SpecialModes(crate::special_modes::SpecialModes),
 );
 
 #[cfg(feature = "x509")]
@@ -312,12 +317,23 @@ impl NodeError {
     pub fn exit(&self) -> Exit {
         match self {
             NodeError::LockHeld { .. } => Exit::Locked,
-            NodeError::Verification(_) | NodeError::Format(_) => Exit::Verification,
+            // Special mode bits are refused with the unsafe paths: the
+            // signed manifest asks for something this node will not make.
+            NodeError::Verification(_) | NodeError::Format(_) | NodeError::SpecialModes(_) => {
+                Exit::Verification
+            }
             NodeError::Drift(_) => Exit::Drift,
             NodeError::Preflight(_) | NodeError::NotEnoughSpace(_) => Exit::Preflight,
             NodeError::RolledBack(_) => Exit::RolledBack,
             NodeError::Halted(_) => Exit::Halted,
             NodeError::Refused(_) => Exit::Refused,
+            // A migration script that is not the one its signed manifest
+            // pins is content failing verification, like a bad object.
+            NodeError::Migration(e)
+                if matches!(**e, crate::migrations::MigrationError::ScriptAltered { .. }) =>
+            {
+                Exit::Verification
+            }
             #[cfg(feature = "x509")]
             NodeError::X509(_) => Exit::Error,
             NodeError::Io { .. }

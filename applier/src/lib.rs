@@ -53,6 +53,7 @@ pub mod rolled_back_here;
 pub mod shell;
 pub mod sources;
 pub mod space;
+pub mod special_modes;
 pub mod state;
 pub mod store;
 pub mod switch;

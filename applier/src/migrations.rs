@@ -40,7 +40,9 @@ use crate::error::{NodeError, Result};
 use crate::shell::{CommandError, ShellCommand};
 
 mod error;
+mod pinned;
 pub use error::{MigrationError, NoDownScript, StepFailure, UpFailed};
+use pinned::Direction;
 
 /// `state_dir/migrations.json`.
 pub const HISTORY_FILE: &str = "migrations.json";
@@ -250,8 +252,12 @@ pub fn apply_pending(
     // Every script is checked before the first runs: a release whose
     // declared checksum does not match its own script is inconsistent,
     // and half of it should not run.
+    // The downs too: a failing up has them run, and they must be the
+    // signed ones as much as the ups.
     for migration in &pending {
-        check_script(manifest, release_dir, migration).map_err(MigrationFailure::Refused)?;
+        check_script(manifest, release_dir, migration)
+            .and_then(|()| check_signed_scripts(manifest, release_dir, migration))
+            .map_err(MigrationFailure::Refused)?;
     }
     let runner = ScriptRunner {
         manifest,
@@ -294,9 +300,7 @@ pub fn revert(
     timeout: Duration,
 ) -> Result<()> {
     let mut history = MigrationHistory::load(state_dir)?;
-    for id in ids {
-        down_of(manifest, id).map_err(MigrationError::NoDown)?;
-    }
+    check_downs(manifest, release_dir, ids)?;
     let runner = ScriptRunner {
         manifest,
         release_dir,
@@ -352,6 +356,32 @@ pub fn applied_since(state_dir: &Path, since: Timestamp) -> Result<Vec<String>> 
         .filter(|r| r.outcome == MigrationOutcome::Applied && r.applied_at >= since)
         .map(|r| r.id)
         .collect())
+}
+
+/// Refuses, before any down runs, reverting `ids` from `manifest`'s
+/// release tree at `release_dir`: when one has no down script, or one's
+/// down on disk is not the file the (re-verified) `manifest` pins.
+pub fn check_downs(manifest: &Manifest, release_dir: &Path, ids: &[String]) -> Result<()> {
+    for id in ids {
+        let down = down_of(manifest, id).map_err(MigrationError::NoDown)?;
+        pinned::check(manifest, release_dir, id, Direction::Down, down)?;
+    }
+    Ok(())
+}
+
+/// Refuses `migration` unless its up, and its down if it has one, are on
+/// disk exactly as `manifest` pins them.
+fn check_signed_scripts(
+    manifest: &Manifest,
+    release_dir: &Path,
+    migration: &Migration,
+) -> Result<()> {
+    let id = &migration.id;
+    pinned::check(manifest, release_dir, id, Direction::Up, &migration.up)?;
+    match &migration.down {
+        Some(down) => pinned::check(manifest, release_dir, id, Direction::Down, down),
+        None => Ok(()),
+    }
 }
 
 /// The down script of `id` in `manifest`, or why it cannot be run.

@@ -92,6 +92,31 @@ impl<'a> From<&'a DeltaRef> for PinnedFile<'a> {
     }
 }
 
+/// `state_dir/store` is ferry's alone. Its files carry the modes releases
+/// use (they are hard-linked into release trees), so a store other users
+/// could reach would let them run any content kept there — an old
+/// release's setuid binary, say, long after that release was removed.
+pub const STORE_DIR_MODE: u32 = 0o700;
+
+/// Takes group and other access away from a store directory an older
+/// ferry created 0755, the first time this one writes to it.
+fn tighten(dir: &Path) -> Result<()> {
+    let meta = fs::metadata(dir)
+        .map_err(|e| NodeError::io(format!("cannot inspect {}", dir.display()), e))?;
+    if meta.mode() & 0o7777 == STORE_DIR_MODE {
+        return Ok(());
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(STORE_DIR_MODE)).map_err(|e| {
+        NodeError::io(
+            format!(
+                "cannot make {} private (mode {STORE_DIR_MODE:04o})",
+                dir.display()
+            ),
+            e,
+        )
+    })
+}
+
 #[derive(Debug, Clone)]
 pub struct ContentStore {
     objects: PathBuf,
@@ -104,10 +129,11 @@ impl ContentStore {
             objects: state_dir.join("store"),
             downloads: state_dir.join("downloads"),
         };
-        for dir in [&store.objects, &store.downloads] {
-            durable::create_dir_all(dir, 0o755)
+        for (dir, mode) in [(&store.objects, STORE_DIR_MODE), (&store.downloads, 0o755)] {
+            durable::create_dir_all(dir, mode)
                 .map_err(|e| NodeError::io(format!("cannot create {}", dir.display()), e))?;
         }
+        tighten(&store.objects)?;
         Ok(store)
     }
 

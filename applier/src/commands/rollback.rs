@@ -10,12 +10,13 @@ use crate::error::{NodeError, Result};
 use crate::events;
 use crate::journal::{Journal, Step};
 use crate::lock::StateLock;
+use crate::operation::decide;
 use crate::operation::error::OperationError;
 use crate::operation::{Ended, Move, Run};
 use crate::release_dir::Depth;
 use crate::restore_point::RestorePoint;
 use crate::state::{self, NodeState, Operation, OperationKind, Outcome};
-use crate::{installed, kept_manifests, recovery, release_dir};
+use crate::{installed, kept_manifests, migrations, recovery, release_dir};
 
 pub fn run(config: &Config, to: Option<Version>) -> Result<()> {
     let lock = StateLock::acquire(&config.install.state_dir)?;
@@ -36,7 +37,7 @@ pub fn run(config: &Config, to: Option<Version>) -> Result<()> {
         return Ok(());
     }
     let checked = match config.install.mode {
-        InstallMode::Symlink => check_target(config, &target).map(|()| None),
+        InstallMode::Symlink => check_target(config, current.as_ref(), &target).map(|()| None),
         InstallMode::InPlace => restore_point_of(config, &target).map(Some),
     };
     let point = match checked {
@@ -120,8 +121,11 @@ fn restore_point_of(config: &Config, target: &Version) -> Result<RestorePoint> {
     Ok(point)
 }
 
-/// The target must be on disk and still match its signed manifest.
-fn check_target(config: &Config, target: &Version) -> Result<()> {
+/// The target must be on disk and still match its signed manifest, and
+/// the down scripts the rollback will run from the `current` release must
+/// be the ones its kept manifest pins: checked here, before the journal
+/// begins and before any hook or script runs.
+fn check_target(config: &Config, current: Option<&Version>, target: &Version) -> Result<()> {
     let root = &config.install.root;
     let on_disk = release_dir::releases_on_disk(root)
         .map_err(|e| NodeError::io("cannot list releases", e))?;
@@ -134,6 +138,9 @@ fn check_target(config: &Config, target: &Version) -> Result<()> {
     }
     let keys = config.trusted_keys()?;
     let manifest = kept_manifests::load(&config.install.state_dir, target, &keys)?;
+    // A release kept from before the node refused special modes (or from
+    // before the operator took the permission back) is not switched to.
+    decide::special_modes(manifest.manifest(), config.install.allow_special_modes)?;
     let path = release_dir::release_path(root, target);
     let problems = release_dir::verify(manifest.manifest(), &path, Depth::Content)
         .map_err(|e| NodeError::io(format!("cannot check {}", path.display()), e))?;
@@ -142,6 +149,16 @@ fn check_target(config: &Config, target: &Version) -> Result<()> {
             "release {target} on disk no longer matches its signed manifest, refusing to switch to it:\n  {}",
             problems.join("\n  ")
         )));
+    }
+    if let Some(current) = current {
+        let state_dir = &config.install.state_dir;
+        let from = kept_manifests::load(state_dir, current, &keys)?;
+        let ids = migrations::reverts_needed(state_dir, from.manifest(), manifest.manifest())?;
+        migrations::check_downs(
+            from.manifest(),
+            &release_dir::release_path(root, current),
+            &ids,
+        )?;
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! the data and the live release still agree.
 
 use std::fmt;
+use std::path::PathBuf;
 
 use manifests::Sha256Digest;
 use semver::Version;
@@ -32,6 +33,18 @@ pub enum MigrationError {
     },
     #[error(transparent)]
     NoDown(NoDownScript),
+    /// A script on disk differs from what the release's signed manifest
+    /// pins: someone or something changed the release tree after it was
+    /// staged. Exit 3, like any content that fails verification.
+    #[error("the {direction} script of migration {id} of release {version} ({}) does not match the release's signed manifest: {found}; ferry will not run it, and no migration script ran. Run `ferry repair` to restore the installed release's files from verified content, then try again", path.display())]
+    ScriptAltered {
+        version: Version,
+        id: String,
+        direction: &'static str,
+        path: PathBuf,
+        /// What is on disk instead.
+        found: String,
+    },
     /// A run of downs stopped at a failing one.
     #[error("{reason}{}; still applied: {}: repair the data or the down script, then revert again", reverted_text(reverted), remaining.join(", "))]
     RevertStopped {

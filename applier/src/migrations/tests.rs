@@ -532,3 +532,56 @@ fn a_script_that_does_not_match_its_checksum_is_refused_before_anything_runs() {
     assert_eq!(node.log(), "");
     assert!(node.history().migrations.is_empty());
 }
+
+#[test]
+fn a_down_script_that_differs_from_its_manifest_is_refused_before_any_down_runs() {
+    let node = Node::new();
+    let v2 = release(
+        "2.0.0",
+        &[
+            Script {
+                id: "0001_a",
+                up: &log_line("up-a"),
+                down: Some(&log_line("down-a")),
+            },
+            Script {
+                id: "0002_b",
+                up: &log_line("up-b"),
+                down: Some(&log_line("down-b")),
+            },
+        ],
+    );
+    let applied = node.apply(&v2).unwrap();
+    // The older down is the one edited: the newer one, which would run
+    // first, must not run either.
+    fs::write(
+        v2.dir.path().join("migrations/0001_a.down.sh"),
+        "echo planted >> \"$DB/log\"\n",
+    )
+    .unwrap();
+    let err = revert(
+        node.state.path(),
+        &v2.manifest,
+        v2.dir.path(),
+        &applied,
+        &node.env(),
+        Duration::from_secs(20),
+    )
+    .unwrap_err();
+    assert_eq!(err.exit(), crate::exit::Exit::Verification, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("down script of migration 0001_a"), "{text}");
+    assert!(text.contains("ferry repair"), "{text}");
+    assert_eq!(node.log(), "up-a\nup-b\n", "no down ran");
+    assert_eq!(node.outcome("0002_b"), Some(MigrationOutcome::Applied));
+
+    // A release whose down differs is not applied either: a failing up
+    // would run it.
+    let other = Node::new();
+    let refused = other.apply(&v2).unwrap_err().to_string();
+    assert!(
+        refused.contains("down script of migration 0001_a"),
+        "{refused}"
+    );
+    assert_eq!(other.log(), "");
+}

@@ -115,6 +115,15 @@ pub fn gate(policy: &Policy, request: &Request, mut facts: ReleaseFacts, now: Ti
     policy.gate(&facts, now)
 }
 
+/// Setuid, setgid and sticky bits only on a node whose operator allowed
+/// them (`[install] allow_special_modes`).
+pub fn special_modes(manifest: &manifests::Manifest, allowed: bool) -> Result<()> {
+    match allowed {
+        true => Ok(()),
+        false => Ok(crate::special_modes::refuse(manifest)?),
+    }
+}
+
 /// In place there is no staged release tree to run migration scripts from
 /// before the files change.
 pub fn installable_in_place(manifest: &manifests::Manifest) -> Result<()> {

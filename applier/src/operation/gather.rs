@@ -98,6 +98,7 @@ pub fn gather(
         trust::fetch_manifest(source, &keys, index.index(), channel, &target, now)
     })?;
     trust::check_supported(manifest.manifest())?;
+    decide::special_modes(manifest.manifest(), config.install.allow_special_modes)?;
     // An applied migration edited since is refused now, before anything
     // is fetched or staged (apply_pending checks again before running).
     crate::migrations::pending(state_dir, manifest.manifest())?;
