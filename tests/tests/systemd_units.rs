@@ -46,7 +46,17 @@ fn installed_units_pass_systemd_analyze_verify() {
         service.contains(&expected),
         "no {expected:?} in:\n{service}"
     );
-    assert!(!service.contains('@'), "a placeholder is left:\n{service}");
+    for placeholder in ["@FERRY@", "@CONFIG@", "@TIMEOUT@", "@SANDBOX@"] {
+        assert!(
+            !service.contains(placeholder),
+            "{placeholder} is left:\n{service}"
+        );
+    }
+    // No configuration: the default coordination wait plus an hour, and
+    // the coarse sandbox (the writable paths are not known).
+    assert!(service.contains("\nTimeoutStartSec=7200\n"), "{service}");
+    assert!(service.contains("\nProtectSystem=full\n"), "{service}");
+    assert!(service.contains("\nSuccessExitStatus=75\n"), "{service}");
     let timer = std::fs::read_to_string(units.join("ferry-update.timer")).unwrap();
     assert!(timer.contains("\nOnCalendar=hourly\n"), "{timer}");
 

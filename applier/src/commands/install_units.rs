@@ -8,9 +8,19 @@
 //! enabling a timer is a decision the operator should see being made.
 //! A unit edited by hand is not silently replaced: local changes belong in
 //! a drop-in, and `--force` says the operator means it.
+//!
+//! What the service may write and how long it may run come from the
+//! configuration (when it exists yet): the sandbox is read-only but for the
+//! install root and state directory, and the timeout outlasts the longest
+//! wait ferry allows itself. The ferry it runs is named by a path that
+//! survives self-updates: a ferry shipped in its own release is run through
+//! `current`, never through `releases/<v>/`, which a later update prunes.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
+use crate::config::{Config, InstallMode};
+use crate::coordination::DEFAULT_WAIT_TIMEOUT_SECONDS;
 use crate::durable::write_atomic;
 use crate::error::{NodeError, Result};
 
@@ -42,13 +52,91 @@ pub struct UnitFile {
     pub contents: String,
 }
 
-/// The two units with `ferry` and `config` (absolute paths) filled in.
-pub fn render(ferry: &Path, config: &Path) -> Result<Vec<UnitFile>> {
+/// What the service unit says beyond the two paths, derived from the
+/// configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceLimits {
+    /// The paths the sandbox leaves writable; `None`: not known (no
+    /// configuration yet), so the coarser ProtectSystem=full.
+    pub writable: Option<Vec<PathBuf>>,
+    /// TimeoutStartSec=, in seconds.
+    pub timeout_seconds: u64,
+}
+
+/// An hour for the run itself: a large first download on a slow link,
+/// hooks, health checks.
+const RUN_SECONDS: u64 = 3600;
+
+impl ServiceLimits {
+    /// For a node whose configuration does not exist yet: the default
+    /// coordination wait, and the sandbox left coarse.
+    pub fn unknown() -> ServiceLimits {
+        ServiceLimits {
+            writable: None,
+            timeout_seconds: DEFAULT_WAIT_TIMEOUT_SECONDS + RUN_SECONDS,
+        }
+    }
+
+    pub fn of(config: &Config) -> ServiceLimits {
+        let install = &config.install;
+        let mut writable = Vec::new();
+        match install.mode {
+            InstallMode::Symlink => writable.push(install.root.clone()),
+            // Each file is replaced by a rename in its own directory; a
+            // directory target is written below itself. Never the install
+            // root itself, which in place is often `/`.
+            InstallMode::InPlace => {
+                for target in &install.targets {
+                    let path = Path::new(target.trim_end_matches('/'));
+                    let dir = match target.ends_with('/') {
+                        true => path,
+                        false => path.parent().unwrap_or(path),
+                    };
+                    writable.push(dir.to_path_buf());
+                }
+            }
+        }
+        writable.push(install.state_dir.clone());
+        writable.sort();
+        writable.dedup();
+        let wait = config
+            .coordination
+            .as_ref()
+            .map_or(0, |c| c.wait_timeout_seconds);
+        ServiceLimits {
+            writable: Some(writable),
+            timeout_seconds: wait.saturating_add(RUN_SECONDS),
+        }
+    }
+
+    /// The lines that replace `@SANDBOX@`.
+    fn sandbox(&self) -> Result<String> {
+        let Some(paths) = &self.writable else {
+            return Ok("ProtectSystem=full".into());
+        };
+        // `-`: a path that does not exist yet (a first install) must not
+        // stop the service from starting; ferry creates it.
+        let words: Vec<String> = paths
+            .iter()
+            .map(|p| exec_word(p, "--config").map(|w| format!("-{w}")))
+            .collect::<Result<_>>()?;
+        Ok(format!(
+            "ProtectSystem=strict\nReadWritePaths={}",
+            words.join(" ")
+        ))
+    }
+}
+
+/// The two units with `ferry` and `config` (absolute paths) and `limits`
+/// filled in.
+pub fn render(ferry: &Path, config: &Path, limits: &ServiceLimits) -> Result<Vec<UnitFile>> {
     let ferry = exec_word(ferry, "--ferry-path")?;
     let config = exec_word(config, "--config")?;
     let service = SERVICE_TEMPLATE
         .replace("@FERRY@", &ferry)
-        .replace("@CONFIG@", &config);
+        .replace("@CONFIG@", &config)
+        .replace("@TIMEOUT@", &limits.timeout_seconds.to_string())
+        .replace("@SANDBOX@", &limits.sandbox()?);
     Ok(vec![
         UnitFile {
             name: SERVICE_UNIT,
@@ -120,15 +208,26 @@ fn exec_word(path: &Path, flag: &'static str) -> Result<String> {
 pub fn run(args: &InstallUnitsArgs) -> Result<()> {
     let ferry = match &args.ferry_path {
         Some(path) => absolute(path, "--ferry-path")?,
-        None => std::env::current_exe().map_err(|e| {
-            NodeError::io(
-                "cannot tell where this ferry executable is; pass --ferry-path",
-                e,
-            )
-        })?,
+        None => invoked()?,
     };
     let config = absolute(&args.config, "--config")?;
-    let units = render(&ferry, &config)?;
+    let loaded = match std::fs::metadata(&config) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        // One that exists must be right: the sandbox is cut from it.
+        _ => Some(Config::load(&config)?),
+    };
+    let limits = match &loaded {
+        Some(loaded) => ServiceLimits::of(loaded),
+        None => {
+            tracing::warn!(
+                config = %config.display(),
+                "no configuration yet: the unit cannot confine ferry to its install root and state directory (ProtectSystem=full); run `ferry install-units --force` again once the configuration exists"
+            );
+            ServiceLimits::unknown()
+        }
+    };
+    let ferry = stable_path(ferry, loaded.as_ref());
+    let units = render(&ferry, &config, &limits)?;
     std::fs::create_dir_all(&args.dir)
         .map_err(|e| NodeError::io(format!("cannot create {}", args.dir.display()), e))?;
 
@@ -167,6 +266,77 @@ pub fn run(args: &InstallUnitsArgs) -> Result<()> {
     Ok(())
 }
 
+/// This ferry by the path it was started as (argv[0], looked up in PATH
+/// when it has no `/`), not the resolved /proc/self/exe: started through
+/// `current/bin/ferry`, that is the path that follows updates.
+fn invoked() -> Result<PathBuf> {
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    let name = Path::new(&argv0);
+    if name.components().count() > 1 {
+        return absolute(name, "--ferry-path");
+    }
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|candidate| is_executable(candidate))
+    });
+    match found {
+        Some(path) => absolute(&path, "--ferry-path"),
+        None => std::env::current_exe().map_err(|e| {
+            NodeError::io(
+                "cannot tell where this ferry executable is; pass --ferry-path",
+                e,
+            )
+        }),
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// `ferry` unless it lies inside a release directory (`releases/<v>/…`),
+/// which ferry prunes two updates later: then the same file through
+/// `<root>/current/…`, which follows updates, when the configuration's
+/// root holds it; otherwise a warning.
+fn stable_path(ferry: PathBuf, config: Option<&Config>) -> PathBuf {
+    let resolved = std::fs::canonicalize(&ferry).unwrap_or_else(|_| ferry.clone());
+    if let Some(config) = config.filter(|c| c.install.mode == InstallMode::Symlink) {
+        let root = &config.install.root;
+        let releases =
+            std::fs::canonicalize(root.join("releases")).unwrap_or_else(|_| root.join("releases"));
+        if let Ok(inside) = resolved.strip_prefix(&releases) {
+            let mut parts = inside.components();
+            let version = parts.next();
+            let through_current = root.join("current").join(parts.as_path());
+            if ferry.starts_with(root.join("current")) {
+                return ferry;
+            }
+            if std::fs::canonicalize(&through_current).is_ok_and(|p| p == resolved) {
+                outln!(
+                    "ferry lives in release {}: the unit runs it as {}, which follows updates (not {}, which a later update prunes)",
+                    version.map_or(String::new(), |v| v.as_os_str().to_string_lossy().into_owned()),
+                    through_current.display(),
+                    resolved.display()
+                );
+                return through_current;
+            }
+        }
+    }
+    let in_a_release = resolved
+        .ancestors()
+        .filter_map(Path::parent)
+        .any(|dir| dir.file_name() == Some(OsStr::new("releases")));
+    if in_a_release {
+        tracing::warn!(
+            ferry = %ferry.display(),
+            "the unit runs ferry from inside a release directory, which ferry prunes after later updates; the timer would then stop updating this node: pass --ferry-path with a path that stays (e.g. <root>/current/bin/ferry)"
+        );
+    }
+    ferry
+}
+
 fn absolute(path: &Path, flag: &str) -> Result<PathBuf> {
     std::path::absolute(path)
         .map_err(|e| NodeError::io(format!("cannot make {flag} {} absolute", path.display()), e))
@@ -181,6 +351,7 @@ mod tests {
         let units = render(
             Path::new("/usr/local/bin/ferry"),
             Path::new("/etc/ferry/ferry.toml"),
+            &ServiceLimits::unknown(),
         )
         .unwrap();
         let names: Vec<_> = units.iter().map(|u| u.name).collect();
@@ -188,8 +359,30 @@ mod tests {
         assert!(units[0].contents.contains(
             "\nExecStart=/usr/local/bin/ferry --config /etc/ferry/ferry.toml apply --unattended\n"
         ));
-        assert!(units.iter().all(|u| !u.contents.contains('@')));
+        assert!(units[0].contents.contains("\nTimeoutStartSec=7200\n"));
+        assert!(units[0].contents.contains("\nProtectSystem=full\n"));
+        for unit in &units {
+            for placeholder in ["@FERRY@", "@CONFIG@", "@TIMEOUT@", "@SANDBOX@"] {
+                assert!(!unit.contents.contains(placeholder), "{placeholder} left");
+            }
+        }
         assert!(units[1].contents.contains("\nOnCalendar=hourly\n"));
+    }
+
+    #[test]
+    fn the_sandbox_opens_only_what_the_configuration_writes() {
+        let limits = ServiceLimits {
+            writable: Some(vec![
+                PathBuf::from("/srv/my app"),
+                PathBuf::from("/var/lib/ferry"),
+            ]),
+            timeout_seconds: 5400,
+        };
+        let units = render(Path::new("/f"), Path::new("/c"), &limits).unwrap();
+        assert!(units[0]
+            .contents
+            .contains("\nProtectSystem=strict\nReadWritePaths=-\"/srv/my app\" -/var/lib/ferry\n"));
+        assert!(units[0].contents.contains("\nTimeoutStartSec=5400\n"));
     }
 
     #[test]

@@ -105,8 +105,11 @@ fn default_max_unavailable() -> u32 {
 fn default_lease_seconds() -> u64 {
     15
 }
+/// `[coordination] wait_timeout_seconds` when not set.
+pub const DEFAULT_WAIT_TIMEOUT_SECONDS: u64 = 3600;
+
 fn default_wait_timeout_seconds() -> u64 {
-    3600
+    DEFAULT_WAIT_TIMEOUT_SECONDS
 }
 fn default_poll_interval_ms() -> u64 {
     1000
