@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use manifests::untrusted_text::escape;
 use thiserror::Error;
 
 use crate::config::RepositoryConfig;
@@ -45,17 +46,18 @@ pub enum FetchError {
         /// The pause the server asked for (`Retry-After`), if any.
         retry_after: Option<Duration>,
     },
-    /// A connection, timeout or read failure: worth retrying.
-    #[error("{url}: {message}")]
+    /// A connection, timeout or read failure: worth retrying. `message`
+    /// may quote the server (escaped when shown).
+    #[error("{url}: {}", escape(message))]
     Network { url: String, message: String },
     /// A failure more attempts cannot fix: TLS and certificate errors, an
     /// invalid URL.
-    #[error("{url}: {message}")]
+    #[error("{url}: {}", escape(message))]
     Refused { url: String, message: String },
     /// The server did not continue a partial download where it stopped (a
     /// wrong `Content-Range`, 416, a file shorter than the part): the caller
     /// must discard the partial file and start again from byte 0.
-    #[error("{url}: cannot resume: {message}")]
+    #[error("{url}: cannot resume: {}", escape(message))]
     RangeMismatch { url: String, message: String },
     #[error("{context}: {source}")]
     Local {

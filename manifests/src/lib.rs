@@ -27,6 +27,7 @@ pub mod requirement;
 pub mod root;
 pub mod safe_path;
 pub mod signature;
+pub mod untrusted_text;
 pub mod verified;
 pub mod wave;
 #[cfg(feature = "x509")]
