@@ -505,8 +505,15 @@ impl BundleTransport {
     /// is logged with the offending entry and returned as a verification
     /// failure.
     pub fn open(path: &Path) -> Result<BundleTransport, NodeError> {
-        let file = File::open(path)
-            .map_err(|e| NodeError::io(format!("cannot open the bundle {}", path.display()), e))?;
+        // Not `File::open`: opening a fifo would block until a writer came.
+        let file = crate::regular_file::open_regular(path).map_err(|e| match e {
+            crate::regular_file::OpenError::NotRegular(_) => NodeError::BundleNotAFile {
+                path: path.to_path_buf(),
+            },
+            crate::regular_file::OpenError::Io(e) => {
+                NodeError::io(format!("cannot open the bundle {}", path.display()), e)
+            }
+        })?;
         let meta = file
             .metadata()
             .map_err(|e| NodeError::io(format!("cannot stat the bundle {}", path.display()), e))?;

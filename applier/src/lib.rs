@@ -45,6 +45,7 @@ pub mod policy;
 pub mod preflight;
 pub mod recovery;
 pub mod recovery_preconditions;
+pub mod regular_file;
 pub mod release_dir;
 pub mod restore_point;
 pub mod retention;

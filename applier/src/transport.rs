@@ -16,7 +16,6 @@
 //! repository's sources (the primary and its mirrors, or a bundle) and
 //! decides which of them to ask and believe.
 
-use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,6 +27,7 @@ use thiserror::Error;
 use crate::config::RepositoryConfig;
 use crate::error::NodeError;
 use crate::pace::{PaceLimits, Paced};
+use crate::regular_file::{open_regular, OpenError};
 use crate::retry::{self, RetryPolicy, Verdict};
 
 #[derive(Debug, Error)]
@@ -238,9 +238,15 @@ impl Transport for FileTransport {
     ) -> Result<u64, FetchError> {
         check_relative(path)?;
         let url = || self.url(path);
-        let mut file = File::open(self.base.join(path)).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => FetchError::NotFound { url: url() },
-            _ => FetchError::Network {
+        // No timeout applies to a local file: a fifo planted in the
+        // repository must be refused, not opened (which blocks).
+        let mut file = open_regular(&self.base.join(path)).map_err(|e| match e {
+            e if e.is_not_found() => FetchError::NotFound { url: url() },
+            OpenError::NotRegular(_) => FetchError::Refused {
+                url: url(),
+                message: e.to_string(),
+            },
+            OpenError::Io(e) => FetchError::Network {
                 url: url(),
                 message: e.to_string(),
             },
