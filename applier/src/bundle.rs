@@ -138,7 +138,7 @@ impl BundleContents {
     fn data_end(&self) -> u64 {
         self.files
             .values()
-            .map(|s| s.offset + s.size)
+            .map(|s| s.offset.saturating_add(s.size))
             .max()
             .unwrap_or(0)
     }

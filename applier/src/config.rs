@@ -333,7 +333,8 @@ impl Config {
         if let Some(coordination) = &self.coordination {
             coordination.check()?;
         }
-        Ok(())
+        // Last, so a zero still gets its section's own advice.
+        crate::config_bounds::check(self)
     }
 
     /// What this node trusts without the network: its configured trust

@@ -18,6 +18,7 @@ pub mod bases;
 pub mod bundle;
 pub mod commands;
 pub mod config;
+pub mod config_bounds;
 pub mod converge;
 pub mod coordination;
 pub mod drift;

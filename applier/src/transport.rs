@@ -470,10 +470,11 @@ impl Transport for HttpTransport {
             0
         };
         if let Some(len) = response.body().content_length() {
-            if start + len > limit {
+            // The server's number: a length near u64::MAX must not wrap.
+            let Some(end) = start.checked_add(len).filter(|end| *end <= limit) else {
                 return Err(FetchError::TooLarge { url, limit });
-            }
-            if start + len < offset {
+            };
+            if end < offset {
                 return Err(FetchError::RangeMismatch {
                     url,
                     message: format!(
