@@ -240,7 +240,12 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(exit) => ExitCode::from(exit),
         Err(e) => {
-            errln!("ferry: error: {e}");
+            // Parts from outside are escaped where they are quoted; this
+            // is the last guard before the terminal.
+            errln!(
+                "ferry: error: {}",
+                manifests::untrusted_text::escape_keeping_lines(&e.to_string())
+            );
             events::emit(
                 e.final_event(),
                 serde_json::json!({ "message": e.to_string(), "exit_code": e.exit().code() }),

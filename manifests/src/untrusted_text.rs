@@ -41,6 +41,15 @@ pub fn escape_bytes(bytes: &[u8]) -> String {
     out
 }
 
+/// `text` escaped like [`escape`], but its newlines kept: for a whole
+/// message about to be printed, whose own lines are ferry's (a list of
+/// differences, a TOML error's excerpt) and whose parts from outside
+/// should already be escaped. Any control character that slipped through
+/// still cannot reach the terminal raw.
+pub fn escape_keeping_lines(text: &str) -> String {
+    text.split('\n').map(escape).collect::<Vec<_>>().join("\n")
+}
+
 fn push_char(out: &mut String, c: char) {
     match c {
         '\n' => out.push_str("\\n"),
@@ -83,6 +92,14 @@ mod tests {
         );
         assert_eq!(escape("\u{202e}gpj.exe\u{85}"), "\\u{202e}gpj.exe\\u{85}");
         assert_eq!(escape_bytes(b"ok\xff\xfe\x1b\n"), "ok\\xff\\xfe\\x1b\\n");
+    }
+
+    #[test]
+    fn a_whole_message_keeps_its_lines() {
+        assert_eq!(
+            escape_keeping_lines("differences:\n  bin/\u{1b}[2Japp\r"),
+            "differences:\n  bin/\\x1b[2Japp\\r"
+        );
     }
 
     #[test]
