@@ -214,3 +214,55 @@ fn bounded(config: &Config) -> Vec<Bounded> {
     }
     all
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    const EVERY_SECTION: &str = r#"
+[repository]
+url = "file:///srv/ferry-repo"
+channel = "stable"
+public_keys = ["/etc/ferry/ferry.pub"]
+
+[install]
+root = "/opt/myapp"
+state_dir = "/var/lib/ferry"
+
+[service]
+[health]
+command = "true"
+[migrations]
+[preflight]
+[[notify]]
+url = "http://127.0.0.1:9/hook"
+[coordination]
+kind = "etcd"
+endpoints = ["http://127.0.0.1:2379"]
+prefix = "/ferry/t"
+"#;
+
+    /// A default out of its own range would refuse every configuration
+    /// that leaves the key out.
+    #[test]
+    fn every_default_is_in_range() {
+        let config = Config::parse(EVERY_SECTION, Path::new("t.toml")).unwrap();
+        assert!(super::bounded(&config).len() >= 20);
+    }
+
+    #[test]
+    fn the_key_the_value_and_the_range_are_named() {
+        let text = EVERY_SECTION.replace("[migrations]", "[migrations]\ntimeout_seconds = 604801");
+        let err = Config::parse(&text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with("[migrations] timeout_seconds = 604801 is out of range: use 1 to 604800"),
+            "{err}"
+        );
+        let text = EVERY_SECTION.replace("[migrations]", "[migrations]\ntimeout_seconds = 604800");
+        assert!(Config::parse(&text, Path::new("t.toml")).is_ok());
+    }
+}
