@@ -204,6 +204,26 @@ fn every_bounded_key_refuses_an_absurd_value_with_one_line() {
             );
         }
     }
+    // Values the key's type cannot hold at all are refused by the TOML
+    // reader: one line too, showing the line at fault.
+    for line in [
+        format!("retries = {U64_MAX}"),
+        "timeout_seconds = -1".to_string(),
+        format!("keep_releases = {U64_MAX}0"),
+    ] {
+        let header = if line.starts_with("keep_releases") {
+            "[install]\n"
+        } else {
+            "[repository]\n"
+        };
+        let config = good.replacen(header, &format!("{header}{line}\n"), 1);
+        fs::write(&node.config, &config).unwrap();
+        let out = node.ferry(&["check"]);
+        out.assert_code(FAILED);
+        let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines.len(), 1, "one line of error:\n{config}\n{out}");
+        assert!(lines[0].contains(&format!("(`{line}`): ")), "{out}");
+    }
     fs::write(&node.config, good).unwrap();
     assert_eq!(node.current_version(), None, "nothing was installed");
     node.ferry(&["check"]).assert_code(UPDATE_AVAILABLE);
