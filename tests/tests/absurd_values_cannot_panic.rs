@@ -7,9 +7,10 @@
 //!
 //! Every bounded number of `ferry.toml` is tried with an absurd value: the
 //! node must refuse the file at load (the configuration-error exit code,
-//! never 101) with one line naming the key, its value and the range. Then
-//! a real HTTP server lies about lengths and ranges: a clean error, no
-//! panic, nothing installed.
+//! never 101) with one line naming the key, its value and the range; a
+//! value its type cannot hold at all (negative, past `u32`) gets one line
+//! showing the line at fault. Then a real HTTP server lies about lengths
+//! and ranges: a clean error, no panic, nothing installed.
 
 use std::fs;
 
