@@ -53,6 +53,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use manifests::untrusted_text::{escape, escape_bytes};
 use manifests::{layout, SafeRelativePath, MAX_INDEX_BYTES, MAX_ROOT_BYTES, MAX_SIGNATURE_BYTES};
 use semver::Version;
 use tar::{Archive, EntryType};
@@ -137,7 +138,7 @@ impl BundleContents {
     fn data_end(&self) -> u64 {
         self.files
             .values()
-            .map(|s| s.offset + s.size)
+            .map(|s| s.offset.saturating_add(s.size))
             .max()
             .unwrap_or(0)
     }
@@ -155,10 +156,11 @@ pub fn validate_entries<R: Read>(reader: R) -> Result<BundleContents, BundleErro
 }
 
 /// The problem is the tar as a whole (its structure), not a named entry.
+/// The tar reader's errors quote header bytes: escaped.
 fn whole(e: io::Error) -> BundleError {
     BundleError {
         entry: None,
-        reason: format!("not a readable tar archive: {e}"),
+        reason: format!("not a readable tar archive: {}", escape(&e.to_string())),
     }
 }
 
@@ -175,7 +177,7 @@ struct PendingName {
 impl PendingName {
     fn shown(&self, header_name: &str) -> String {
         match &self.name {
-            Some(name) => String::from_utf8_lossy(name).into_owned(),
+            Some(name) => escape_bytes(name),
             None => header_name.to_string(),
         }
     }
@@ -197,11 +199,12 @@ fn scan<R: Read>(
     for (number, entry) in (1usize..).zip(entries) {
         let mut entry = entry.map_err(|e| BundleError {
             entry: Some(format!("#{number}")),
-            reason: format!("unreadable tar header: {e}"),
+            // The tar reader quotes the header's bytes (its name among them).
+            reason: format!("unreadable tar header: {}", escape(&e.to_string())),
         })?;
         let header = entry.header().clone();
         let entry_type = header.entry_type();
-        let header_name = String::from_utf8_lossy(&header.path_bytes()).into_owned();
+        let header_name = escape_bytes(&header.path_bytes());
         let fail = |name: &str, reason: String| BundleError {
             entry: Some(format!("#{number} {}", quote(name))),
             reason,
@@ -236,10 +239,12 @@ fn scan<R: Read>(
                     ));
                 }
                 let mut data = Vec::with_capacity(size as usize);
-                (&mut entry)
-                    .take(cap)
-                    .read_to_end(&mut data)
-                    .map_err(|e| fail(&header_name, format!("unreadable {source}: {e}")))?;
+                (&mut entry).take(cap).read_to_end(&mut data).map_err(|e| {
+                    fail(
+                        &header_name,
+                        format!("unreadable {source}: {}", escape(&e.to_string())),
+                    )
+                })?;
                 if data.len() as u64 != size {
                     return Err(fail(&header_name, format!("{source} cut short")));
                 }
@@ -280,7 +285,7 @@ fn scan<R: Read>(
             }) => (name, Some(source)),
             _ => (header.path_bytes().into_owned(), None),
         };
-        let shown = String::from_utf8_lossy(&raw_name).into_owned();
+        let shown = escape_bytes(&raw_name);
         let fail = |reason: String| {
             let reason = match source {
                 Some(s) => format!("{reason} (name from a {s})"),
@@ -376,7 +381,7 @@ fn scan<R: Read>(
 fn pax_path(data: &[u8]) -> Result<Option<Vec<u8>>, String> {
     let mut path = None;
     for record in tar::PaxExtensions::new(data) {
-        let record = record.map_err(|e| format!("pax header: {e}"))?;
+        let record = record.map_err(|e| format!("pax header: {}", escape(&e.to_string())))?;
         let key = record
             .key()
             .map_err(|_| "pax header: a key is not UTF-8".to_string())?;
@@ -414,7 +419,7 @@ fn type_name(t: EntryType) -> String {
 /// `"name"`, shortened and with control characters escaped, for messages.
 fn quote(name: &str) -> String {
     let short: String = name.chars().take(200).collect();
-    format!("{short:?}")
+    format!("\"{}\"", escape(&short))
 }
 
 fn is_layout_directory(path: &str) -> bool {
@@ -500,8 +505,15 @@ impl BundleTransport {
     /// is logged with the offending entry and returned as a verification
     /// failure.
     pub fn open(path: &Path) -> Result<BundleTransport, NodeError> {
-        let file = File::open(path)
-            .map_err(|e| NodeError::io(format!("cannot open the bundle {}", path.display()), e))?;
+        // Not `File::open`: opening a fifo would block until a writer came.
+        let file = crate::regular_file::open_regular(path).map_err(|e| match e {
+            crate::regular_file::OpenError::NotRegular(_) => NodeError::BundleNotAFile {
+                path: path.to_path_buf(),
+            },
+            crate::regular_file::OpenError::Io(e) => {
+                NodeError::io(format!("cannot open the bundle {}", path.display()), e)
+            }
+        })?;
         let meta = file
             .metadata()
             .map_err(|e| NodeError::io(format!("cannot stat the bundle {}", path.display()), e))?;

@@ -193,6 +193,7 @@ impl Config {
     pub fn parse(text: &str, origin: &Path) -> Result<Config> {
         let config: Config = toml::from_str(text).map_err(|source| ConfigError::Syntax {
             path: origin.to_path_buf(),
+            at: syntax_location(text, &source),
             source: Box::new(source),
         })?;
         config.check().map_err(|mistake| ConfigError::Mistake {
@@ -337,7 +338,8 @@ impl Config {
         if let Some(coordination) = &self.coordination {
             coordination.check()?;
         }
-        Ok(())
+        // Last, so a zero still gets its section's own advice.
+        crate::config_bounds::check(self)
     }
 
     /// What this node trusts without the network: its configured trust
@@ -371,6 +373,33 @@ impl Config {
         }
         Ok(keys)
     }
+}
+
+/// `line N (`the line`): ` of a TOML error, so the refusal is one line
+/// that still shows the key (TOML's own rendering draws the excerpt over
+/// several lines).
+fn syntax_location(text: &str, error: &toml::de::Error) -> String {
+    let Some(span) = error.span() else {
+        return String::new();
+    };
+    let start = span.start.min(text.len());
+    let number = text.as_bytes()[..start]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count();
+    let line: String = text
+        .lines()
+        .nth(number)
+        .unwrap_or("")
+        .trim()
+        .chars()
+        .take(120)
+        .collect();
+    format!(
+        "line {} (`{}`): ",
+        number + 1,
+        manifests::untrusted_text::escape(&line)
+    )
 }
 
 #[cfg(test)]
@@ -553,6 +582,27 @@ state_dir = "/var/lib/ferry"
         assert!(err.contains("exploded"), "{err}");
         let err = parse("\n[metrics]\ntextfile = \"ferry.prom\"\n").unwrap_err();
         assert!(err.contains("metrics.textfile"), "{err}");
+    }
+
+    #[test]
+    fn a_value_toml_cannot_take_is_refused_on_one_line_with_its_line() {
+        for (line, said) in [
+            ("retries = 18446744073709551615", "expected u32"),
+            ("timeout_seconds = -1", "expected u64"),
+        ] {
+            let text = GOOD.replace(
+                "channel = \"stable\"",
+                &format!("channel = \"stable\"\n{line}"),
+            );
+            let err = Config::parse(&text, Path::new("t.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(!err.contains('\n'), "{err}");
+            assert!(
+                err.contains(&format!("line 5 (`{line}`): ")) && err.contains(said),
+                "{err}"
+            );
+        }
     }
 
     #[test]

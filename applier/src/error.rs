@@ -30,13 +30,21 @@ impl ConfigMistake {
     }
 }
 
+fn one_line(message: &str) -> String {
+    message.trim().replace('\n', "; ")
+}
+
 /// The configuration cannot be used: nothing was done.
 #[derive(Debug, Error)]
 pub enum ConfigError {
     /// Not TOML, or a key serde does not know (unknown keys are refused).
-    #[error("configuration {} is invalid: {source}", path.display())]
+    /// One line: `at` names the line, then TOML's message without its
+    /// multi-line excerpt.
+    #[error("configuration {} is invalid: {at}{}", path.display(), one_line(source.message()))]
     Syntax {
         path: PathBuf,
+        /// `line N (`…`): `, or empty when TOML gave no place.
+        at: String,
         #[source]
         source: Box<toml::de::Error>,
     },

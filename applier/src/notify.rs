@@ -265,7 +265,7 @@ enum NotDelivered {
     Tls(NodeError),
     /// The receiver failed every attempt, or refused one for good: the
     /// last answer (or connection error), and how many attempts were made.
-    #[error("{last} (after {attempts} attempt{})", if *attempts == 1 { "" } else { "s" })]
+    #[error("{} (after {attempts} attempt{})", manifests::untrusted_text::escape(last), if *attempts == 1 { "" } else { "s" })]
     Refused { last: String, attempts: u32 },
 }
 

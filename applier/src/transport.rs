@@ -16,17 +16,18 @@
 //! repository's sources (the primary and its mirrors, or a bundle) and
 //! decides which of them to ask and believe.
 
-use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use manifests::untrusted_text::escape;
 use thiserror::Error;
 
 use crate::config::RepositoryConfig;
 use crate::error::NodeError;
 use crate::pace::{PaceLimits, Paced};
+use crate::regular_file::{open_regular, OpenError};
 use crate::retry::{self, RetryPolicy, Verdict};
 
 #[derive(Debug, Error)]
@@ -45,17 +46,18 @@ pub enum FetchError {
         /// The pause the server asked for (`Retry-After`), if any.
         retry_after: Option<Duration>,
     },
-    /// A connection, timeout or read failure: worth retrying.
-    #[error("{url}: {message}")]
+    /// A connection, timeout or read failure: worth retrying. `message`
+    /// may quote the server (escaped when shown).
+    #[error("{url}: {}", escape(message))]
     Network { url: String, message: String },
     /// A failure more attempts cannot fix: TLS and certificate errors, an
     /// invalid URL.
-    #[error("{url}: {message}")]
+    #[error("{url}: {}", escape(message))]
     Refused { url: String, message: String },
     /// The server did not continue a partial download where it stopped (a
     /// wrong `Content-Range`, 416, a file shorter than the part): the caller
     /// must discard the partial file and start again from byte 0.
-    #[error("{url}: cannot resume: {message}")]
+    #[error("{url}: cannot resume: {}", escape(message))]
     RangeMismatch { url: String, message: String },
     #[error("{context}: {source}")]
     Local {
@@ -236,9 +238,15 @@ impl Transport for FileTransport {
     ) -> Result<u64, FetchError> {
         check_relative(path)?;
         let url = || self.url(path);
-        let mut file = File::open(self.base.join(path)).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => FetchError::NotFound { url: url() },
-            _ => FetchError::Network {
+        // No timeout applies to a local file: a fifo planted in the
+        // repository must be refused, not opened (which blocks).
+        let mut file = open_regular(&self.base.join(path)).map_err(|e| match e {
+            e if e.is_not_found() => FetchError::NotFound { url: url() },
+            OpenError::NotRegular(_) => FetchError::Refused {
+                url: url(),
+                message: e.to_string(),
+            },
+            OpenError::Io(e) => FetchError::Network {
                 url: url(),
                 message: e.to_string(),
             },
@@ -462,10 +470,11 @@ impl Transport for HttpTransport {
             0
         };
         if let Some(len) = response.body().content_length() {
-            if start + len > limit {
+            // The server's number: a length near u64::MAX must not wrap.
+            let Some(end) = start.checked_add(len).filter(|end| *end <= limit) else {
                 return Err(FetchError::TooLarge { url, limit });
-            }
-            if start + len < offset {
+            };
+            if end < offset {
                 return Err(FetchError::RangeMismatch {
                     url,
                     message: format!(

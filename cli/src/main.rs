@@ -221,18 +221,31 @@ fn main() -> ExitCode {
         .ok()
         .and_then(|l| l.parse::<tracing::Level>().ok())
         .unwrap_or(tracing::Level::WARN);
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(level)
         // Its default reports a failed write with `eprintln!`, which panics
         // when stderr is a closed pipe: a log line is never worth an apply.
-        .log_internal_errors(false)
-        .init();
+        .log_internal_errors(false);
+    // Colour only on a terminal without NO_COLOR: a log file or journald
+    // would keep the escapes. Never `with_ansi(true)`: a build without
+    // tracing-subscriber's `ansi` feature (the node-only binary) panics
+    // on it in debug builds; its default is already "no colour" there.
+    if ferry_output::stderr_wants_colour() {
+        logs.init();
+    } else {
+        logs.with_ansi(false).init();
+    }
     events::set_mode(cli.output);
     match run(cli) {
         Ok(exit) => ExitCode::from(exit),
         Err(e) => {
-            errln!("ferry: error: {e}");
+            // Parts from outside are escaped where they are quoted; this
+            // is the last guard before the terminal.
+            errln!(
+                "ferry: error: {}",
+                manifests::untrusted_text::escape_keeping_lines(&e.to_string())
+            );
             events::emit(
                 e.final_event(),
                 serde_json::json!({ "message": e.to_string(), "exit_code": e.exit().code() }),

@@ -28,6 +28,7 @@ pub mod root;
 pub mod safe_path;
 pub mod signature;
 pub mod symlink_tree;
+pub mod untrusted_text;
 pub mod verified;
 pub mod wave;
 #[cfg(feature = "x509")]

@@ -28,6 +28,19 @@ fn program_name() -> String {
         .unwrap_or_else(|| "ferry".into())
 }
 
+/// Whether log lines on stderr may carry colour (ANSI escapes): only on a
+/// terminal, and not when `NO_COLOR` is set to anything but the empty
+/// string (<https://no-color.org>). A file, a pipe or journald gets plain
+/// text: escapes there are noise in every `grep` and log viewer.
+pub fn stderr_wants_colour() -> bool {
+    use std::io::IsTerminal;
+    colour_allowed(std::env::var_os("NO_COLOR").as_deref()) && io::stderr().is_terminal()
+}
+
+fn colour_allowed(no_color: Option<&std::ffi::OsStr>) -> bool {
+    no_color.is_none_or(|v| v.is_empty())
+}
+
 static STDOUT_LOST: AtomicBool = AtomicBool::new(false);
 
 /// Writes `args` (and a newline if `newline`) to stdout; a failure is
@@ -88,4 +101,17 @@ macro_rules! out {
 macro_rules! errln {
     () => { $crate::to_stderr(format_args!(""), true) };
     ($($arg:tt)*) => { $crate::to_stderr(format_args!($($arg)*), true) };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    #[test]
+    fn any_non_empty_no_color_turns_colour_off() {
+        assert!(super::colour_allowed(None));
+        assert!(super::colour_allowed(Some(OsStr::new(""))));
+        assert!(!super::colour_allowed(Some(OsStr::new("1"))));
+        assert!(!super::colour_allowed(Some(OsStr::new("false"))));
+    }
 }

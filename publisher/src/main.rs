@@ -9,7 +9,6 @@
 #[macro_use]
 extern crate ferry_output;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -39,7 +38,7 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(ferry_output::stderr_wants_colour())
         // Its default reports a failed write with `eprintln!`, which panics
         // when stderr is a closed pipe.
         .log_internal_errors(false)

@@ -73,7 +73,7 @@ fn the_sandbox_opens_the_install_root_and_state_dir_only() {
     let ws = Workspace::new();
     let node = ws.node("symlink-mode");
     let units = ws.dir.join("units");
-    install_units(&ferry(), &node.config, &units).assert_success();
+    install_units(ferry(), &node.config, &units).assert_success();
     let written = service(&units);
     let expected = format!(
         "\nProtectSystem=strict\nReadWritePaths=-{} -{}\n",
@@ -105,7 +105,7 @@ fn the_readme_in_place_example_can_write_its_targets() {
     let path = ws.dir.join("in-place.toml");
     fs::write(&path, config).unwrap();
     let units = ws.dir.join("units");
-    install_units(&ferry(), &path, &units).assert_success();
+    install_units(ferry(), &path, &units).assert_success();
     let written = service(&units);
     assert!(
         written.contains(
@@ -122,7 +122,7 @@ fn systemd_analyze_security_rates_the_service_4_or_better() {
     let ws = Workspace::new();
     let node = ws.node("rated");
     let units = ws.dir.join("units");
-    install_units(&ferry(), &node.config, &units).assert_success();
+    install_units(ferry(), &node.config, &units).assert_success();
     let rated = Command::new("systemd-analyze")
         .args(["security", "--offline=true", "--no-pager"])
         .arg(units.join("ferry-update.service"))

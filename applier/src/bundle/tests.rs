@@ -148,13 +148,13 @@ fn unsafe_paths_are_refused() {
         ("./index.json", "`.`"),
         ("objects\\x", "backslash"),
     ] {
-        // Names are quoted as Rust debug strings (escaping `\\`).
-        let shown = format!("{name:?}");
+        // Names are quoted, control characters escaped (a backslash stays).
+        let shown = format!("\"{name}\"");
         assert_rejected(vec![file(name, b"x")], &shown, reason);
     }
     assert_rejected(
         vec![file("objects/\u{1b}[2J", b"x")],
-        "objects/\\u{1b}",
+        "objects/\\x1b[2J",
         "not a file of the repository layout",
     );
     let mut h = raw_header(b"objects/\xff", EntryType::Regular, 0);

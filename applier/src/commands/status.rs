@@ -5,6 +5,7 @@
 //! Damaged state files are reported in `problems`, not fatal: status is
 //! what an operator runs to find out what is wrong.
 
+use manifests::untrusted_text::escape;
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
@@ -199,7 +200,7 @@ pub fn run(config: &Config, json: bool) -> Result<()> {
         );
     }
     for problem in &r.problems {
-        outln!("problem:   {problem}");
+        outln!("problem:   {}", escape(problem));
     }
     match &r.node_id {
         Some(node) => {
@@ -240,6 +241,7 @@ pub fn describe(op: &Operation) -> String {
         op.finished_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
         show(&op.from_version),
         show(&op.to_version),
-        op.message.lines().next().unwrap_or("")
+        // Recorded messages can quote a server or a bundle.
+        escape(op.message.lines().next().unwrap_or(""))
     )
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
+use manifests::untrusted_text::escape;
 use serde_json::{json, Value};
 use thiserror::Error;
 
@@ -22,11 +23,12 @@ use thiserror::Error;
 /// big fleet stays far below it.
 const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 
-/// Why a request to etcd brought no usable answer.
+/// Why a request to etcd brought no usable answer. What etcd (or whatever
+/// answers at its address) said is shown escaped.
 #[derive(Debug, Error)]
 pub enum EtcdError {
     /// No endpoint answered (connection failures, 5xx): each with why.
-    #[error("no etcd endpoint answered ({}); check [coordination] endpoints and that etcd runs", failures.join("; "))]
+    #[error("no etcd endpoint answered ({}); check [coordination] endpoints and that etcd runs", escape(&failures.join("; ")))]
     NoEndpoint { failures: Vec<String> },
     /// The answer is not JSON: not etcd's gateway.
     #[error("{url} did not answer JSON ({source}): is this etcd's gateway (etcd 3.4 or later)?")]
@@ -36,20 +38,20 @@ pub enum EtcdError {
         source: serde_json::Error,
     },
     /// etcd answered, and turned the request down (4xx).
-    #[error("{url} refused the request (HTTP {status}): {message}")]
+    #[error("{url} refused the request (HTTP {status}): {}", escape(message))]
     Refused {
         url: String,
         status: u16,
         message: String,
     },
-    #[error("etcd refused a lease: {0}")]
+    #[error("etcd refused a lease: {}", escape(.0))]
     LeaseRefused(String),
     /// A grant answered with lease id 0.
     #[error("etcd granted no lease: {0}")]
     NoLease(Value),
     /// An answer without a field the request needs, or with a value of
     /// the wrong kind: what was wrong, as etcd answered it.
-    #[error("etcd answered {0}")]
+    #[error("etcd answered {}", escape(.0))]
     Malformed(String),
 }
 

@@ -30,6 +30,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
+use manifests::untrusted_text::escape;
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
@@ -171,8 +172,19 @@ pub struct Halt {
 }
 
 impl Halt {
-    /// Why the fleet stopped, in a sentence.
+    /// Why the fleet stopped, in a sentence. Every field was read from
+    /// etcd, where any node or `etcdctl` may have written it: escaped.
     pub fn describe(&self) -> String {
+        let halt = Halt {
+            node: escape(&self.node),
+            version: escape(&self.version),
+            reason: escape(&self.reason),
+            at: escape(&self.at),
+        };
+        halt.describe_escaped()
+    }
+
+    fn describe_escaped(&self) -> String {
         if self.node.is_empty() {
             // Not a ferry record: someone halted the fleet with etcdctl.
             return format!("halted by hand: {}", self.reason);

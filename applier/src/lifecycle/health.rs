@@ -208,7 +208,8 @@ fn excerpt(body: &str) -> String {
         return String::new();
     }
     let cut: String = body.chars().take(200).collect();
-    format!(" ({cut})")
+    // The service's answer goes into logs and the history: escaped.
+    format!(" ({})", manifests::untrusted_text::escape(&cut))
 }
 
 #[cfg(test)]

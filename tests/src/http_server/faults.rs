@@ -51,6 +51,12 @@ pub enum Fault {
     Endless { content_length: Option<u64> },
     /// Answer a range request with the whole file and status 200.
     IgnoreRange,
+    /// Announce this `Content-Length` (a lie: e.g. near `u64::MAX`),
+    /// status, range and body unchanged.
+    ContentLength(u64),
+    /// Answer a range request with this `Content-Range` value (a lie)
+    /// instead of the true one, body unchanged.
+    ContentRange(String),
 }
 
 /// What the faults of one request change in its headers.
@@ -62,6 +68,8 @@ pub(super) struct Shape {
     /// The `Content-Length` to announce instead of the true one: `Some(None)`
     /// for none at all.
     pub content_length: Option<Option<u64>>,
+    /// The `Content-Range` value of a 206 instead of the true one.
+    pub content_range: Option<String>,
 }
 
 pub(super) fn shape(faults: &[Fault], file_len: u64) -> Shape {
@@ -69,6 +77,7 @@ pub(super) fn shape(faults: &[Fault], file_len: u64) -> Shape {
         ignore_range: faults.contains(&Fault::IgnoreRange),
         extra: None,
         content_length: None,
+        content_range: None,
     };
     for fault in faults {
         match *fault {
@@ -82,6 +91,8 @@ pub(super) fn shape(faults: &[Fault], file_len: u64) -> Shape {
                 shape.extra = Some(None);
                 shape.content_length = Some(content_length);
             }
+            Fault::ContentLength(n) => shape.content_length = Some(Some(n)),
+            Fault::ContentRange(ref value) => shape.content_range = Some(value.clone()),
             _ => {}
         }
     }

@@ -456,10 +456,11 @@ fn handle(mut stream: TcpStream, state: &State) -> io::Result<()> {
         reason(status),
     );
     if status == 206 {
-        headers.push_str(&format!(
-            "Content-Range: bytes {start}-{}/{len}\r\n",
-            end - 1
-        ));
+        let value = shape
+            .content_range
+            .clone()
+            .unwrap_or_else(|| format!("bytes {start}-{}/{len}", end - 1));
+        headers.push_str(&format!("Content-Range: {value}\r\n"));
     }
     headers.push_str("\r\n");
     stream.write_all(headers.as_bytes())?;
