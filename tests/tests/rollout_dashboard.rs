@@ -75,7 +75,9 @@ fn the_dashboard_shows_a_rollout_live_in_a_browser() {
     });
     assert_eq!(during["state"], "running", "{during:#}");
 
-    let mut browser = Browser::open(chromium, &format!("http://{}/?token={TOKEN}", server.addr));
+    // The token in the URL fragment, which the browser never sends: the
+    // page sends it as a header, its watch stream's too.
+    let mut browser = Browser::open(chromium, &format!("http://{}/#token={TOKEN}", server.addr));
     wait_in_page(
         &mut browser,
         "document.querySelectorAll('[data-node]').length === 5",
@@ -167,6 +169,13 @@ fn the_dashboard_shows_a_rollout_live_in_a_browser() {
     browser.screenshot(&done);
     eprintln!("dashboard screenshot (succeeded): {}", done.display());
 
-    // Without the token the page is not served.
-    assert_eq!(server.call("GET", "/", None, None).status, 401);
+    // The page is static; without the token its data is not served.
+    assert_eq!(server.call("GET", "/", None, None).status, 200);
+    for path in [
+        "/api/v1/updates/history".to_string(),
+        format!("/api/v1/updates/status/{id}"),
+        format!("/api/v1/updates/watch/{id}"),
+    ] {
+        assert_eq!(server.call("GET", &path, None, None).status, 401, "{path}");
+    }
 }
