@@ -49,6 +49,8 @@ pub fn hold_file(ws: &Workspace, node: &str) -> PathBuf {
 /// A running `ferry rollout serve`, killed on drop.
 pub struct ApiServer {
     child: Child,
+    /// The token in its `--token-file`.
+    pub token: String,
     /// `127.0.0.1:PORT`.
     pub addr: String,
     pub state_dir: PathBuf,
@@ -147,6 +149,7 @@ impl ApiServer {
             .to_string();
         ApiServer {
             child,
+            token: token.to_string(),
             addr,
             state_dir,
         }
@@ -190,7 +193,7 @@ impl ApiServer {
 
     /// The JSON of a call that must answer `status`.
     pub fn json(&self, method: &str, path: &str, body: Option<&str>, status: u16) -> Value {
-        let reply = self.call(method, path, Some(TOKEN), body);
+        let reply = self.call(method, path, Some(&self.token), body);
         assert_eq!(reply.status, status, "{method} {path}: {reply:?}");
         reply.json()
     }

@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 use ferry_tests::binaries::workspace_root;
 use ferry_tests::browser::{chromium_or_skip, Browser};
 use ferry_tests::cluster::five_nodes_on_1_0_0;
-use ferry_tests::rollout_api::{hold_file, wait_for, write_inventory, ApiServer, TOKEN};
+use ferry_tests::rollout_api::{hold_file, wait_for, write_inventory, ApiServer};
+
+/// A token as `base64` writes it, with `+`, `/` and `=`: pasted into the
+/// dashboard's URL as it is, it must work.
+const PASTED_TOKEN: &str = "kq+7/Zx3Wm9=Tb+Rf/2Ln0Yh4s8Vd+Q==";
 
 /// The attributes of the dashboard's element for `node`.
 fn node_element<'a>(dom: &'a str, node: &str) -> &'a str {
@@ -52,7 +56,7 @@ fn the_dashboard_shows_a_rollout_live_in_a_browser() {
     let (ws, nodes) = five_nodes_on_1_0_0();
     // Slow applies, so the browser sees the rollout in progress.
     let inventory = write_inventory(&ws, &nodes, 2.0, None);
-    let server = ApiServer::start(&ws, &inventory);
+    let server = ApiServer::start_with_token(&ws, &inventory, PASTED_TOKEN, &[]);
     let plan = server.json(
         "POST",
         "/api/v1/updates/plan",
@@ -77,7 +81,10 @@ fn the_dashboard_shows_a_rollout_live_in_a_browser() {
 
     // The token in the URL fragment, which the browser never sends: the
     // page sends it as a header, its watch stream's too.
-    let mut browser = Browser::open(chromium, &format!("http://{}/#token={TOKEN}", server.addr));
+    let mut browser = Browser::open(
+        chromium,
+        &format!("http://{}/#token={PASTED_TOKEN}", server.addr),
+    );
     wait_in_page(
         &mut browser,
         "document.querySelectorAll('[data-node]').length === 5",

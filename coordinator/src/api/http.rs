@@ -67,6 +67,29 @@ impl Write for DeadlineStream {
     }
 }
 
+/// Closes a connection whose answer is written. Bytes the client sent
+/// that were not read (a refused body, a request in clear on a TLS port)
+/// are drained first: closing with them unread makes the kernel send a
+/// reset, which can destroy the answer before the client reads it.
+pub fn close_after_answer(stream: &TcpStream) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    // A second at most, however the client drips bytes.
+    let until = Instant::now() + Duration::from_secs(1);
+    let mut sink = [0u8; 4096];
+    let mut drained = 0;
+    let mut reader = stream;
+    while drained < 256 * 1024 {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
+        match reader.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
+}
+
 /// One client connection, in clear or over TLS.
 pub enum Connection {
     Plain(DeadlineStream),
@@ -94,7 +117,7 @@ impl Connection {
             tls.conn.send_close_notify();
             let _ = tls.flush();
         }
-        let _ = self.socket().stream.shutdown(std::net::Shutdown::Both);
+        close_after_answer(&self.socket().stream);
     }
 }
 

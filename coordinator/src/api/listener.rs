@@ -169,7 +169,16 @@ pub fn run(
 
 /// The connection over `stream`, with its request deadline running from
 /// now (the TLS handshake counts against it).
-fn connect(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>) -> Option<Connection> {
+fn connect(mut stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>) -> Option<Connection> {
+    if tls.is_some() && !starts_a_tls_handshake(&mut stream)? {
+        // The client already sent its request (and any token) in clear;
+        // saying so plainly is all that is left to do.
+        let body = br#"{"error": "this server speaks HTTPS only: use an https:// URL"}"#;
+        let reply = super::http::response(400, &[("Content-Type", "application/json")], body);
+        let _ = stream.write_all(&reply);
+        super::http::close_after_answer(&stream);
+        return None;
+    }
     let stream = DeadlineStream::new(stream, Instant::now() + REQUEST_DEADLINE).ok()?;
     Some(match tls {
         None => Connection::Plain(stream),
@@ -178,6 +187,20 @@ fn connect(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>) -> Option<
             Connection::Tls(Box::new(rustls::StreamOwned::new(session, stream)))
         }
     })
+}
+
+/// Whether the client's first byte opens a TLS handshake record (0x16),
+/// waiting for it up to the request deadline; `None`: nothing came.
+fn starts_a_tls_handshake(stream: &mut TcpStream) -> Option<bool> {
+    stream.set_read_timeout(Some(REQUEST_DEADLINE)).ok()?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(1)))
+        .ok()?;
+    let mut first = [0u8; 1];
+    match stream.peek(&mut first) {
+        Ok(1) => Some(first[0] == 0x16),
+        _ => None,
+    }
 }
 
 /// Turns away a connection over the cap without waiting on it.

@@ -15,8 +15,9 @@
 //! token from its URL fragment (`/#token=...`, which a browser never
 //! sends) and sends it as that header, the watch stream included (read
 //! with `fetch`, not `EventSource`). Older links put it in the query
-//! (`/?token=...`): `GET /` and the watch stream still accept that; no
-//! other endpoint does (a token in a URL ends up in histories and logs).
+//! (`/?token=...`, which the page still reads): the watch stream still
+//! accepts it there; no other endpoint does (a token in a URL ends up in
+//! histories and logs).
 //! The page itself is static and holds no secret, so it is served without
 //! a token: a browser cannot send the fragment with the page load. The
 //! routes and their schemas are in `docs/rollout-api.yaml`.
@@ -210,13 +211,7 @@ impl Api {
         let public = get && matches!(route, Some((routes::Endpoint::Dashboard, _)));
         // The token comes first, before the route is even judged: without
         // it nobody learns which paths or ids exist.
-        let query_allowed = get
-            && route.as_ref().is_some_and(|(endpoint, _)| {
-                matches!(
-                    endpoint,
-                    routes::Endpoint::Dashboard | routes::Endpoint::Watch
-                )
-            });
+        let query_allowed = get && matches!(route, Some((routes::Endpoint::Watch, _)));
         if !public && !self.authorized(&request, query, query_allowed) {
             let reply = Reply::error(
                 401,
