@@ -215,3 +215,43 @@ fn refuse(mut stream: TcpStream, tls: bool) {
         let _ = stream.write_all(&reply);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::OwnedFd;
+
+    #[test]
+    fn running_out_of_descriptors_is_transient_a_broken_listener_is_not() {
+        for errno in [
+            Errno::MFILE,
+            Errno::NFILE,
+            Errno::CONNABORTED,
+            Errno::NOBUFS,
+        ] {
+            assert!(transient(&io::Error::from_raw_os_error(
+                errno.raw_os_error()
+            )));
+        }
+        for errno in [Errno::BADF, Errno::INVAL, Errno::NOTSOCK, Errno::FAULT] {
+            assert!(!transient(&io::Error::from_raw_os_error(
+                errno.raw_os_error()
+            )));
+        }
+    }
+
+    /// A listening socket shut down under the server makes accept fail
+    /// with EINVAL: the loop returns an error (exit 1) instead of spinning
+    /// or returning Ok (exit 0, which `Restart=on-failure` ignores).
+    #[test]
+    fn a_fatal_accept_error_ends_the_loop_with_an_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let same_socket = TcpStream::from(OwnedFd::from(listener.try_clone().unwrap()));
+        same_socket.shutdown(std::net::Shutdown::Both).unwrap();
+        let error = run(&listener, None, 4, Arc::new(|_| {})).unwrap_err();
+        assert!(
+            error.to_string().contains("cannot accept connections"),
+            "{error}"
+        );
+    }
+}
