@@ -111,6 +111,17 @@ pub(crate) enum RolloutCommand {
         #[arg(long, value_name = "SECONDS", default_value_t = 15,
               value_parser = clap::value_parser!(u64).range(1..=3600))]
         heartbeat_seconds: u64,
+        /// Serve HTTPS only, with this PEM certificate chain (needs --tls-key).
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Connections served at once; more are refused with 503 [default:
+        /// 256, or half the open-file limit if that is lower].
+        #[arg(long, value_name = "N",
+              value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        max_connections: Option<u64>,
         #[command(flatten)]
         state: CoordinatorState,
     },
@@ -184,6 +195,9 @@ pub(crate) fn run(command: RolloutCommand) -> Result<(), CoordinatorError> {
             token_file,
             inventory,
             heartbeat_seconds,
+            tls_cert,
+            tls_key,
+            max_connections,
             state,
         } => ferry_coordinator::api::serve(&ServeArgs {
             listen,
@@ -191,6 +205,8 @@ pub(crate) fn run(command: RolloutCommand) -> Result<(), CoordinatorError> {
             inventory,
             state_dir: state.state_dir,
             heartbeat: std::time::Duration::from_secs(heartbeat_seconds),
+            tls: tls_cert.zip(tls_key),
+            max_connections: max_connections.map(|n| n as usize),
         }),
     }
 }

@@ -105,6 +105,13 @@ pub enum CoordinatorError {
     },
     #[error("cannot listen on {address}: {reason} (is the address right and the port free?)")]
     Listen { address: String, reason: String },
+    /// `--tls-cert` or `--tls-key` cannot be used.
+    #[error("{what} {}: {reason} (give a PEM certificate chain in --tls-cert and its PEM private key in --tls-key)", path.display())]
+    Tls {
+        path: PathBuf,
+        what: String,
+        reason: String,
+    },
 }
 
 fn names(failures: &[(String, String)]) -> String {
@@ -163,7 +170,8 @@ impl CoordinatorError {
             | CoordinatorError::RollbacksFailed { .. }
             | CoordinatorError::TokenFileOpen { .. }
             | CoordinatorError::TokenTooShort { .. }
-            | CoordinatorError::Listen { .. } => Exit::Error,
+            | CoordinatorError::Listen { .. }
+            | CoordinatorError::Tls { .. } => Exit::Error,
         }
     }
 

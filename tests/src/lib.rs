@@ -38,6 +38,7 @@
 //! - [`load`]: the load generator and idle connections for restart tests;
 //! - [`metrics_endpoint`]: a settable number over HTTP for the metrics gate;
 //! - [`netns`]: throw-away network namespaces for per-namespace sysctls;
+//! - [`pki`]: a throw-away CA and a server certificate, for HTTPS tests;
 //! - [`sshd`]: a real OpenSSH server on 127.0.0.1 and the client files
 //!   that trust exactly it, for the `ssh` transport;
 //! - [`ssh_cluster`]: the five rollout nodes reached over that sshd;
@@ -57,6 +58,7 @@ pub mod http_server;
 pub mod load;
 pub mod metrics_endpoint;
 pub mod netns;
+pub mod pki;
 pub mod real_code;
 pub mod rollout_api;
 pub mod roots;

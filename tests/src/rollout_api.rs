@@ -49,6 +49,8 @@ pub fn hold_file(ws: &Workspace, node: &str) -> PathBuf {
 /// A running `ferry rollout serve`, killed on drop.
 pub struct ApiServer {
     child: Child,
+    /// The token in its `--token-file`.
+    pub token: String,
     /// `127.0.0.1:PORT`.
     pub addr: String,
     pub state_dir: PathBuf,
@@ -63,11 +65,52 @@ impl ApiServer {
 
     /// [`start`](Self::start) with more `rollout serve` arguments.
     pub fn start_with(ws: &Workspace, inventory: &Path, extra: &[&str]) -> ApiServer {
+        ApiServer::start_with_token(ws, inventory, TOKEN, extra)
+    }
+
+    /// [`start_with`](Self::start_with) with another token than [`TOKEN`].
+    pub fn start_with_token(
+        ws: &Workspace,
+        inventory: &Path,
+        token: &str,
+        extra: &[&str],
+    ) -> ApiServer {
+        ApiServer::launch(ws, inventory, token, None, extra)
+    }
+
+    /// [`start_with`](Self::start_with) under `ulimit -n open_files`.
+    pub fn start_with_file_limit(
+        ws: &Workspace,
+        inventory: &Path,
+        open_files: u32,
+        extra: &[&str],
+    ) -> ApiServer {
+        ApiServer::launch(ws, inventory, TOKEN, Some(open_files), extra)
+    }
+
+    fn launch(
+        ws: &Workspace,
+        inventory: &Path,
+        token: &str,
+        open_files: Option<u32>,
+        extra: &[&str],
+    ) -> ApiServer {
         let token_file = ws.dir.join("api-token");
-        fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+        fs::write(&token_file, format!("{token}\n")).unwrap();
         fs::set_permissions(&token_file, fs::Permissions::from_mode(0o600)).unwrap();
         let state_dir = ws.dir.join("coordinator");
-        let mut child = Command::new(binaries::ferry())
+        let mut command = match open_files {
+            None => Command::new(binaries::ferry()),
+            Some(limit) => {
+                // exec: the server is the child itself, its pid ours to watch.
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                    .arg(binaries::ferry());
+                sh
+            }
+        };
+        let mut child = command
             .env_remove("FERRY_CONFIG")
             .args([
                 "rollout",
@@ -99,16 +142,47 @@ impl ApiServer {
             .recv_timeout(Duration::from_secs(30))
             .expect("ferry rollout serve printed no address within 30 s");
         let addr = line
-            .split("http://")
+            .split("://")
             .nth(1)
             .and_then(|rest| rest.strip_suffix('/'))
             .unwrap_or_else(|| panic!("no address in {line:?}"))
             .to_string();
         ApiServer {
             child,
+            token: token.to_string(),
             addr,
             state_dir,
         }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the server still runs (its exit status if not).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
+    /// The server's threads right now (`Threads:` of /proc/PID/status).
+    pub fn threads(&self) -> usize {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("Threads:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no Threads: in /proc/{}/status", self.pid()))
+    }
+
+    /// The server's open sockets right now (links to `socket:` in
+    /// /proc/PID/fd: the listener and the connections it holds).
+    pub fn open_sockets(&self) -> usize {
+        fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .unwrap()
+            .filter_map(|entry| fs::read_link(entry.ok()?.path()).ok())
+            .filter(|target| target.to_string_lossy().starts_with("socket:"))
+            .count()
     }
 
     /// `METHOD path` with `Authorization: Bearer <token>` when `token` is
@@ -119,7 +193,7 @@ impl ApiServer {
 
     /// The JSON of a call that must answer `status`.
     pub fn json(&self, method: &str, path: &str, body: Option<&str>, status: u16) -> Value {
-        let reply = self.call(method, path, Some(TOKEN), body);
+        let reply = self.call(method, path, Some(&self.token), body);
         assert_eq!(reply.status, status, "{method} {path}: {reply:?}");
         reply.json()
     }

@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 use ferry_tests::binaries::workspace_root;
 use ferry_tests::browser::{chromium_or_skip, Browser};
 use ferry_tests::cluster::five_nodes_on_1_0_0;
-use ferry_tests::rollout_api::{hold_file, wait_for, write_inventory, ApiServer, TOKEN};
+use ferry_tests::rollout_api::{hold_file, wait_for, write_inventory, ApiServer};
+
+/// A token as `base64` writes it, with `+`, `/` and `=`: pasted into the
+/// dashboard's URL as it is, it must work.
+const PASTED_TOKEN: &str = "kq+7/Zx3Wm9=Tb+Rf/2Ln0Yh4s8Vd+Q==";
 
 /// The attributes of the dashboard's element for `node`.
 fn node_element<'a>(dom: &'a str, node: &str) -> &'a str {
@@ -52,7 +56,7 @@ fn the_dashboard_shows_a_rollout_live_in_a_browser() {
     let (ws, nodes) = five_nodes_on_1_0_0();
     // Slow applies, so the browser sees the rollout in progress.
     let inventory = write_inventory(&ws, &nodes, 2.0, None);
-    let server = ApiServer::start(&ws, &inventory);
+    let server = ApiServer::start_with_token(&ws, &inventory, PASTED_TOKEN, &[]);
     let plan = server.json(
         "POST",
         "/api/v1/updates/plan",
@@ -75,7 +79,12 @@ fn the_dashboard_shows_a_rollout_live_in_a_browser() {
     });
     assert_eq!(during["state"], "running", "{during:#}");
 
-    let mut browser = Browser::open(chromium, &format!("http://{}/?token={TOKEN}", server.addr));
+    // The token in the URL fragment, which the browser never sends: the
+    // page sends it as a header, its watch stream's too.
+    let mut browser = Browser::open(
+        chromium,
+        &format!("http://{}/#token={PASTED_TOKEN}", server.addr),
+    );
     wait_in_page(
         &mut browser,
         "document.querySelectorAll('[data-node]').length === 5",
@@ -167,6 +176,13 @@ fn the_dashboard_shows_a_rollout_live_in_a_browser() {
     browser.screenshot(&done);
     eprintln!("dashboard screenshot (succeeded): {}", done.display());
 
-    // Without the token the page is not served.
-    assert_eq!(server.call("GET", "/", None, None).status, 401);
+    // The page is static; without the token its data is not served.
+    assert_eq!(server.call("GET", "/", None, None).status, 200);
+    for path in [
+        "/api/v1/updates/history".to_string(),
+        format!("/api/v1/updates/status/{id}"),
+        format!("/api/v1/updates/watch/{id}"),
+    ] {
+        assert_eq!(server.call("GET", &path, None, None).status, 401, "{path}");
+    }
 }

@@ -18,7 +18,7 @@ impl Token {
     /// write, an empty or short token, or an unreadable file stops the
     /// server from starting rather than serving with a weak secret.
     pub fn load(path: &Path) -> Result<Token> {
-        let how = "write one with `head -c 32 /dev/urandom | base64 > FILE && chmod 600 FILE`";
+        let how = "write one with `(umask 077 && openssl rand -hex 32 > FILE)`";
         let meta = std::fs::metadata(path).map_err(|e| {
             CoordinatorError::io(
                 format!("cannot read the token file {} ({how})", path.display()),
@@ -73,36 +73,31 @@ pub fn bearer(header: &str) -> Option<&str> {
         .then_some(token.trim())
 }
 
-/// `value` with `%XX` escapes and `+` decoded (a query string's spelling).
+/// `value` with its `%XX` escapes decoded. A `+` stays a `+`: tokens are
+/// pasted into URLs as they are, and a base64 token's `+` read as a space
+/// would not match (no token has a space in it to be spelled `+`).
 pub fn percent_decode(value: &str) -> Option<String> {
     let bytes = value.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
         }
     }
     String::from_utf8(out).ok()
 }
 
-/// The decoded value of `name` in a query string.
-pub fn query_param(query: &str, name: &str) -> Option<String> {
+/// The decoded `token` of a query string.
+pub fn query_token(query: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=')?;
-        (key == name).then(|| percent_decode(value)).flatten()
+        (key == "token").then(|| percent_decode(value)).flatten()
     })
 }
 
@@ -127,11 +122,11 @@ mod tests {
         assert_eq!(bearer("Basic abc"), None);
         assert_eq!(bearer("Bearer"), None);
         assert_eq!(
-            query_param("id=x&token=a%2Bb+c%3D", "token").as_deref(),
-            Some("a+b c=")
+            query_token("id=x&token=a%2Bb+c/%3D=").as_deref(),
+            Some("a+b+c/==")
         );
-        assert_eq!(query_param("id=x", "token"), None);
-        assert_eq!(query_param("token=%zz", "token"), None);
+        assert_eq!(query_token("id=x"), None);
+        assert_eq!(query_token("token=%zz"), None);
     }
 
     #[test]

@@ -1,34 +1,43 @@
 //! `ferry rollout serve`: the rollout HTTP API and its live dashboard.
 //!
-//! A small synchronous server (`tiny_http`, one thread per request) so the
-//! applier keeps no async runtime: the API's work is reading small record
-//! files and starting child processes, and a watch stream is a thread
-//! that polls one file. Rollouts themselves run as child processes of this
-//! executable (`ferry rollout execute|promote|rollback ID`), so the
-//! per-rollout lock, the record and `resume` behave exactly as from the
-//! command line, and a slow node never blocks the server.
+//! A small synchronous server of its own (`http`, `listener`: a thread per
+//! connection, a cap on connections, a deadline on every request, TLS with
+//! rustls when `--tls-cert`/`--tls-key` are given) so the binary keeps no
+//! async runtime: the API's work is reading small record files and
+//! starting child processes, and a watch stream is a thread that polls one
+//! file. Rollouts themselves run as child processes of this executable
+//! (`ferry rollout execute|promote|rollback ID`), so the per-rollout lock,
+//! the record and `resume` behave exactly as from the command line, and a
+//! slow node never blocks the server.
 //!
-//! Every request, the dashboard's included, needs the bearer token from
-//! `--token-file`. A browser cannot put headers on a page load or an
-//! `EventSource`, so `GET /` and `GET /api/v1/updates/watch/{id}` also
-//! accept it as `?token=`; every other endpoint takes the header only (a
-//! token in a URL ends up in histories and logs, so it is allowed only
-//! where there is no other way). The routes and their schemas are in
-//! `docs/rollout-api.yaml`.
+//! Every API request needs the bearer token from `--token-file` in an
+//! `Authorization: Bearer` header. The dashboard page (`GET /`) reads the
+//! token from its URL fragment (`/#token=...`, which a browser never
+//! sends) and sends it as that header, the watch stream included (read
+//! with `fetch`, not `EventSource`). Older links put it in the query
+//! (`/?token=...`, which the page still reads): the watch stream still
+//! accepts it there; no other endpoint does (a token in a URL ends up in
+//! histories and logs).
+//! The page itself is static and holds no secret, so it is served without
+//! a token: a browser cannot send the fragment with the page load. The
+//! routes and their schemas are in `docs/rollout-api.yaml`.
 
 mod auth;
+mod http;
+mod listener;
 mod routes;
 mod sse;
 
-use std::io::Read;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::Child;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tiny_http::{Header, Method, Request, Response};
+
+use http::{Connection, Request};
+pub use listener::DEFAULT_MAX_CONNECTIONS;
 
 use crate::error::{CoordinatorError, Result};
 use crate::inventory::Inventory;
@@ -44,11 +53,14 @@ pub struct ServeArgs {
     pub state_dir: PathBuf,
     /// How often an idle watch stream gets a comment line.
     pub heartbeat: std::time::Duration,
+    /// `--tls-cert` and `--tls-key`: serve HTTPS only.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// `--max-connections`: connections served at once (watch streams
+    /// included); `None`: [`DEFAULT_MAX_CONNECTIONS`] or half the
+    /// descriptor limit.
+    pub max_connections: Option<usize>,
 }
 
-/// Requests served at once at most (watch streams included); more get 503
-/// instead of a thread each.
-const MAX_IN_FLIGHT: usize = 256;
 /// The largest request body read: plans are a few hundred bytes.
 const MAX_BODY: u64 = 64 * 1024;
 
@@ -124,13 +136,22 @@ pub(crate) struct Api {
 
 pub fn serve(args: &ServeArgs) -> Result<()> {
     let token = auth::Token::load(&args.token_file)?;
-    // Refuse a broken inventory now rather than on the first request.
+    // Refuse a broken inventory or TLS files now rather than on the first
+    // request.
     Inventory::load(&args.inventory)?;
+    let tls = match &args.tls {
+        Some((cert, key)) => Some(listener::tls_config(cert, key)?),
+        None => None,
+    };
     let own_ferry = crate::commands::own_ferry()?;
-    let server = tiny_http::Server::http(&args.listen).map_err(|e| CoordinatorError::Listen {
-        address: args.listen.clone(),
-        reason: e.to_string(),
-    })?;
+    let socket =
+        std::net::TcpListener::bind(&args.listen).map_err(|e| CoordinatorError::Listen {
+            address: args.listen.clone(),
+            reason: e.to_string(),
+        })?;
+    let bound = socket
+        .local_addr()
+        .map_err(|e| CoordinatorError::io("cannot read the listening address", e))?;
     let api = Arc::new(Api {
         args: args.clone(),
         token,
@@ -144,73 +165,64 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
             std::thread::sleep(Duration::from_millis(500));
         });
     }
+    let max_connections = args
+        .max_connections
+        .unwrap_or_else(listener::default_max_connections);
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // The bound address, with the real port when --listen asked for port 0.
+    outln!("serving the rollout API and dashboard on {scheme}://{bound}/");
     outln!(
-        "serving the rollout API and dashboard on http://{}/",
-        server.server_addr()
+        "at most {max_connections} connections at once; a request must arrive within {} s",
+        http::REQUEST_DEADLINE.as_secs()
     );
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    for request in server.incoming_requests() {
-        if in_flight.load(Ordering::SeqCst) >= MAX_IN_FLIGHT {
-            respond(
-                request,
-                Reply::error(503, "too many requests at once: retry in a moment"),
-            );
-            continue;
-        }
-        let api = Arc::clone(&api);
-        let slot = InFlight::take(&in_flight);
-        std::thread::spawn(move || {
-            // Held to the end, even if the handler panics.
-            let _slot = slot;
-            api.handle(request);
-        });
-    }
-    Ok(())
-}
-
-/// One request being served; counted until dropped.
-struct InFlight(Arc<AtomicUsize>);
-
-impl InFlight {
-    fn take(count: &Arc<AtomicUsize>) -> InFlight {
-        count.fetch_add(1, Ordering::SeqCst);
-        InFlight(Arc::clone(count))
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
+    listener::run(
+        &socket,
+        tls,
+        max_connections,
+        Arc::new(move |connection| api.serve_connection(connection)),
+    )
 }
 
 impl Api {
-    fn handle(&self, mut request: Request) {
-        let url = request.url().to_string();
-        let (path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
+    /// Reads the connection's one request and answers it.
+    fn serve_connection(&self, mut connection: Connection) {
+        match http::read_request(&mut connection, MAX_BODY) {
+            Ok(request) => {
+                connection.request_read();
+                self.handle(request, &mut connection);
+            }
+            Err(bad) => {
+                if let Some(status) = bad.status {
+                    respond(&mut connection, Reply::error(status, bad.message));
+                }
+            }
+        }
+        connection.close();
+    }
+
+    fn handle(&self, request: Request, out: &mut Connection) {
+        let url = request.target.as_str();
+        let (path, query) = url.split_once('?').unwrap_or((url, ""));
         let route = routes::find(path);
-        let method = request.method().clone();
+        let method = request.method.as_str();
+        let get = method == "GET";
+        // The dashboard page is static (no secret in it) and must load
+        // before its script can send the token from the URL fragment.
+        let public = get && matches!(route, Some((routes::Endpoint::Dashboard, _)));
         // The token comes first, before the route is even judged: without
         // it nobody learns which paths or ids exist.
-        let query_allowed = method == Method::Get
-            && route.as_ref().is_some_and(|(endpoint, _)| {
-                matches!(
-                    endpoint,
-                    routes::Endpoint::Dashboard | routes::Endpoint::Watch
-                )
-            });
-        if !self.authorized(&request, query, query_allowed) {
+        let query_allowed = get && matches!(route, Some((routes::Endpoint::Watch, _)));
+        if !public && !self.authorized(&request, query, query_allowed) {
             let reply = Reply::error(
                 401,
                 "missing or wrong token: send `Authorization: Bearer <token>` with the token in the server's --token-file",
             )
             .with_header("WWW-Authenticate", "Bearer".into());
-            return respond(request, reply);
+            return respond(out, reply);
         }
         let Some((endpoint, id)) = route else {
             return respond(
-                request,
+                out,
                 Reply::error(
                     404,
                     format!("no endpoint {path}: the API is described in docs/rollout-api.yaml"),
@@ -218,65 +230,32 @@ impl Api {
             );
         };
         let expected = endpoint.method();
-        if method.as_str() != expected {
-            let reply = Reply::error(
-                405,
-                format!("{path} takes {expected}, not {}", method.as_str()),
-            )
-            .with_header("Allow", expected.into());
-            return respond(request, reply);
+        if method != expected {
+            let reply = Reply::error(405, format!("{path} takes {expected}, not {method}"))
+                .with_header("Allow", expected.into());
+            return respond(out, reply);
         }
         if endpoint == routes::Endpoint::Watch {
             let id = id.unwrap_or_default();
             return match self.find(&id) {
-                Ok(_) => sse::watch(request, &self.args.state_dir, &id, self.args.heartbeat),
-                Err(reply) => respond(request, reply),
+                Ok(_) => sse::watch(out, &self.args.state_dir, &id, self.args.heartbeat),
+                Err(reply) => respond(out, reply),
             };
         }
-        let body = if method == Method::Post {
-            let mut body = Vec::new();
-            if let Err(e) = request
-                .as_reader()
-                .take(MAX_BODY + 1)
-                .read_to_end(&mut body)
-            {
-                return respond(
-                    request,
-                    Reply::error(400, format!("cannot read the request body: {e}")),
-                );
-            }
-            if body.len() as u64 > MAX_BODY {
-                return respond(
-                    request,
-                    Reply::error(
-                        413,
-                        format!("the request body is over {MAX_BODY} bytes: send only the fields the endpoint takes"),
-                    ),
-                );
-            }
-            body
-        } else {
-            Vec::new()
-        };
-        let reply = self.dispatch(endpoint, id.as_deref(), &body);
-        respond(request, reply);
+        let reply = self.dispatch(endpoint, id.as_deref(), &request.body);
+        respond(out, reply);
     }
 
     fn authorized(&self, request: &Request, query: &str, query_allowed: bool) -> bool {
-        let header = request
-            .headers()
-            .iter()
-            .find(|h| h.field.equiv("Authorization"))
-            .and_then(|h| auth::bearer(h.value.as_str()));
+        let header = request.header("Authorization").and_then(auth::bearer);
         if let Some(given) = header {
             return self.token.matches(given);
         }
-        query_allowed
-            && auth::query_param(query, "token").is_some_and(|given| self.token.matches(&given))
+        query_allowed && auth::query_token(query).is_some_and(|given| self.token.matches(&given))
     }
 }
 
-fn respond(request: Request, reply: Reply) {
+fn respond(out: &mut Connection, reply: Reply) {
     let (bytes, content_type) = match reply.body {
         ReplyBody::Json(value) => (
             serde_json::to_vec_pretty(&value).expect("JSON values serialise"),
@@ -284,17 +263,13 @@ fn respond(request: Request, reply: Reply) {
         ),
         ReplyBody::Html(html) => (html.as_bytes().to_vec(), "text/html; charset=utf-8"),
     };
-    let mut response = Response::from_data(bytes)
-        .with_status_code(reply.status)
-        .with_header(header("Content-Type", content_type))
-        .with_header(header("Cache-Control", "no-store"));
-    for (name, value) in &reply.headers {
-        response = response.with_header(header(name, value));
-    }
+    let mut headers = vec![
+        ("Content-Type", content_type),
+        ("Cache-Control", "no-store"),
+    ];
+    headers.extend(reply.headers.iter().map(|(n, v)| (*n, v.as_str())));
     // A client that went away needs no answer.
-    let _ = request.respond(response);
-}
-
-fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("ASCII header")
+    let _ = out
+        .write_all(&http::response(reply.status, &headers, &bytes))
+        .and_then(|()| out.flush());
 }

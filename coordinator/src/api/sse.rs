@@ -7,18 +7,15 @@
 //! a watcher can never slow a rollout down. Changes closer together than
 //! the poll interval arrive as one event (the later state).
 //!
-//! The response is written by hand, chunk by chunk: tiny_http's own
-//! chunked writer buffers 8 KiB before sending, which would hold events
-//! back. Each event is one chunk, flushed at once; after a terminal state
-//! an `end` event and the last chunk end the response (the connection
-//! stays usable, and a browser's `EventSource` is told to stop by `end`).
+//! Each event is one chunk, flushed at once; after a terminal state an
+//! `end` event and the last chunk end the response (and the connection;
+//! a browser's reader is told to stop by `end`).
 
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tiny_http::Request;
-
+use super::http::Connection;
 use crate::record::RolloutRecord;
 
 const POLL: Duration = Duration::from_millis(50);
@@ -30,10 +27,9 @@ fn chunk(out: &mut dyn Write, text: &str) -> std::io::Result<()> {
 
 /// Streams rollout `id`'s record; a comment line every `heartbeat` of
 /// silence keeps proxies and clients from timing the stream out.
-pub fn watch(request: Request, state_dir: &Path, id: &str, heartbeat: Duration) {
+pub fn watch(out: &mut Connection, state_dir: &Path, id: &str, heartbeat: Duration) {
     let path = RolloutRecord::path(state_dir, id);
-    let mut out = request.into_writer();
-    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
     if out
         .write_all(head.as_bytes())
         .and_then(|()| out.flush())
@@ -54,14 +50,14 @@ pub fn watch(request: Request, state_dir: &Path, id: &str, heartbeat: Duration) 
                         number += 1;
                         let data = serde_json::to_string(&record).expect("records serialise");
                         chunk(
-                            &mut out,
+                            out,
                             &format!("id: {number}\nevent: state\ndata: {data}\n\n"),
                         )?;
                         sent = Instant::now();
                         if record.state.is_terminal() {
                             let state =
                                 serde_json::to_string(&record.state).expect("states serialise");
-                            chunk(&mut out, &format!("event: end\ndata: {state}\n\n"))?;
+                            chunk(out, &format!("event: end\ndata: {state}\n\n"))?;
                             break;
                         }
                     }
@@ -73,12 +69,12 @@ pub fn watch(request: Request, state_dir: &Path, id: &str, heartbeat: Duration) 
                         "the record of rollout {id} cannot be read any more: {e}"
                     ))
                     .expect("strings serialise");
-                    chunk(&mut out, &format!("event: error\ndata: {message}\n\n"))?;
+                    chunk(out, &format!("event: error\ndata: {message}\n\n"))?;
                     break;
                 }
             }
             if sent.elapsed() >= heartbeat {
-                chunk(&mut out, ": heartbeat\n\n")?;
+                chunk(out, ": heartbeat\n\n")?;
                 sent = Instant::now();
             }
             std::thread::sleep(POLL);
