@@ -91,7 +91,7 @@ fn parent(dest: &Path) -> &Path {
 pub fn converge(root: &Path, entries: &[DesiredEntry], store: &ContentStore) -> io::Result<()> {
     for entry in entries.iter().filter(|e| e.desired != Desired::Absent) {
         faults::point("converge:between-entries");
-        converge_one(root, entry, store)?;
+        converge_one(root, entry, store).map_err(|e| at(&entry.path.under(root), e))?;
     }
     let mut absent: Vec<&DesiredEntry> = entries
         .iter()
@@ -100,9 +100,22 @@ pub fn converge(root: &Path, entries: &[DesiredEntry], store: &ContentStore) -> 
     absent.sort_by_key(|e| std::cmp::Reverse(e.path.depth()));
     for entry in absent {
         faults::point("converge:between-entries");
-        remove_if_present(&entry.path.under(root))?;
+        let path = entry.path.under(root);
+        remove_if_present(&path).map_err(|e| at(&path, e))?;
     }
     Ok(())
+}
+
+/// `e` naming the path it concerns (an I/O error alone says "No such file
+/// or directory", not which), and for a full filesystem which one; its
+/// kind is kept for the callers that look at it.
+fn at(path: &Path, e: io::Error) -> io::Error {
+    let text = e.to_string();
+    if text.contains(&*path.to_string_lossy()) {
+        return e;
+    }
+    let hint = crate::space::write_failure_hint(path, &e);
+    io::Error::new(e.kind(), format!("{}: {text}{hint}", path.display()))
 }
 
 fn converge_one(root: &Path, entry: &DesiredEntry, store: &ContentStore) -> io::Result<()> {
@@ -122,6 +135,10 @@ fn converge_one(root: &Path, entry: &DesiredEntry, store: &ContentStore) -> io::
                 Some(m) if m.is_dir() => {
                     if let Some(mode) = mode.filter(|want| Mode::from_st_mode(m.mode()) != *want) {
                         fs::set_permissions(&dest, fs::Permissions::from_mode(mode.bits()))?;
+                        // The mode lives in the directory's own inode: fsync
+                        // it, or a crash can bring the old mode back after
+                        // the update was recorded as done.
+                        durable::sync_dir(&dest)?;
                     }
                     Ok(())
                 }

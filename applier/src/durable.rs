@@ -126,8 +126,7 @@ pub fn load_json<T: serde::de::DeserializeOwned + Default>(
 /// Writes a JSON state file atomically and durably.
 pub fn save_json<T: serde::Serialize>(path: &Path, value: &T) -> crate::error::Result<()> {
     let bytes = serde_json::to_vec_pretty(value).expect("state types serialise");
-    write_atomic(path, &bytes, 0o644)
-        .map_err(|e| crate::error::NodeError::io(format!("cannot write {}", path.display()), e))
+    write_atomic(path, &bytes, 0o644).map_err(|e| crate::error::NodeError::writing(path, e))
 }
 
 #[cfg(test)]

@@ -317,6 +317,16 @@ impl NodeError {
         }
     }
 
+    /// A failed write of the local file `path`: names it, and for a full
+    /// filesystem which one and what to do.
+    pub fn writing(path: &std::path::Path, source: io::Error) -> Self {
+        let hint = crate::space::write_failure_hint(path, &source);
+        NodeError::Io {
+            context: format!("cannot write {}{hint}", path.display()),
+            source,
+        }
+    }
+
     pub fn verification(message: impl Into<String>) -> Self {
         NodeError::Verification(message.into())
     }

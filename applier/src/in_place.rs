@@ -58,9 +58,16 @@ impl InPlacePlan {
         match std::fs::remove_file(plan_path(state_dir)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(NodeError::io("cannot remove the in-place plan", e)),
+            Err(e) => {
+                let plan = plan_path(state_dir);
+                return Err(NodeError::io(
+                    format!("cannot remove {}", plan.display()),
+                    e,
+                ));
+            }
         }
-        durable::sync_dir(state_dir).map_err(|e| NodeError::io("cannot fsync state_dir", e))
+        durable::sync_dir(state_dir)
+            .map_err(|e| NodeError::io(format!("cannot fsync {}", state_dir.display()), e))
     }
 }
 
@@ -260,6 +267,6 @@ pub fn finish(config: &Config) -> Result<()> {
     }
     ContentStore::open(state_dir)?
         .collect_garbage(&crate::kept_manifests::referenced_contents(state_dir))
-        .map_err(|e| NodeError::io("cannot clean the content store", e))?;
+        .map_err(|e| crate::store::cleaning_failed(state_dir, e))?;
     Ok(())
 }

@@ -14,8 +14,10 @@ use crate::switch;
 
 pub fn version(config: &Config) -> Result<Option<Version>> {
     match config.install.mode {
-        InstallMode::Symlink => switch::current_version(&config.install.root)
-            .map_err(|e| NodeError::io("cannot read the current release", e)),
+        InstallMode::Symlink => switch::current_version(&config.install.root).map_err(|e| {
+            let current = config.install.root.join("current");
+            NodeError::io(format!("cannot read {}", current.display()), e)
+        }),
         InstallMode::InPlace => Ok(NodeState::load(&config.install.state_dir)?.installed_version),
     }
 }

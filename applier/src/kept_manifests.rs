@@ -55,8 +55,7 @@ pub fn save(state_dir: &Path, manifest: &VerifiedManifest, verified_at: Timestam
     let format = manifest.signature_format();
     let sig = PathBuf::from(format.file_of(&path.to_string_lossy()));
     let write = |p: &Path, data: &[u8]| {
-        durable::write_atomic(p, data, 0o644)
-            .map_err(|e| NodeError::io(format!("cannot write {}", p.display()), e))
+        durable::write_atomic(p, data, 0o644).map_err(|e| NodeError::writing(p, e))
     };
     if format == SignatureFormat::Cms {
         let record =

@@ -44,8 +44,14 @@ pub use crate::operation::table::{decide, Action};
 /// saying what was done.
 pub fn recover(config: &Config, _lock: &StateLock) -> Result<Option<String>> {
     let state_dir = &config.install.state_dir;
-    remove_temporaries(config)
-        .map_err(|e| NodeError::io("cannot remove temporary files of an earlier run", e))?;
+    remove_temporaries(config).map_err(|e| {
+        let context = format!(
+            "cannot remove temporary files of an earlier run (in {} or {})",
+            config.install.root.display(),
+            state_dir.display()
+        );
+        NodeError::io(context, e)
+    })?;
     let Some(journal) = Journal::load(state_dir)? else {
         return Ok(None);
     };

@@ -30,6 +30,12 @@ pub fn release_path(root: &Path, version: &Version) -> PathBuf {
 }
 
 /// Versions with a complete release directory, sorted ascending.
+/// A failed listing of `root/releases`, naming it.
+pub fn listing_failed(root: &Path, e: io::Error) -> NodeError {
+    let releases = root.join("releases");
+    NodeError::io(format!("cannot list {}", releases.display()), e)
+}
+
 pub fn releases_on_disk(root: &Path) -> io::Result<Vec<Version>> {
     let mut versions = Vec::new();
     match fs::read_dir(releases_dir(root)) {
@@ -96,8 +102,10 @@ pub fn stage(manifest: &Manifest, store: &ContentStore, root: &Path) -> Result<P
 }
 
 fn build_tree(manifest: &Manifest, store: &ContentStore, staging: &Path) -> Result<()> {
-    let io_err =
-        |path: &Path, what: &str, e| NodeError::io(format!("cannot {what} {}", path.display()), e);
+    let io_err = |path: &Path, what: &str, e: std::io::Error| {
+        let hint = crate::space::write_failure_hint(path, &e);
+        NodeError::io(format!("cannot {what} {}{hint}", path.display()), e)
+    };
     fs::DirBuilder::new()
         .mode(0o755)
         .create(staging)

@@ -36,6 +36,11 @@ pub struct RestorePoint {
     pub entries: Vec<DesiredEntry>,
 }
 
+/// A failed listing of the restore points, naming their directory.
+fn listing_failed(state_dir: &Path, e: io::Error) -> NodeError {
+    NodeError::io(format!("cannot list {}", dir(state_dir).display()), e)
+}
+
 pub fn dir(state_dir: &Path) -> PathBuf {
     state_dir.join("restore-points")
 }
@@ -88,7 +93,11 @@ impl RestorePoint {
         })();
         result.map_err(|e: io::Error| {
             let _ = crate::release_dir::remove_tree(&point);
-            NodeError::io("cannot make a restore point, so nothing was changed", e)
+            let context = format!(
+                "cannot make a restore point in {}, so nothing was changed",
+                point.display()
+            );
+            NodeError::io(context, e)
         })
     }
 
@@ -106,10 +115,10 @@ impl RestorePoint {
         let entries = match fs::read_dir(dir(state_dir)) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(points),
-            Err(e) => return Err(NodeError::io("cannot list restore points", e)),
+            Err(e) => return Err(listing_failed(state_dir, e)),
         };
         for entry in entries {
-            let entry = entry.map_err(|e| NodeError::io("cannot list restore points", e))?;
+            let entry = entry.map_err(|e| listing_failed(state_dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             // A point whose record was never written is an interrupted capture.
             if entry.path().join("restore-point.json").is_file() {

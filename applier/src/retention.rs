@@ -14,8 +14,8 @@ use crate::{durable, kept_manifests, release_dir};
 
 pub fn prune(config: &Config, current: Option<&Version>, previous: Option<&Version>) -> Result<()> {
     let root = &config.install.root;
-    let on_disk = release_dir::releases_on_disk(root)
-        .map_err(|e| NodeError::io("cannot list releases", e))?;
+    let on_disk =
+        release_dir::releases_on_disk(root).map_err(|e| release_dir::listing_failed(root, e))?;
     let mut keep: Vec<&Version> = current.into_iter().chain(previous).collect();
     // Then the newest others, up to the configured count.
     for v in on_disk.iter().rev() {
@@ -42,6 +42,6 @@ pub fn prune(config: &Config, current: Option<&Version>, previous: Option<&Versi
         .collect_garbage(&kept_manifests::referenced_contents(
             &config.install.state_dir,
         ))
-        .map_err(|e| NodeError::io("cannot clean the content store", e))?;
+        .map_err(|e| crate::store::cleaning_failed(&config.install.state_dir, e))?;
     Ok(())
 }

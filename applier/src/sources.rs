@@ -119,7 +119,10 @@ struct Source {
 fn unanswered(e: &FetchError) -> bool {
     matches!(
         e,
-        FetchError::Network { .. } | FetchError::Http { .. } | FetchError::Refused { .. }
+        FetchError::Network { .. }
+            | FetchError::Unreachable { .. }
+            | FetchError::Http { .. }
+            | FetchError::Refused { .. }
     )
 }
 

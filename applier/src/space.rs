@@ -107,6 +107,44 @@ pub fn free_bytes(path: &Path) -> Result<u64> {
     probe(path).map(|fs| fs.free)
 }
 
+/// Where the filesystem holding `path` (or its nearest existing
+/// ancestor) is mounted: the highest ancestor still on the same device.
+pub fn mount_point(path: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let mut probe = path;
+    while !probe.exists() {
+        probe = probe.parent()?;
+    }
+    let probe = std::fs::canonicalize(probe).ok()?;
+    let dev = std::fs::metadata(&probe).ok()?.dev();
+    let mut mount = probe.clone();
+    for ancestor in probe.ancestors().skip(1) {
+        match std::fs::metadata(ancestor) {
+            Ok(meta) if meta.dev() == dev => mount = ancestor.to_path_buf(),
+            _ => break,
+        }
+    }
+    Some(mount)
+}
+
+/// What to add to a failed write of `path`: for a full filesystem (or
+/// quota), which one and what to do; nothing for other errors, whose own
+/// text says enough beside the path.
+pub fn write_failure_hint(path: &Path, e: &std::io::Error) -> String {
+    let full = matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    );
+    if !full {
+        return String::new();
+    }
+    let mount = mount_point(path).map_or_else(
+        || "its filesystem".to_string(),
+        |m| format!("the filesystem mounted at {}", m.display()),
+    );
+    format!("; {mount} is full: free space there, or move [install] state_dir to a larger one")
+}
+
 /// One filesystem without enough free space.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shortfall {

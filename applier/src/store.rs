@@ -332,12 +332,19 @@ impl ContentStore {
                     let _ = fs::remove_file(part);
                     return Err(Failure::Permanent(e.into()));
                 }
-                Err(FetchError::Local { context, source }) => {
+                Err(FetchError::Local { source, .. }) => {
                     // Our own disk refused the write (typically ENOSPC): the
                     // part cannot grow, and deleting it gives the space back
-                    // so the failure itself can be recorded.
+                    // so the failure itself can be recorded. The message
+                    // names the local file and its filesystem, not the URL.
                     drop(out);
                     let _ = fs::remove_file(part);
+                    let context = format!(
+                        "cannot write {} (downloading {}{})",
+                        part.display(),
+                        transport.url(file.path),
+                        crate::space::write_failure_hint(part, &source)
+                    );
                     return Err(Failure::Permanent(NodeError::io(context, source)));
                 }
                 Err(e) if e.is_transient() => {
@@ -380,7 +387,9 @@ impl ContentStore {
         let read_err = |e| NodeError::io(format!("cannot read {}", part.display()), e);
         self.install_content(content, mode, what, &object.path, |out, tmp| {
             let decoder = zstd::stream::read::Decoder::new(File::open(part).map_err(read_err)?)
-                .map_err(|e| NodeError::io("cannot start zstd decoder", e))?;
+                .map_err(|e| {
+                    NodeError::io(format!("cannot start decompressing {}", part.display()), e)
+                })?;
             let mut writer = HashingWriter::new(out);
             // One byte past the signed size is enough to know it is too long.
             let mut decoder = decoder.take(content.size + 1);
@@ -400,7 +409,7 @@ impl ContentStore {
                 // A write error is the node's disk, not the object's fault.
                 writer
                     .write_all(&buf[..n])
-                    .map_err(|e| NodeError::io(format!("cannot write {}", tmp.display()), e))?;
+                    .map_err(|e| NodeError::writing(tmp, e))?;
             }
             let (_, digest, len) = writer.into_parts();
             Ok((len, digest))
@@ -450,7 +459,8 @@ impl ContentStore {
             let dest = self.path_of(&content.sha256);
             fs::rename(&tmp, &dest)
                 .map_err(|e| NodeError::io(format!("cannot move into {}", dest.display()), e))?;
-            durable::sync_dir(&self.objects).map_err(|e| NodeError::io("cannot fsync the store", e))
+            durable::sync_dir(&self.objects)
+                .map_err(|e| NodeError::io(format!("cannot fsync {}", self.objects.display()), e))
         })();
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
@@ -506,6 +516,15 @@ impl ContentStore {
         }
         Ok(freed)
     }
+}
+
+/// A failed garbage collection of `state_dir/store`, naming it.
+pub fn cleaning_failed(state_dir: &Path, e: io::Error) -> NodeError {
+    let store = state_dir.join("store");
+    NodeError::io(
+        format!("cannot clean the content store {}", store.display()),
+        e,
+    )
 }
 
 #[cfg(test)]

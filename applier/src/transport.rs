@@ -50,6 +50,15 @@ pub enum FetchError {
     /// may quote the server (escaped when shown).
     #[error("{url}: {}", escape(message))]
     Network { url: String, message: String },
+    /// No connection to the server at all (refused, no route, unknown
+    /// host, connect timeout): worth retrying, and what the operator must
+    /// look at is the server or the way to it, not the file.
+    #[error("the repository at {base} cannot be reached ({}, fetching {url}): check the address in [repository] url or mirrors, that the server is up, and this node's network, DNS and proxy", escape(message))]
+    Unreachable {
+        base: String,
+        url: String,
+        message: String,
+    },
     /// A failure more attempts cannot fix: TLS and certificate errors, an
     /// invalid URL.
     #[error("{url}: {}", escape(message))]
@@ -104,7 +113,9 @@ impl FetchError {
     /// and a resume the server refused (retried from scratch).
     pub fn is_transient(&self) -> bool {
         match self {
-            FetchError::Network { .. } | FetchError::RangeMismatch { .. } => true,
+            FetchError::Network { .. }
+            | FetchError::Unreachable { .. }
+            | FetchError::RangeMismatch { .. } => true,
             FetchError::Http { status, .. } => {
                 matches!(status, 408 | 425 | 429) || (500..600).contains(status)
             }
@@ -421,7 +432,9 @@ impl Transport for HttpTransport {
         if offset > 0 {
             request = request.header("Range", format!("bytes={offset}-"));
         }
-        let response = request.call().map_err(|e| call_error(&url, e))?;
+        let response = request
+            .call()
+            .map_err(|e| call_error(&self.base, &url, e))?;
         let status = response.status().as_u16();
         match status {
             200 | 206 => {}
@@ -513,14 +526,22 @@ impl Transport for HttpTransport {
 
 /// Sorts a failed request: what a retry may fix (connection, timeout, I/O)
 /// from what it cannot (TLS and certificates, a bad URL).
-fn call_error(url: &str, e: ureq::Error) -> FetchError {
-    let message = match e {
+fn call_error(base: &str, url: &str, e: ureq::Error) -> FetchError {
+    let message = match &e {
         ureq::Error::Timeout(_) => format!(
             "{e} (repository.timeout_seconds bounds connecting and the response headers, repository.stall_timeout_seconds each read)"
         ),
+        ureq::Error::Io(io) => io.to_string(),
         _ => e.to_string(),
     };
     let url = url.to_string();
+    if no_connection(&e) {
+        return FetchError::Unreachable {
+            base: base.to_string(),
+            url,
+            message,
+        };
+    }
     match e {
         ureq::Error::Io(_)
         | ureq::Error::Timeout(_)
@@ -529,6 +550,32 @@ fn call_error(url: &str, e: ureq::Error) -> FetchError {
         | ureq::Error::Protocol(_)
         | ureq::Error::BodyStalled => FetchError::Network { url, message },
         _ => FetchError::Refused { url, message },
+    }
+}
+
+/// Whether `e` means no connection was made: the server, or the way to
+/// it, is the problem.
+fn no_connection(e: &ureq::Error) -> bool {
+    use std::io::ErrorKind;
+    match e {
+        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => true,
+        ureq::Error::Timeout(timeout) => {
+            matches!(timeout, ureq::Timeout::Connect | ureq::Timeout::Resolve)
+        }
+        ureq::Error::Io(io) => {
+            matches!(
+                io.kind(),
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::HostUnreachable
+                    | ErrorKind::NetworkUnreachable
+                    | ErrorKind::NetworkDown
+                    | ErrorKind::AddrNotAvailable
+            )
+            // A failed name lookup reaches ureq as std's resolver error,
+            // which has no kind of its own; its text is std's.
+            || io.to_string().starts_with("failed to lookup address")
+        }
+        _ => false,
     }
 }
 

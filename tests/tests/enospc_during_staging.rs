@@ -151,6 +151,13 @@ fn disk_full_then_freed(layout: Layout, test: &str) {
         Layout::RootOnlyStaging => "lib/payload.bin",
     };
     out.assert_stderr_contains(step_word);
+    // The message names the local file that could not be written and the
+    // filesystem that is full, not only what was being fetched.
+    out.assert_stderr_contains(&format!("{}/", disk.display()));
+    out.assert_stderr_contains(&format!(
+        "the filesystem mounted at {} is full",
+        disk.display()
+    ));
 
     // Still on 1.0.0, exactly.
     node.assert_current(OLD, &v1);

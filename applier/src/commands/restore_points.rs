@@ -79,7 +79,7 @@ pub fn clean(config: &Config, keep: usize) -> Result<()> {
         .collect_garbage(&crate::kept_manifests::referenced_contents(
             &config.install.state_dir,
         ))
-        .map_err(|e| NodeError::io("cannot clean the content store", e))?;
+        .map_err(|e| crate::store::cleaning_failed(&config.install.state_dir, e))?;
     outln!(
         "removed {removed} restore points, freed {}",
         human_bytes(freed)

@@ -127,8 +127,8 @@ fn restore_point_of(config: &Config, target: &Version) -> Result<RestorePoint> {
 /// begins and before any hook or script runs.
 fn check_target(config: &Config, current: Option<&Version>, target: &Version) -> Result<()> {
     let root = &config.install.root;
-    let on_disk = release_dir::releases_on_disk(root)
-        .map_err(|e| NodeError::io("cannot list releases", e))?;
+    let on_disk =
+        release_dir::releases_on_disk(root).map_err(|e| release_dir::listing_failed(root, e))?;
     if !on_disk.contains(target) {
         return Err(OperationError::NotOnDisk {
             target: target.clone(),

@@ -10,7 +10,7 @@ use semver::Version;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, InstallMode};
-use crate::error::{NodeError, Result};
+use crate::error::Result;
 use crate::journal::Journal;
 use crate::recovery;
 use crate::release_dir;
@@ -140,7 +140,7 @@ pub fn report(config: &Config) -> Result<StatusReport> {
         channel: config.repository.channel.clone(),
         last_operation: node.last_operation,
         releases: release_dir::releases_on_disk(root)
-            .map_err(|e| NodeError::io("cannot list releases", e))?,
+            .map_err(|e| release_dir::listing_failed(root, e))?,
         install_root: root.display().to_string(),
         state_dir: state_dir.display().to_string(),
         operation_in_progress,

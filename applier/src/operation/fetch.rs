@@ -52,8 +52,14 @@ impl Run<'_> {
             true,
         );
         if symlink {
-            release_dir::clean_leftovers(root)
-                .map_err(|e| NodeError::io("cannot clean leftovers of an earlier run", e))?;
+            release_dir::clean_leftovers(root).map_err(|e| {
+                let releases = root.join("releases");
+                let context = format!(
+                    "cannot clean leftovers of an earlier run in {}",
+                    releases.display()
+                );
+                NodeError::io(context, e)
+            })?;
         }
         journal.transfer.bytes_full_equivalent = plan.full_download_bytes();
         for fetch in &plan.fetches {

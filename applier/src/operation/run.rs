@@ -212,8 +212,10 @@ impl<'a> Run<'a> {
     /// Old releases beyond `[install] keep`, after a successful update.
     pub fn prune(&self) -> Result<()> {
         let node = crate::state::NodeState::load(&self.config.install.state_dir)?;
-        let current = switch::current_version(&self.config.install.root)
-            .map_err(|e| NodeError::io("cannot read the current release", e))?;
+        let current = switch::current_version(&self.config.install.root).map_err(|e| {
+            let current = self.config.install.root.join("current");
+            NodeError::io(format!("cannot read {}", current.display()), e)
+        })?;
         crate::retention::prune(
             self.config,
             current.as_ref(),

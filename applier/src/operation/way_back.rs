@@ -38,7 +38,10 @@ impl Run<'_> {
                     Some(from) => switch::switch_to(&self.config.install.root, from),
                     None => switch::unset(&self.config.install.root),
                 }
-                .map_err(|e| NodeError::io("cannot switch back", e))?;
+                .map_err(|e| {
+                    let current = self.config.install.root.join("current");
+                    NodeError::io(format!("cannot switch {} back", current.display()), e)
+                })?;
                 faults::point("apply:switched-back");
                 format!("rolled back to {}", show(from.as_ref()))
             }
@@ -95,8 +98,14 @@ impl Run<'_> {
     pub(super) fn abandon(&mut self) -> Result<Ended> {
         let reverted = self.revert_update_migrations();
         if self.config.install.mode == InstallMode::Symlink {
-            release_dir::clean_leftovers(&self.config.install.root)
-                .map_err(|e| NodeError::io("cannot clean leftovers of the interrupted run", e))?;
+            release_dir::clean_leftovers(&self.config.install.root).map_err(|e| {
+                let releases = self.config.install.root.join("releases");
+                let context = format!(
+                    "cannot clean leftovers of the interrupted run in {}",
+                    releases.display()
+                );
+                NodeError::io(context, e)
+            })?;
         }
         InPlacePlan::remove(self.state_dir_path())?;
         let current = self.resumed.as_ref().and_then(|r| r.current.clone());

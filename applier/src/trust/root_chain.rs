@@ -318,8 +318,7 @@ fn save_root(state_dir: &Path, root: &VerifiedRoot) -> Result<()> {
     durable::create_dir_all(&archive, 0o755)
         .map_err(|e| NodeError::io(format!("cannot create {}", archive.display()), e))?;
     let write = |path: PathBuf, data: &[u8]| {
-        durable::write_atomic(&path, data, 0o644)
-            .map_err(|e| NodeError::io(format!("cannot write {}", path.display()), e))
+        durable::write_atomic(&path, data, 0o644).map_err(|e| NodeError::writing(&path, e))
     };
     let versioned = archive.join(format!("{}.json", root.version()));
     write(

@@ -35,6 +35,24 @@ pub use faults::Fault;
 pub const STALL_LIMIT: Duration = Duration::from_secs(120);
 
 /// One request the server received.
+/// Every request served since the last [`TestServer::reset_counters`].
+/// An answer still being sent when the log is reset (an endless body, say)
+/// finds its entry gone: it updates nothing, rather than another request's
+/// entry or a missing one.
+#[derive(Debug, Default)]
+struct RequestLog {
+    entries: Vec<Request>,
+    /// Entries forgotten by resets: a request's slot counts from the start.
+    forgotten: usize,
+}
+
+impl RequestLog {
+    fn get_mut(&mut self, slot: usize) -> Option<&mut Request> {
+        let at = slot.checked_sub(self.forgotten)?;
+        self.entries.get_mut(at)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub method: String,
@@ -77,7 +95,7 @@ struct State {
     overrides: Mutex<BTreeMap<String, Vec<u8>>>,
     /// Copies of files taken by [`TestServer::snapshot`].
     snapshots: Mutex<BTreeMap<String, Vec<u8>>>,
-    log: Mutex<Vec<Request>>,
+    log: Mutex<RequestLog>,
 }
 
 impl State {
@@ -115,7 +133,7 @@ impl TestServer {
             faults: Mutex::new(Vec::new()),
             overrides: Mutex::new(BTreeMap::new()),
             snapshots: Mutex::new(BTreeMap::new()),
-            log: Mutex::new(Vec::new()),
+            log: Mutex::new(RequestLog::default()),
         });
         let accept_state = Arc::clone(&state);
         let acceptor = thread::Builder::new()
@@ -237,7 +255,7 @@ impl TestServer {
 
     /// Every request received so far, in arrival order.
     pub fn requests(&self) -> Vec<Request> {
-        self.state.log.lock().unwrap().clone()
+        self.state.log.lock().unwrap().entries.clone()
     }
 
     /// Requests whose path starts with `path_prefix`.
@@ -255,6 +273,7 @@ impl TestServer {
             .log
             .lock()
             .unwrap()
+            .entries
             .iter()
             .map(|r| r.body_bytes)
             .sum()
@@ -263,7 +282,7 @@ impl TestServer {
     /// Body bytes served per path.
     pub fn bytes_served_by_path(&self) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
-        for r in self.state.log.lock().unwrap().iter() {
+        for r in self.state.log.lock().unwrap().entries.iter() {
             *out.entry(r.path.clone()).or_insert(0) += r.body_bytes;
         }
         out
@@ -271,7 +290,9 @@ impl TestServer {
 
     /// Forgets the request log (faults stay).
     pub fn reset_counters(&self) {
-        self.state.log.lock().unwrap().clear();
+        let mut log = self.state.log.lock().unwrap();
+        log.forgotten += log.entries.len();
+        log.entries.clear();
     }
 }
 
@@ -368,7 +389,7 @@ fn handle(mut stream: TcpStream, state: &State) -> io::Result<()> {
         .collect();
     let slot = {
         let mut log = state.log.lock().unwrap();
-        log.push(Request {
+        log.entries.push(Request {
             method: request.method.clone(),
             path: path.clone(),
             range: request.range.clone(),
@@ -376,9 +397,13 @@ fn handle(mut stream: TcpStream, state: &State) -> io::Result<()> {
             body_bytes: 0,
             at: Instant::now(),
         });
-        log.len() - 1
+        log.forgotten + log.entries.len() - 1
     };
-    let set_status = |status: u16| state.log.lock().unwrap()[slot].status = status;
+    let set_status = |status: u16| {
+        if let Some(entry) = state.log.lock().unwrap().get_mut(slot) {
+            entry.status = status;
+        }
+    };
 
     for fault in &faults {
         if let Fault::Delay(d) = fault {
@@ -469,7 +494,11 @@ fn handle(mut stream: TcpStream, state: &State) -> io::Result<()> {
     }
 
     let body = data[start as usize..end as usize].to_vec();
-    let count = |n: u64| state.log.lock().unwrap()[slot].body_bytes += n;
+    let count = |n: u64| {
+        if let Some(entry) = state.log.lock().unwrap().get_mut(slot) {
+            entry.body_bytes += n;
+        }
+    };
     faults::send_body(
         &mut stream,
         state,
