@@ -435,3 +435,16 @@ pub fn wait_for(
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// `DIR/cluster.toml`: a one-node cluster the server can load, for tests
+/// where no request reaches a node (its transport runs `false`).
+pub fn idle_inventory(dir: &Path) -> PathBuf {
+    let path = dir.join("cluster.toml");
+    fs::write(
+        &path,
+        "[[node]]\nname = \"n1\"\naddress = \"127.0.0.1\"\nrole = \"leader\"\n\
+         [transport]\nkind = \"command\"\ntemplate = \"false\"\nstatus_template = \"false\"\n",
+    )
+    .unwrap();
+    path
+}

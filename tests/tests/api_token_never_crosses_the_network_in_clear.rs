@@ -14,19 +14,12 @@ use std::time::Duration;
 
 use ferry_tests::fixtures::Workspace;
 use ferry_tests::pki::make_pki;
-use ferry_tests::rollout_api::{ApiServer, TOKEN};
+use ferry_tests::rollout_api::{idle_inventory, ApiServer, TOKEN};
 use ferry_tests::run::{run_with_deadline, Output};
 
 /// A cluster the server can load; no request here reaches a node.
 fn inventory(ws: &Workspace) -> PathBuf {
-    let path = ws.dir.join("cluster.toml");
-    std::fs::write(
-        &path,
-        "[[node]]\nname = \"n1\"\naddress = \"127.0.0.1\"\nrole = \"leader\"\n\
-         [transport]\nkind = \"command\"\ntemplate = \"false\"\nstatus_template = \"false\"\n",
-    )
-    .unwrap();
-    path
+    idle_inventory(&ws.dir)
 }
 
 /// `curl` of `https://ADDR{path}` with the token, trusting `ca` if given:
