@@ -530,4 +530,48 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn repair_puts_a_fresh_inode_where_a_shared_one_was_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, state) = (dir.path().join("root"), dir.path().join("state"));
+        let store = store_with(
+            &state,
+            &[(b"#!/bin/sh\necho hi\n", 0o755), (b"same", 0o640)],
+        );
+        let m = sample();
+        let release = stage(&m, &store, &root).unwrap();
+        let app = release.join("bin/app");
+        let shared = fs::metadata(&app).unwrap().ino();
+        // Forced through the shared inode: the store's copy is damaged too.
+        fs::set_permissions(&app, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&app)
+            .unwrap()
+            .write_all(b"edit")
+            .unwrap();
+        fs::write(release.join("etc/extra"), b"x").unwrap();
+        assert_eq!(
+            store.remove_damaged().unwrap(),
+            vec![Sha256Digest::of(b"#!/bin/sh\necho hi\n")]
+        );
+        // Verified content back in the store (what a refetch does).
+        let store = store_with(&state, &[(b"#!/bin/sh\necho hi\n", 0o755)]);
+        let repaired = repair(&m, &store, &release).unwrap();
+        assert_eq!(repaired.len(), 2, "{repaired:?}");
+        assert!(repaired[0].starts_with("bin/app"), "{repaired:?}");
+        assert!(
+            repaired[1].starts_with("etc/extra (removed"),
+            "{repaired:?}"
+        );
+        let meta = fs::metadata(&app).unwrap();
+        assert_ne!(meta.ino(), shared, "repaired through the shared inode");
+        assert_eq!(meta.mode() & 0o7777, 0o555);
+        assert_eq!(
+            verify(&m, &release, Depth::Content).unwrap(),
+            Vec::<String>::new()
+        );
+        assert!(repair(&m, &store, &release).unwrap().is_empty());
+    }
 }
