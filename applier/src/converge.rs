@@ -170,6 +170,11 @@ fn converge_one(root: &Path, entry: &DesiredEntry, store: &ContentStore) -> io::
                     )));
                 }
             }
+            // In place, files keep the manifest's mode exactly (not the
+            // read-only form releases get): they sit at fixed paths the
+            // service or its operator may own and rewrite, and each is a
+            // copy of its own, so a write cannot spread to the store or a
+            // restore point.
             let tmp = temp_beside(&dest);
             let _ = fs::remove_file(&tmp);
             let mut from = File::open(store.path_of(sha256))?;
@@ -267,7 +272,8 @@ pub fn check(root: &Path, entries: &[DesiredEntry], with_content: bool) -> io::R
                     continue;
                 }
                 let actual = Mode::from_st_mode(m.mode());
-                if actual != *mode {
+                // The read-only form is how releases install their files.
+                if !crate::sharing::mode_matches(actual, *mode) {
                     problems.push(format!("{path}: mode {actual}, expected {mode}"));
                 }
                 if m.len() != *size {

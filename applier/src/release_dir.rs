@@ -5,6 +5,11 @@
 //! directory named after a version is always complete. It is checked against
 //! its signed manifest before ferry switches to it, because anything on disk
 //! may have changed since ferry wrote it.
+//!
+//! Release files are installed read-only (the manifest's mode without its
+//! write bits, [`sharing::read_only`]) and share the store's bytes by
+//! reflink or hard link; [`repair`] replaces a damaged file with a fresh
+//! inode, never by writing through a link that other releases share.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -19,6 +24,7 @@ use semver::Version;
 
 use crate::durable;
 use crate::error::{NodeError, Result};
+use crate::sharing;
 use crate::store::ContentStore;
 
 pub fn releases_dir(root: &Path) -> PathBuf {
@@ -196,8 +202,13 @@ pub fn verify(manifest: &Manifest, dir: &Path, depth: Depth) -> io::Result<Vec<S
                     problems.push(format!("{}: expected a regular file", entry.path));
                     continue;
                 }
-                if mode != c.mode {
-                    problems.push(format!("{}: mode {mode}, expected {}", entry.path, c.mode));
+                if !sharing::mode_matches(mode, c.mode) {
+                    problems.push(format!(
+                        "{}: mode {mode}, expected {} (or {} read-only)",
+                        entry.path,
+                        c.mode,
+                        sharing::read_only(c.mode)
+                    ));
                 }
                 if depth == Depth::Metadata {
                     if meta.len() != c.size {
@@ -228,6 +239,117 @@ pub fn verify(manifest: &Manifest, dir: &Path, depth: Depth) -> io::Result<Vec<S
             .map(|p| format!("{p}: not part of release {}", manifest.version)),
     );
     Ok(problems)
+}
+
+/// Makes a release tree match its manifest again, entry by entry: a damaged
+/// or missing file is placed afresh from the store beside its path and
+/// renamed over it (a new inode: the damaged one may be shared, by hard
+/// link, with the store or another release, and writing through it would
+/// spread the damage), wrong directory modes are set, wrong symlinks
+/// replaced, entries not in the manifest removed. The store must hold every
+/// content of the manifest, verified. Returns one line per repair.
+pub fn repair(manifest: &Manifest, store: &ContentStore, dir: &Path) -> io::Result<Vec<String>> {
+    let mut repaired = Vec::new();
+    for entry in &manifest.files {
+        let path = entry.path.under(dir);
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) => Some(m),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let fixed = match &entry.kind {
+            EntryKind::Directory { mode } => match meta {
+                Some(m) if m.is_dir() => {
+                    let wrong = Mode::from_st_mode(m.mode()) != *mode;
+                    if wrong {
+                        fs::set_permissions(&path, fs::Permissions::from_mode(mode.bits()))?;
+                    }
+                    wrong
+                }
+                other => {
+                    if other.is_some() {
+                        remove_tree(&path)?;
+                    }
+                    fs::DirBuilder::new().mode(mode.bits()).create(&path)?;
+                    fs::set_permissions(&path, fs::Permissions::from_mode(mode.bits()))?;
+                    true
+                }
+            },
+            EntryKind::Symlink { target } => {
+                let intact = meta.as_ref().is_some_and(|m| m.file_type().is_symlink())
+                    && fs::read_link(&path)? == Path::new(target);
+                if !intact {
+                    let tmp = beside(&path, "link");
+                    let _ = fs::remove_file(&tmp);
+                    std::os::unix::fs::symlink(target, &tmp)?;
+                    replace(&tmp, &path, meta.as_ref())?;
+                }
+                !intact
+            }
+            EntryKind::File(c) | EntryKind::Executable(c) => {
+                let intact = match &meta {
+                    Some(m) if m.is_file() => {
+                        sharing::mode_matches(Mode::from_st_mode(m.mode()), c.mode)
+                            && m.len() == c.size
+                            && Sha256Digest::of_reader(fs::File::open(&path)?)?
+                                == (c.sha256, c.size)
+                    }
+                    _ => false,
+                };
+                if !intact {
+                    let tmp = beside(&path, "file");
+                    let _ = fs::remove_file(&tmp);
+                    store.materialize(&c.sha256, c.mode, &tmp)?;
+                    replace(&tmp, &path, meta.as_ref())?;
+                }
+                !intact
+            }
+        };
+        if fixed {
+            repaired.push(entry.path.to_string());
+        }
+    }
+    let expected: BTreeSet<PathBuf> = manifest.files.iter().map(|e| e.path.under(dir)).collect();
+    let mut extra = Vec::new();
+    collect_extra(dir, dir, &expected, &mut extra)?;
+    for path in extra {
+        remove_tree(&dir.join(&path))?;
+        repaired.push(format!(
+            "{path} (removed: not part of release {})",
+            manifest.version
+        ));
+    }
+    if !repaired.is_empty() {
+        // Each rename durable before the switch that relies on it.
+        for entry in &manifest.files {
+            if matches!(entry.kind, EntryKind::Directory { .. }) {
+                durable::sync_dir(&entry.path.under(dir))?;
+            }
+        }
+        durable::sync_dir(dir)?;
+    }
+    Ok(repaired)
+}
+
+/// A temporary name beside `path`, hidden and marked as ferry's.
+fn beside(path: &Path, what: &str) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    path.with_file_name(format!(
+        ".{}.ferry-repair-{what}-{}",
+        name.unwrap_or_default(),
+        std::process::id()
+    ))
+}
+
+/// Renames `tmp` over `path`; a directory in the way is removed first
+/// (rename cannot replace a directory with a file).
+fn replace(tmp: &Path, path: &Path, existing: Option<&fs::Metadata>) -> io::Result<()> {
+    if existing.is_some_and(|m| m.is_dir()) {
+        remove_tree(path)?;
+    }
+    fs::rename(tmp, path).inspect_err(|_| {
+        let _ = fs::remove_file(tmp);
+    })
 }
 
 fn collect_extra(
@@ -312,7 +434,8 @@ mod tests {
             let path = store.path_of(&Sha256Digest::of(data));
             let mut f = fs::File::create(&path).unwrap();
             f.write_all(data).unwrap();
-            fs::set_permissions(&path, fs::Permissions::from_mode(*mode)).unwrap();
+            let mode = sharing::read_only(Mode::new(*mode).unwrap()).bits();
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
         }
         store
     }
@@ -414,5 +537,49 @@ mod tests {
                 "missing {needle:?} in:\n{problems}"
             );
         }
+    }
+
+    #[test]
+    fn repair_puts_a_fresh_inode_where_a_shared_one_was_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, state) = (dir.path().join("root"), dir.path().join("state"));
+        let store = store_with(
+            &state,
+            &[(b"#!/bin/sh\necho hi\n", 0o755), (b"same", 0o640)],
+        );
+        let m = sample();
+        let release = stage(&m, &store, &root).unwrap();
+        let app = release.join("bin/app");
+        let shared = fs::metadata(&app).unwrap().ino();
+        // Forced through the shared inode: the store's copy is damaged too.
+        fs::set_permissions(&app, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&app)
+            .unwrap()
+            .write_all(b"edit")
+            .unwrap();
+        fs::write(release.join("etc/extra"), b"x").unwrap();
+        assert_eq!(
+            store.remove_damaged().unwrap(),
+            vec![Sha256Digest::of(b"#!/bin/sh\necho hi\n")]
+        );
+        // Verified content back in the store (what a refetch does).
+        let store = store_with(&state, &[(b"#!/bin/sh\necho hi\n", 0o755)]);
+        let repaired = repair(&m, &store, &release).unwrap();
+        assert_eq!(repaired.len(), 2, "{repaired:?}");
+        assert!(repaired[0].starts_with("bin/app"), "{repaired:?}");
+        assert!(
+            repaired[1].starts_with("etc/extra (removed"),
+            "{repaired:?}"
+        );
+        let meta = fs::metadata(&app).unwrap();
+        assert_ne!(meta.ino(), shared, "repaired through the shared inode");
+        assert_eq!(meta.mode() & 0o7777, 0o555);
+        assert_eq!(
+            verify(&m, &release, Depth::Content).unwrap(),
+            Vec::<String>::new()
+        );
+        assert!(repair(&m, &store, &release).unwrap().is_empty());
     }
 }

@@ -1,8 +1,9 @@
 //! The node's content store: verified, uncompressed file contents named by
 //! their SHA-256, under `state_dir/store/`.
 //!
-//! Release trees are hard links into the store, so a file unchanged across
-//! releases costs its bytes once. Nothing enters the store unverified: a
+//! Release trees are reflinks or hard links into the store
+//! ([`crate::sharing`]), so a file unchanged across releases costs its bytes
+//! once; stored objects are read-only, like the release files. Nothing enters the store unverified: a
 //! download is checked against the signed compressed digest before the
 //! decompressor sees it, then the decompressed bytes against the signed
 //! content digest, capped at the signed size so a decompression bomb stops at
@@ -29,6 +30,7 @@ use manifests::Sha256Digest;
 use crate::durable;
 use crate::error::{NodeError, Result};
 use crate::retry::{self, Verdict};
+use crate::sharing::{self, Sharing};
 use crate::transport::{FetchError, Transport};
 
 /// Why a download did not complete (a wrong digest twice is a
@@ -121,6 +123,7 @@ fn tighten(dir: &Path) -> Result<()> {
 pub struct ContentStore {
     objects: PathBuf,
     downloads: PathBuf,
+    sharing: Sharing,
 }
 
 impl ContentStore {
@@ -128,6 +131,7 @@ impl ContentStore {
         let store = ContentStore {
             objects: state_dir.join("store"),
             downloads: state_dir.join("downloads"),
+            sharing: Sharing::from_env(),
         };
         for (dir, mode) in [(&store.objects, STORE_DIR_MODE), (&store.downloads, 0o755)] {
             durable::create_dir_all(dir, mode)
@@ -142,6 +146,7 @@ impl ContentStore {
         ContentStore {
             objects: state_dir.join("store"),
             downloads: state_dir.join("downloads"),
+            sharing: Sharing::from_env(),
         }
     }
 
@@ -451,8 +456,9 @@ impl ContentStore {
                     content.size, content.sha256
                 )));
             }
-            // The umask may have trimmed the mode at creation.
-            out.set_permissions(fs::Permissions::from_mode(mode.bits()))
+            // Read-only, like the release files linked to it: a write
+            // through a link must fail, not change every release sharing it.
+            out.set_permissions(fs::Permissions::from_mode(sharing::read_only(mode).bits()))
                 .map_err(|e| NodeError::io(format!("cannot set mode on {}", tmp.display()), e))?;
             out.sync_all()
                 .map_err(|e| NodeError::io(format!("cannot fsync {}", tmp.display()), e))?;
@@ -468,25 +474,43 @@ impl ContentStore {
         result
     }
 
-    /// Puts verified content at `dest` (inside a staging tree): a hard link
-    /// when the stored file already has the wanted mode, else a copy.
+    /// Puts verified content at `dest` (inside a staging tree), read-only:
+    /// a reflink where the filesystem has them, else a hard link when the
+    /// stored file already has the wanted mode, else a copy
+    /// ([`crate::sharing`]).
     pub fn materialize(&self, sha256: &Sha256Digest, mode: Mode, dest: &Path) -> io::Result<()> {
-        let src = self.path_of(sha256);
-        let meta = fs::metadata(&src)?;
-        if Mode::from_st_mode(meta.mode()) == mode && fs::hard_link(&src, dest).is_ok() {
-            return Ok(());
+        sharing::place(&self.path_of(sha256), mode, dest, self.sharing).map(|_| ())
+    }
+
+    /// Removes every stored object whose bytes no longer hash to its name
+    /// (written through a hard link of a release, say), so nothing damaged
+    /// is linked into a release again; the next apply or repair fetches it
+    /// afresh. Returns the digests removed.
+    pub fn remove_damaged(&self) -> io::Result<Vec<Sha256Digest>> {
+        let mut removed = Vec::new();
+        let mut entries: Vec<_> = fs::read_dir(&self.objects)?.collect::<io::Result<_>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let Some(name) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<Sha256Digest>().ok())
+            else {
+                continue;
+            };
+            if !entry.file_type()?.is_file() {
+                continue;
+            }
+            let (digest, _) = Sha256Digest::of_reader(File::open(entry.path())?)?;
+            if digest != name {
+                fs::remove_file(entry.path())?;
+                removed.push(name);
+            }
         }
-        // Different mode, another filesystem, or a link limit: copy instead.
-        let mut from = File::open(&src)?;
-        let mut to = OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .mode(mode.bits())
-            .open(dest)?;
-        io::copy(&mut from, &mut to)?;
-        to.set_permissions(fs::Permissions::from_mode(mode.bits()))?;
-        to.sync_all()?;
-        to.flush()
+        if !removed.is_empty() {
+            durable::sync_dir(&self.objects)?;
+        }
+        Ok(removed)
     }
 
     /// Removes store contents no release links to any more (link count 1),

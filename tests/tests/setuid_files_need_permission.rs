@@ -148,7 +148,8 @@ fn allow_special_modes_installs_the_setuid_file() {
     node.ferry_ok(&["apply", "--version", "1.0.0"]);
     node.ferry_ok(&["apply"]);
     node.assert_current("1.1.0", &setuid_input(&ws));
-    assert_eq!(mode_of(&node.current().join("bin/app")), 0o4755);
+    // Installed read-only: the manifest's 4755 without its write bit.
+    assert_eq!(mode_of(&node.current().join("bin/app")), 0o4555);
     assert_store_private(&node);
     node.ferry_ok(&["verify"]);
 

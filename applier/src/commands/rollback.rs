@@ -13,10 +13,11 @@ use crate::lock::StateLock;
 use crate::operation::decide;
 use crate::operation::error::OperationError;
 use crate::operation::{Ended, Move, Run};
-use crate::release_dir::Depth;
 use crate::restore_point::RestorePoint;
 use crate::state::{self, NodeState, Operation, OperationKind, Outcome};
-use crate::{installed, kept_manifests, migrations, recovery, release_dir};
+use crate::store::ContentStore;
+use crate::{installed, kept_manifests, migrations, recovery, release_dir, release_repair};
+use manifests::VerifiedManifest;
 
 pub fn run(config: &Config, to: Option<Version>) -> Result<()> {
     let lock = StateLock::acquire(&config.install.state_dir)?;
@@ -121,7 +122,8 @@ fn restore_point_of(config: &Config, target: &Version) -> Result<RestorePoint> {
     Ok(point)
 }
 
-/// The target must be on disk and still match its signed manifest, and
+/// The target must be on disk and match its signed manifest (repaired from
+/// verified content if it does not, [`repair_target`]), and
 /// the down scripts the rollback will run from the `current` release must
 /// be the ones its kept manifest pins: checked here, before the journal
 /// begins and before any hook or script runs.
@@ -141,15 +143,7 @@ fn check_target(config: &Config, current: Option<&Version>, target: &Version) ->
     // A release kept from before the node refused special modes (or from
     // before the operator took the permission back) is not switched to.
     decide::special_modes(manifest.manifest(), config.install.allow_special_modes)?;
-    let path = release_dir::release_path(root, target);
-    let problems = release_dir::verify(manifest.manifest(), &path, Depth::Content)
-        .map_err(|e| NodeError::io(format!("cannot check {}", path.display()), e))?;
-    if !problems.is_empty() {
-        return Err(NodeError::verification(format!(
-            "release {target} on disk no longer matches its signed manifest, refusing to switch to it:\n  {}",
-            problems.join("\n  ")
-        )));
-    }
+    repair_target(config, &manifest)?;
     if let Some(current) = current {
         let state_dir = &config.install.state_dir;
         let from = kept_manifests::load(state_dir, current, &keys)?;
@@ -161,4 +155,28 @@ fn check_target(config: &Config, current: Option<&Version>, target: &Version) ->
         )?;
     }
     Ok(())
+}
+
+/// Re-hashes the target and repairs what differs from verified content (an
+/// edit forced through the live release may have reached it through a
+/// shared inode), before the journal begins. If it cannot be made whole the
+/// rollback is refused: nothing live has changed, and the error names the
+/// files and what to do.
+fn repair_target(config: &Config, manifest: &VerifiedManifest) -> Result<()> {
+    let target = &manifest.manifest().version;
+    let store = ContentStore::open(&config.install.state_dir)?;
+    let mut sources = None;
+    match release_repair::check_and_repair(config, &store, &mut sources, manifest) {
+        Ok(repaired) if repaired.entries.is_empty() => Ok(()),
+        Ok(repaired) => {
+            events::say(format!(
+                "release {target} differed from its signed manifest; repaired from verified content before switching: {}",
+                repaired.entries.join(", ")
+            ));
+            Ok(())
+        }
+        Err(e) => Err(NodeError::verification(format!(
+            "release {target} on disk no longer matches its signed manifest and could not be repaired, refusing to switch to it (nothing live was changed): {e}\n  make the repository reachable and run `ferry rollback` again, or `ferry apply --version {target}` to rebuild it"
+        ))),
+    }
 }

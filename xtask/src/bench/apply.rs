@@ -17,13 +17,17 @@
 //!    switch, nothing fetched or written;
 //! 5. `dd if=/dev/zero bs=1M count=200 conv=fsync` in the same directory;
 //! 6. 6 durable small-file replacements in the node's state directory: the
-//!    journal mechanism's cost, measured directly.
+//!    journal mechanism's cost, measured directly;
+//! 7. on a second fresh node with `FERRY_RELEASE_FILES=copy`, the same
+//!    apply 1.0.0 → 2.0.0 with every release file a copy of its own: the
+//!    cost of not sharing the store's bytes, against step 2's reflinks or
+//!    hard links (which of the two the filesystem gave is reported).
 //!
 //! `sync -f` runs (untimed) before each timed step so that none pays for
 //! writeback left by the one before.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -68,7 +72,7 @@ pub fn run(args: &Args) -> Result<()> {
     let size = args.size_mib * MIB;
     // Repository (2 versions) + node store (2) + a download part + dd's file,
     // with room to spare.
-    let scratch = Scratch::create(args.dir.as_deref(), "apply", 7 * size + 256 * MIB)?;
+    let scratch = Scratch::create(args.dir.as_deref(), "apply", 9 * size + 256 * MIB)?;
     let machine = Machine::describe(&scratch);
     cmd::banner("bench apply: machine");
     println!("{machine}");
@@ -114,6 +118,7 @@ impl std::fmt::Display for Machine {
 struct Rows {
     dd: Row,
     apply: Row,
+    apply_copies: Row,
     rollback: Row,
     reapply: Row,
     objects: Row,
@@ -125,6 +130,8 @@ struct Rows {
     journal: Row,
     journal_writes_seen: Vec<usize>,
     strace_note: String,
+    /// How the default apply's big release file shared the store's bytes.
+    sharing_seen: Vec<&'static str>,
 }
 
 impl Rows {
@@ -133,6 +140,9 @@ impl Rows {
             dd: Row::new(format!("dd {mib} MiB conv=fsync (disk baseline)")),
             apply: Row::new(format!(
                 "ferry apply {V1}->{V2} (fetch+decompress+verify+stage+fsync+switch)"
+            )),
+            apply_copies: Row::new(format!(
+                "ferry apply {V1}->{V2}, FERRY_RELEASE_FILES=copy (release files copied)"
             )),
             rollback: Row::new(format!(
                 "ferry rollback --to {V1} (re-hash {mib} MiB + journaled switch)"
@@ -149,6 +159,7 @@ impl Rows {
             journal: Row::new(format!("journal overhead ({JOURNAL_STEPS} durable writes)")),
             journal_writes_seen: Vec::new(),
             strace_note: String::new(),
+            sharing_seen: Vec::new(),
         }
     }
 
@@ -156,6 +167,7 @@ impl Rows {
         vec![
             &self.dd,
             &self.apply,
+            &self.apply_copies,
             &self.rollback,
             &self.reapply,
             &self.objects,
@@ -257,6 +269,13 @@ fn measure(bins: &Binaries, work: &Path, args: &Args) -> Result<Rows> {
             .context("re-applying 2.0.0 failed")?;
         node.expect_current(V2, "re-applying 2.0.0")?;
 
+        let big = node.root.join("releases").join(V2).join("data/blob.bin");
+        rows.sharing_seen.push(if fs::metadata(&big)?.nlink() > 1 {
+            "hard link"
+        } else {
+            "reflink (or copy: own inode)"
+        });
+
         // 5. The disk's own speed, 6. the journal mechanism.
         flush(work)?;
         let dd = dd_fsync(&work.join("dd.bin"), mib).context("the dd baseline failed")?;
@@ -264,15 +283,39 @@ fn measure(bins: &Binaries, work: &Path, args: &Args) -> Result<Rows> {
             .context("the journal write measurement failed")?;
         node.remove()?;
 
+        // 7. The same apply with every release file a copy.
+        let copies = Node::create(bins, &work.join(format!("node-{run}-copies")), &repo)?;
+        let copy = |c: &mut Command| {
+            c.env("FERRY_RELEASE_FILES", "copy");
+        };
+        let mut install = copies.ferry(&["apply", "--version", V1]);
+        copy(&mut install);
+        step(&mut install, false).context("installing 1.0.0 with copies failed")?;
+        flush(work)?;
+        let mut apply_with_copies = copies.ferry(&["apply"]);
+        copy(&mut apply_with_copies);
+        let apply_copies =
+            step(&mut apply_with_copies, verbose).context("`ferry apply` with copies failed")?;
+        copies.expect_current(V2, "`ferry apply` with copies")?;
+        let big = copies.root.join("releases").join(V2).join("data/blob.bin");
+        ensure!(
+            fs::metadata(&big)?.nlink() == 1,
+            "FERRY_RELEASE_FILES=copy still hard-linked {}",
+            big.display()
+        );
+        copies.remove()?;
+
         println!(
-            "run {run}: apply {}, rollback {}, re-apply {}, dd {}, journal {}",
+            "run {run}: apply {}, apply with copies {}, rollback {}, re-apply {}, dd {}, journal {}",
             ms(apply),
+            ms(apply_copies),
             ms(rollback),
             ms(reapply),
             ms(dd),
             ms(journal)
         );
         rows.apply.samples.push(apply);
+        rows.apply_copies.samples.push(apply_copies);
         rows.rollback.samples.push(rollback);
         rows.reapply.samples.push(reapply);
         rows.dd.samples.push(dd);
@@ -394,6 +437,16 @@ fn report(rows: &Rows, args: &Args, machine: &Machine) {
         ms(apply),
         mb(apply),
         apply / dd
+    );
+    let copies = median(&rows.apply_copies.samples).unwrap_or(0.0);
+    let mut seen = rows.sharing_seen.clone();
+    seen.dedup();
+    println!(
+        "release files: the default apply shared the store's bytes by {} ({}); with FERRY_RELEASE_FILES=copy\n  the apply takes {} ({:.2}x)",
+        seen.join(", "),
+        ms(apply),
+        ms(copies),
+        copies / apply
     );
     if let Some(s) = summarize(&rows.dd.samples) {
         if s.max > 2.0 * s.min {
