@@ -254,9 +254,11 @@ pub fn apply_pending(
     // and half of it should not run.
     // The downs too: a failing up has them run, and they must be the
     // signed ones as much as the ups.
+    // The signed check first: it refuses anything but a regular file
+    // before reading it (a fifo there would block the read).
     for migration in &pending {
-        check_script(manifest, release_dir, migration)
-            .and_then(|()| check_signed_scripts(manifest, release_dir, migration))
+        check_signed_scripts(manifest, release_dir, migration)
+            .and_then(|()| check_script(manifest, release_dir, migration))
             .map_err(MigrationFailure::Refused)?;
     }
     let runner = ScriptRunner {
@@ -464,9 +466,7 @@ impl ScriptRunner<'_> {
         });
         history.save(state_dir).map_err(record_failed)?;
         crate::faults::point("migrations:up-running");
-        let result = self
-            .run(&migration.id, "up", &migration.up)
-            .map_err(StepFailure::from);
+        let result = self.checked_run(&migration.id, Direction::Up, &migration.up);
         let record = history.get_mut(&migration.id).expect("recorded just above");
         record.duration_ms = duration_ms(started);
         match &result {
@@ -498,7 +498,7 @@ impl ScriptRunner<'_> {
         for (i, id) in order.iter().enumerate() {
             let result = down_of(self.manifest, id)
                 .map_err(|e| StepFailure::NoDown(Box::new(e)))
-                .and_then(|down| self.run(id, "down", down).map_err(StepFailure::from));
+                .and_then(|down| self.checked_run(id, Direction::Down, down));
             let record = history.get_mut(id).expect("only applied ids are reverted");
             match &result {
                 Ok(()) => {
@@ -520,6 +520,22 @@ impl ScriptRunner<'_> {
             reverted.push(id.to_string());
         }
         Ok(reverted)
+    }
+
+    /// `script` checked against its manifest once more, right before it
+    /// runs: every script was checked before the first one ran, but an
+    /// earlier script may have run for minutes, and a script swapped in
+    /// that time must not run (the window left is this call to the exec).
+    fn checked_run(
+        &self,
+        id: &str,
+        direction: Direction,
+        script: &SafeRelativePath,
+    ) -> Result<(), StepFailure> {
+        pinned::check(self.manifest, self.release_dir, id, direction, script)
+            .map_err(|e| StepFailure::Altered(Box::new(e)))?;
+        self.run(id, direction.name(), script)
+            .map_err(StepFailure::from)
     }
 
     fn run(

@@ -56,7 +56,11 @@ fn describe(entries: &[(String, Mode)]) -> String {
     let mut text: Vec<String> = entries
         .iter()
         .take(NAMED_AT_MOST)
-        .map(|(path, mode)| format!("{path} {mode} ({})", bit_names(*mode)))
+        .map(|(path, mode)| {
+            // A signed path may hold control characters: never raw.
+            let path = manifests::untrusted_text::escape(path);
+            format!("{path} {mode} ({})", bit_names(*mode))
+        })
         .collect();
     if entries.len() > NAMED_AT_MOST {
         text.push(format!("and {} more", entries.len() - NAMED_AT_MOST));

@@ -154,6 +154,12 @@ fn repair_installed(
     installed: &drift::Installed,
     store: &ContentStore,
 ) -> Result<()> {
+    // Repair puts files back as their manifest says: never a setuid,
+    // setgid or sticky bit the node no longer allows.
+    crate::operation::decide::special_modes(
+        installed.manifest.manifest(),
+        config.install.allow_special_modes,
+    )?;
     if config.install.mode == InstallMode::Symlink && !installed.dir.exists() {
         // The whole release directory is gone: built again the way
         // apply stages it, from the store that now holds every content.
@@ -202,6 +208,13 @@ fn repair_kept_releases(
                 continue;
             }
         };
+        if let Err(e) = crate::operation::decide::special_modes(
+            manifest.manifest(),
+            config.install.allow_special_modes,
+        ) {
+            errln!("release {version} is not repaired: {e}");
+            continue;
+        }
         let repaired = release_repair::check_and_repair(config, store, sources, &manifest)?;
         report.downloaded += repaired.downloaded;
         if !repaired.entries.is_empty() {

@@ -111,6 +111,16 @@ fn restore_point_of(config: &Config, target: &Version) -> Result<RestorePoint> {
     else {
         return Err(OperationError::NoRestorePoint(target.clone()).into());
     };
+    // As for a switch (`check_target`): a release kept from when special
+    // modes were allowed is not put back once they are not. In place the
+    // restore point holds the files; the release's kept manifest says
+    // what they were installed as.
+    if !config.install.allow_special_modes {
+        let keys = config.trusted_keys()?;
+        if let Ok(manifest) = kept_manifests::load(state_dir, target, &keys) {
+            decide::special_modes(manifest.manifest(), false)?;
+        }
+    }
     let problems = point.verify(state_dir)?;
     if !problems.is_empty() {
         return Err(NodeError::verification(format!(

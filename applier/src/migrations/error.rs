@@ -90,6 +90,10 @@ pub enum StepFailure {
     /// `migrations.json` could not be written.
     #[error(transparent)]
     Record(Box<NodeError>),
+    /// The script changed on disk after the check before the first script
+    /// ran: it was not run.
+    #[error(transparent)]
+    Altered(Box<NodeError>),
 }
 
 impl From<CommandError> for StepFailure {

@@ -170,7 +170,11 @@ pub fn run(
 /// The connection over `stream`, with its request deadline running from
 /// now (the TLS handshake counts against it).
 fn connect(mut stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>) -> Option<Connection> {
-    if tls.is_some() && !starts_a_tls_handshake(&mut stream)? {
+    // One deadline for the whole request: the wait for a TLS client's
+    // first byte counts against it, or a silent client would hold its
+    // slot for two deadlines.
+    let deadline = Instant::now() + REQUEST_DEADLINE;
+    if tls.is_some() && !starts_a_tls_handshake(&mut stream, deadline)? {
         // The client already sent its request (and any token) in clear;
         // saying so plainly is all that is left to do.
         let body = br#"{"error": "this server speaks HTTPS only: use an https:// URL"}"#;
@@ -179,7 +183,7 @@ fn connect(mut stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>) -> Opt
         super::http::close_after_answer(&stream);
         return None;
     }
-    let stream = DeadlineStream::new(stream, Instant::now() + REQUEST_DEADLINE).ok()?;
+    let stream = DeadlineStream::new(stream, deadline).ok()?;
     Some(match tls {
         None => Connection::Plain(stream),
         Some(config) => {
@@ -191,8 +195,11 @@ fn connect(mut stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>) -> Opt
 
 /// Whether the client's first byte opens a TLS handshake record (0x16),
 /// waiting for it up to the request deadline; `None`: nothing came.
-fn starts_a_tls_handshake(stream: &mut TcpStream) -> Option<bool> {
-    stream.set_read_timeout(Some(REQUEST_DEADLINE)).ok()?;
+fn starts_a_tls_handshake(stream: &mut TcpStream, deadline: Instant) -> Option<bool> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    stream
+        .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+        .ok()?;
     stream
         .set_write_timeout(Some(Duration::from_secs(1)))
         .ok()?;
