@@ -403,7 +403,7 @@ fn syntax_location(text: &str, error: &toml::de::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The README's full example configuration is one a node accepts.
@@ -427,7 +427,7 @@ mod tests {
         assert_eq!(config.node.id.as_deref(), Some("db-eu-07"));
     }
 
-    const GOOD: &str = r#"
+    pub(crate) const GOOD: &str = r#"
 [repository]
 url = "file:///srv/ferry-repo"
 channel = "stable"

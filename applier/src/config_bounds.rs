@@ -221,16 +221,13 @@ mod tests {
 
     use crate::config::Config;
 
-    const EVERY_SECTION: &str = r#"
-[repository]
-url = "file:///srv/ferry-repo"
-channel = "stable"
-public_keys = ["/etc/ferry/ferry.pub"]
+    /// The smallest valid configuration (config.rs's tests), then every
+    /// other section with its defaults.
+    fn every_section() -> String {
+        format!("{}{EVERY_OTHER_SECTION}", crate::config::tests::GOOD)
+    }
 
-[install]
-root = "/opt/myapp"
-state_dir = "/var/lib/ferry"
-
+    const EVERY_OTHER_SECTION: &str = r#"
 [service]
 [health]
 command = "true"
@@ -248,13 +245,14 @@ prefix = "/ferry/t"
     /// that leaves the key out.
     #[test]
     fn every_default_is_in_range() {
-        let config = Config::parse(EVERY_SECTION, Path::new("t.toml")).unwrap();
+        let config = Config::parse(&every_section(), Path::new("t.toml")).unwrap();
         assert!(super::bounded(&config).len() >= 20);
     }
 
     #[test]
     fn the_key_the_value_and_the_range_are_named() {
-        let text = EVERY_SECTION.replace("[migrations]", "[migrations]\ntimeout_seconds = 604801");
+        let text =
+            every_section().replace("[migrations]", "[migrations]\ntimeout_seconds = 604801");
         let err = Config::parse(&text, Path::new("t.toml"))
             .unwrap_err()
             .to_string();
@@ -262,7 +260,8 @@ prefix = "/ferry/t"
             err.ends_with("[migrations] timeout_seconds = 604801 is out of range: use 1 to 604800"),
             "{err}"
         );
-        let text = EVERY_SECTION.replace("[migrations]", "[migrations]\ntimeout_seconds = 604800");
+        let text =
+            every_section().replace("[migrations]", "[migrations]\ntimeout_seconds = 604800");
         assert!(Config::parse(&text, Path::new("t.toml")).is_ok());
     }
 }

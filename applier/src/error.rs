@@ -249,6 +249,16 @@ pub enum NodeError {
     /// `ferry repair` could not put every file back.
     #[error("repair left differences:\n  {}", differences.join("\n  "))]
     RepairIncomplete { differences: Vec<String> },
+    /// A rollback's target differs from its kept manifest and repairing it
+    /// could not run (disk full, repository unreachable, an object gone):
+    /// the switch is refused, and the status is the cause's, so a full disk
+    /// is not reported as tampering.
+    #[error("release {target} differs from its signed manifest and repairing it failed, refusing to switch to it (nothing live was changed): {source}\n  once that is fixed, run `ferry rollback` again, or `ferry apply --version {target}` to rebuild it")]
+    RepairFailed {
+        target: Version,
+        #[source]
+        source: Box<NodeError>,
+    },
     /// `ferry install-units` cannot write the units it was asked for.
     #[error(transparent)]
     Units(Box<crate::commands::install_units::UnitsError>),
@@ -341,6 +351,7 @@ impl NodeError {
                 Exit::Verification
             }
             NodeError::Drift(_) => Exit::Drift,
+            NodeError::RepairFailed { source, .. } => source.exit(),
             NodeError::Preflight(_) | NodeError::NotEnoughSpace(_) => Exit::Preflight,
             NodeError::RolledBack(_) => Exit::RolledBack,
             NodeError::Halted(_) => Exit::Halted,
@@ -414,6 +425,21 @@ mod tests {
             in_place: false,
         };
         assert_eq!(NodeError::from(space).exit(), Exit::Preflight);
+        // A rollback target whose repair could not run keeps its cause's
+        // status: a full disk is not tampering.
+        let repair_failed = |source| NodeError::RepairFailed {
+            target: v("1.0.0"),
+            source: Box::new(source),
+        };
+        let full = io::Error::from_raw_os_error(28);
+        assert_eq!(
+            repair_failed(NodeError::io("cannot write x", full)).exit(),
+            Exit::Error
+        );
+        assert_eq!(
+            repair_failed(NodeError::verification("bad object")).exit(),
+            Exit::Verification
+        );
         // A version the policy does not allow is a refusal, however it is
         // reached; a broken [policy] is an error.
         let refused = PolicyError::VersionRefused {

@@ -6,7 +6,10 @@
 //! `--bundle` would hold `ferry apply` (and its lock) forever. The file is
 //! opened with `O_NONBLOCK`, which makes opening a fifo return at once, and
 //! refused by `fstat` unless it is a regular file; a regular file reads the
-//! same with or without the flag.
+//! same with or without the flag. `O_NOCTTY` as well: opening a terminal
+//! device planted there must not make it the controlling terminal of a
+//! `ferry` that has none (a run from its timer), whose hangup would then
+//! signal it.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -35,7 +38,7 @@ impl OpenError {
 pub fn open_regular(path: &Path) -> Result<File, OpenError> {
     let file = OpenOptions::new()
         .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY).bits() as i32)
         .open(path)?;
     let kind = file.metadata()?.file_type();
     if kind.is_file() {

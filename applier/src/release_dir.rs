@@ -236,7 +236,7 @@ pub fn verify(manifest: &Manifest, dir: &Path, depth: Depth) -> io::Result<Vec<S
     problems.extend(
         extra
             .into_iter()
-            .map(|p| format!("{p}: not part of release {}", manifest.version)),
+            .map(|p| format!("{}: not part of release {}", shown(&p), manifest.version)),
     );
     Ok(problems)
 }
@@ -248,8 +248,17 @@ pub fn verify(manifest: &Manifest, dir: &Path, depth: Depth) -> io::Result<Vec<S
 /// spread the damage), wrong directory modes are set, wrong symlinks
 /// replaced, entries not in the manifest removed. The store must hold every
 /// content of the manifest, verified. Returns one line per repair.
+///
+/// Directories are opened for their owner (`u+wx`, nothing taken from
+/// anyone: the release may be live) while entries are replaced inside
+/// them, and get their manifest modes last, deepest first, as
+/// [`stage`] does. A repair killed half-way leaves only what the next
+/// `verify` reports and the next repair mends: wrong directory modes and
+/// hidden `.ferry-repair-*` names, which are not part of the release.
 pub fn repair(manifest: &Manifest, store: &ContentStore, dir: &Path) -> io::Result<Vec<String>> {
     let mut repaired = Vec::new();
+    let mut directories = vec![(dir.to_path_buf(), None)];
+    open_for_owner(dir)?;
     for entry in &manifest.files {
         let path = entry.path.under(dir);
         let meta = match fs::symlink_metadata(&path) {
@@ -258,23 +267,21 @@ pub fn repair(manifest: &Manifest, store: &ContentStore, dir: &Path) -> io::Resu
             Err(e) => return Err(e),
         };
         let fixed = match &entry.kind {
-            EntryKind::Directory { mode } => match meta {
-                Some(m) if m.is_dir() => {
-                    let wrong = Mode::from_st_mode(m.mode()) != *mode;
-                    if wrong {
-                        fs::set_permissions(&path, fs::Permissions::from_mode(mode.bits()))?;
+            EntryKind::Directory { mode } => {
+                let fixed = match meta {
+                    Some(m) if m.is_dir() => Mode::from_st_mode(m.mode()) != *mode,
+                    other => {
+                        if other.is_some() {
+                            remove_tree(&path)?;
+                        }
+                        fs::DirBuilder::new().mode(0o700).create(&path)?;
+                        true
                     }
-                    wrong
-                }
-                other => {
-                    if other.is_some() {
-                        remove_tree(&path)?;
-                    }
-                    fs::DirBuilder::new().mode(mode.bits()).create(&path)?;
-                    fs::set_permissions(&path, fs::Permissions::from_mode(mode.bits()))?;
-                    true
-                }
-            },
+                };
+                open_for_owner(&path)?;
+                directories.push((path, Some(*mode)));
+                fixed
+            }
             EntryKind::Symlink { target } => {
                 let intact = meta.as_ref().is_some_and(|m| m.file_type().is_symlink())
                     && fs::read_link(&path)? == Path::new(target);
@@ -315,30 +322,48 @@ pub fn repair(manifest: &Manifest, store: &ContentStore, dir: &Path) -> io::Resu
     for path in extra {
         remove_tree(&dir.join(&path))?;
         repaired.push(format!(
-            "{path} (removed: not part of release {})",
+            "{} (removed: not part of release {})",
+            shown(&path),
             manifest.version
         ));
     }
-    if !repaired.is_empty() {
-        // Each rename durable before the switch that relies on it.
-        for entry in &manifest.files {
-            if matches!(entry.kind, EntryKind::Directory { .. }) {
-                durable::sync_dir(&entry.path.under(dir))?;
-            }
+    // Deepest first, each directory durable after what was renamed into it
+    // and before the switch that relies on it. The release root keeps the
+    // mode it has (the manifest does not name one).
+    directories.sort_by_key(|(path, _)| std::cmp::Reverse(path.components().count()));
+    for (path, mode) in &directories {
+        if let Some(mode) = mode {
+            fs::set_permissions(path, fs::Permissions::from_mode(mode.bits()))?;
         }
-        durable::sync_dir(dir)?;
+        if !repaired.is_empty() {
+            durable::sync_dir(path)?;
+        }
     }
     Ok(repaired)
 }
 
-/// A temporary name beside `path`, hidden and marked as ferry's.
+/// Adds owner write and search to a directory's mode (if missing) so
+/// entries can be replaced inside it without taking access from anyone.
+fn open_for_owner(dir: &Path) -> io::Result<()> {
+    let mode = fs::symlink_metadata(dir)?.mode() & 0o7777;
+    if mode & 0o300 != 0o300 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode | 0o300))?;
+    }
+    Ok(())
+}
+
+/// A temporary name beside `path`, hidden and marked as ferry's. Short and
+/// independent of the file's own name, which may already be as long as a
+/// name can be.
 fn beside(path: &Path, what: &str) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    path.with_file_name(format!(
-        ".{}.ferry-repair-{what}-{}",
-        name.unwrap_or_default(),
-        std::process::id()
-    ))
+    path.with_file_name(format!(".ferry-repair-{what}-{}", std::process::id()))
+}
+
+/// A path found on disk, for a message: escaped, since any local user
+/// with write access may have chosen its bytes.
+fn shown(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    manifests::untrusted_text::escape_bytes(path.as_os_str().as_bytes())
 }
 
 /// Renames `tmp` over `path`; a directory in the way is removed first
@@ -352,23 +377,20 @@ fn replace(tmp: &Path, path: &Path, existing: Option<&fs::Metadata>) -> io::Resu
     })
 }
 
+/// Entries under `dir` that are not in `expected`, relative to `base`, as
+/// found on disk: names need not be UTF-8 and are removed by their bytes.
 fn collect_extra(
     base: &Path,
     dir: &Path,
     expected: &BTreeSet<PathBuf>,
-    out: &mut Vec<String>,
+    out: &mut Vec<PathBuf>,
 ) -> io::Result<()> {
     let mut entries: Vec<_> = fs::read_dir(dir)?.collect::<io::Result<_>>()?;
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let path = entry.path();
         if !expected.contains(&path) {
-            out.push(
-                path.strip_prefix(base)
-                    .unwrap_or(&path)
-                    .display()
-                    .to_string(),
-            );
+            out.push(path.strip_prefix(base).unwrap_or(&path).to_path_buf());
         } else if entry.file_type()?.is_dir() {
             collect_extra(base, &path, expected, out)?;
         }
@@ -581,5 +603,51 @@ mod tests {
             Vec::<String>::new()
         );
         assert!(repair(&m, &store, &release).unwrap().is_empty());
+    }
+
+    #[test]
+    fn repair_handles_long_names_odd_names_and_read_only_directories() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+
+        let dir = tempfile::tempdir().unwrap();
+        let (root, state) = (dir.path().join("root"), dir.path().join("state"));
+        let store = store_with(&state, &[(b"long", 0o644), (b"same", 0o640)]);
+        let long = "n".repeat(255);
+        let mut m = sample();
+        m.files.retain(|e| e.path.as_str().starts_with("etc"));
+        m.files.push(entry(
+            &format!("etc/{long}"),
+            EntryKind::File(content(b"long", 0o644)),
+        ));
+        m.files.sort_by(|a, b| a.path.as_str().cmp(b.path.as_str()));
+        m.validate().unwrap();
+        let release = stage(&m, &store, &root).unwrap();
+        let etc = release.join("etc");
+        fs::set_permissions(&etc, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::remove_file(etc.join(&long)).unwrap();
+        fs::write(etc.join(OsStr::from_bytes(b"bad\xff\x1bname")), b"x").unwrap();
+        // What a repair killed half-way leaves behind.
+        fs::write(etc.join(".ferry-repair-file-1"), b"partial").unwrap();
+        fs::set_permissions(&etc, fs::Permissions::from_mode(0o550)).unwrap();
+
+        let problems = verify(&m, &release, Depth::Content).unwrap().join("\n");
+        assert!(
+            problems.contains("bad\\xff\\x1bname: not part"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains(".ferry-repair-file-1: not part"),
+            "{problems}"
+        );
+        let repaired = repair(&m, &store, &release).unwrap();
+        assert_eq!(repaired.len(), 3, "{repaired:?}");
+        assert_eq!(repaired[0], format!("etc/{long}"));
+        assert_eq!(fs::read(etc.join(&long)).unwrap(), b"long");
+        assert_eq!(fs::metadata(&etc).unwrap().mode() & 0o7777, 0o550);
+        assert_eq!(
+            verify(&m, &release, Depth::Content).unwrap(),
+            Vec::<String>::new()
+        );
     }
 }

@@ -14,7 +14,10 @@
 //! stop there (ENOENT, ENOTDIR), so this reading is only ever stricter.
 //! Chains are bounded like the kernel's (40 links per resolution), and so
 //! is the work one resolution may do, so a loop or a crafted chain is
-//! refused instead of hanging the publisher or a node.
+//! refused instead of hanging the publisher or a node. Where each link
+//! leads is remembered once resolved, so a manifest of many links through
+//! the same long chain costs each link's target once, not the chain once
+//! per link.
 
 use std::collections::HashMap;
 
@@ -61,6 +64,14 @@ struct Cursor {
 }
 
 impl Cursor {
+    fn at(path: &str) -> Cursor {
+        let mut cursor = Cursor::default();
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            cursor.push(part);
+        }
+        cursor
+    }
+
     fn push(&mut self, name: &str) {
         if !self.path.is_empty() {
             self.path.push('/');
@@ -85,6 +96,11 @@ struct Budget {
     steps: usize,
 }
 
+/// Where each link resolved so far leads, and how many links its
+/// resolution followed (itself included), so that jumping to the end
+/// charges the same link budget as walking there would.
+type Resolved = HashMap<String, (String, usize)>;
+
 impl<'a> ReleaseTree<'a> {
     pub fn new(entries: impl IntoIterator<Item = (&'a str, TreeEntry<'a>)>) -> ReleaseTree<'a> {
         ReleaseTree {
@@ -96,6 +112,13 @@ impl<'a> ReleaseTree<'a> {
     /// through the release's other symlinks, leaves the release root, or
     /// that takes more than [`MAX_LINKS_FOLLOWED`] links to resolve.
     pub fn check_symlinks(&self) -> Result<(), FormatError> {
+        self.check_counting_steps().map(|_| ())
+    }
+
+    /// [`Self::check_symlinks`], returning the path components walked in
+    /// all (what the memory of resolved links keeps small).
+    fn check_counting_steps(&self) -> Result<usize, FormatError> {
+        let mut walked = 0;
         let mut links: Vec<(&str, &str)> = self
             .entries
             .iter()
@@ -105,6 +128,7 @@ impl<'a> ReleaseTree<'a> {
             })
             .collect();
         links.sort_unstable();
+        let mut resolved = Resolved::new();
         for (path, target) in links {
             let mut budget = Budget {
                 links: MAX_LINKS_FOLLOWED,
@@ -112,7 +136,9 @@ impl<'a> ReleaseTree<'a> {
             };
             // The link's own path from the root, as open(2) resolves it:
             // the link itself is the first one followed.
-            match self.walk(&mut Cursor::default(), path, &mut budget) {
+            let outcome = self.walk(&mut Cursor::default(), path, &mut budget, &mut resolved);
+            walked += MAX_STEPS - budget.steps;
+            match outcome {
                 Ok(()) => {}
                 Err(Stop::Escapes) => {
                     return Err(FormatError::SymlinkEscapes {
@@ -129,12 +155,18 @@ impl<'a> ReleaseTree<'a> {
                 }
             }
         }
-        Ok(())
+        Ok(walked)
     }
 
     /// Walks `target` from `at`, following the release's symlinks as the
     /// kernel would; `at` ends where it leads.
-    fn walk(&self, at: &mut Cursor, target: &str, budget: &mut Budget) -> Result<(), Stop> {
+    fn walk(
+        &self,
+        at: &mut Cursor,
+        target: &str,
+        budget: &mut Budget,
+        resolved: &mut Resolved,
+    ) -> Result<(), Stop> {
         if target.starts_with('/') {
             return Err(Stop::Escapes);
         }
@@ -150,10 +182,18 @@ impl<'a> ReleaseTree<'a> {
                 name => {
                     at.push(name);
                     if let Some(TreeEntry::Symlink(next)) = self.entries.get(at.path.as_str()) {
+                        if let Some((end, links)) = resolved.get(at.path.as_str()) {
+                            budget.links = budget.links.checked_sub(*links).ok_or(Stop::TooLong)?;
+                            *at = Cursor::at(end);
+                            continue;
+                        }
+                        let link = at.path.clone();
+                        let before = budget.links;
                         budget.links = budget.links.checked_sub(1).ok_or(Stop::TooLong)?;
                         // A link's target is read from the link's directory.
                         at.pop();
-                        self.walk(at, next, budget)?;
+                        self.walk(at, next, budget, resolved)?;
+                        resolved.insert(link, (at.path.clone(), before - budget.links));
                     }
                 }
             }
@@ -270,5 +310,52 @@ mod tests {
         // stricter reading still refuses it.
         let tree = [("f", TreeEntry::File), ("x", TreeEntry::Symlink("f/../.."))];
         assert!(check(&tree).is_err());
+    }
+
+    #[test]
+    fn many_links_through_one_long_chain_cost_each_link_once() {
+        // 39 links chained, each target long, and 20,000 links into the end
+        // of the chain: without memory each would walk the whole chain
+        // again (20,000 × 39 links); with it, each costs its own target.
+        let names: Vec<String> = (0..40).map(|i| format!("c{i:02}")).collect();
+        let padding = "./".repeat(200);
+        let targets: Vec<String> = (0..39)
+            .map(|i| format!("{padding}{}", names[i + 1]))
+            .collect();
+        let mut tree: Vec<(&str, TreeEntry<'_>)> = (0..39)
+            .map(|i| (names[i].as_str(), TreeEntry::Symlink(targets[i].as_str())))
+            .collect();
+        tree.push((names[39].as_str(), TreeEntry::Directory));
+        let users: Vec<String> = (0..20_000).map(|i| format!("u{i:05}")).collect();
+        tree.extend(
+            users
+                .iter()
+                .map(|u| (u.as_str(), TreeEntry::Symlink("c00"))),
+        );
+        let tree = ReleaseTree::new(tree);
+        let walked = tree.check_counting_steps().unwrap();
+        // Each link: its own path and a jump; the chain's targets once
+        // (39 × 201). Without the memory: 20,000 × 7,839 steps.
+        let chain_once = 39 * 201;
+        assert!(
+            walked <= chain_once + 2 * (20_000 + 39),
+            "walked {walked} steps"
+        );
+        // The budget is still charged in full through remembered links: one
+        // more link in front of the 40-link chain is refused.
+        let mut over: Vec<(&str, TreeEntry<'_>)> = (0..39)
+            .map(|i| (names[i].as_str(), TreeEntry::Symlink(targets[i].as_str())))
+            .collect();
+        over.push((names[39].as_str(), TreeEntry::Directory));
+        over.push(("zz1", TreeEntry::Symlink("c00")));
+        ReleaseTree::new(over.iter().copied())
+            .check_symlinks()
+            .unwrap();
+        over.push(("zz2", TreeEntry::Symlink("zz1")));
+        let err = ReleaseTree::new(over).check_symlinks().unwrap_err();
+        assert!(
+            matches!(&err, FormatError::SymlinkLoop { path, .. } if path == "zz2"),
+            "{err}"
+        );
     }
 }

@@ -6,7 +6,8 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-fn openssl(dir: &Path, args: &[&str]) {
+/// Runs the real `openssl` in `dir`, asserting success; returns stdout.
+pub fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
     let out = Command::new("openssl")
         .current_dir(dir)
         .args(args)
@@ -17,6 +18,7 @@ fn openssl(dir: &Path, args: &[&str]) {
         "openssl {args:?} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out.stdout
 }
 
 /// A CA and a server certificate for 127.0.0.1 signed by it, under `dir`:

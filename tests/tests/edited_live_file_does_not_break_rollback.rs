@@ -137,9 +137,12 @@ fn a_target_that_cannot_be_repaired_is_refused_before_anything_changes() {
     );
     let history = node.history_json().len();
 
+    // The object is gone from the repository: the repair cannot run, and
+    // the status is that cause's (1), not a verification failure (3).
     let out = node.ferry(&["rollback"]);
-    out.assert_code(3)
-        .assert_stderr_contains("could not be repaired, refusing to switch")
+    out.assert_code(1)
+        .assert_stderr_contains("repairing it failed, refusing to switch")
+        .assert_stderr_contains(&sha256_hex(&readme))
         .assert_stderr_contains("ferry rollback");
     assert_eq!(node.current_version().as_deref(), Some("1.1.0"));
     node.assert_current("1.1.0", &ws.input(2));

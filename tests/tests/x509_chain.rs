@@ -20,23 +20,9 @@ use std::process::Command;
 use ferry_tests::binaries;
 use ferry_tests::fixtures::{Node, NodeConfig, Workspace, CHANNEL};
 use ferry_tests::http_server::{Fault, TestServer};
+use ferry_tests::pki::openssl;
 use ferry_tests::run::{run, Output};
 use ferry_tests::threats::{other_publication, Unchanged, FAILED, VERIFICATION_FAILED};
-
-/// Runs the real `openssl` in `dir`, asserting success; returns stdout.
-fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl runs (Debian package openssl)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
 
 const REQ_CNF: &str = "\
 [ req ]

@@ -185,8 +185,16 @@ fn repair_target(config: &Config, manifest: &VerifiedManifest) -> Result<()> {
             ));
             Ok(())
         }
-        Err(e) => Err(NodeError::verification(format!(
+        // Differences that remain after a repair are a verification
+        // failure; a repair that could not run (disk full, repository
+        // unreachable) keeps its own kind and exit status, so an operator
+        // is not sent looking for tampering when the disk is full.
+        Err(e @ NodeError::RepairIncomplete { .. }) => Err(NodeError::verification(format!(
             "release {target} on disk no longer matches its signed manifest and could not be repaired, refusing to switch to it (nothing live was changed): {e}\n  make the repository reachable and run `ferry rollback` again, or `ferry apply --version {target}` to rebuild it"
         ))),
+        Err(e) => Err(NodeError::RepairFailed {
+            target: target.clone(),
+            source: Box::new(e),
+        }),
     }
 }

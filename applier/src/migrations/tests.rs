@@ -140,6 +140,31 @@ impl Node {
     }
 }
 
+/// Migrations `0001_a`, `0002_b`, … whose ups append `up-a`, `up-b`, …
+/// to the log and, `with_downs`, whose downs append `down-a`, ….
+fn logged(version: &str, names: &[&str], with_downs: bool) -> Release {
+    let texts: Vec<(String, String, String)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            (
+                format!("{:04}_{name}", i + 1),
+                log_line(&format!("up-{name}")),
+                log_line(&format!("down-{name}")),
+            )
+        })
+        .collect();
+    let scripts: Vec<Script<'_>> = texts
+        .iter()
+        .map(|(id, up, down)| Script {
+            id,
+            up,
+            down: with_downs.then_some(down.as_str()),
+        })
+        .collect();
+    release(version, &scripts)
+}
+
 fn log_line(line: &str) -> String {
     format!("echo {line} >> \"$DB/log\"")
 }
@@ -504,26 +529,26 @@ fn going_back_past_an_irreversible_migration_is_refused() {
 #[test]
 fn a_script_that_does_not_match_its_checksum_is_refused_before_anything_runs() {
     let node = Node::new();
-    let v2 = release(
-        "2.0.0",
-        &[
-            Script {
-                id: "0001_a",
-                up: &log_line("up-a"),
-                down: None,
-            },
-            Script {
-                id: "0002_b",
-                up: &log_line("up-b"),
-                down: None,
-            },
-        ],
-    );
+    let v2 = logged("2.0.0", &["a", "b"], false);
     fs::write(
         v2.dir.path().join("migrations/0002_b.up.sh"),
         "#!/bin/sh\necho tampered >> \"$DB/log\"\n",
     )
     .unwrap();
+    // The file differs from what the manifest pins: refused by that check,
+    // which comes first.
+    let err = node.apply(&v2).unwrap_err().to_string();
+    assert!(
+        err.contains("up script of migration 0002_b") && err.contains("no migration script ran"),
+        "{err}"
+    );
+    assert_eq!(node.log(), "");
+    assert!(node.history().migrations.is_empty());
+
+    // The file is the one pinned, but the migration's declared checksum is
+    // not its checksum (a publisher at fault): refused too.
+    let mut v2 = logged("2.0.0", &["a", "b"], false);
+    v2.manifest.migrations[1].checksum = v2.manifest.migrations[0].checksum;
     let err = node.apply(&v2).unwrap_err().to_string();
     assert!(
         err.contains("declares migration 0002_b with checksum"),
@@ -536,21 +561,7 @@ fn a_script_that_does_not_match_its_checksum_is_refused_before_anything_runs() {
 #[test]
 fn a_down_script_that_differs_from_its_manifest_is_refused_before_any_down_runs() {
     let node = Node::new();
-    let v2 = release(
-        "2.0.0",
-        &[
-            Script {
-                id: "0001_a",
-                up: &log_line("up-a"),
-                down: Some(&log_line("down-a")),
-            },
-            Script {
-                id: "0002_b",
-                up: &log_line("up-b"),
-                down: Some(&log_line("down-b")),
-            },
-        ],
-    );
+    let v2 = logged("2.0.0", &["a", "b"], true);
     let applied = node.apply(&v2).unwrap();
     // The older down is the one edited: the newer one, which would run
     // first, must not run either.

@@ -10,7 +10,7 @@
 //! accepted) is waited out with a growing pause; any other accept error
 //! ends `serve` with an error, so the process exits non-zero.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -220,6 +220,20 @@ fn refuse(mut stream: TcpStream, tls: bool) {
             body,
         );
         let _ = stream.write_all(&reply);
+        // The answer is followed by a FIN, and the request the client
+        // already sent is read away: closing with it unread would make the
+        // kernel send a reset that can destroy the 503 before the client
+        // reads it. Only what is already here is read; the accept loop
+        // never waits on a refused client.
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let mut sink = [0u8; 4096];
+        let mut drained = 0;
+        while drained < 64 * 1024 {
+            match stream.read(&mut sink) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
     }
 }
 
