@@ -35,6 +35,8 @@ pub enum Exit {
     Halted,
     /// `ferry apply`: the request was refused before anything started.
     Refused,
+    /// `ferry rollout …`: another rollout is active on the same cluster.
+    ClusterBusy,
     /// `ferry check`: an update is available and `[policy]` allows it now.
     UpdateAvailable,
     /// `ferry check`: an update is available but `[policy]` defers it.
@@ -45,7 +47,7 @@ pub enum Exit {
 
 impl Exit {
     /// Every status, in the order README.md lists them.
-    pub const ALL: [Exit; 12] = [
+    pub const ALL: [Exit; 13] = [
         Exit::Success,
         Exit::Error,
         Exit::Usage,
@@ -55,6 +57,7 @@ impl Exit {
         Exit::RolledBack,
         Exit::Halted,
         Exit::Refused,
+        Exit::ClusterBusy,
         Exit::UpdateAvailable,
         Exit::UpdateDeferred,
         Exit::Locked,
@@ -71,6 +74,7 @@ impl Exit {
             Exit::RolledBack => 6,
             Exit::Halted => 7,
             Exit::Refused => 8,
+            Exit::ClusterBusy => 9,
             Exit::UpdateAvailable => 10,
             Exit::UpdateDeferred => 11,
             Exit::Locked => 75,
@@ -90,6 +94,7 @@ impl Exit {
             Exit::RolledBack => "rolled back automatically",
             Exit::Halted => "the fleet is halted",
             Exit::Refused => "the request was refused",
+            Exit::ClusterBusy => "another rollout is active on the same cluster",
             Exit::UpdateAvailable => "an update is available and `[policy]` allows",
             Exit::UpdateDeferred => "an update is available but `[policy]` defers it",
             Exit::Locked => "another ferry operation holds the lock",

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use semver::Version;
 use serde::Serialize;
 
+use crate::cluster;
 use crate::error::{CoordinatorError, Result};
 use crate::execute::{self, RolloutLock};
 use crate::inventory::{Canary, Inventory, Promote, RollbackScope, RolloutPolicy};
@@ -80,6 +81,14 @@ pub fn start(args: &StartArgs) -> Result<()> {
     let inventory = Inventory::load(&args.inventory)?;
     let policy = args.overrides.apply_to(&inventory.rollout)?;
     let own_ferry = own_ferry()?;
+    let inventory_path = cluster::absolute_inventory(&args.inventory)?;
+    let cluster_key = cluster::key(&inventory, &inventory_path);
+    // Claimed before the nodes are asked anything, and held to the end: a
+    // second start on this cluster is refused at once, not after its plan.
+    let _cluster = match args.dry_run {
+        true => None,
+        false => Some(cluster::claim(&args.state_dir, &cluster_key, None)?),
+    };
     let currents = prepare::current_versions(&inventory, &own_ferry)?;
     let leader = inventory.current_leader()?;
     let plan = RolloutPlan::compute(
@@ -90,12 +99,9 @@ pub fn start(args: &StartArgs) -> Result<()> {
         &args.version,
     )?;
     if !args.dry_run {
-        let mut record = RolloutRecord::new(
-            plan,
-            args.inventory.clone(),
-            &currents,
-            jiff::Timestamp::now(),
-        );
+        let mut record =
+            RolloutRecord::new(plan, inventory_path, &currents, jiff::Timestamp::now());
+        record.cluster = Some(cluster_key);
         record.policy = Some(policy.clone());
         let _lock = RolloutLock::acquire(&args.state_dir, &record.id)?;
         record.save(&args.state_dir, jiff::Timestamp::now())?;
@@ -296,7 +302,8 @@ fn continue_rollout(
     verb: &'static str,
 ) -> Result<()> {
     // Load first: an unknown id creates no lock file.
-    RolloutRecord::load(state_dir, id)?;
+    let first = RolloutRecord::load(state_dir, id)?;
+    let _cluster = cluster::claim(state_dir, &cluster::of_record(&first), Some(id))?;
     let _lock = RolloutLock::acquire(state_dir, id)?;
     let record = RolloutRecord::load(state_dir, id)?;
     if record.state != allowed {
@@ -457,6 +464,7 @@ mod tests {
                 })
                 .collect(),
             leader_command: None,
+            cluster: None,
             transport: Transport::Command(CommandTransport {
                 template: "t".into(),
                 status_template: Some("s".into()),

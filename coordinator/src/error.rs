@@ -59,8 +59,20 @@ pub enum CoordinatorError {
     /// Another coordinator holds the rollout's lock.
     #[error("rollout {id} is being driven by another coordinator ({} is locked); follow it with `ferry rollout status {id}`, or stop it with `ferry rollout abort {id}`", lock.display())]
     DrivenElsewhere { id: String, lock: PathBuf },
+    /// Another rollout holds the cluster ([`crate::cluster`]).
+    #[error("{}", cluster_busy(cluster, active.as_ref(), lock))]
+    ClusterBusy {
+        cluster: String,
+        /// The active rollout's id and state; none when only another
+        /// command's lock says so (it is planning or starting one).
+        active: Option<(String, String)>,
+        lock: PathBuf,
+    },
     /// `promote`, `resume` or `execute` of a rollout in another state.
-    #[error("rollout {id} is {state}: only a rollout that is {allowed} can be {verb}")]
+    #[error(
+        "rollout {id} is {state}: only a rollout that is {allowed} can be {verb}{}",
+        wrong_state_hint(id, state)
+    )]
     WrongState {
         id: String,
         state: String,
@@ -138,6 +150,33 @@ fn rollbacks_failed(errors: &[String]) -> String {
     }
 }
 
+/// What to do with a rollout that cannot be continued: one that failed,
+/// or whose automatic rollback was cut short, is rolled back on request.
+fn wrong_state_hint(id: &str, state: &str) -> String {
+    match state {
+        "failed" | "rolling-back" => format!(
+            "; to return the nodes it updated to their old versions run `ferry rollout rollback {id}`"
+        ),
+        _ => String::new(),
+    }
+}
+
+fn cluster_busy(
+    cluster: &str,
+    active: Option<&(String, String)>,
+    lock: &std::path::Path,
+) -> String {
+    match active {
+        Some((id, state)) => format!(
+            "rollout {id} is {state} on {cluster}: one rollout at a time per cluster, nothing was changed. Finish it (`ferry rollout promote {id}` or `ferry rollout resume {id}`), roll it back (`ferry rollout rollback {id}`) or stop it (`ferry rollout abort {id}`) first"
+        ),
+        None => format!(
+            "another `ferry rollout` command is working on {cluster} right now (it holds {}): one rollout at a time per cluster, nothing was changed. Try again when it ends, or see `ferry rollout list`",
+            lock.display()
+        ),
+    }
+}
+
 impl CoordinatorError {
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
         CoordinatorError::Io {
@@ -172,6 +211,7 @@ impl CoordinatorError {
             | CoordinatorError::TokenTooShort { .. }
             | CoordinatorError::Listen { .. }
             | CoordinatorError::Tls { .. } => Exit::Error,
+            CoordinatorError::ClusterBusy { .. } => Exit::ClusterBusy,
         }
     }
 

@@ -528,7 +528,10 @@ fn fail(
     view: &RolloutView,
     failure: &StageFailure,
 ) -> Result<()> {
-    record.state = RolloutState::Failed;
+    // `rolling-back` until the way back is done, so a watch (the CLI's,
+    // the dashboard's) follows the automatic rollback to its end instead
+    // of stopping at the failure with rolled-back nodes still shown new.
+    record.state = RolloutState::RollingBack;
     let what: Vec<String> = failure
         .failed
         .iter()
@@ -540,7 +543,10 @@ fn fail(
     let say = |line: &str| view.say(line);
     // A failed node normally put itself back (its health gate failed, or
     // it never switched); one that did not (killed mid-switch, a failing
-    // post_apply with no rollback of its own) is put back here.
+    // post_apply with no rollback of its own) is put back here, but only
+    // if it runs the version this rollout installed: a node that refused
+    // because someone else had moved it (another rollout, an operator) is
+    // not this rollout's to undo.
     for name in &failure.failed_nodes {
         let (Some(node), Some(from)) = (
             inventory.node(name),
@@ -548,23 +554,21 @@ fn fail(
         ) else {
             continue;
         };
-        match transport::settled_version(&inventory.transport, node, own_ferry, ROLLBACK_TIMEOUT) {
-            Ok(Some(current)) if current != from => {
-                let result = revert::revert_node(inventory, node, &from, own_ferry);
-                rollback_errors.extend(revert::record_rollback(
-                    &mut record,
-                    name,
-                    &from,
-                    result,
-                    &say,
-                ));
-            }
-            Ok(_) => {}
-            Err(e) => {
+        let target = record.version.clone();
+        match revert::revert_if_ours(inventory, node, &target, &from, own_ferry) {
+            Ok(revert::Reverted::AlreadyBack) => {}
+            Err(revert::NodeRevertError::Unknown(e)) => {
                 let message = format!("its version could not be checked after the failure: {e}");
                 record.note(Some(name), message.clone());
                 rollback_errors.push(format!("{name}: {message}"));
             }
+            result => rollback_errors.extend(revert::record_rollback(
+                &mut record,
+                name,
+                &from,
+                result,
+                &say,
+            )),
         }
         record.save(state_dir, Timestamp::now())?;
     }
@@ -577,6 +581,9 @@ fn fail(
         state_dir,
         &say,
     )?);
+    record.state = RolloutState::Failed;
+    record.note(None, "automatic rollback done");
+    record.save(state_dir, Timestamp::now())?;
     let rolled = match policy.rollback_on_failure {
         RollbackScope::All => "every node it had updated was rolled back",
         RollbackScope::Node if failure.suspects.is_empty() => "only the failed node is back on its old version; the other updated nodes stay on the new version",

@@ -2,6 +2,10 @@
 //! rollout policy.
 //!
 //! ```toml
+//! # Optional: the cluster's name. One rollout at a time per cluster; without
+//! # it the cluster is this file's absolute path.
+//! cluster = "orders-db"
+//!
 //! # Optional: a shell line printing the current leader's name. When set,
 //! # the `role` of each node is ignored: leadership moves, the file does not.
 //! leader_command = "etcdctl endpoint status --write-out=json | jq -r ..."
@@ -55,6 +59,9 @@ pub struct Inventory {
     pub nodes: Vec<InventoryNode>,
     #[serde(default)]
     pub leader_command: Option<String>,
+    /// The cluster's name: at most one rollout is active per cluster.
+    #[serde(default)]
+    pub cluster: Option<String>,
     pub transport: Transport,
     #[serde(default)]
     pub rollout: RolloutPolicy,
@@ -389,6 +396,13 @@ impl Inventory {
                 "nodes {} all have role = \"leader\": a cluster has one leader (or set leader_command)",
                 leaders.join(", ")
             ));
+        }
+        if let Some(name) = &self.cluster {
+            if name.trim().is_empty() || name.chars().any(char::is_control) {
+                return Err(format!(
+                    "cluster = {name:?}: give the cluster a name, or remove the key to name it by this file's path"
+                ));
+            }
         }
         if let Some(line) = &self.leader_command {
             if line.trim().is_empty() {

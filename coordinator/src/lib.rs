@@ -26,7 +26,8 @@
 //! every rule above is unit-tested), `transport` runs `ferry` on a node and
 //! `record` persists a rollout so a killed coordinator can resume it;
 //! `execute` drives one, with `node_apply` running each node's update,
-//! `gate` reading the metrics gate, `lock` keeping coordinators apart and
+//! `gate` reading the metrics gate, `lock` keeping coordinators of one
+//! rollout apart, `cluster` keeping two rollouts off one cluster, and
 //! `live_view` drawing the cluster on a terminal.
 //! `prepare` saves a planned rollout for a later `execute`, `revert` rolls
 //! a rollout's nodes back, and `api` serves all of it over HTTP with a
@@ -43,6 +44,7 @@
 extern crate ferry_output;
 
 pub mod api;
+pub mod cluster;
 pub mod commands;
 pub mod error;
 pub mod execute;

@@ -281,6 +281,7 @@ mod tests {
                 })
                 .collect(),
             leader_command: None,
+            cluster: None,
             transport: Transport::Command(CommandTransport {
                 template: "x".into(),
                 status_template: Some("y".into()),

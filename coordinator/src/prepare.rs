@@ -105,11 +105,17 @@ pub fn plan_rollout(
     own_ferry: &Path,
 ) -> Result<RolloutRecord> {
     let inventory = Inventory::load(inventory_path)?;
+    let inventory_path = crate::cluster::absolute_inventory(inventory_path)?;
+    let cluster_key = crate::cluster::key(&inventory, &inventory_path);
+    // A plan made while another rollout moves the cluster would start from
+    // versions that are about to change.
+    let _cluster = crate::cluster::claim(state_dir, &cluster_key, None)?;
     let currents = current_versions(&inventory, own_ferry)?;
     let leader = inventory.current_leader()?;
     let plan = RolloutPlan::compute(&inventory, policy, leader.as_deref(), &currents, version)?;
     let now = jiff::Timestamp::now();
-    let mut record = RolloutRecord::new(plan, inventory_path.to_path_buf(), &currents, now);
+    let mut record = RolloutRecord::new(plan, inventory_path, &currents, now);
+    record.cluster = Some(cluster_key);
     record.policy = Some(policy.clone());
     record.state = RolloutState::Planned;
     let base = record.id.clone();

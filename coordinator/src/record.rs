@@ -40,6 +40,11 @@ pub struct RolloutRecord {
     pub version: Version,
     /// The inventory the rollout was started with, for `resume`.
     pub inventory: PathBuf,
+    /// The cluster this rollout holds while active ([`crate::cluster`]):
+    /// `cluster:<name>` or `inventory:<absolute path>`. Absent in records
+    /// written before clusters were named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
     pub plan: RolloutPlan,
     pub nodes: BTreeMap<String, NodeProgress>,
     /// The stage being worked on (== `plan.stages.len()` when all are done).
@@ -180,6 +185,7 @@ impl RolloutRecord {
             id,
             version: plan.target.clone(),
             inventory,
+            cluster: None,
             plan,
             nodes,
             stage_index: 0,

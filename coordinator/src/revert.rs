@@ -27,6 +27,45 @@ pub enum NodeRevertError {
     Command(#[from] CommandError),
     #[error("no longer in the inventory")]
     LeftInventory,
+    /// Its version could not be read, so it is not known whose it is.
+    #[error("its version could not be checked: {0}")]
+    Unknown(String),
+}
+
+/// What [`revert_if_ours`] found on a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reverted {
+    /// It ran the rollout's version and was rolled back.
+    Done,
+    /// It already runs the version it had before the rollout.
+    AlreadyBack,
+    /// It runs a version this rollout did not install: someone else (an
+    /// operator, another coordinator) moved it, and it is left alone.
+    NotOurs(Option<Version>),
+}
+
+/// Rolls `node` back to `from` only if it runs `target`, the version this
+/// rollout installed. Undoing a change someone else made (a node another
+/// rollout moved past this one, an operator's fix) would fight them, so
+/// a node on any other version is left as it is and reported.
+pub fn revert_if_ours(
+    inventory: &Inventory,
+    node: &InventoryNode,
+    target: &Version,
+    from: &Version,
+    own_ferry: &Path,
+) -> std::result::Result<Reverted, NodeRevertError> {
+    let current =
+        crate::transport::settled_version(&inventory.transport, node, own_ferry, ROLLBACK_TIMEOUT)
+            .map_err(NodeRevertError::Unknown)?;
+    match current {
+        Some(v) if &v == target => {
+            revert_node(inventory, node, from, own_ferry)?;
+            Ok(Reverted::Done)
+        }
+        Some(v) if &v == from => Ok(Reverted::AlreadyBack),
+        other => Ok(Reverted::NotOurs(other)),
+    }
 }
 
 /// Runs `ferry rollback --to <from>` on `node` through the transport.
@@ -107,16 +146,32 @@ pub fn record_rollback(
     record: &mut RolloutRecord,
     name: &str,
     from: &Version,
-    result: std::result::Result<(), NodeRevertError>,
+    result: std::result::Result<Reverted, NodeRevertError>,
     say: &(dyn Fn(&str) + Sync),
 ) -> Option<String> {
     let progress = record.nodes.get_mut(name)?;
     match result {
-        Ok(()) => {
+        Ok(Reverted::Done) => {
             say(&format!("  {name}: rolled back to {from}"));
             progress.state = NodeRolloutState::RolledBack;
             progress.message = Some(format!("rolled back to {from}"));
             record.note(Some(name), format!("rolled back to {from}"));
+            None
+        }
+        Ok(Reverted::AlreadyBack) => {
+            progress.state = NodeRolloutState::RolledBack;
+            progress.message = Some(format!("back on {from}"));
+            record.note(Some(name), format!("already back on {from}"));
+            None
+        }
+        Ok(Reverted::NotOurs(current)) => {
+            let runs = current.map_or("no release".to_string(), |v| v.to_string());
+            let line = format!(
+                "runs {runs}, which this rollout did not install: left alone (someone else changed it)"
+            );
+            say(&format!("  {name}: {line}"));
+            progress.message = Some(line.clone());
+            record.note(Some(name), line);
             None
         }
         Err(e) => {
@@ -143,24 +198,29 @@ pub fn roll_back_in_waves(
 ) -> Result<Vec<String>> {
     let mut errors = Vec::new();
     for wave in rollback_waves(record, order) {
-        let results: Vec<(String, Version, std::result::Result<(), NodeRevertError>)> =
-            std::thread::scope(|scope| {
-                let runs: Vec<_> = wave
-                    .into_iter()
-                    .map(|(name, from)| {
-                        scope.spawn(move || {
-                            let result = match inventory.node(&name) {
-                                Some(node) => revert_node(inventory, node, &from, own_ferry),
-                                None => Err(NodeRevertError::LeftInventory),
-                            };
-                            (name, from, result)
-                        })
+        let target = record.version.clone();
+        let target = &target;
+        let results: Vec<(
+            String,
+            Version,
+            std::result::Result<Reverted, NodeRevertError>,
+        )> = std::thread::scope(|scope| {
+            let runs: Vec<_> = wave
+                .into_iter()
+                .map(|(name, from)| {
+                    scope.spawn(move || {
+                        let result = match inventory.node(&name) {
+                            Some(node) => revert_if_ours(inventory, node, target, &from, own_ferry),
+                            None => Err(NodeRevertError::LeftInventory),
+                        };
+                        (name, from, result)
                     })
-                    .collect();
-                runs.into_iter()
-                    .map(|run| run.join().expect("a rollback thread panicked"))
-                    .collect()
-            });
+                })
+                .collect();
+            runs.into_iter()
+                .map(|run| run.join().expect("a rollback thread panicked"))
+                .collect()
+        });
         for (name, from, result) in results {
             errors.extend(record_rollback(record, &name, &from, result, say));
         }
@@ -184,7 +244,8 @@ pub fn refuse_rollback(state: RolloutState) -> Option<&'static str> {
 /// rollout ends `rolled-back` when every node made it.
 pub fn rollback_rollout(state_dir: &Path, id: &str, own_ferry: &Path) -> Result<()> {
     // Load first: an unknown id creates no lock file.
-    RolloutRecord::load(state_dir, id)?;
+    let first = RolloutRecord::load(state_dir, id)?;
+    let _cluster = crate::cluster::claim(state_dir, &crate::cluster::of_record(&first), Some(id))?;
     let _lock = RolloutLock::acquire(state_dir, id)?;
     let mut record = RolloutRecord::load(state_dir, id)?;
     if let Some(why) = refuse_rollback(record.state) {

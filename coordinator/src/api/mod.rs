@@ -97,13 +97,22 @@ impl Reply {
 }
 
 /// Started child processes, reaped by a thread of their own so none is
-/// left a zombie; the ids tell which rollouts a child is working on.
+/// left a zombie; the ids tell which rollouts a child is working on, and
+/// the last child of each id leaves its exit code (-1: killed by a
+/// signal) for the request that started it.
 #[derive(Default)]
-struct Children(Mutex<Vec<(String, Child)>>);
+struct Children {
+    running: Mutex<Vec<(String, Child)>>,
+    exited: Mutex<std::collections::HashMap<String, i32>>,
+}
 
 impl Children {
     fn add(&self, id: &str, child: Child) {
-        self.0
+        self.exited
+            .lock()
+            .expect("children lock poisoned")
+            .remove(id);
+        self.running
             .lock()
             .expect("children lock poisoned")
             .push((id.to_string(), child));
@@ -111,18 +120,43 @@ impl Children {
 
     fn busy(&self, id: &str) -> bool {
         self.reap();
-        self.0
+        self.running
             .lock()
             .expect("children lock poisoned")
             .iter()
             .any(|(i, _)| i == id)
     }
 
-    fn reap(&self) {
-        self.0
+    /// The exit code of rollout `id`'s last child, once it has exited.
+    fn exit_code(&self, id: &str) -> Option<i32> {
+        self.reap();
+        self.exited
             .lock()
             .expect("children lock poisoned")
-            .retain_mut(|(_, child)| !matches!(child.try_wait(), Ok(Some(_)) | Err(_)));
+            .get(id)
+            .copied()
+    }
+
+    fn reap(&self) {
+        let mut ended = Vec::new();
+        self.running
+            .lock()
+            .expect("children lock poisoned")
+            .retain_mut(|(id, child)| match child.try_wait() {
+                Ok(None) => true,
+                Ok(Some(status)) => {
+                    ended.push((id.clone(), status.code().unwrap_or(-1)));
+                    false
+                }
+                Err(_) => {
+                    ended.push((id.clone(), -1));
+                    false
+                }
+            });
+        self.exited
+            .lock()
+            .expect("children lock poisoned")
+            .extend(ended);
     }
 }
 

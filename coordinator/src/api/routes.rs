@@ -4,11 +4,13 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::process::{Command, Stdio};
 
+use ferry_node::exit::Exit;
 use semver::Version;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{Api, Reply, ReplyBody};
+use crate::cluster;
 use crate::commands::PolicyOverrides;
 use crate::execute::RolloutLock;
 use crate::inventory::{Canary, Inventory, Promote, Role, RollbackScope};
@@ -189,7 +191,10 @@ impl Api {
             &self.args.state_dir,
             &self.own_ferry,
         )
-        .map_err(|e| Reply::error(422, e.to_string()))?;
+        .map_err(|e| match e.exit() {
+            Exit::ClusterBusy => Reply::error(409, e.to_string()),
+            _ => Reply::error(422, e.to_string()),
+        })?;
         let order: Vec<&str> = record.plan.nodes_in_order().collect();
         Ok(Reply::json(
             201,
@@ -276,6 +281,13 @@ impl Api {
         if self.children.busy(id) {
             return Err(busy());
         }
+        // Another rollout holding the cluster: 409 now, naming it, rather
+        // than a 202 for a child that would refuse.
+        let key = cluster::of_record(&record);
+        drop(
+            cluster::claim(&self.args.state_dir, &key, Some(id))
+                .map_err(|e| Reply::error(409, e.to_string()))?,
+        );
         // Tried and released at once: the child takes it for real, and
         // fails cleanly if another coordinator wins the gap.
         drop(RolloutLock::acquire(&self.args.state_dir, id).map_err(|_| busy())?);
@@ -306,7 +318,18 @@ impl Api {
             .spawn()
             .map_err(cannot)?;
         self.children.add(id, child);
-        self.await_start(&record, id);
+        if let Some(failed) = self.await_start(&record, id) {
+            let why = log_tail(&log);
+            let status = if failed == i32::from(Exit::ClusterBusy.code()) {
+                409
+            } else {
+                500
+            };
+            return Err(Reply::error(
+                status,
+                format!("`ferry rollout {verb} {id}` stopped at once (exit {failed}): {why}"),
+            ));
+        }
         Ok(Reply::json(
             202,
             json!({
@@ -324,15 +347,38 @@ impl Api {
     /// Waits (a few seconds at most) until the child has saved the
     /// rollout's next state or exited, so a watch opened after the 202
     /// follows the new work instead of ending on the old terminal state.
-    fn await_start(&self, before: &RolloutRecord, id: &str) {
+    /// Returns the child's exit code when it failed before changing the
+    /// rollout's state: then there is no work to watch, and the request
+    /// is answered with the failure instead of a 202.
+    fn await_start(&self, before: &RolloutRecord, id: &str) -> Option<i32> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::time::Instant::now() < deadline && self.children.busy(id) {
-            match RolloutRecord::load(&self.args.state_dir, id) {
-                Ok(now) if now.state != before.state => return,
-                _ => std::thread::sleep(std::time::Duration::from_millis(20)),
+        loop {
+            let changed = RolloutRecord::load(&self.args.state_dir, id)
+                .is_ok_and(|now| now.state != before.state || now.updated != before.updated);
+            if changed {
+                return None;
             }
+            if let Some(code) = self.children.exit_code(id) {
+                return (code != 0).then_some(code);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
+}
+
+/// The last line of a child's log: its one-line error.
+fn log_tail(log: &std::path::Path) -> String {
+    let text = std::fs::read(log).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    format!("{} (log {})", last.trim(), log.display())
 }
 
 #[cfg(test)]
