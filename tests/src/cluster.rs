@@ -98,17 +98,27 @@ pub fn start_rollout(ws: &Workspace, inventory: &std::path::Path) -> Output {
 
 /// The command [`start_rollout`] runs, to start it in the background.
 pub fn start_rollout_command(ws: &Workspace, inventory: &std::path::Path) -> Command {
-    coordinator_command(
-        ws,
-        &[
-            "rollout",
-            "start",
-            "--inventory",
-            &inventory.to_string_lossy(),
-            "--version",
-            "1.1.0",
-        ],
-    )
+    start_version_command(ws, inventory, "1.1.0", &[])
+}
+
+/// `ferry rollout start --inventory INVENTORY --version VERSION EXTRA…`.
+pub fn start_version_command(
+    ws: &Workspace,
+    inventory: &std::path::Path,
+    version: &str,
+    extra: &[&str],
+) -> Command {
+    let inventory = inventory.to_string_lossy();
+    let mut args = vec![
+        "rollout",
+        "start",
+        "--inventory",
+        &inventory,
+        "--version",
+        version,
+    ];
+    args.extend(extra);
+    coordinator_command(ws, &args)
 }
 
 /// The stages of a rollout record (or plan) as lists of node names.

@@ -8,9 +8,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use ferry_tests::cluster::{coordinator, five_nodes_on_1_0_0 as cluster};
+use ferry_tests::cluster::{coordinator, five_nodes_on_1_0_0 as cluster, start_version_command};
 use ferry_tests::fixtures::{Node, Workspace};
-use ferry_tests::run::Output;
+use ferry_tests::run::{run, Output};
 use serde_json::Value;
 
 /// A `cluster.toml` for `nodes` with the `command` transport running this
@@ -36,20 +36,12 @@ fn write_inventory(ws: &Workspace, nodes: &[Node], leader: &str, extra: &str) ->
 }
 
 fn dry_run(ws: &Workspace, inventory: &Path, version: &str, json: bool) -> Output {
-    let inventory = inventory.to_string_lossy();
-    let mut args = vec![
-        "rollout",
-        "start",
-        "--inventory",
-        &inventory,
-        "--version",
-        version,
-        "--dry-run",
-    ];
-    if json {
-        args.push("--json");
-    }
-    coordinator(ws, &args)
+    let extra: &[&str] = if json {
+        &["--dry-run", "--json"]
+    } else {
+        &["--dry-run"]
+    };
+    run(&mut start_version_command(ws, inventory, version, extra))
 }
 
 fn stages(plan: &Value) -> Vec<(String, Vec<String>)> {

@@ -17,7 +17,7 @@ use std::process::Command;
 
 use ferry_tests::cluster::{
     command_inventory, command_inventory_with, coordinator, coordinator_command,
-    five_nodes_on_1_0_0, printed_rollout_id, rollout_record,
+    five_nodes_on_1_0_0, printed_rollout_id, rollout_record, start_version_command,
 };
 use ferry_tests::fixtures::{Node, Workspace, CHANNEL};
 use ferry_tests::run::{run, Output};
@@ -25,19 +25,7 @@ use ferry_tests::run::{run, Output};
 const CLUSTER_BUSY: i32 = 9;
 
 fn start_command(ws: &Workspace, inventory: &Path, version: &str, promote: &str) -> Command {
-    coordinator_command(
-        ws,
-        &[
-            "rollout",
-            "start",
-            "--inventory",
-            &inventory.to_string_lossy(),
-            "--version",
-            version,
-            "--promote",
-            promote,
-        ],
-    )
+    start_version_command(ws, inventory, version, &["--promote", promote])
 }
 
 fn id_of(out: &Output) -> String {
