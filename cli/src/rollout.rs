@@ -145,6 +145,10 @@ pub(crate) struct PolicyFlags {
     /// Overrides [rollout] rollback_on_failure.
     #[arg(long, value_enum)]
     rollback_on_failure: Option<RollbackScope>,
+    /// Roll out a version older than some nodes run (each node's
+    /// `ferry apply` gets --allow-downgrade); without it such a plan is refused.
+    #[arg(long)]
+    allow_downgrade: bool,
 }
 
 impl From<PolicyFlags> for PolicyOverrides {
@@ -155,6 +159,7 @@ impl From<PolicyFlags> for PolicyOverrides {
             bake_seconds: flags.bake_seconds,
             promote: flags.promote,
             rollback_on_failure: flags.rollback_on_failure,
+            allow_downgrade: flags.allow_downgrade,
         }
     }
 }

@@ -41,6 +41,9 @@ pub struct PolicyOverrides {
     pub bake_seconds: Option<u64>,
     pub promote: Option<Promote>,
     pub rollback_on_failure: Option<RollbackScope>,
+    /// `--allow-downgrade`: plan nodes newer than the target and pass the
+    /// flag to their `ferry apply`.
+    pub allow_downgrade: bool,
 }
 
 impl PolicyOverrides {
@@ -64,6 +67,7 @@ impl PolicyOverrides {
         if let Some(scope) = self.rollback_on_failure {
             policy.rollback_on_failure = scope;
         }
+        policy.allow_downgrade = self.allow_downgrade;
         Ok(policy)
     }
 }

@@ -20,11 +20,11 @@ use std::time::Duration;
 
 use ferry_node::events::Event;
 use jiff::Timestamp;
-use semver::Version;
 
 use crate::error::{CoordinatorError, Result};
 use crate::gate::{self, Bake};
 use crate::inventory::{Inventory, InventoryNode, Promote, RollbackScope, RolloutPolicy};
+use crate::leadership;
 use crate::live_view::RolloutView;
 use crate::lock;
 use crate::node_apply;
@@ -32,7 +32,7 @@ use crate::plan::StageKind;
 use crate::record::{NodeRolloutState, RolloutRecord, RolloutState};
 use crate::revert;
 use crate::shared_record::SharedRecord;
-use crate::transport;
+use crate::transport::{self, RemoteCommand};
 
 pub use crate::lock::RolloutLock;
 pub use crate::node_apply::APPLY_TIMEOUT;
@@ -290,6 +290,7 @@ fn walk_stages(
             return Ok(Walked::Aborted);
         }
         let index = shared.read(|r| r.stage_index);
+        follow_leader(shared, inventory, index, view)?;
         let Some((stage_name, stage_nodes, work)) = shared.read(|r| {
             r.plan
                 .stages
@@ -320,10 +321,14 @@ fn walk_stages(
         );
         view.say(&message);
         shared.update(|r| r.note(None, message))?;
+        let apply = match policy.allow_downgrade {
+            true => RemoteCommand::ApplyDowngrade(&version),
+            false => RemoteCommand::Apply(&version),
+        };
         run_stage(
             shared,
             inventory,
-            &version,
+            apply,
             own_ferry,
             &capture_dir,
             view,
@@ -409,6 +414,34 @@ fn walk_stages(
     }
 }
 
+/// Asks `leader_command` who leads now and makes the stages still to run
+/// agree ([`leadership::follow`]), noting a change in the timeline. An
+/// inventory without the command has a fixed leader: nothing to ask.
+fn follow_leader(
+    shared: &SharedRecord<'_>,
+    inventory: &Inventory,
+    index: usize,
+    view: &RolloutView,
+) -> Result<()> {
+    if inventory.leader_command.is_none() {
+        return Ok(());
+    }
+    let Some(leader) = inventory.current_leader()? else {
+        return Ok(());
+    };
+    let moved = shared.update(|r| {
+        let moved = leadership::follow(&mut r.plan, index, &leader);
+        if let Some(line) = moved.describe() {
+            r.note(None, line);
+        }
+        moved
+    })?;
+    if let Some(line) = moved.describe() {
+        view.say(&line);
+    }
+    Ok(())
+}
+
 /// The inventory entries of every node the rollout has updated so far.
 fn updated_nodes<'i>(
     shared: &SharedRecord<'_>,
@@ -432,12 +465,13 @@ fn updated_nodes<'i>(
 fn run_stage(
     shared: &SharedRecord<'_>,
     inventory: &Inventory,
-    version: &Version,
+    apply: RemoteCommand<'_>,
     own_ferry: &Path,
     capture_dir: &Path,
     view: &RolloutView,
     nodes: &[(&InventoryNode, NodeRolloutState)],
 ) -> Result<()> {
+    let version = apply.version().expect("an apply names its version");
     let errors: Vec<CoordinatorError> = std::thread::scope(|scope| {
         let runs: Vec<_> = nodes
             .iter()
@@ -484,7 +518,7 @@ fn run_stage(
                     let outcome = node_apply::apply(
                         inventory,
                         node,
-                        version,
+                        apply,
                         own_ferry,
                         capture_dir,
                         &on_event,
@@ -602,6 +636,7 @@ mod tests {
     use super::*;
     use crate::plan::{RolloutPlan, Stage};
     use crate::revert::{rollback_order, rollback_waves};
+    use semver::Version;
     use std::collections::BTreeMap;
 
     fn record() -> RolloutRecord {

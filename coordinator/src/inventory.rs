@@ -161,6 +161,12 @@ pub struct RolloutPolicy {
     pub rollback_on_failure: RollbackScope,
     #[serde(default)]
     pub metrics_gate: Option<MetricsGate>,
+    /// `--allow-downgrade` of `ferry rollout start`/`plan`: nodes newer
+    /// than the target are planned, and each runs `ferry apply
+    /// --allow-downgrade`. Kept in the rollout's record; the inventory may
+    /// not set it (a downgrade is asked for each time).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_downgrade: bool,
 }
 
 fn one() -> u32 {
@@ -176,6 +182,7 @@ impl Default for RolloutPolicy {
             promote: Promote::default(),
             rollback_on_failure: RollbackScope::default(),
             metrics_gate: None,
+            allow_downgrade: false,
         }
     }
 }
@@ -408,6 +415,9 @@ impl Inventory {
             if line.trim().is_empty() {
                 return Err("leader_command is empty: remove it or give a shell line printing the leader's name".into());
             }
+        }
+        if self.rollout.allow_downgrade {
+            return Err("[rollout] allow_downgrade: a downgrade is asked for each time with `ferry rollout start --allow-downgrade` (or `plan`), not set in the inventory; remove the key".into());
         }
         if self.rollout.max_unavailable == 0 {
             return Err(

@@ -29,6 +29,7 @@
 //! `gate` reading the metrics gate, `lock` keeping coordinators of one
 //! rollout apart, `cluster` keeping two rollouts off one cluster, and
 //! `live_view` drawing the cluster on a terminal.
+//! `leadership` moves a new leader last when leadership changes mid-rollout.
 //! `prepare` saves a planned rollout for a later `execute`, `revert` rolls
 //! a rollout's nodes back, and `api` serves all of it over HTTP with a
 //! live dashboard (`ferry rollout serve`); `commands` is what `ferry
@@ -50,6 +51,7 @@ pub mod error;
 pub mod execute;
 pub mod gate;
 pub mod inventory;
+pub mod leadership;
 pub mod live_view;
 pub mod lock;
 pub mod node_apply;

@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use semver::Version;
 
 use crate::execute::{judge_apply, NodeOutcome};
 use crate::inventory::{Inventory, InventoryNode};
@@ -124,21 +123,17 @@ fn follow(path: &Path, done: &AtomicBool, on_event: &(dyn Fn(Event) + Sync)) -> 
     }
 }
 
-/// Runs `ferry apply --version V --output json` on `node` and judges it.
+/// Runs `apply` (`ferry apply --version V [--allow-downgrade] --output
+/// json`) on `node` and judges it.
 pub fn apply(
     inventory: &Inventory,
     node: &InventoryNode,
-    version: &Version,
+    apply: RemoteCommand<'_>,
     own_ferry: &Path,
     capture_dir: &Path,
     on_event: &(dyn Fn(Event) + Sync),
 ) -> NodeOutcome {
-    let line = command_line(
-        &inventory.transport,
-        node,
-        RemoteCommand::Apply(version),
-        own_ferry,
-    );
+    let line = command_line(&inventory.transport, node, apply, own_ferry);
     let what = format!("apply on node {}", node.name);
     let mut attempts = 0;
     let (finished, stdout) = loop {

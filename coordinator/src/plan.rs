@@ -96,6 +96,14 @@ pub enum PlanError {
     },
     #[error("{target} is a new major version but the cluster runs several versions ({versions}): first bring every node to one version")]
     MajorFromMixedCluster { target: Version, versions: String },
+    /// Nodes newer than the target, and no `--allow-downgrade`: their
+    /// `ferry apply` would refuse the older version.
+    #[error("{target} is older than what {nodes} run: a rollout to an older version is a downgrade; ask for it with --allow-downgrade (each node then runs `ferry apply --allow-downgrade`), after checking the release can read the newer one's data")]
+    Downgrade { target: Version, nodes: String },
+    /// `--allow-downgrade` with a command transport whose template cannot
+    /// carry the flag.
+    #[error("--allow-downgrade needs the node command to carry the flag, but [transport] template does not contain `{}`; add it there", crate::inventory::APPLY_ARGS)]
+    DowngradeFlagUnplaceable,
 }
 
 impl RolloutPlan {
@@ -124,6 +132,7 @@ impl RolloutPlan {
             currents.push((node.name.as_str(), current.as_ref()));
         }
         check_skew(&currents, target)?;
+        check_downgrade(inventory, policy, &currents, target)?;
 
         let n = inventory.nodes.len();
         let mut warnings = Vec::new();
@@ -218,6 +227,38 @@ impl RolloutPlan {
     }
 }
 
+/// Nodes newer than `target` are downgraded only when asked for, and only
+/// when the flag can reach their `ferry apply`.
+fn check_downgrade(
+    inventory: &Inventory,
+    policy: &RolloutPolicy,
+    currents: &[(&str, Option<&Version>)],
+    target: &Version,
+) -> Result<(), PlanError> {
+    let newer: Vec<String> = currents
+        .iter()
+        .filter(|(_, c)| c.is_some_and(|c| c > target))
+        .map(|(name, c)| format!("{name} ({})", c.expect("filtered on Some")))
+        .collect();
+    if newer.is_empty() {
+        return Ok(());
+    }
+    if !policy.allow_downgrade {
+        return Err(PlanError::Downgrade {
+            target: target.clone(),
+            nodes: newer.join(", "),
+        });
+    }
+    match &inventory.transport {
+        crate::inventory::Transport::Command(command)
+            if !command.template.contains(crate::inventory::APPLY_ARGS) =>
+        {
+            Err(PlanError::DowngradeFlagUnplaceable)
+        }
+        _ => Ok(()),
+    }
+}
+
 fn check_skew(currents: &[(&str, Option<&Version>)], target: &Version) -> Result<(), PlanError> {
     let installed: Vec<(&str, &Version)> = currents
         .iter()
@@ -264,7 +305,7 @@ fn check_skew(currents: &[(&str, Option<&Version>)], target: &Version) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::{Canary, CommandTransport, InventoryNode, Role, Transport};
+    use crate::inventory::{Canary, CommandTransport, InventoryNode, Role, Transport, APPLY_ARGS};
 
     fn v(s: &str) -> Version {
         Version::parse(s).unwrap()
@@ -283,7 +324,7 @@ mod tests {
             leader_command: None,
             cluster: None,
             transport: Transport::Command(CommandTransport {
-                template: "x".into(),
+                template: format!("ferry {APPLY_ARGS}"),
                 status_template: Some("y".into()),
             }),
             rollout: RolloutPolicy::default(),
@@ -523,8 +564,49 @@ mod tests {
     }
 
     #[test]
+    fn a_downgrade_is_planned_only_when_asked_for_and_the_flag_can_reach_the_nodes() {
+        let inv = cluster(3);
+        let currents: BTreeMap<String, Option<Version>> =
+            [("n1", "1.2.0"), ("n2", "1.1.0"), ("n3", "1.2.0")]
+                .iter()
+                .map(|(n, c)| (n.to_string(), Some(v(c))))
+                .collect();
+        let plan = |policy: &RolloutPolicy, inv: &Inventory| {
+            RolloutPlan::compute(inv, policy, None, &currents, &v("1.1.0"))
+        };
+        let err = plan(&RolloutPolicy::default(), &inv).unwrap_err();
+        assert!(
+            matches!(&err, PlanError::Downgrade { nodes, .. } if nodes == "n1 (1.2.0), n3 (1.2.0)"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("--allow-downgrade"), "{err}");
+        let asked = RolloutPolicy {
+            allow_downgrade: true,
+            ..RolloutPolicy::default()
+        };
+        let p = plan(&asked, &inv).unwrap();
+        assert_eq!(p.skipped, ["n2"]);
+        // A command template without the apply arguments cannot carry it.
+        let mut custom = inv.clone();
+        custom.transport =
+            crate::inventory::Transport::Command(crate::inventory::CommandTransport {
+                template: "run-ferry {name} {version}".into(),
+                status_template: Some("true".into()),
+            });
+        assert_eq!(
+            plan(&asked, &custom).unwrap_err(),
+            PlanError::DowngradeFlagUnplaceable
+        );
+    }
+
+    #[test]
     fn skew_rules() {
         let inv = cluster(3);
+        // Downgrades asked for: the skew rules alone decide here.
+        let downgrades = RolloutPolicy {
+            allow_downgrade: true,
+            ..RolloutPolicy::default()
+        };
         let check = |versions: [Option<&str>; 3], target: &str| {
             let currents = inv
                 .nodes
@@ -532,7 +614,7 @@ mod tests {
                 .zip(versions)
                 .map(|(n, c)| (n.name.clone(), c.map(v)))
                 .collect();
-            RolloutPlan::compute(&inv, &RolloutPolicy::default(), None, &currents, &v(target))
+            RolloutPlan::compute(&inv, &downgrades, None, &currents, &v(target))
         };
         // Allowed: one minor up or down, patches, fresh nodes, a uniform major step.
         assert!(check([Some("1.0.0"); 3], "1.1.0").is_ok());

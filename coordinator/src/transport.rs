@@ -25,10 +25,25 @@ pub const STATUS_TIMEOUT: Duration = Duration::from_secs(60);
 pub enum RemoteCommand<'a> {
     /// `ferry apply --version V --output json`.
     Apply(&'a Version),
+    /// `ferry apply --version V --allow-downgrade --output json`: a
+    /// rollout started with `--allow-downgrade`.
+    ApplyDowngrade(&'a Version),
     /// `ferry status --json`.
     Status,
     /// `ferry rollback --to V`.
     Rollback(&'a Version),
+}
+
+impl RemoteCommand<'_> {
+    /// The version it names, if any.
+    pub fn version(&self) -> Option<&Version> {
+        match self {
+            RemoteCommand::Apply(v)
+            | RemoteCommand::ApplyDowngrade(v)
+            | RemoteCommand::Rollback(v) => Some(v),
+            RemoteCommand::Status => None,
+        }
+    }
 }
 
 /// The shell line that runs `what` on `node`. `own_ferry` is this
@@ -44,6 +59,10 @@ pub fn command_line(
         Transport::Command(command) => {
             let template = match what {
                 RemoteCommand::Apply(_) => command.template.clone(),
+                RemoteCommand::ApplyDowngrade(_) => command.template.replace(
+                    APPLY_ARGS,
+                    "apply --version {version} --allow-downgrade --output json",
+                ),
                 RemoteCommand::Status => command
                     .status_template
                     .clone()
@@ -53,7 +72,9 @@ pub fn command_line(
                     .replace(APPLY_ARGS, "rollback --to {version}"),
             };
             let version = match what {
-                RemoteCommand::Apply(v) | RemoteCommand::Rollback(v) => v.to_string(),
+                RemoteCommand::Apply(v)
+                | RemoteCommand::ApplyDowngrade(v)
+                | RemoteCommand::Rollback(v) => v.to_string(),
                 RemoteCommand::Status => String::new(),
             };
             template
@@ -93,6 +114,14 @@ fn ssh_line(ssh: &SshTransport, node: &InventoryNode, what: RemoteCommand<'_>) -
             "apply".into(),
             "--version".into(),
             v.to_string(),
+            "--output".into(),
+            "json".into(),
+        ]),
+        RemoteCommand::ApplyDowngrade(v) => remote.extend([
+            "apply".into(),
+            "--version".into(),
+            v.to_string(),
+            "--allow-downgrade".into(),
             "--output".into(),
             "json".into(),
         ]),

@@ -149,20 +149,7 @@ fn a_rollout_awaiting_promotion_holds_its_cluster_until_it_ends() {
     run(&mut promote).assert_success();
     assert_eq!(rollout_record(&ws, &id)["state"], "succeeded");
     // Ended: the cluster is free again.
-    coordinator(
-        &ws,
-        &[
-            "rollout",
-            "start",
-            "--inventory",
-            inventory.to_str().unwrap(),
-            "--version",
-            "1.1.1",
-            "--promote",
-            "auto",
-        ],
-    )
-    .assert_success();
+    run(&mut start_command(&ws, &inventory, "1.1.1", "auto")).assert_success();
     for node in &nodes {
         assert_eq!(node.current_version().as_deref(), Some("1.1.1"));
     }

@@ -80,6 +80,8 @@ struct PlanRequest {
     bake_seconds: Option<u64>,
     promote: Option<Promote>,
     rollback_on_failure: Option<RollbackScope>,
+    #[serde(default)]
+    allow_downgrade: bool,
 }
 
 #[derive(Deserialize)]
@@ -179,6 +181,7 @@ impl Api {
             bake_seconds: request.bake_seconds,
             promote: request.promote,
             rollback_on_failure: request.rollback_on_failure,
+            allow_downgrade: request.allow_downgrade,
         };
         let inventory = self.inventory()?;
         let policy = overrides
