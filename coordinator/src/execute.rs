@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use ferry_node::events::Event;
+use ferry_node::events::{Event, EventLine};
 use jiff::Timestamp;
 
 use crate::error::{CoordinatorError, Result};
@@ -132,16 +132,26 @@ pub fn record_outcome(record: &mut RolloutRecord, name: &str, outcome: &NodeOutc
 }
 
 /// Records what a node's apply reported while it ran: its step, and its
-/// health once its own gate decided.
-pub fn record_event(record: &mut RolloutRecord, name: &str, event: Event) -> bool {
+/// health once its own gate decided. `live` is `healthy` only when the
+/// node says a health check passed; a node without `[health]` says
+/// `"health": "none"` and is `unchecked` (it went live, nothing checked
+/// it). A node too old to say either is taken at its `live`, as before.
+pub fn record_event(record: &mut RolloutRecord, name: &str, line: &EventLine) -> bool {
     let Some(node) = record.nodes.get_mut(name) else {
         return false;
     };
+    let event = line.event;
     let (phase, health) = match event {
         Event::Plan | Event::Fetched | Event::Staged | Event::Switched => {
             (Some(event.name()), None)
         }
-        Event::Live => (Some(event.name()), Some("healthy")),
+        Event::Live => {
+            let checked = line.fields.get("health").and_then(|h| h.as_str()) != Some("none");
+            (
+                Some(event.name()),
+                Some(if checked { "healthy" } else { "unchecked" }),
+            )
+        }
         Event::RolledBack => (None, Some("unhealthy")),
         _ => return false,
     };
@@ -508,10 +518,10 @@ fn run_stage(
                         }
                         r.note(Some(name), format!("updating to {version}"));
                     })?;
-                    let on_event = |event: Event| {
+                    let on_event = |line: &EventLine| {
                         let _ = shared.update(|r| {
-                            if record_event(r, name, event) {
-                                r.note(Some(name), event.name().replace('_', " "));
+                            if record_event(r, name, line) {
+                                r.note(Some(name), line.event.name().replace('_', " "));
                             }
                         });
                     };
@@ -741,16 +751,36 @@ mod tests {
 
     #[test]
     fn node_events_set_its_step_and_health() {
+        let line = |json: &str| EventLine::parse(json).unwrap();
         let mut r = record();
-        assert!(record_event(&mut r, "b", Event::Fetched));
-        assert!(!record_event(&mut r, "b", Event::Fetched));
+        assert!(record_event(&mut r, "b", &line(r#"{"event":"fetched"}"#)));
+        assert!(!record_event(&mut r, "b", &line(r#"{"event":"fetched"}"#)));
         assert_eq!(r.nodes["b"].phase.as_deref(), Some("fetched"));
-        assert!(record_event(&mut r, "b", Event::Live));
+        assert!(record_event(
+            &mut r,
+            "b",
+            &line(r#"{"event":"live","health":"passed"}"#)
+        ));
         assert_eq!(r.nodes["b"].health.as_deref(), Some("healthy"));
-        assert!(record_event(&mut r, "c", Event::RolledBack));
+        // No [health] on the node: it went live, nothing checked it.
+        assert!(record_event(
+            &mut r,
+            "d",
+            &line(r#"{"event":"live","health":"none"}"#)
+        ));
+        assert_eq!(r.nodes["d"].health.as_deref(), Some("unchecked"));
+        assert!(record_event(
+            &mut r,
+            "c",
+            &line(r#"{"event":"rolled_back"}"#)
+        ));
         assert_eq!(r.nodes["c"].health.as_deref(), Some("unhealthy"));
-        assert!(!record_event(&mut r, "c", Event::Applied));
-        assert!(!record_event(&mut r, "nobody", Event::Live));
+        assert!(!record_event(&mut r, "c", &line(r#"{"event":"applied"}"#)));
+        assert!(!record_event(
+            &mut r,
+            "nobody",
+            &line(r#"{"event":"live"}"#)
+        ));
     }
 
     #[test]

@@ -35,10 +35,15 @@ const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
 
 /// The `event` of every complete JSON line of `text`, in order.
 pub fn events(text: &str) -> Vec<Event> {
-    text.lines()
-        .filter_map(EventLine::parse)
+    event_lines(text)
+        .into_iter()
         .map(|line| line.event)
         .collect()
+}
+
+/// Every JSON event line of `text`, with its fields, in order.
+pub fn event_lines(text: &str) -> Vec<EventLine> {
+    text.lines().filter_map(EventLine::parse).collect()
 }
 
 /// Runs `line` with its stdout in a file of our own in `capture_dir`,
@@ -54,7 +59,7 @@ pub fn run_following(
     line: &str,
     timeout: Duration,
     capture_dir: &Path,
-    on_event: &(dyn Fn(Event) + Sync),
+    on_event: &(dyn Fn(&EventLine) + Sync),
 ) -> Result<(Finished, String), String> {
     let path = capture_dir.join(format!(
         "ferry-rollout-{}-{}.out",
@@ -89,7 +94,7 @@ pub fn run_following(
 
 /// Reads `path` as it grows until `done`, then once more; hands each
 /// complete line's event to `on_event` and returns everything read.
-fn follow(path: &Path, done: &AtomicBool, on_event: &(dyn Fn(Event) + Sync)) -> String {
+fn follow(path: &Path, done: &AtomicBool, on_event: &(dyn Fn(&EventLine) + Sync)) -> String {
     let Ok(mut file) = std::fs::File::open(path) else {
         return String::new();
     };
@@ -105,16 +110,16 @@ fn follow(path: &Path, done: &AtomicBool, on_event: &(dyn Fn(Event) + Sync)) -> 
         // Only whole lines: a line being written is read next time.
         if let Some(end) = text.rfind('\n') {
             if end + 1 > consumed {
-                for event in events(&text[consumed..=end]) {
-                    on_event(event);
+                for line in event_lines(&text[consumed..=end]) {
+                    on_event(&line);
                 }
                 consumed = end + 1;
             }
         }
         if finished {
             if consumed < text.len() {
-                for event in events(&text[consumed..]) {
-                    on_event(event);
+                for line in event_lines(&text[consumed..]) {
+                    on_event(&line);
                 }
             }
             return text;
@@ -131,7 +136,7 @@ pub fn apply(
     apply: RemoteCommand<'_>,
     own_ferry: &Path,
     capture_dir: &Path,
-    on_event: &(dyn Fn(Event) + Sync),
+    on_event: &(dyn Fn(&EventLine) + Sync),
 ) -> NodeOutcome {
     let line = command_line(&inventory.transport, node, apply, own_ferry);
     let what = format!("apply on node {}", node.name);
@@ -191,7 +196,7 @@ mod tests {
             line,
             Duration::from_secs(10),
             dir.path(),
-            &|e: Event| seen.lock().unwrap().push((e, started.elapsed())),
+            &|e: &EventLine| seen.lock().unwrap().push((e.event, started.elapsed())),
         )
         .unwrap();
         assert!(finished.success());
@@ -214,7 +219,7 @@ mod tests {
             r#"printf '{"event":"failed"}'; exit 3"#,
             Duration::from_secs(10),
             dir.path(),
-            &|e: Event| seen.lock().unwrap().push(e),
+            &|e: &EventLine| seen.lock().unwrap().push(e.event),
         )
         .unwrap();
         assert_eq!(events(&stdout), [Event::Failed]);

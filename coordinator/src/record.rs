@@ -111,7 +111,8 @@ pub struct NodeProgress {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     /// What its own health gate said: `healthy` once its apply reached
-    /// `live`, `unhealthy` when it rolled itself back.
+    /// `live` through a health check, `unchecked` when it went live with
+    /// no `[health]` configured, `unhealthy` when it rolled itself back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<String>,
 }

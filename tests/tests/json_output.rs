@@ -35,6 +35,8 @@ fn apply_reports_each_step_as_a_json_line() {
         ["plan", "fetched", "staged", "switched", "live", "applied"],
         "{out}"
     );
+    // No [health] on this node: `live` says nothing checked it.
+    assert_eq!(first[4]["health"], "none", "{out}");
     let applied = first.last().unwrap();
     assert_eq!(applied["to_version"], "1.0.0");
     assert_eq!(applied["from_version"], Value::Null);

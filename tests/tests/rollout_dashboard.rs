@@ -54,6 +54,11 @@ fn the_dashboard_shows_a_rollout_live_in_a_browser() {
         return;
     };
     let (ws, nodes) = five_nodes_on_1_0_0();
+    // The canary has a health check (it passes); the others have none,
+    // and the page must not call them healthy.
+    let mut config = std::fs::read_to_string(&nodes[1].config).unwrap();
+    config.push_str("\n[health]\ncommand = \"true\"\n");
+    std::fs::write(&nodes[1].config, config).unwrap();
     // Slow applies, so the browser sees the rollout in progress.
     let inventory = write_inventory(&ws, &nodes, 2.0, None);
     let server = ApiServer::start_with_token(&ws, &inventory, PASTED_TOKEN, &[]);
@@ -156,7 +161,8 @@ fn the_dashboard_shows_a_rollout_live_in_a_browser() {
         let element = node_element(&dom, node);
         assert_eq!(attribute(element, "data-state"), "updated", "{element}");
         assert_eq!(attribute(element, "data-version"), "1.1.0", "{element}");
-        assert_eq!(attribute(element, "data-health"), "healthy", "{element}");
+        let health = if node == "n2" { "healthy" } else { "unchecked" };
+        assert_eq!(attribute(element, "data-health"), health, "{element}");
     }
     // The timeline has what happened after the page was opened.
     for line in [

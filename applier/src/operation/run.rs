@@ -460,7 +460,21 @@ impl<'a> Run<'a> {
         let failure = match went_live {
             Ok(()) => {
                 if !rollback && self.resumed.is_none() {
-                    events::emit(events::Event::Live, events::versions(from.as_ref(), &to));
+                    // Whether a health check stood between the start
+                    // and `live`: a coordinator must not call a node
+                    // without `[health]` healthy.
+                    let health = if self.config.health.is_some() {
+                        "passed"
+                    } else {
+                        "none"
+                    };
+                    events::emit(
+                        events::Event::Live,
+                        events::with(
+                            events::versions(from.as_ref(), &to),
+                            serde_json::json!({ "health": health }),
+                        ),
+                    );
                 }
                 let message = self.success_message();
                 conclude(
