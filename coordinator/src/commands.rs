@@ -202,6 +202,20 @@ pub fn list(state_dir: &Path, json: bool) -> Result<()> {
 }
 
 /// One line per rollout: id, state, version, progress.
+/// The stage a person should read for a rollout: the one it is in (or
+/// stopped in) while it runs or after it failed or was aborted, the last
+/// one done while it awaits promotion, all of them once it succeeded.
+/// (`stage_index` is the next stage to run, 0-based.)
+fn shown_stage(r: &RolloutRecord) -> usize {
+    let stages = r.plan.stages.len();
+    match r.state {
+        RolloutState::Planned => 0,
+        RolloutState::Succeeded => stages,
+        RolloutState::AwaitingPromotion => r.stage_index.min(stages),
+        _ => (r.stage_index + 1).min(stages),
+    }
+}
+
 fn render_list(records: &[RolloutRecord]) -> String {
     records
         .iter()
@@ -211,7 +225,7 @@ fn render_list(records: &[RolloutRecord]) -> String {
                 r.id,
                 label(r.state),
                 r.version,
-                r.stage_index.min(r.plan.stages.len()),
+                shown_stage(r),
                 r.plan.stages.len(),
                 r.count(NodeRolloutState::Updated),
                 r.plan.nodes_in_order().count()
@@ -241,7 +255,7 @@ fn render_status(r: &RolloutRecord) -> String {
         r.id,
         r.version,
         label(r.state),
-        r.stage_index.min(r.plan.stages.len()),
+        shown_stage(r),
         r.plan.stages.len(),
         r.inventory.display(),
         r.created,
@@ -325,6 +339,15 @@ fn continue_rollout(
         .unwrap_or_else(|| inventory.rollout.clone());
     let own_ferry = own_ferry()?;
     outln!("rollout {id}: {verb} from stage {}", record.stage_index + 1);
+    let done: Vec<&str> = record
+        .nodes
+        .iter()
+        .filter(|(_, n)| n.state == NodeRolloutState::Updated)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if !done.is_empty() {
+        outln!("  already on {}: {}", record.version, done.join(", "));
+    }
     execute::drive(state_dir, record, &inventory, &policy, &own_ferry)
 }
 
@@ -400,7 +423,8 @@ pub fn abort(state_dir: &Path, id: &str) -> Result<()> {
     let Some(_lock) = RolloutLock::try_acquire(state_dir, id)? else {
         crate::lock::request_abort(state_dir, id)?;
         outln!(
-            "rollout {id}: abort requested; its coordinator stops before the next stage              (nodes updating now finish; nothing is rolled back). Follow it with `ferry rollout status {id}`"
+            "rollout {id}: abort requested; its coordinator stops before the next stage \
+             (nodes updating now finish; nothing is rolled back). Follow it with `ferry rollout status {id}`"
         );
         return Ok(());
     };
@@ -505,6 +529,11 @@ mod tests {
             "20261201T100000Z-1.1.0  awaiting-promotion 1.1.0  stage 1/2  1 of 2 nodes updated\n"
         );
         let status = render_status(&record);
+        // Failed in stage 2: it is stage 2 that is shown.
+        let mut failed = record.clone();
+        failed.state = RolloutState::Failed;
+        assert!(render_list(std::slice::from_ref(&failed))
+            .contains("failed             1.1.0  stage 2/2"));
         for line in [
             "state:     awaiting-promotion\n",
             "stage:     1 of 2\n",

@@ -498,6 +498,9 @@ fn run_stage(
                             APPLY_TIMEOUT,
                         ) {
                             if &current == version {
+                                view.say(&format!(
+                                    "  {name}: found on {version} (its apply finished while no coordinator ran)"
+                                ));
                                 return shared.update(|r| {
                                     record_outcome(r, name, &NodeOutcome::Updated);
                                     r.note(

@@ -194,7 +194,11 @@ fn resume_finishes_exactly_what_a_dead_coordinator_left() {
     r["nodes"]["n4"]["state"] = "updating".into();
     fs::write(&path, serde_json::to_vec_pretty(&r).unwrap()).unwrap();
 
-    coordinator(&ws, &["rollout", "resume", &id]).assert_success();
+    // It says what it found done, not only what it does.
+    coordinator(&ws, &["rollout", "resume", &id])
+        .assert_success()
+        .assert_stdout_contains("already on 1.1.0: n2")
+        .assert_stdout_contains("n3: found on 1.1.0");
     let r = record(&ws, &id);
     assert_eq!(r["state"], "succeeded", "{r}");
     applied_once(&nodes);
