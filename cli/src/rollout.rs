@@ -59,7 +59,13 @@ pub(crate) enum RolloutCommand {
         #[command(flatten)]
         state: CoordinatorState,
     },
-    /// Continue a rollout a killed coordinator left.
+    /// Stop a running rollout before its next stage until `resume`.
+    Pause {
+        id: String,
+        #[command(flatten)]
+        state: CoordinatorState,
+    },
+    /// Continue a paused rollout, or one a killed coordinator left.
     Resume {
         id: String,
         #[command(flatten)]
@@ -185,6 +191,7 @@ pub(crate) fn run(command: RolloutCommand) -> Result<(), CoordinatorError> {
         RolloutCommand::Status { id, json, state } => commands::status(&state.state_dir, &id, json),
         RolloutCommand::List { json, state } => commands::list(&state.state_dir, json),
         RolloutCommand::Abort { id, state } => commands::abort(&state.state_dir, &id),
+        RolloutCommand::Pause { id, state } => commands::pause(&state.state_dir, &id),
         RolloutCommand::Resume { id, state } => commands::resume(&state.state_dir, &id),
         RolloutCommand::Promote { id, state } => commands::promote(&state.state_dir, &id),
         RolloutCommand::Plan {

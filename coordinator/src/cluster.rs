@@ -12,7 +12,7 @@
 //!   as the command works, so two commands racing are decided by the
 //!   kernel, and a killed coordinator never leaves the cluster locked;
 //! - under it, a look at every record of the same cluster: one that is
-//!   running, awaiting promotion or rolling back, and is not the rollout
+//!   running, awaiting promotion, paused or rolling back, and is not the rollout
 //!   being continued, refuses the claim. A rollout awaiting promotion has
 //!   no process holding anything, and one whose coordinator died is still
 //!   half done, so the records and not only the lock say who has the
@@ -68,7 +68,10 @@ pub fn absolute_inventory(path: &Path) -> Result<PathBuf> {
 pub fn holds_cluster(state: RolloutState) -> bool {
     matches!(
         state,
-        RolloutState::Running | RolloutState::AwaitingPromotion | RolloutState::RollingBack
+        RolloutState::Running
+            | RolloutState::AwaitingPromotion
+            | RolloutState::Paused
+            | RolloutState::RollingBack
     )
 }
 

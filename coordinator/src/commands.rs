@@ -18,8 +18,10 @@ use crate::cluster;
 use crate::error::{CoordinatorError, Result};
 use crate::execute::{self, RolloutLock};
 use crate::inventory::{Canary, Inventory, Promote, RollbackScope, RolloutPolicy};
+use crate::lock::StopRequest;
 use crate::plan::RolloutPlan;
 use crate::record::{label, NodeRolloutState, RolloutRecord, RolloutState};
+use crate::stop::{self, Stopped};
 use crate::{prepare, revert};
 
 /// `ferry rollout start`'s arguments.
@@ -316,7 +318,7 @@ fn render_node(r: &RolloutRecord, name: &str) -> String {
 fn continue_rollout(
     state_dir: &Path,
     id: &str,
-    allowed: RolloutState,
+    allowed: &[RolloutState],
     verb: &'static str,
 ) -> Result<()> {
     // Load first: an unknown id creates no lock file.
@@ -324,11 +326,15 @@ fn continue_rollout(
     let _cluster = cluster::claim(state_dir, &cluster::of_record(&first), Some(id))?;
     let _lock = RolloutLock::acquire(state_dir, id)?;
     let record = RolloutRecord::load(state_dir, id)?;
-    if record.state != allowed {
+    if !allowed.contains(&record.state) {
         return Err(CoordinatorError::WrongState {
             id: id.to_string(),
             state: label(record.state),
-            allowed: label(allowed),
+            allowed: allowed
+                .iter()
+                .map(|s| label(*s))
+                .collect::<Vec<_>>()
+                .join(" or "),
             verb,
         });
     }
@@ -353,12 +359,23 @@ fn continue_rollout(
 
 /// `ferry rollout promote ID`: go on past the canary.
 pub fn promote(state_dir: &Path, id: &str) -> Result<()> {
-    continue_rollout(state_dir, id, RolloutState::AwaitingPromotion, "promoted")
+    continue_rollout(
+        state_dir,
+        id,
+        &[RolloutState::AwaitingPromotion],
+        "promoted",
+    )
 }
 
-/// `ferry rollout resume ID`: continue what a dead coordinator left.
+/// `ferry rollout resume ID`: continue what a dead coordinator left, or a
+/// paused rollout.
 pub fn resume(state_dir: &Path, id: &str) -> Result<()> {
-    continue_rollout(state_dir, id, RolloutState::Running, "resumed")
+    continue_rollout(
+        state_dir,
+        id,
+        &[RolloutState::Running, RolloutState::Paused],
+        "resumed",
+    )
 }
 
 /// `ferry rollout plan`: computes and saves a planned rollout, prints its
@@ -390,7 +407,7 @@ pub fn plan(
 
 /// `ferry rollout execute ID`: start a planned rollout.
 pub fn execute(state_dir: &Path, id: &str) -> Result<()> {
-    continue_rollout(state_dir, id, RolloutState::Planned, "executed")
+    continue_rollout(state_dir, id, &[RolloutState::Planned], "executed")
 }
 
 /// `ferry rollout rollback ID`: every node the rollout updated back to its
@@ -410,39 +427,29 @@ pub fn own_ferry() -> Result<PathBuf> {
 /// or during its bake; nodes updating now finish); one nobody drives is
 /// marked aborted at once.
 pub fn abort(state_dir: &Path, id: &str) -> Result<()> {
-    let record = RolloutRecord::load(state_dir, id)?;
-    if !matches!(
-        record.state,
-        RolloutState::Running | RolloutState::AwaitingPromotion
-    ) {
-        return Err(CoordinatorError::AlreadyEnded {
-            id: id.to_string(),
-            state: label(record.state),
-        });
-    }
-    let Some(_lock) = RolloutLock::try_acquire(state_dir, id)? else {
-        crate::lock::request_abort(state_dir, id)?;
-        outln!(
+    match stop::stop(state_dir, id, StopRequest::Abort)? {
+        Stopped::Requested => outln!(
             "rollout {id}: abort requested; its coordinator stops before the next stage \
              (nodes updating now finish; nothing is rolled back). Follow it with `ferry rollout status {id}`"
-        );
-        return Ok(());
-    };
-    let mut record = RolloutRecord::load(state_dir, id)?;
-    if !matches!(
-        record.state,
-        RolloutState::Planned | RolloutState::Running | RolloutState::AwaitingPromotion
-    ) {
-        return Err(CoordinatorError::AlreadyEnded {
-            id: id.to_string(),
-            state: label(record.state),
-        });
+        ),
+        Stopped::Now(_) => {
+            outln!("rollout {id} aborted: no more nodes will be updated; nothing was rolled back")
+        }
     }
-    record.state = RolloutState::Aborted;
-    record.note(None, "aborted by `ferry rollout abort`");
-    record.save(state_dir, jiff::Timestamp::now())?;
-    crate::lock::clear_abort_request(state_dir, id);
-    outln!("rollout {id} aborted: no more nodes will be updated; nothing was rolled back");
+    Ok(())
+}
+
+/// `ferry rollout pause ID`: no more nodes until `ferry rollout resume ID`.
+pub fn pause(state_dir: &Path, id: &str) -> Result<()> {
+    match stop::stop(state_dir, id, StopRequest::Pause)? {
+        Stopped::Requested => outln!(
+            "rollout {id}: pause requested; its coordinator stops before the next stage \
+             (nodes updating now finish). Continue with `ferry rollout resume {id}`"
+        ),
+        Stopped::Now(_) => {
+            outln!("rollout {id} paused; continue with `ferry rollout resume {id}`")
+        }
+    }
     Ok(())
 }
 

@@ -254,6 +254,15 @@ pub fn drive(
             ));
             Ok(())
         }
+        Ok(Walked::Paused) => {
+            lock::clear_stop_request(state_dir, &id, lock::StopRequest::Pause);
+            view.say(&format!(
+                "rollout {id} paused before stage {}; continue with `ferry rollout resume {id} --state-dir {}`",
+                record.stage_index + 1,
+                state_dir.display()
+            ));
+            Ok(())
+        }
         Ok(Walked::Aborted) => {
             lock::clear_abort_request(state_dir, &id);
             Err(CoordinatorError::Aborted {
@@ -277,6 +286,7 @@ enum Walked {
     Done,
     AwaitingPromotion,
     Aborted,
+    Paused,
     Failed(StageFailure),
 }
 
@@ -290,6 +300,8 @@ fn walk_stages(
     let (id, version) = shared.read(|r| (r.id.clone(), r.version.clone()));
     let state_dir = shared.state_dir();
     let aborted = || lock::abort_requested(state_dir, &id);
+    let paused = || lock::stop_requested(state_dir, &id, lock::StopRequest::Pause);
+    let stop = || aborted() || paused();
     let capture_dir = capture_dir(state_dir, &id);
     loop {
         if aborted() {
@@ -298,6 +310,13 @@ fn walk_stages(
                 r.note(None, "aborted on request; no more nodes will be updated");
             })?;
             return Ok(Walked::Aborted);
+        }
+        if paused() {
+            shared.update(|r| {
+                r.state = RolloutState::Paused;
+                r.note(None, "paused on request; `ferry rollout resume` goes on");
+            })?;
+            return Ok(Walked::Paused);
         }
         let index = shared.read(|r| r.stage_index);
         follow_leader(shared, inventory, index, view)?;
@@ -411,10 +430,10 @@ fn walk_stages(
                     policy.metrics_gate.as_ref(),
                     &updated,
                     policy.bake_seconds,
-                    &aborted,
+                    &stop,
                 ) {
                     Bake::Held => {}
-                    // The loop's first check marks it aborted.
+                    // The loop's first checks mark it aborted or paused.
                     Bake::Stopped => {}
                     Bake::Broken(why) => return Ok(gate_failure(why)),
                 }

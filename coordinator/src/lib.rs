@@ -31,7 +31,7 @@
 //! `live_view` drawing the cluster on a terminal.
 //! `leadership` moves a new leader last when leadership changes mid-rollout.
 //! `prepare` saves a planned rollout for a later `execute`, `revert` rolls
-//! a rollout's nodes back, and `api` serves all of it over HTTP with a
+//! a rollout's nodes back, `stop` aborts or pauses one on request, and `api` serves all of it over HTTP with a
 //! live dashboard (`ferry rollout serve`); `commands` is what `ferry
 //! rollout …` calls.
 //!
@@ -60,4 +60,5 @@ pub mod prepare;
 pub mod record;
 pub mod revert;
 pub mod shared_record;
+pub mod stop;
 pub mod transport;

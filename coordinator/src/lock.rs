@@ -5,9 +5,10 @@
 //! twice the nodes down at once, which is how a cluster loses its quorum.
 //! So a coordinator holds `<state>/rollouts/<id>.lock` (flock: the kernel
 //! drops it when the process dies, so a killed coordinator never leaves a
-//! rollout locked). `ferry rollout abort` cannot take that lock from a
-//! running coordinator; it leaves `<id>.abort` instead, which the
-//! coordinator reads before every stage and during every bake.
+//! rollout locked). `ferry rollout abort` and `pause` cannot take that
+//! lock from a running coordinator; they leave `<id>.abort` or `<id>.pause`
+//! instead, which the coordinator reads before every stage and during
+//! every bake.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -46,28 +47,64 @@ fn lock_path(state_dir: &Path, id: &str) -> PathBuf {
     RolloutRecord::dir(state_dir).join(format!("{id}.lock"))
 }
 
-/// `<state>/rollouts/<id>.abort`: present while an abort is requested.
-pub fn abort_request_path(state_dir: &Path, id: &str) -> PathBuf {
-    RolloutRecord::dir(state_dir).join(format!("{id}.abort"))
+/// What a second process may ask of the coordinator driving a rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopRequest {
+    /// No more nodes, for good (`ferry rollout abort`).
+    Abort,
+    /// No more nodes until `ferry rollout resume` (`ferry rollout pause`).
+    Pause,
+}
+
+impl StopRequest {
+    fn suffix(self) -> &'static str {
+        match self {
+            StopRequest::Abort => "abort",
+            StopRequest::Pause => "pause",
+        }
+    }
+
+    /// The past participle, for messages ("can be paused").
+    pub fn done(self) -> &'static str {
+        match self {
+            StopRequest::Abort => "aborted",
+            StopRequest::Pause => "paused",
+        }
+    }
+}
+
+/// `<state>/rollouts/<id>.abort` (or `.pause`): present while requested.
+pub fn stop_request_path(state_dir: &Path, id: &str, request: StopRequest) -> PathBuf {
+    RolloutRecord::dir(state_dir).join(format!("{id}.{}", request.suffix()))
 }
 
 /// Asks the coordinator driving `id` to stop before its next stage.
-pub fn request_abort(state_dir: &Path, id: &str) -> Result<()> {
-    let path = abort_request_path(state_dir, id);
+pub fn request_stop(state_dir: &Path, id: &str, request: StopRequest) -> Result<()> {
+    let path = stop_request_path(state_dir, id, request);
     let dir = RolloutRecord::dir(state_dir);
     ferry_node::durable::create_dir_all(&dir, 0o755)
         .map_err(|e| CoordinatorError::io(format!("cannot create {}", dir.display()), e))?;
-    ferry_node::durable::write_atomic(&path, b"abort requested\n", 0o644)
+    let text = format!("{} requested\n", request.suffix());
+    ferry_node::durable::write_atomic(&path, text.as_bytes(), 0o644)
         .map_err(|e| CoordinatorError::io(format!("cannot write {}", path.display()), e))
 }
 
+pub fn stop_requested(state_dir: &Path, id: &str, request: StopRequest) -> bool {
+    stop_request_path(state_dir, id, request).exists()
+}
+
+/// Forgets a request (it has been honoured, or the rollout ended).
+pub fn clear_stop_request(state_dir: &Path, id: &str, request: StopRequest) {
+    let _ = std::fs::remove_file(stop_request_path(state_dir, id, request));
+}
+
 pub fn abort_requested(state_dir: &Path, id: &str) -> bool {
-    abort_request_path(state_dir, id).exists()
+    stop_requested(state_dir, id, StopRequest::Abort)
 }
 
 /// Forgets an abort request (it has been honoured, or the rollout ended).
 pub fn clear_abort_request(state_dir: &Path, id: &str) {
-    let _ = std::fs::remove_file(abort_request_path(state_dir, id));
+    clear_stop_request(state_dir, id, StopRequest::Abort);
 }
 
 #[cfg(test)]
@@ -96,7 +133,7 @@ mod tests {
     fn an_abort_request_is_seen_until_cleared() {
         let dir = tempfile::tempdir().unwrap();
         assert!(!abort_requested(dir.path(), "r1"));
-        request_abort(dir.path(), "r1").unwrap();
+        request_stop(dir.path(), "r1", StopRequest::Abort).unwrap();
         assert!(abort_requested(dir.path(), "r1"));
         assert!(!abort_requested(dir.path(), "r2"));
         clear_abort_request(dir.path(), "r1");

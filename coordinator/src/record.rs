@@ -70,6 +70,8 @@ pub enum RolloutState {
     Running,
     /// Canary done; waiting for `ferry rollout promote`.
     AwaitingPromotion,
+    /// Stopped between stages by `ferry rollout pause`; `resume` goes on.
+    Paused,
     Succeeded,
     Failed,
     Aborted,

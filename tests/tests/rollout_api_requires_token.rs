@@ -133,7 +133,8 @@ fn every_endpoint_needs_the_token_and_bad_requests_say_why() {
         (
             "/api/v1/updates/plan",
             r#"{"version":"1.1.0","max_unavailable":0}"#,
-            "max-unavailable 0",
+            // The body's key, not the CLI's flag.
+            "max_unavailable = 0",
         ),
         (
             "/api/v1/updates/plan",
@@ -157,7 +158,7 @@ fn every_endpoint_needs_the_token_and_bad_requests_say_why() {
         let error = reply.error();
         assert!(error.contains(says), "{path} {body}: {error}");
         assert!(
-            error.contains("send JSON like") || error.contains("--max-unavailable"),
+            error.contains("send JSON like") || error.contains("send 1 or more"),
             "{error}"
         );
     }

@@ -12,11 +12,14 @@ use serde_json::{json, Value};
 use super::{Api, Reply, ReplyBody};
 use crate::cluster;
 use crate::commands::PolicyOverrides;
+use crate::error::CoordinatorError;
 use crate::execute::RolloutLock;
 use crate::inventory::{Canary, Inventory, Promote, Role, RollbackScope};
+use crate::lock::StopRequest;
 use crate::prepare;
 use crate::record::{NodeRolloutState, RolloutRecord, RolloutState};
 use crate::revert;
+use crate::stop::Stopped;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -29,6 +32,9 @@ pub enum Endpoint {
     Promote,
     Rollback,
     Watch,
+    Abort,
+    Pause,
+    Resume,
 }
 
 /// Every route: method, path (`{id}`: a rollout id), endpoint. The one
@@ -44,6 +50,9 @@ pub const ROUTES: &[(&str, &str, Endpoint)] = &[
     ("POST", "/api/v1/updates/promote/{id}", Endpoint::Promote),
     ("POST", "/api/v1/updates/rollback/{id}", Endpoint::Rollback),
     ("GET", "/api/v1/updates/watch/{id}", Endpoint::Watch),
+    ("POST", "/api/v1/updates/abort/{id}", Endpoint::Abort),
+    ("POST", "/api/v1/updates/pause/{id}", Endpoint::Pause),
+    ("POST", "/api/v1/updates/resume/{id}", Endpoint::Resume),
 ];
 
 impl Endpoint {
@@ -92,15 +101,21 @@ struct ExecuteRequest {
 
 const DASHBOARD: &str = include_str!("dashboard.html");
 
+/// A request body: one JSON object of the endpoint's shape. serde would
+/// also read a struct from a JSON array of its fields in order; the API
+/// takes objects only, as its document says.
 fn parse<T: for<'de> Deserialize<'de>>(body: &[u8], example: &str) -> Result<T, Reply> {
-    serde_json::from_slice(body).map_err(|e| {
+    let refuse = |why: String| {
         Reply::error(
             400,
-            format!(
-                "the request body is not what this endpoint takes ({e}); send JSON like {example}"
-            ),
+            format!("the request body is not what this endpoint takes ({why}); send JSON like {example}"),
         )
-    })
+    };
+    let value: Value = serde_json::from_slice(body).map_err(|e| refuse(e.to_string()))?;
+    if !value.is_object() {
+        return Err(refuse("it is not a JSON object".into()));
+    }
+    serde_json::from_value(value).map_err(|e| refuse(e.to_string()))
 }
 
 impl Api {
@@ -121,6 +136,9 @@ impl Api {
             Endpoint::Promote => self.promote(id),
             Endpoint::Rollback => self.rollback(id),
             Endpoint::Watch => unreachable!("watch streams are answered by sse::watch"),
+            Endpoint::Abort => self.stop(id, StopRequest::Abort),
+            Endpoint::Pause => self.stop(id, StopRequest::Pause),
+            Endpoint::Resume => self.resume(id),
         };
         result.unwrap_or_else(|reply| reply)
     }
@@ -148,16 +166,20 @@ impl Api {
 
     fn versions(&self) -> Result<Reply, Reply> {
         let inventory = self.inventory()?;
+        // Who leads now (`leader_command`), not who led when the file was
+        // written; if it cannot be asked, the roles the file gives.
+        let leader = inventory.current_leader().ok().flatten();
         let answers = prepare::ask_versions(&inventory, &self.own_ferry);
         let nodes: Vec<Value> = inventory
             .nodes
             .iter()
             .zip(answers)
             .map(|(node, answer)| {
-                let role = match node.role {
-                    Role::Leader => "leader",
-                    Role::Follower => "follower",
+                let leads = match &leader {
+                    Some(name) => name == &node.name,
+                    None => node.role == Role::Leader,
                 };
+                let role = if leads { "leader" } else { "follower" };
                 match answer.answer {
                     Ok(version) => json!({
                         "name": node.name, "address": node.address, "role": role,
@@ -186,7 +208,13 @@ impl Api {
         let inventory = self.inventory()?;
         let policy = overrides
             .apply_to(&inventory.rollout)
-            .map_err(|e| Reply::error(400, e.to_string()))?;
+            .map_err(|e| match e {
+                CoordinatorError::ZeroMaxUnavailable => Reply::error(
+                    400,
+                    "max_unavailable = 0: at least 1 node must be updated at a time; send 1 or more",
+                ),
+                e => Reply::error(400, e.to_string()),
+            })?;
         let record = prepare::plan_rollout(
             &self.args.inventory,
             &request.version,
@@ -256,6 +284,33 @@ impl Api {
 
     fn rollback(&self, id: &str) -> Result<Reply, Reply> {
         self.start_child(id, "rollback", revert::refuse_rollback)
+    }
+
+    fn resume(&self, id: &str) -> Result<Reply, Reply> {
+        self.start_child(id, "resume", |state| {
+            (!matches!(state, RolloutState::Paused | RolloutState::Running)).then_some(
+                "only a paused rollout, or one whose coordinator died (running), can be resumed",
+            )
+        })
+    }
+
+    /// Abort or pause: asked of the coordinator driving it (202), or done
+    /// at once when nobody drives it (200).
+    fn stop(&self, id: &str, request: StopRequest) -> Result<Reply, Reply> {
+        self.find(id)?;
+        let stopped =
+            crate::stop::stop(&self.args.state_dir, id, request).map_err(|e| match e {
+                CoordinatorError::WrongState { .. } => Reply::error(409, e.to_string()),
+                e => Reply::error(500, e.to_string()),
+            })?;
+        let watch = format!("/api/v1/updates/watch/{id}");
+        Ok(match stopped {
+            Stopped::Requested => Reply::json(
+                202,
+                json!({ "id": id, "requested": request.done(), "watch": watch }),
+            ),
+            Stopped::Now(state) => Reply::json(200, json!({ "id": id, "state": state })),
+        })
     }
 
     /// Starts `ferry rollout VERB ID` unless `refuse` objects to the

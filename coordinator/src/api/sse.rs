@@ -55,8 +55,9 @@ pub fn watch(out: &mut Connection, state_dir: &Path, id: &str, heartbeat: Durati
                         )?;
                         sent = Instant::now();
                         if record.state.is_terminal() {
-                            let state =
-                                serde_json::to_string(&record.state).expect("states serialise");
+                            // The bare state (`succeeded`), as the document
+                            // says: not a JSON string.
+                            let state = crate::record::label(record.state);
                             chunk(out, &format!("event: end\ndata: {state}\n\n"))?;
                             break;
                         }
