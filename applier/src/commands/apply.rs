@@ -104,8 +104,11 @@ pub fn run(config: &Config, args: &ApplyArgs) -> Result<()> {
                 other => Err(OperationError::NotInService(other.message().to_string()).into()),
             }
         }
-        Ok(Gathered::AlreadyCurrent) => {
-            // So that a leader waiting on this follower sees it is done.
+        // A deferral is the policy working, not a failure: nothing is
+        // recorded and the timer's run ends with 0. Either way the node
+        // reports what it runs, so that a leader sees this follower is
+        // done, or who is behind (a follower whose wave has not opened).
+        Ok(Gathered::AlreadyCurrent | Gathered::Deferred) => {
             if let Some(fleet) = &fleet {
                 if let Err(e) = fleet.report_version(from.as_ref()) {
                     errln!("ferry: warning: {e}");
@@ -113,9 +116,7 @@ pub fn run(config: &Config, args: &ApplyArgs) -> Result<()> {
             }
             Ok(())
         }
-        // A deferral is the policy working, not a failure: nothing is
-        // recorded and the timer's run ends with 0.
-        Ok(Gathered::DryRun | Gathered::Deferred) => Ok(()),
+        Ok(Gathered::DryRun) => Ok(()),
         Err(e) => {
             // Stopped before the journal began: nothing changed, but the
             // operator should see why in `status` and `history`. A refused

@@ -415,6 +415,17 @@ impl Fleet {
             .collect())
     }
 
+    /// Leader only: the followers that keep it from updating to `to` now
+    /// ([`followers_behind`]); `None` for a follower, or when they are
+    /// done. An unattended leader defers on `Some` instead of waiting.
+    pub fn followers_keeping_the_leader(&self, to: &Version) -> Result<Option<String>> {
+        if self.config.role != Role::Leader {
+            return Ok(None);
+        }
+        let expected = self.config.followers.unwrap_or(0);
+        Ok(followers_behind(&self.members()?, to, expected))
+    }
+
     /// The slot queue in order (holders first) and who is updating now.
     pub fn slots(&self) -> Result<(Vec<SlotHolder>, Vec<SlotHolder>)> {
         let read = |section: &str, sort| -> Result<Vec<SlotHolder>> {
