@@ -18,6 +18,7 @@ pub fn status(config: &Config, as_json: bool) -> Result<()> {
     let halt = fleet.halt()?;
     let (queue, updating) = fleet.slots()?;
     let members = fleet.members()?;
+    let down = fleet.down()?;
     let max = fleet.config.max_unavailable as usize;
     let waiting = &queue[max.min(queue.len())..];
     if as_json {
@@ -27,6 +28,7 @@ pub fn status(config: &Config, as_json: bool) -> Result<()> {
             "max_unavailable": fleet.config.max_unavailable,
             "halt": halt,
             "updating": updating,
+            "down": down,
             "waiting": waiting,
             "members": members,
         });
@@ -53,6 +55,12 @@ pub fn status(config: &Config, as_json: bool) -> Result<()> {
             slot.from_version.as_deref().unwrap_or("nothing"),
             slot.to_version,
             slot.since
+        );
+    }
+    for mark in &down {
+        outln!(
+            "  {} down since {} (switched to {}, not healthy again yet): holds a slot until a run of its own ends healthy, or `ferry coordination forget {}`",
+            mark.node, mark.since, mark.to_version, mark.node
         );
     }
     if !waiting.is_empty() {

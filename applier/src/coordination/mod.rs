@@ -7,11 +7,18 @@
 //!   keeps alive; the first `max_unavailable` keys by creation revision hold
 //!   a slot. While it updates, a node also holds `<prefix>/updating/<node-id>`
 //!   on the same lease. Both go when the update ends, or by themselves when
-//!   a crashed node's lease expires (`lease_seconds`).
+//!   a crashed node's lease expires (`lease_seconds`); but see `down`.
 //! - **the leader last**: every node reports the version it runs in
 //!   `<prefix>/members/<node-id>` (with its role). The leader takes a slot
 //!   only once `followers` followers, and every follower that registered,
 //!   report the version it is about to install.
+//! - **a node is unavailable until it is healthy again**: just before its
+//!   switch a node writes `<prefix>/down/<node-id>` with no lease, and
+//!   removes it only when a turn of its own ends with it healthy (live, or
+//!   rolled back). Marked nodes count first against `max_unavailable`, so
+//!   a node that died after its switch keeps its slot after its lease
+//!   lapsed, and its recovery (which then always takes a slot) gets it
+//!   back first.
 //! - **a failure halts the fleet**: a node whose update fails while it
 //!   holds its slot writes `<prefix>/halt` (who, which version, why) before
 //!   releasing the slot. No node takes a slot while it exists; `ferry
@@ -371,6 +378,11 @@ impl Fleet {
     pub fn forget_member(&self, node: &str) -> Result<Option<Member>> {
         let member = self.members()?.into_iter().find(|m| m.node == node);
         if member.is_some() {
+            // A departed node never ends a healthy turn: its down mark
+            // (see `turn`) would keep its slot for good.
+            self.client
+                .delete(&self.key("down", node), false)
+                .map_err(|e| self.unreachable("delete the member's down mark", e))?;
             self.client
                 .delete(&self.key("members", node), false)
                 .map_err(|e| self.unreachable("delete the member", e))?;
