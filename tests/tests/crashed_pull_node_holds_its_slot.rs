@@ -81,10 +81,16 @@ fn hook_lines(log: &Path) -> Vec<String> {
 
 /// n1 updates to 1.1.0 and is killed right after its switch.
 fn crash_after_switch(node: &Node) {
+    crash_at(node, "switch:after-rename");
+}
+
+/// `node` updates to 1.1.0 and is killed at the crash point `point`, after
+/// its switch.
+fn crash_at(node: &Node, point: &str) {
     let out = run(Command::new(binaries::ferry_with_fault_injection())
         .env_remove("FERRY_CONFIG")
         .env("NO_COLOR", "1")
-        .env("FERRY_CRASH_AT", "switch:after-rename")
+        .env("FERRY_CRASH_AT", point)
         .arg("--config")
         .arg(&node.config)
         .args(["apply", "--version", "1.1.0", "--output", "json"]));
@@ -215,4 +221,43 @@ fn recovery_does_not_run_without_a_slot() {
         .assert_stderr_contains("recovered: interrupted apply 1.0.0 -> 1.1.0");
     assert!(hook_lines(&log).iter().any(|l| l == "end n1"));
     assert!(now_in(&etcd, "down").is_empty());
+}
+
+/// A node killed after its update was recorded live, before its turn
+/// ended: still marked, so the next node waits; its recovery only closes
+/// the journal, inside the slot, and gives it back without a verdict on
+/// the version (no halt), and the next node goes.
+#[test]
+fn a_node_killed_after_recording_its_update_frees_its_slot_without_halting() {
+    let Some(etcd) = Etcd::start_or_skip(
+        "a_node_killed_after_recording_its_update_frees_its_slot_without_halting",
+    ) else {
+        return;
+    };
+    let (ws, nodes, _log) = fleet(&etcd);
+    let (n1, n2) = (&nodes[0], &nodes[1]);
+    crash_at(n1, "conclude:recorded");
+    assert_eq!(now_in(&etcd, "down"), BTreeSet::from(["n1".to_string()]));
+    wait_until("n1's lease expired", || now_in(&etcd, "slots").is_empty());
+
+    let n2_run = thread::spawn({
+        let node = n2.clone();
+        move || node.ferry(&["apply", "--unattended"])
+    });
+    wait_until("n2 queues", || now_in(&etcd, "slots").contains("n2"));
+    thread::sleep(Duration::from_secs(3));
+    assert!(now_in(&etcd, "updating").is_empty());
+    assert_eq!(n2.current_version().as_deref(), Some("1.0.0"));
+
+    n1.ferry(&["repair"])
+        .assert_success()
+        .assert_stderr_contains("recovered: interrupted apply 1.0.0 -> 1.1.0");
+    n2_run.join().unwrap().assert_success();
+    n1.assert_current("1.1.0", &ws.input(2));
+    n2.assert_current("1.1.0", &ws.input(2));
+    assert!(now_in(&etcd, "down").is_empty());
+    assert!(
+        etcd.get_prefix(&format!("{PREFIX}/halt"), None).is_empty(),
+        "a recovery that only closed the journal halts nothing"
+    );
 }

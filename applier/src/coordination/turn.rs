@@ -401,6 +401,14 @@ impl Turn<'_> {
     /// failed.
     pub fn give_up(self) {
         // The switch did not happen: the node never went down.
+        self.release();
+    }
+
+    /// Gives the slot back after a recovery that only closed a finished
+    /// operation or undid one that never switched: the node is as whole
+    /// as before its turn, and the version gets no verdict (no report,
+    /// no halt).
+    pub fn release(self) {
         clear_mark_or_warn(self.fleet);
         drop(self.lease);
     }
