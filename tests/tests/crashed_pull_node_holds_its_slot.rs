@@ -137,6 +137,7 @@ fn a_node_that_dies_after_its_switch_keeps_its_slot_until_its_recovery_ends() {
     let status: Value = serde_json::from_str(&status.stdout).unwrap();
     assert_eq!(status["down"][0]["node"], "n1", "{status:#}");
     assert_eq!(status["down"][0]["to_version"], "1.1.0", "{status:#}");
+    assert_eq!(status["waiting"][0]["node"], "n2", "{status:#}");
 
     // n1's recovery takes the slot back ahead of n2, finishes going live
     // (its post_apply), and gives it back.

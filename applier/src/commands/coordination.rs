@@ -20,7 +20,15 @@ pub fn status(config: &Config, as_json: bool) -> Result<()> {
     let members = fleet.members()?;
     let down = fleet.down()?;
     let max = fleet.config.max_unavailable as usize;
-    let waiting = &queue[max.min(queue.len())..];
+    // As the nodes count: marked nodes first (see `coordination::turn`),
+    // then the queue; a marked node queueing again is not a waiter.
+    let is_down = |node: &str| down.iter().any(|d| d.node == node);
+    let free = max.saturating_sub(down.len());
+    let waiting: Vec<_> = queue
+        .iter()
+        .filter(|s| !is_down(&s.node))
+        .skip(free)
+        .collect();
     if as_json {
         let text = json!({
             "prefix": fleet.config.prefix,
