@@ -210,6 +210,40 @@ pub enum Gate {
         /// will on its own (`auto = false`).
         next_allowed_at: Option<Timestamp>,
     },
+    /// The policy allows it, but this node is its fleet's leader
+    /// (`[coordination] role = "leader"`), which updates after its
+    /// followers, and some are not done: the next unattended run looks
+    /// again. Deferring (exit 0, no lock held meanwhile) instead of
+    /// waiting `wait_timeout_seconds` keeps a leader whose followers are
+    /// in a later wave from failing every hour until that wave opens.
+    AfterFollowers {
+        /// Who is behind (`crate::coordination::followers_behind`).
+        behind: String,
+    },
+}
+
+impl Gate {
+    /// Why an unattended run does not install now; `None` when it does.
+    pub fn reason(&self) -> Option<String> {
+        match self {
+            Gate::Open => None,
+            Gate::Deferred { reason, .. } => Some(reason.clone()),
+            Gate::AfterFollowers { behind } => Some(format!(
+                "this node is its fleet's leader, which updates after its followers: {behind}"
+            )),
+        }
+    }
+
+    /// When it may install next; `None` when allowed now, never on its
+    /// own, or when that depends on other nodes.
+    pub fn next_allowed_at(&self) -> Option<Timestamp> {
+        match self {
+            Gate::Deferred {
+                next_allowed_at, ..
+            } => *next_allowed_at,
+            Gate::Open | Gate::AfterFollowers { .. } => None,
+        }
+    }
 }
 
 impl PolicyConfig {
@@ -416,21 +450,21 @@ impl Policy {
 
     /// The one line an unattended run prints when it defers: what, why,
     /// and when it may install next (UTC, and local in `timezone`).
-    pub fn describe_deferral(
-        &self,
-        version: &Version,
-        reason: &str,
-        next_allowed_at: Option<Timestamp>,
-    ) -> String {
-        let next = match next_allowed_at {
-            Some(at) => format!(
-                "next allowed at {at} ({} {})",
-                self.local(at).strftime("%Y-%m-%d %H:%M"),
-                self.timezone_name
-            ),
-            None => "it will not install unattended".into(),
+    /// `None` when the gate is open.
+    pub fn describe_deferral(&self, version: &Version, gate: &Gate) -> Option<String> {
+        let reason = gate.reason()?;
+        let next = match gate {
+            Gate::AfterFollowers { .. } => "the next unattended run looks again".into(),
+            _ => match gate.next_allowed_at() {
+                Some(at) => format!(
+                    "next allowed at {at} ({} {})",
+                    self.local(at).strftime("%Y-%m-%d %H:%M"),
+                    self.timezone_name
+                ),
+                None => "it will not install unattended".into(),
+            },
         };
-        format!("not installing {version} now: {reason}; {next}")
+        Some(format!("not installing {version} now: {reason}; {next}"))
     }
 
     /// The first instant at or after `from` that lies in one of `windows`
@@ -701,7 +735,7 @@ mod tests {
                 reason,
                 next_allowed_at,
             } => (reason, next_allowed_at),
-            Gate::Open => panic!("expected a deferral, the gate is open"),
+            other => panic!("expected a deferral by the policy, got {other:?}"),
         }
     }
 
@@ -975,6 +1009,7 @@ windows = [{ days = ["sun"], start = "03:00", end = "04:00" }]
                     .checked_add(SignedDuration::from_hours(after_hours))
                     .unwrap(),
                 draw: 1 << 62,
+                leader: false,
             }),
             rolled_back_here: None,
         }

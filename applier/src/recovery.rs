@@ -80,10 +80,29 @@ pub fn recover(config: &Config, _lock: &StateLock) -> Result<Option<String>> {
     crate::recovery_preconditions::check(config, &journal, action)?;
     tracing::warn!(?action, journal = %journal.id, "recovering an interrupted operation");
     // In pull mode, recovery that touches the service takes a slot like
-    // an update: the node is unavailable while it goes live or back.
-    let fleet = match action {
-        Action::Commit | Action::SwitchBack => crate::coordination::Fleet::from_config(config)?,
-        Action::Close | Action::Abandon => None,
+    // an update: the node is unavailable while it goes live or back. So
+    // does any recovery of a node etcd still counts as down (it switched,
+    // then died): that slot is given back only by a turn that ends with
+    // the node healthy. Recovery never runs outside a slot then; when etcd
+    // cannot say, it does not run (fail closed).
+    let fleet = match crate::coordination::Fleet::from_config(config)? {
+        Some(fleet) => match action {
+            Action::Commit | Action::SwitchBack => Some(fleet),
+            Action::Close | Action::Abandon => match fleet.marked_down() {
+                Ok(true) => Some(fleet),
+                Ok(false) => None,
+                Err(e) => {
+                    return Err(
+                        crate::operation::error::OperationError::RecoveryWaitsForSlot {
+                            what,
+                            cause: e.to_string(),
+                        }
+                        .into(),
+                    )
+                }
+            },
+        },
+        None => None,
     };
     let turn = match &fleet {
         Some(fleet) => Some(

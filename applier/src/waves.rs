@@ -21,6 +21,12 @@
 //! version is in the hash so that the same machines are not always the
 //! canaries: every release draws a fresh sample of the fleet.
 //!
+//! One exception: a fleet's leader (`[coordination] role = "leader"`)
+//! goes in the last wave whatever its draw. It updates only after its
+//! followers (`crate::coordination`), and a leader placed in an earlier
+//! wave than they would wait for them in every unattended run until their
+//! wave opened.
+//!
 //! Everything here is a pure function; the node id comes from
 //! `crate::node_id`.
 
@@ -29,6 +35,8 @@ use manifests::manifest::Wave;
 use manifests::Sha256Digest;
 use semver::Version;
 use serde::Serialize;
+
+use crate::coordination::Role;
 
 /// The domain-separation prefix of the hash: no other hash ferry makes can
 /// collide with a placement.
@@ -48,6 +56,8 @@ pub struct WavePlace {
     /// The node's hash draw (see the module docs); [`WavePlace::position`]
     /// is the same number on the 0-100 scale.
     pub draw: u64,
+    /// The node is its fleet's leader: in the last wave whatever its draw.
+    pub leader: bool,
 }
 
 /// What `ferry check --json` shows as `wave`.
@@ -57,10 +67,14 @@ pub struct WaveReport {
     pub count: usize,
     pub percent: u8,
     pub opens_at: Timestamp,
-    /// This node's position in [0, 100).
+    /// This node's position in [0, 100) (its draw; a leader is in the
+    /// last wave whatever it is).
     pub position: f64,
     /// Whether the wave had opened when the report was made.
     pub open: bool,
+    /// The node is its fleet's leader (`[coordination] role = "leader"`),
+    /// placed in the last wave.
+    pub leader: bool,
 }
 
 impl WavePlace {
@@ -69,9 +83,13 @@ impl WavePlace {
         position(self.draw)
     }
 
-    /// `wave 2 of 4 (5%)`.
+    /// `wave 2 of 4 (5%)`; `wave 4 of 4 (100%, the leader's)`.
     pub fn describe(&self) -> String {
-        format!("wave {} of {} ({}%)", self.index, self.count, self.percent)
+        let whose = if self.leader { ", the leader's" } else { "" };
+        format!(
+            "wave {} of {} ({}%{whose})",
+            self.index, self.count, self.percent
+        )
     }
 
     /// The place as `ferry check` reports it at `now`.
@@ -83,6 +101,7 @@ impl WavePlace {
             opens_at: self.opens_at,
             position: self.position(),
             open: self.opens_at <= now,
+            leader: self.leader,
         }
     }
 }
@@ -114,20 +133,27 @@ pub fn wave_of(waves: &[Wave], draw: u64) -> Option<usize> {
 
 /// This node's place in `waves` of the release `version` created at
 /// `created`; `None` when the release has no waves (everyone may install).
+/// A leader goes in the last wave.
 pub fn place(
     waves: &[Wave],
     node_id: &str,
+    role: Role,
     version: &Version,
     created: Timestamp,
 ) -> Option<WavePlace> {
     let draw = draw(node_id, version);
-    let i = wave_of(waves, draw)?;
+    let leader = role == Role::Leader;
+    let i = match leader {
+        true => waves.len().checked_sub(1)?,
+        false => wave_of(waves, draw)?,
+    };
     Some(WavePlace {
         index: i + 1,
         count: waves.len(),
         percent: waves[i].percent,
         opens_at: waves[i].opens_at(created),
         draw,
+        leader,
     })
 }
 
@@ -174,10 +200,13 @@ mod tests {
     fn placement_is_deterministic() {
         let created = t("2030-06-03T00:00:00Z");
         for id in ["node-a", "web-17", "0f1e2d3c4b5a69788796a5b4c3d2e1f0", ""] {
-            let first = place(&contract(), id, &v("2.0.0"), created);
+            let first = place(&contract(), id, Role::Follower, &v("2.0.0"), created);
             assert!(first.is_some());
             for _ in 0..3 {
-                assert_eq!(place(&contract(), id, &v("2.0.0"), created), first);
+                assert_eq!(
+                    place(&contract(), id, Role::Follower, &v("2.0.0"), created),
+                    first
+                );
             }
         }
     }
@@ -273,7 +302,7 @@ mod tests {
         let created = t("2030-06-03T00:00:00Z");
         let version = v("2.0.0");
         // node-a draws position 89.66 for 2.0.0: the last wave.
-        let place = place(&contract(), "node-a", &version, created).unwrap();
+        let place = place(&contract(), "node-a", Role::Follower, &version, created).unwrap();
         assert_eq!(
             (place.index, place.count, place.percent),
             (4, 4, 100),
@@ -288,9 +317,38 @@ mod tests {
         assert!(place.report(t("2030-06-06T00:00:00Z")).open);
         // For 2.0.1 the same node draws 31.06: the first half.
         let halves = [w(50, 3600), w(100, 7200)];
-        let early = super::place(&halves, "node-a", &v("2.0.1"), created).unwrap();
+        let early = super::place(&halves, "node-a", Role::Follower, &v("2.0.1"), created).unwrap();
         assert_eq!((early.index, early.percent), (1, 50));
         assert_eq!(early.opens_at, t("2030-06-03T01:00:00Z"));
-        assert_eq!(super::place(&[], "node-a", &version, created), None);
+        assert_eq!(
+            super::place(&[], "node-a", Role::Follower, &version, created),
+            None
+        );
+        assert_eq!(
+            super::place(&[], "node-a", Role::Leader, &version, created),
+            None
+        );
+    }
+
+    #[test]
+    fn the_leader_goes_in_the_last_wave_whatever_its_draw() {
+        let created = t("2030-06-03T00:00:00Z");
+        let halves = [w(50, 3600), w(100, 7200)];
+        // node-a draws 31.06 for 2.0.1: the first half as a follower.
+        let leader = place(&halves, "node-a", Role::Leader, &v("2.0.1"), created).unwrap();
+        assert_eq!((leader.index, leader.count, leader.percent), (2, 2, 100));
+        assert_eq!(leader.opens_at, t("2030-06-03T02:00:00Z"));
+        assert!(leader.leader && leader.report(created).leader);
+        assert!((leader.position() - 31.06).abs() < 0.01, "{leader:?}");
+        assert_eq!(leader.describe(), "wave 2 of 2 (100%, the leader's)");
+        // Already last by its draw: the same wave.
+        let last = place(&contract(), "node-a", Role::Leader, &v("2.0.0"), created).unwrap();
+        assert_eq!((last.index, last.percent), (4, 100));
+        // For every draw.
+        for i in 0..500 {
+            let id = format!("leader-{i}");
+            let p = place(&contract(), &id, Role::Leader, &v("2.0.0"), created).unwrap();
+            assert_eq!(p.index, 4, "{id}");
+        }
     }
 }

@@ -104,18 +104,27 @@ pub fn run(config: &Config, args: &ApplyArgs) -> Result<()> {
                 other => Err(OperationError::NotInService(other.message().to_string()).into()),
             }
         }
-        Ok(Gathered::AlreadyCurrent) => {
-            // So that a leader waiting on this follower sees it is done.
+        // A deferral is the policy working, not a failure: nothing is
+        // recorded and the timer's run ends with 0. Either way the node
+        // reports what it runs, so that a leader sees this follower is
+        // done, or who is behind (a follower whose wave has not opened).
+        Ok(gathered @ (Gathered::AlreadyCurrent | Gathered::Deferred)) => {
             if let Some(fleet) = &fleet {
                 if let Err(e) = fleet.report_version(from.as_ref()) {
                     errln!("ferry: warning: {e}");
                 }
+                // Whole on its release with nothing left to recover: a
+                // down mark left by a crash after the turn's operation was
+                // over (before the mark went) no longer holds a slot.
+                if matches!(gathered, Gathered::AlreadyCurrent) {
+                    if let Err(e) = fleet.clear_down_mark() {
+                        errln!("ferry: warning: {e}");
+                    }
+                }
             }
             Ok(())
         }
-        // A deferral is the policy working, not a failure: nothing is
-        // recorded and the timer's run ends with 0.
-        Ok(Gathered::DryRun | Gathered::Deferred) => Ok(()),
+        Ok(Gathered::DryRun) => Ok(()),
         Err(e) => {
             // Stopped before the journal began: nothing changed, but the
             // operator should see why in `status` and `history`. A refused

@@ -25,7 +25,9 @@
 //! - 10 ([`Exit::UpdateAvailable`]): an update is available and the policy
 //!   allows installing it now;
 //! - 11 ([`Exit::UpdateDeferred`]): an update is available but the policy
-//!   defers it (`policy_reason`, `next_allowed_at`);
+//!   defers it (`policy_reason`, `next_allowed_at`), or this node is its
+//!   fleet's leader and followers are behind (read from etcd, the same
+//!   gate as `apply --unattended`: `crate::operation::gather::unattended_gate`);
 //! - 8 ([`Exit::Refused`]): `repository.channel` is not in the repository
 //!   (the configuration asks for something not on offer, as `ferry apply`
 //!   is refused for it).
@@ -41,6 +43,8 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::error::{Exit, NodeError, Refusal, Result};
 use crate::installed;
+use crate::operation::decide::Request;
+use crate::operation::gather;
 use crate::plan::{human_bytes, saved_percent};
 use crate::policy::{Gate, ReleaseFacts};
 use crate::sources::Sources;
@@ -76,6 +80,9 @@ pub struct CheckReport {
     pub full_bytes: u64,
     /// Whether `download_bytes` comes from the manifest's delta report.
     pub from_delta_report: bool,
+    /// The gate itself, for the human line.
+    #[serde(skip)]
+    pub gate: Gate,
 }
 
 pub fn report(config: &Config) -> Result<CheckReport> {
@@ -118,7 +125,17 @@ pub fn report(config: &Config) -> Result<CheckReport> {
             };
             wave = facts.wave;
             rolled_back_here = facts.rolled_back_here.clone();
-            policy.gate(&facts, now)
+            match update_available {
+                // Exactly what `apply --unattended` decides.
+                true => {
+                    let unattended = Request {
+                        unattended: true,
+                        ..Request::default()
+                    };
+                    gather::unattended_gate(config, &policy, &unattended, facts, now)?
+                }
+                false => policy.gate(&facts, now),
+            }
         }
         None => Gate::Deferred {
             reason: format!(
@@ -128,13 +145,8 @@ pub fn report(config: &Config) -> Result<CheckReport> {
             next_allowed_at: None,
         },
     };
-    let (policy_allows_now, policy_reason, next_allowed_at) = match gate {
-        Gate::Open => (true, None, None),
-        Gate::Deferred {
-            reason,
-            next_allowed_at,
-        } => (false, Some(reason), next_allowed_at),
-    };
+    let (policy_allows_now, policy_reason, next_allowed_at) =
+        (gate == Gate::Open, gate.reason(), gate.next_allowed_at());
     // Compressed bytes of every distinct content: a node with nothing.
     let mut objects = std::collections::BTreeMap::new();
     for content in manifest.files.iter().filter_map(|f| f.content()) {
@@ -162,6 +174,7 @@ pub fn report(config: &Config) -> Result<CheckReport> {
         download_bytes,
         full_bytes,
         from_delta_report: update_available && item.is_some(),
+        gate,
     })
 }
 
@@ -301,12 +314,9 @@ pub fn run(config: &Config, json: bool) -> Result<Exit> {
                     wave.position
                 );
             }
-            match &r.policy_reason {
+            match policy.describe_deferral(target, &r.gate) {
                 None => outln!("policy:    allows installing now"),
-                Some(reason) => outln!(
-                    "policy:    {}",
-                    policy.describe_deferral(target, reason, r.next_allowed_at)
-                ),
+                Some(line) => outln!("policy:    {line}"),
             }
             if r.from_delta_report {
                 outln!(

@@ -18,8 +18,17 @@ pub fn status(config: &Config, as_json: bool) -> Result<()> {
     let halt = fleet.halt()?;
     let (queue, updating) = fleet.slots()?;
     let members = fleet.members()?;
+    let down = fleet.down()?;
     let max = fleet.config.max_unavailable as usize;
-    let waiting = &queue[max.min(queue.len())..];
+    // As the nodes count: marked nodes first (see `coordination::turn`),
+    // then the queue; a marked node queueing again is not a waiter.
+    let is_down = |node: &str| down.iter().any(|d| d.node == node);
+    let free = max.saturating_sub(down.len());
+    let waiting: Vec<_> = queue
+        .iter()
+        .filter(|s| !is_down(&s.node))
+        .skip(free)
+        .collect();
     if as_json {
         let text = json!({
             "prefix": fleet.config.prefix,
@@ -27,6 +36,7 @@ pub fn status(config: &Config, as_json: bool) -> Result<()> {
             "max_unavailable": fleet.config.max_unavailable,
             "halt": halt,
             "updating": updating,
+            "down": down,
             "waiting": waiting,
             "members": members,
         });
@@ -53,6 +63,12 @@ pub fn status(config: &Config, as_json: bool) -> Result<()> {
             slot.from_version.as_deref().unwrap_or("nothing"),
             slot.to_version,
             slot.since
+        );
+    }
+    for mark in &down {
+        outln!(
+            "  {} down since {} (switched to {}, not healthy again yet): holds a slot until a run of its own ends healthy, or `ferry coordination forget {}`",
+            mark.node, mark.since, mark.to_version, mark.node
         );
     }
     if !waiting.is_empty() {

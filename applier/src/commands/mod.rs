@@ -41,7 +41,12 @@ pub fn release_facts(
         None
     } else {
         let node = config.node_id()?;
-        crate::waves::place(&manifest.waves, &node.id, &manifest.version, created)
+        let role = config
+            .coordination
+            .as_ref()
+            .map(|c| c.role)
+            .unwrap_or_default();
+        crate::waves::place(&manifest.waves, &node.id, role, &manifest.version, created)
     };
     Ok(ReleaseFacts {
         version: manifest.version.clone(),

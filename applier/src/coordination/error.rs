@@ -68,6 +68,10 @@ pub enum SlotLoss {
     },
     #[error("cannot read the slot queue: {0}")]
     QueueUnreadable(#[source] EtcdError),
+    /// The `down` mark could not be written: without it a crash after
+    /// the switch would free the slot while the node is down.
+    #[error("cannot mark it as down before the switch: {0}")]
+    MarkUnwritten(#[source] EtcdError),
     #[error("its key {0} is gone")]
     KeyGone(String),
     #[error("{} nodes are now ahead of it: {}", .0.len(), .0.join(", "))]

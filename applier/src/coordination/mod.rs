@@ -7,11 +7,18 @@
 //!   keeps alive; the first `max_unavailable` keys by creation revision hold
 //!   a slot. While it updates, a node also holds `<prefix>/updating/<node-id>`
 //!   on the same lease. Both go when the update ends, or by themselves when
-//!   a crashed node's lease expires (`lease_seconds`).
+//!   a crashed node's lease expires (`lease_seconds`); but see `down`.
 //! - **the leader last**: every node reports the version it runs in
 //!   `<prefix>/members/<node-id>` (with its role). The leader takes a slot
 //!   only once `followers` followers, and every follower that registered,
 //!   report the version it is about to install.
+//! - **a node is unavailable until it is healthy again**: just before its
+//!   switch a node writes `<prefix>/down/<node-id>` with no lease, and
+//!   removes it only when a turn of its own ends with it healthy (live, or
+//!   rolled back). Marked nodes count first against `max_unavailable`, so
+//!   a node that died after its switch keeps its slot after its lease
+//!   lapsed, and its recovery (which then always takes a slot) gets it
+//!   back first.
 //! - **a failure halts the fleet**: a node whose update fails while it
 //!   holds its slot writes `<prefix>/halt` (who, which version, why) before
 //!   releasing the slot. No node takes a slot while it exists; `ferry
@@ -371,6 +378,11 @@ impl Fleet {
     pub fn forget_member(&self, node: &str) -> Result<Option<Member>> {
         let member = self.members()?.into_iter().find(|m| m.node == node);
         if member.is_some() {
+            // A departed node never ends a healthy turn: its down mark
+            // (see `turn`) would keep its slot for good.
+            self.client
+                .delete(&self.key("down", node), false)
+                .map_err(|e| self.unreachable("delete the member's down mark", e))?;
             self.client
                 .delete(&self.key("members", node), false)
                 .map_err(|e| self.unreachable("delete the member", e))?;
@@ -413,6 +425,17 @@ impl Fleet {
             .iter()
             .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
             .collect())
+    }
+
+    /// Leader only: the followers that keep it from updating to `to` now
+    /// ([`followers_behind`]); `None` for a follower, or when they are
+    /// done. An unattended leader defers on `Some` instead of waiting.
+    pub fn followers_keeping_the_leader(&self, to: &Version) -> Result<Option<String>> {
+        if self.config.role != Role::Leader {
+            return Ok(None);
+        }
+        let expected = self.config.followers.unwrap_or(0);
+        Ok(followers_behind(&self.members()?, to, expected))
     }
 
     /// The slot queue in order (holders first) and who is updating now.

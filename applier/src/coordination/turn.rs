@@ -33,16 +33,37 @@ pub enum Place {
     Lost,
 }
 
-/// `node`'s place in `slots` (sorted by creation revision).
-pub fn place(slots: &[KeyValue], own_key: &str, max_unavailable: u32) -> Place {
-    match slots.iter().position(|kv| kv.key == own_key) {
-        None => Place::Lost,
-        Some(i) if i < max_unavailable as usize => Place::Holds,
-        Some(i) => Place::Waits {
-            ahead: slots[..i]
-                .iter()
-                .map(|kv| kv.key.rsplit('/').next().unwrap_or(&kv.key).to_string())
-                .collect(),
+/// The node id at the end of a key (`<prefix>/slots/<id>`).
+fn node_of(kv: &KeyValue) -> &str {
+    kv.key.rsplit('/').next().unwrap_or(&kv.key)
+}
+
+/// `own_key`'s place among the unavailable: first every node marked
+/// `down` (it switched and is not healthy again yet, so it counts as
+/// unavailable whether or not it is alive and queued: a crashed node's
+/// lease lapses, its mark does not), in the order they were marked; then
+/// the queue in `slots` (sorted by creation revision). A marked node that
+/// queues again (its recovery) is therefore first: it takes back the slot
+/// it never gave up.
+pub fn place(slots: &[KeyValue], down: &[KeyValue], own_key: &str, max_unavailable: u32) -> Place {
+    let Some(own) = slots.iter().find(|kv| kv.key == own_key) else {
+        return Place::Lost;
+    };
+    let marked: Vec<&str> = down.iter().map(node_of).collect();
+    let order: Vec<&str> = marked
+        .iter()
+        .copied()
+        .chain(slots.iter().map(node_of).filter(|n| !marked.contains(n)))
+        .collect();
+    let own = node_of(own);
+    let i = order
+        .iter()
+        .position(|n| *n == own)
+        .expect("own node is in the order");
+    match i < max_unavailable as usize {
+        true => Place::Holds,
+        false => Place::Waits {
+            ahead: order[..i].iter().map(|n| n.to_string()).collect(),
         },
     }
 }
@@ -179,11 +200,10 @@ impl Fleet {
             if halts == Halts::Stop {
                 self.refuse_if_halted()?;
             }
-            let slots = self
-                .client
-                .range(&self.section("slots"), true, SortBy::CreateRevision, None)
+            let (slots, down) = self
+                .queue()
                 .map_err(|e| self.unreachable("read the slot queue", e))?;
-            match place(&slots.kvs, &own_key, max) {
+            match place(&slots, &down, &own_key, max) {
                 Place::Holds => break,
                 Place::Lost => return Err(self.lease_lost()),
                 Place::Waits { ahead } => {
@@ -231,6 +251,49 @@ impl Fleet {
             to: to.clone(),
             lease,
         })
+    }
+
+    /// The slot queue and the `down` marks, each by creation revision.
+    fn queue(&self) -> std::result::Result<(Vec<KeyValue>, Vec<KeyValue>), EtcdError> {
+        let read = |section| {
+            self.client
+                .range(&self.section(section), true, SortBy::CreateRevision, None)
+                .map(|r| r.kvs)
+        };
+        Ok((read("slots")?, read("down")?))
+    }
+
+    /// Nodes counted as unavailable because they switched and have not
+    /// ended a turn healthy since (`<prefix>/down/`), in marking order.
+    pub fn down(&self) -> Result<Vec<SlotHolder>> {
+        let range = self
+            .client
+            .range(&self.section("down"), true, SortBy::CreateRevision, None)
+            .map_err(|e| self.unreachable("read the down marks", e))?;
+        Ok(range
+            .kvs
+            .iter()
+            .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+            .collect())
+    }
+
+    /// Whether etcd holds this node's `down` mark: it switched during a
+    /// turn and has not yet ended one healthy.
+    pub fn marked_down(&self) -> Result<bool> {
+        let range = self
+            .client
+            .range(&self.key("down", &self.node), false, SortBy::Key, None)
+            .map_err(|e| self.unreachable("read this node's down mark", e))?;
+        Ok(!range.kvs.is_empty())
+    }
+
+    /// Removes this node's `down` mark: it is healthy again (or never
+    /// went down), and its slot is free for the next node.
+    pub fn clear_down_mark(&self) -> Result<()> {
+        self.client
+            .delete(&self.key("down", &self.node), false)
+            .map(|_| ())
+            .map_err(|e| self.unreachable("remove this node's down mark", e))
     }
 
     fn refuse_if_halted(&self) -> Result<()> {
@@ -306,22 +369,47 @@ impl Turn<'_> {
                 }))
             }
         }
-        let slots = fleet
-            .client
-            .range(&fleet.section("slots"), true, SortBy::CreateRevision, None)
+        let (slots, down) = fleet
+            .queue()
             .map_err(|e| lost(SlotLoss::QueueUnreadable(e)))?;
         let own_key = fleet.key("slots", &fleet.node);
-        match place(&slots.kvs, &own_key, fleet.config.max_unavailable) {
-            Place::Holds => Ok(()),
-            Place::Lost => Err(lost(SlotLoss::KeyGone(own_key))),
-            Place::Waits { ahead } => Err(lost(SlotLoss::Overtaken(ahead))),
+        match place(&slots, &down, &own_key, fleet.config.max_unavailable) {
+            Place::Holds => {}
+            Place::Lost => return Err(lost(SlotLoss::KeyGone(own_key))),
+            Place::Waits { ahead } => return Err(lost(SlotLoss::Overtaken(ahead))),
         }
+        // From the switch on the node is unavailable until a turn of its
+        // own ends with it healthy: marked without a lease, so that a crash
+        // (lease lapsed) does not hand its slot to the next node while it
+        // is down. No mark, no switch.
+        let value = serde_json::to_vec(&SlotHolder {
+            node: fleet.node.clone(),
+            from_version: None,
+            to_version: self.to.to_string(),
+            since: Timestamp::now().to_string(),
+        })
+        .expect("a slot holder serializes");
+        fleet
+            .client
+            .put(&fleet.key("down", &fleet.node), &value, 0)
+            .map(|_| ())
+            .map_err(|e| lost(SlotLoss::MarkUnwritten(e)))
     }
 
     /// Gives the slot back without reporting or halting: for an update
     /// stopped because the turn itself was lost, not because the version
     /// failed.
     pub fn give_up(self) {
+        // The switch did not happen: the node never went down.
+        self.release();
+    }
+
+    /// Gives the slot back after a recovery that only closed a finished
+    /// operation or undid one that never switched: the node is as whole
+    /// as before its turn, and the version gets no verdict (no report,
+    /// no halt).
+    pub fn release(self) {
+        clear_mark_or_warn(self.fleet);
         drop(self.lease);
     }
 
@@ -344,7 +432,26 @@ impl Turn<'_> {
         if let Err(e) = reported {
             errln!("ferry: warning: {e}");
         }
+        // Healthy on either release: the slot is free again. Any other
+        // failure may leave the node down, so it keeps counting as
+        // unavailable until a later run ends healthy (or an operator
+        // forgets it).
+        match outcome {
+            Ok(()) | Err(NodeError::RolledBack(_)) => clear_mark_or_warn(fleet),
+            Err(_) => errln!(
+                "ferry: this node stays counted as unavailable ({}) until a run of its own ends with it healthy",
+                fleet.key("down", &fleet.node)
+            ),
+        }
         drop(self.lease);
+    }
+}
+
+/// [`Fleet::clear_down_mark`], saying so when etcd would not take it: the
+/// fleet then waits for this node, which is safe, until its next run.
+fn clear_mark_or_warn(fleet: &Fleet) {
+    if let Err(e) = fleet.clear_down_mark() {
+        errln!("ferry: warning: {e}; the fleet counts this node as unavailable until its next run clears the mark");
     }
 }
 
@@ -379,18 +486,66 @@ mod tests {
         }
     }
 
+    fn mark(node: &str, revision: i64) -> KeyValue {
+        KeyValue {
+            key: format!("/p/down/{node}"),
+            lease: 0,
+            ..slot(node, revision)
+        }
+    }
+
     #[test]
     fn the_first_max_unavailable_in_creation_order_hold_a_slot() {
         let queue = [slot("c", 3), slot("a", 5), slot("b", 9)];
-        assert_eq!(place(&queue, "/p/slots/c", 2), Place::Holds);
-        assert_eq!(place(&queue, "/p/slots/a", 2), Place::Holds);
+        assert_eq!(place(&queue, &[], "/p/slots/c", 2), Place::Holds);
+        assert_eq!(place(&queue, &[], "/p/slots/a", 2), Place::Holds);
         assert_eq!(
-            place(&queue, "/p/slots/b", 2),
+            place(&queue, &[], "/p/slots/b", 2),
             Place::Waits {
                 ahead: vec!["c".into(), "a".into()]
             }
         );
-        assert_eq!(place(&queue, "/p/slots/b", 3), Place::Holds);
-        assert_eq!(place(&queue, "/p/slots/gone", 3), Place::Lost);
+        assert_eq!(place(&queue, &[], "/p/slots/b", 3), Place::Holds);
+        assert_eq!(place(&queue, &[], "/p/slots/gone", 3), Place::Lost);
+    }
+
+    #[test]
+    fn a_node_marked_down_keeps_its_slot_and_takes_it_back_first() {
+        // "x" switched and crashed: its slot key went with its lease, its
+        // mark stayed. It still counts.
+        let queue = [slot("a", 5), slot("b", 9)];
+        let down = [mark("x", 2)];
+        assert_eq!(
+            place(&queue, &down, "/p/slots/a", 1),
+            Place::Waits {
+                ahead: vec!["x".into()]
+            }
+        );
+        assert_eq!(place(&queue, &down, "/p/slots/a", 2), Place::Holds);
+        assert_eq!(
+            place(&queue, &down, "/p/slots/b", 2),
+            Place::Waits {
+                ahead: vec!["x".into(), "a".into()]
+            }
+        );
+        // Its recovery queues behind them, and goes first.
+        let queue = [slot("a", 5), slot("b", 9), slot("x", 12)];
+        assert_eq!(place(&queue, &down, "/p/slots/x", 1), Place::Holds);
+        assert_eq!(
+            place(&queue, &down, "/p/slots/a", 1),
+            Place::Waits {
+                ahead: vec!["x".into()]
+            }
+        );
+        // Two marked nodes fill two slots in the order they were marked.
+        let down = [mark("y", 1), mark("x", 2)];
+        assert_eq!(
+            place(&queue, &down, "/p/slots/x", 1),
+            Place::Waits {
+                ahead: vec!["y".into()]
+            }
+        );
+        assert_eq!(place(&queue, &down, "/p/slots/x", 2), Place::Holds);
+        assert_eq!(place(&queue, &down, "/p/slots/gone", 2), Place::Lost);
     }
 }

@@ -115,6 +115,16 @@ pub fn gate(policy: &Policy, request: &Request, mut facts: ReleaseFacts, now: Ti
     policy.gate(&facts, now)
 }
 
+/// After the policy's gate, a leader's followers: an unattended leader
+/// whose gate is open still defers while `behind` names followers that
+/// are not done (read from etcd by [`super::gather::unattended_gate`]).
+pub fn leader_gate(gate: Gate, behind: Option<String>) -> Gate {
+    match (gate, behind) {
+        (Gate::Open, Some(behind)) => Gate::AfterFollowers { behind },
+        (gate, _) => gate,
+    }
+}
+
 /// Setuid, setgid and sticky bits only on a node whose operator allowed
 /// them (`[install] allow_special_modes`).
 pub fn special_modes(manifest: &manifests::Manifest, allowed: bool) -> Result<()> {
@@ -152,6 +162,34 @@ mod tests {
 
     fn v(s: &str) -> Version {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_leader_defers_while_followers_are_behind_and_the_policy_speaks_first() {
+        let behind = || Some("1 of 2 followers report 2.0.0".to_string());
+        assert_eq!(
+            leader_gate(Gate::Open, behind()),
+            Gate::AfterFollowers {
+                behind: "1 of 2 followers report 2.0.0".into()
+            }
+        );
+        assert_eq!(leader_gate(Gate::Open, None), Gate::Open);
+        // A closed policy gate is the reason given, with its instant.
+        let closed = Gate::Deferred {
+            reason: "outside the maintenance windows".into(),
+            next_allowed_at: None,
+        };
+        assert_eq!(leader_gate(closed.clone(), behind()), closed);
+        let line = crate::policy::PolicyConfig::default()
+            .compile()
+            .unwrap()
+            .describe_deferral(&v("2.0.0"), &leader_gate(Gate::Open, behind()))
+            .unwrap();
+        assert_eq!(
+            line,
+            "not installing 2.0.0 now: this node is its fleet's leader, which updates after its \
+             followers: 1 of 2 followers report 2.0.0; the next unattended run looks again"
+        );
     }
 
     #[test]

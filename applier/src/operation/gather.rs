@@ -35,6 +35,30 @@ pub enum Gathered {
     Deferred,
 }
 
+/// Whether an unattended run may install the release `facts` describe
+/// now: the policy's gate, then for a fleet's leader whether its followers
+/// are done (read from etcd; any doubt is an error, as in the turn
+/// itself). `ferry check` asks exactly this, so it says what `apply
+/// --unattended` will do.
+pub fn unattended_gate(
+    config: &Config,
+    policy: &crate::policy::Policy,
+    request: &Request,
+    facts: crate::policy::ReleaseFacts,
+    now: jiff::Timestamp,
+) -> Result<Gate> {
+    let version = facts.version.clone();
+    let gate = decide::gate(policy, request, facts, now);
+    if gate != Gate::Open || !request.unattended {
+        return Ok(gate);
+    }
+    let behind = match crate::coordination::Fleet::from_config(config)? {
+        Some(fleet) => fleet.followers_keeping_the_leader(&version)?,
+        None => None,
+    };
+    Ok(decide::leader_gate(gate, behind))
+}
+
 /// Everything before the journal. `target_out` is set as soon as the
 /// target is known, so a refusal after that can name it in history.
 pub fn gather(
@@ -111,18 +135,15 @@ pub fn gather(
                 NodeError::verification(format!("{target} is not pinned in the index"))
             })?;
         let facts = crate::commands::release_facts(config, manifest.manifest(), created)?;
-        if let Gate::Deferred {
-            reason,
-            next_allowed_at,
-        } = decide::gate(&policy, request, facts, now)
-        {
-            events::say(policy.describe_deferral(&target, &reason, next_allowed_at));
+        let gate = unattended_gate(config, &policy, request, facts, now)?;
+        if let Some(line) = policy.describe_deferral(&target, &gate) {
+            events::say(line);
             events::emit(
                 events::Event::Deferred,
                 json!({
                     "version": target.to_string(),
-                    "reason": reason,
-                    "next_allowed_at": next_allowed_at.map(|t| t.to_string()),
+                    "reason": gate.reason(),
+                    "next_allowed_at": gate.next_allowed_at().map(|t| t.to_string()),
                 }),
             );
             return Ok(Gathered::Deferred);

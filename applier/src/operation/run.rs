@@ -170,6 +170,9 @@ impl<'a> Run<'a> {
         if let Some(turn) = self.turn.take() {
             match &ended {
                 Ok(Ended::Live(_)) => turn.finish(Ok(())),
+                // Recovery of an operation that was over, or never
+                // switched: no verdict on the version, nothing to halt.
+                Ok(Ended::Closed(_) | Ended::Undone(_)) => turn.release(),
                 Ok(other) => turn.finish(Err(&NodeError::RolledBack(other.message().into()))),
                 Err(e) => turn.finish(Err(e)),
             }
