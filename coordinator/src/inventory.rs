@@ -220,7 +220,16 @@ impl TryFrom<CanarySpelling> for Canary {
             CanarySpelling::Count(n) => Err(format!(
                 "canary = {n}: the canary stage needs at least 1 node"
             )),
-            CanarySpelling::Text(text) => text.parse(),
+            // A string is a percentage, exactly: "10%" (the API's document
+            // says so; a count is a number).
+            CanarySpelling::Text(text) => match text.strip_suffix('%') {
+                Some(digits) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+                    text.parse()
+                }
+                _ => Err(format!(
+                    "canary = {text:?}: write a node count (2) or a percentage of the nodes (\"10%\")"
+                )),
+            },
         }
     }
 }

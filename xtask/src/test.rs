@@ -80,7 +80,14 @@ fn clippy() -> Result<()> {
 }
 
 fn cargo_test() -> Result<()> {
-    cmd::run(cargo().args(["test", "--workspace"]))
+    let mut test = cargo();
+    test.args(["test", "--workspace"]);
+    // pip may have put Schemathesis where PATH does not look (~/.local/bin):
+    // the API conformance test is told where it is.
+    if let Some(st) = crate::deps::find_pip_tool(crate::deps::SCHEMATHESIS) {
+        test.env("FERRY_SCHEMATHESIS", st);
+    }
+    cmd::run(&mut test)
 }
 
 /// Every fuzz target for a few seconds: long enough to catch a parser that

@@ -409,8 +409,13 @@ impl Turn<'_> {
     /// as before its turn, and the version gets no verdict (no report,
     /// no halt).
     pub fn release(self) {
-        clear_mark_or_warn(self.fleet);
-        drop(self.lease);
+        let Turn { fleet, lease, .. } = self;
+        // The slot first, the mark last: while the mark is there the node
+        // still counts as unavailable, so a node whose older slot key
+        // comes first cannot start while this one's `updating` key is
+        // still in etcd (two unavailable at one revision).
+        drop(lease);
+        clear_mark_or_warn(fleet);
     }
 
     /// Ends the turn after the update: on success the new version is
@@ -435,15 +440,18 @@ impl Turn<'_> {
         // Healthy on either release: the slot is free again. Any other
         // failure may leave the node down, so it keeps counting as
         // unavailable until a later run ends healthy (or an operator
-        // forgets it).
-        match outcome {
-            Ok(()) | Err(NodeError::RolledBack(_)) => clear_mark_or_warn(fleet),
-            Err(_) => errln!(
+        // forgets it). The slot goes first and the mark last (see
+        // `release`).
+        let healthy = matches!(outcome, Ok(()) | Err(NodeError::RolledBack(_)));
+        drop(self.lease);
+        if healthy {
+            clear_mark_or_warn(fleet);
+        } else {
+            errln!(
                 "ferry: this node stays counted as unavailable ({}) until a run of its own ends with it healthy",
                 fleet.key("down", &fleet.node)
-            ),
+            );
         }
-        drop(self.lease);
     }
 }
 

@@ -84,10 +84,15 @@ pub fn find(path: &str) -> Option<(Endpoint, Option<String>)> {
 #[serde(deny_unknown_fields)]
 struct PlanRequest {
     version: Version,
+    #[serde(default, deserialize_with = "present")]
     canary: Option<Canary>,
+    #[serde(default, deserialize_with = "present")]
     max_unavailable: Option<u32>,
+    #[serde(default, deserialize_with = "present")]
     bake_seconds: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
     promote: Option<Promote>,
+    #[serde(default, deserialize_with = "present")]
     rollback_on_failure: Option<RollbackScope>,
     #[serde(default)]
     allow_downgrade: bool,
@@ -97,6 +102,17 @@ struct PlanRequest {
 #[serde(deny_unknown_fields)]
 struct ExecuteRequest {
     id: String,
+}
+
+/// An optional key that, when present, holds a value: `null` is refused
+/// (the document gives each key a type, and leaving a key out is how a
+/// request keeps the inventory's value).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 const DASHBOARD: &str = include_str!("dashboard.html");
