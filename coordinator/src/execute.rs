@@ -27,7 +27,7 @@ use crate::inventory::{Inventory, InventoryNode, Promote, RollbackScope, Rollout
 use crate::leadership;
 use crate::live_view::RolloutView;
 use crate::lock;
-use crate::node_apply;
+use crate::node_apply::{self, NodeWork};
 use crate::plan::StageKind;
 use crate::record::{NodeRolloutState, RolloutRecord, RolloutState};
 use crate::revert;
@@ -35,7 +35,6 @@ use crate::shared_record::SharedRecord;
 use crate::transport::{self, RemoteCommand};
 
 pub use crate::lock::RolloutLock;
-pub use crate::node_apply::APPLY_TIMEOUT;
 
 /// How long one node's `ferry rollback` may take.
 pub const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(10 * 60);
@@ -350,14 +349,20 @@ fn walk_stages(
         );
         view.say(&message);
         shared.update(|r| r.note(None, message))?;
-        let apply = match policy.allow_downgrade {
-            true => RemoteCommand::ApplyDowngrade(&version),
-            false => RemoteCommand::Apply(&version),
+        let work = NodeWork {
+            apply: match policy.allow_downgrade {
+                true => RemoteCommand::ApplyDowngrade(&version),
+                false => RemoteCommand::Apply(&version),
+            },
+            timeout: Duration::from_secs(policy.apply_timeout_seconds),
+            stage_ends: policy
+                .stage_timeout_seconds
+                .map(|s| std::time::Instant::now() + Duration::from_secs(s)),
         };
         run_stage(
             shared,
             inventory,
-            apply,
+            work,
             own_ferry,
             &capture_dir,
             view,
@@ -494,13 +499,13 @@ fn updated_nodes<'i>(
 fn run_stage(
     shared: &SharedRecord<'_>,
     inventory: &Inventory,
-    apply: RemoteCommand<'_>,
+    work: NodeWork<'_>,
     own_ferry: &Path,
     capture_dir: &Path,
     view: &RolloutView,
     nodes: &[(&InventoryNode, NodeRolloutState)],
 ) -> Result<()> {
-    let version = apply.version().expect("an apply names its version");
+    let version = work.apply.version().expect("an apply names its version");
     let errors: Vec<CoordinatorError> = std::thread::scope(|scope| {
         let runs: Vec<_> = nodes
             .iter()
@@ -514,7 +519,7 @@ fn run_stage(
                             &inventory.transport,
                             node,
                             own_ferry,
-                            APPLY_TIMEOUT,
+                            work.time_left(),
                         ) {
                             if &current == version {
                                 view.say(&format!(
@@ -550,7 +555,7 @@ fn run_stage(
                     let outcome = node_apply::apply(
                         inventory,
                         node,
-                        apply,
+                        work,
                         own_ferry,
                         capture_dir,
                         &on_event,

@@ -31,6 +31,8 @@
 //! canary = 1                 # a count, or a fraction: "10%"
 //! max_unavailable = 1
 //! bake_seconds = 0
+//! apply_timeout_seconds = 1800   # one node's apply at most (default 30 min)
+//! stage_timeout_seconds = 3600   # optional: a whole stage at most
 //! promote = "manual"         # or "auto"
 //! rollback_on_failure = "all"   # or "node"
 //! metrics_gate = { url = "http://10.0.0.9/error_rate", max = 0.01 }
@@ -167,11 +169,32 @@ pub struct RolloutPolicy {
     /// not set it (a downgrade is asked for each time).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_downgrade: bool,
+    /// How long one node's `ferry apply` may take before it is stopped and
+    /// the node counts as failed.
+    #[serde(default = "default_apply_timeout")]
+    pub apply_timeout_seconds: u64,
+    /// How long one stage may take from its first node's start; an apply
+    /// still running then is stopped and fails its node. None: each node
+    /// has its `apply_timeout_seconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage_timeout_seconds: Option<u64>,
 }
 
 fn one() -> u32 {
     1
 }
+
+/// 30 minutes: a database node's apply (download, migrations, a restart,
+/// its health gate) rarely takes longer, and a hung one must not hold a
+/// rollout forever.
+pub const DEFAULT_APPLY_TIMEOUT_SECONDS: u64 = 30 * 60;
+
+fn default_apply_timeout() -> u64 {
+    DEFAULT_APPLY_TIMEOUT_SECONDS
+}
+
+/// The longest either deadline may be: a week.
+const MAX_TIMEOUT_SECONDS: u64 = 7 * 24 * 3600;
 
 impl Default for RolloutPolicy {
     fn default() -> Self {
@@ -183,6 +206,8 @@ impl Default for RolloutPolicy {
             rollback_on_failure: RollbackScope::default(),
             metrics_gate: None,
             allow_downgrade: false,
+            apply_timeout_seconds: DEFAULT_APPLY_TIMEOUT_SECONDS,
+            stage_timeout_seconds: None,
         }
     }
 }
@@ -427,6 +452,22 @@ impl Inventory {
         }
         if self.rollout.allow_downgrade {
             return Err("[rollout] allow_downgrade: a downgrade is asked for each time with `ferry rollout start --allow-downgrade` (or `plan`), not set in the inventory; remove the key".into());
+        }
+        let timeouts = [
+            (
+                "apply_timeout_seconds",
+                Some(self.rollout.apply_timeout_seconds),
+            ),
+            ("stage_timeout_seconds", self.rollout.stage_timeout_seconds),
+        ];
+        for (key, value) in timeouts {
+            if let Some(seconds) = value {
+                if !(1..=MAX_TIMEOUT_SECONDS).contains(&seconds) {
+                    return Err(format!(
+                        "[rollout] {key} = {seconds} is out of range: use 1 to {MAX_TIMEOUT_SECONDS} (a week)"
+                    ));
+                }
+            }
         }
         if self.rollout.max_unavailable == 0 {
             return Err(

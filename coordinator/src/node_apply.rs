@@ -23,10 +23,6 @@ use ferry_node::events::{Event, EventLine};
 use ferry_node::exit::Exit;
 use ferry_node::shell::{Finished, ShellCommand};
 
-/// How long one node's `ferry apply` may take (download, switch, health
-/// check) before it counts as failed.
-pub const APPLY_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-
 /// Applies tried on a node whose lock is held by another operation.
 const LOCKED_ATTEMPTS: u32 = 3;
 
@@ -128,22 +124,46 @@ fn follow(path: &Path, done: &AtomicBool, on_event: &(dyn Fn(&EventLine) + Sync)
     }
 }
 
-/// Runs `apply` (`ferry apply --version V [--allow-downgrade] --output
-/// json`) on `node` and judges it.
+/// What one node of a stage is to run, and until when.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeWork<'a> {
+    /// `ferry apply --version V [--allow-downgrade] --output json`.
+    pub apply: RemoteCommand<'a>,
+    /// `[rollout] apply_timeout_seconds`.
+    pub timeout: Duration,
+    /// `[rollout] stage_timeout_seconds` from the stage's start, if set.
+    pub stage_ends: Option<std::time::Instant>,
+}
+
+impl NodeWork<'_> {
+    /// How long the next command may run: the apply timeout, cut to what
+    /// is left of the stage.
+    pub fn time_left(&self) -> Duration {
+        match self.stage_ends {
+            Some(end) => self
+                .timeout
+                .min(end.saturating_duration_since(std::time::Instant::now())),
+            None => self.timeout,
+        }
+    }
+}
+
+/// Runs `work.apply` on `node` and judges it.
 pub fn apply(
     inventory: &Inventory,
     node: &InventoryNode,
-    apply: RemoteCommand<'_>,
+    work: NodeWork<'_>,
     own_ferry: &Path,
     capture_dir: &Path,
     on_event: &(dyn Fn(&EventLine) + Sync),
 ) -> NodeOutcome {
+    let apply = work.apply;
     let line = command_line(&inventory.transport, node, apply, own_ferry);
     let what = format!("apply on node {}", node.name);
     let mut attempts = 0;
     let (finished, stdout) = loop {
         let (finished, stdout) =
-            match run_following(&what, &line, APPLY_TIMEOUT, capture_dir, on_event) {
+            match run_following(&what, &line, work.time_left(), capture_dir, on_event) {
                 Err(e) => return NodeOutcome::Failed(e),
                 Ok(ran) => ran,
             };
@@ -154,13 +174,24 @@ pub fn apply(
         if finished.code != Some(i32::from(Exit::Locked.code())) || attempts >= LOCKED_ATTEMPTS {
             break (finished, stdout);
         }
-        if let Err(e) = settled_version(&inventory.transport, node, own_ferry, APPLY_TIMEOUT) {
+        if let Err(e) = settled_version(&inventory.transport, node, own_ferry, work.time_left()) {
             return NodeOutcome::Failed(format!(
                 "it was busy with another ferry operation, and then: {e}"
             ));
         }
     };
     let last = events(&stdout).pop();
+    if finished.timed_out {
+        let limit = match work.stage_ends {
+            Some(end) if end <= std::time::Instant::now() => {
+                "the stage's stage_timeout_seconds ran out".to_string()
+            }
+            _ => format!("apply_timeout_seconds = {}", work.timeout.as_secs()),
+        };
+        return NodeOutcome::Failed(format!(
+            "its apply was stopped: {limit} ([rollout] in the inventory)"
+        ));
+    }
     match judge_apply(finished.code, finished.timed_out, last) {
         NodeOutcome::Failed(why) => {
             let tail = finished.output.trim();
