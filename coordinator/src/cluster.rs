@@ -124,27 +124,10 @@ fn lock_path(state_dir: &Path, key: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{RolloutPlan, Stage, StageKind};
-    use std::collections::BTreeMap;
 
     fn record(id: &str, cluster: &str, state: RolloutState) -> RolloutRecord {
-        let plan = RolloutPlan {
-            target: "1.2.0".parse().unwrap(),
-            cluster_size: 1,
-            batch_size: 1,
-            leader: None,
-            stages: vec![Stage {
-                name: "canary".into(),
-                kind: StageKind::Canary,
-                nodes: vec!["n1".into()],
-                why: String::new(),
-            }],
-            skipped: Vec::new(),
-            warnings: Vec::new(),
-        };
-        let mut r = RolloutRecord::new(plan, "/x".into(), &BTreeMap::new(), jiff::Timestamp::now());
+        let mut r = crate::record::one_stage_record(state);
         r.id = id.into();
-        r.state = state;
         r.cluster = Some(cluster.into());
         r
     }

@@ -26,6 +26,7 @@
 //! every rule above is unit-tested), `transport` runs `ferry` on a node and
 //! `record` persists a rollout so a killed coordinator can resume it;
 //! `execute` drives one, with `node_apply` running each node's update,
+//! `failure` handling a failed one,
 //! `gate` reading the metrics gate, `lock` keeping coordinators of one
 //! rollout apart, `cluster` keeping two rollouts off one cluster, and
 //! `live_view` drawing the cluster on a terminal.
@@ -49,6 +50,7 @@ pub mod cluster;
 pub mod commands;
 pub mod error;
 pub mod execute;
+pub mod failure;
 pub mod gate;
 pub mod inventory;
 pub mod leadership;

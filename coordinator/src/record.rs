@@ -287,6 +287,30 @@ impl RolloutRecord {
     }
 }
 
+/// A record of a one-node, one-stage rollout of 1.1.0 in `state`: for the
+/// unit tests of what reads records (locks, clusters, stop requests).
+#[cfg(test)]
+pub(crate) fn one_stage_record(state: RolloutState) -> RolloutRecord {
+    use crate::plan::{Stage, StageKind};
+    let plan = RolloutPlan {
+        target: "1.1.0".parse().unwrap(),
+        cluster_size: 1,
+        batch_size: 1,
+        leader: None,
+        stages: vec![Stage {
+            name: "canary".into(),
+            kind: StageKind::Canary,
+            nodes: vec!["n1".into()],
+            why: String::new(),
+        }],
+        skipped: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let mut r = RolloutRecord::new(plan, "/x".into(), &BTreeMap::new(), Timestamp::now());
+    r.state = state;
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,15 +42,21 @@ fn allowed(request: StopRequest) -> &'static [RolloutState] {
 
 /// Aborts or pauses rollout `id` (see the module docs).
 pub fn stop(state_dir: &Path, id: &str, request: StopRequest) -> Result<Stopped> {
-    let refuse = |record: &RolloutRecord| CoordinatorError::WrongState {
-        id: id.to_string(),
-        state: label(record.state),
-        allowed: allowed(request)
-            .iter()
-            .map(|s| label(*s))
-            .collect::<Vec<_>>()
-            .join(" or "),
-        verb: request.done(),
+    let refuse = |record: &RolloutRecord| match record.state.is_terminal() {
+        true => CoordinatorError::AlreadyEnded {
+            id: id.to_string(),
+            state: label(record.state),
+        },
+        false => CoordinatorError::WrongState {
+            id: id.to_string(),
+            state: label(record.state),
+            allowed: allowed(request)
+                .iter()
+                .map(|s| label(*s))
+                .collect::<Vec<_>>()
+                .join(" or "),
+            verb: request.done(),
+        },
     };
     let record = RolloutRecord::load(state_dir, id)?;
     if !allowed(request).contains(&record.state) {
@@ -82,26 +88,9 @@ pub fn stop(state_dir: &Path, id: &str, request: StopRequest) -> Result<Stopped>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{RolloutPlan, Stage, StageKind};
-    use std::collections::BTreeMap;
 
     fn saved(dir: &Path, state: RolloutState) -> String {
-        let plan = RolloutPlan {
-            target: "1.1.0".parse().unwrap(),
-            cluster_size: 1,
-            batch_size: 1,
-            leader: None,
-            stages: vec![Stage {
-                name: "canary".into(),
-                kind: StageKind::Canary,
-                nodes: vec!["n1".into()],
-                why: String::new(),
-            }],
-            skipped: Vec::new(),
-            warnings: Vec::new(),
-        };
-        let mut r = RolloutRecord::new(plan, "/x".into(), &BTreeMap::new(), Timestamp::now());
-        r.state = state;
+        let mut r = crate::record::one_stage_record(state);
         r.save(dir, Timestamp::now()).unwrap();
         r.id
     }
@@ -140,6 +129,6 @@ mod tests {
         let err = stop(dir.path(), &id, StopRequest::Abort)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("is aborted"), "{err}");
+        assert!(err.contains("is already aborted"), "{err}");
     }
 }

@@ -316,7 +316,9 @@ impl Api {
         self.find(id)?;
         let stopped =
             crate::stop::stop(&self.args.state_dir, id, request).map_err(|e| match e {
-                CoordinatorError::WrongState { .. } => Reply::error(409, e.to_string()),
+                CoordinatorError::WrongState { .. } | CoordinatorError::AlreadyEnded { .. } => {
+                    Reply::error(409, e.to_string())
+                }
                 e => Reply::error(500, e.to_string()),
             })?;
         let watch = format!("/api/v1/updates/watch/{id}");
