@@ -68,4 +68,5 @@ pub mod ssh_cluster;
 pub mod sshd;
 pub mod tamper;
 pub mod threats;
+pub mod waves;
 pub mod webhook;

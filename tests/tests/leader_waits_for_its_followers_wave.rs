@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use ferry_tests::etcd::Etcd;
 use ferry_tests::fixtures::{Node, Workspace, CHANNEL};
 use ferry_tests::run::{run, Output};
+use ferry_tests::waves::{self, epoch};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 const WAVES: &str = "50%@1h,100%@2h";
 const PUBLISHED_1: &str = "2030-06-03T00:00:00Z";
@@ -31,30 +31,9 @@ const PREFIX: &str = "/ferry/waves";
 /// Far longer than any deferral may take.
 const WAIT_TIMEOUT_SECONDS: u64 = 90;
 
-fn epoch(at: &str) -> String {
-    at.parse::<jiff::Timestamp>()
-        .unwrap()
-        .as_second()
-        .to_string()
-}
-
-/// The documented placement for [`WAVES`]: 1 or 2.
-fn wave_of(id: &str, version: &str) -> usize {
-    let digest = Sha256::digest(format!("ferry-wave:{id}:{version}").as_bytes());
-    let draw = u64::from_be_bytes(digest[..8].try_into().unwrap());
-    if u128::from(draw) * 100 < 50u128 << 64 {
-        1
-    } else {
-        2
-    }
-}
-
 /// The first id `<stem>-N` whose draw for 2.0.0 lands in `wave`.
 fn id_in_wave(stem: &str, wave: usize) -> String {
-    (0..)
-        .map(|i| format!("{stem}-{i}"))
-        .find(|id| wave_of(id, "2.0.0") == wave)
-        .unwrap()
+    waves::ids_in_wave(stem, "2.0.0", wave, 1).remove(0)
 }
 
 /// A node with `[node] id = id` on 1.0.0 (installed by an operator before

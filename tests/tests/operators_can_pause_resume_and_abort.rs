@@ -14,7 +14,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ferry_tests::cluster::{coordinator, coordinator_command, five_nodes_on_1_0_0, rollout_record};
+use ferry_tests::cluster::{
+    coordinator, five_nodes_on_1_0_0, rollout_record, start_version_command,
+};
 use ferry_tests::fixtures::Workspace;
 use ferry_tests::rollout_api::{hold_file, watch, write_inventory, ApiServer};
 use ferry_tests::run::run;
@@ -44,19 +46,7 @@ fn the_cli_pauses_a_running_rollout_between_stages_and_resumes_it() {
     let inventory = write_inventory(&ws, &nodes, 0.0, None);
     // The canary (n2) waits on its hold file: the rollout is running.
     let canary = hold(&ws, "n2");
-    let mut start = coordinator_command(
-        &ws,
-        &[
-            "rollout",
-            "start",
-            "--inventory",
-            inventory.to_str().unwrap(),
-            "--version",
-            "1.1.0",
-            "--promote",
-            "auto",
-        ],
-    );
+    let mut start = start_version_command(&ws, &inventory, "1.1.0", &["--promote", "auto"]);
     let runner = std::thread::spawn(move || run(&mut start));
     let id = {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -91,18 +81,7 @@ fn the_cli_pauses_a_running_rollout_between_stages_and_resumes_it() {
         assert_eq!(r["nodes"][name]["state"], "pending", "{r}");
     }
     // Paused holds the cluster, and cannot be paused again.
-    coordinator(
-        &ws,
-        &[
-            "rollout",
-            "start",
-            "--inventory",
-            inventory.to_str().unwrap(),
-            "--version",
-            "1.1.0",
-        ],
-    )
-    .assert_code(9);
+    run(&mut start_version_command(&ws, &inventory, "1.1.0", &[])).assert_code(9);
     coordinator(&ws, &["rollout", "pause", &id])
         .assert_code(1)
         .assert_stderr_contains("is paused");

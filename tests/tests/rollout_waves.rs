@@ -18,8 +18,8 @@ use std::io::Write;
 
 use ferry_tests::fixtures::{Node, Workspace, CHANNEL};
 use ferry_tests::run::{run, Output};
+use ferry_tests::waves::{self, epoch};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 const WAVES: &str = "50%@1h,100%@2h";
 /// 1.0.0 and 2.0.0 are both published with [`WAVES`]; 2.0.0 at 06:00.
@@ -32,36 +32,9 @@ const FIRST_OPENS: &str = "2030-06-03T07:00:00Z";
 const BETWEEN: &str = "2030-06-03T07:30:00Z";
 const SECOND_OPENS: &str = "2030-06-03T08:00:00Z";
 
-fn epoch(at: &str) -> String {
-    at.parse::<jiff::Timestamp>()
-        .unwrap()
-        .as_second()
-        .to_string()
-}
-
-/// The documented placement: the first 8 bytes of
-/// SHA-256("ferry-wave:" + id + ":" + version), big-endian, against each
-/// wave's percent as `draw * 100 < percent * 2^64`. Returns the 1-based
-/// wave of [`WAVES`] (50 %, 100 %).
-fn wave_of(id: &str, version: &str) -> usize {
-    let digest = Sha256::digest(format!("ferry-wave:{id}:{version}").as_bytes());
-    let draw = u64::from_be_bytes(digest[..8].try_into().unwrap());
-    if u128::from(draw) * 100 < 50u128 << 64 {
-        1
-    } else {
-        2
-    }
-}
-
 /// The first `count` ids `fleet-N` that land in `wave` for 2.0.0.
 fn ids_in_wave(wave: usize, count: usize) -> Vec<String> {
-    let ids: Vec<String> = (0..)
-        .map(|i| format!("fleet-{i}"))
-        .filter(|id| wave_of(id, "2.0.0") == wave)
-        .take(count)
-        .collect();
-    assert_eq!(ids.len(), count);
-    ids
+    waves::ids_in_wave("fleet", "2.0.0", wave, count)
 }
 
 fn repository() -> Workspace {
